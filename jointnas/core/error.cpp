@@ -1,0 +1,2 @@
+// Anchors the vtables of the error types in one translation unit.
+#include "jointnas/core/error.h"

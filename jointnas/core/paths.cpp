@@ -1,0 +1,50 @@
+// join_inside: the guard for names read from model files.
+#include "jointnas/core/paths.h"
+
+#include <filesystem>
+
+#include "jointnas/core/error.h"
+
+namespace jointnas {
+namespace fs = std::filesystem;
+
+std::string join_inside(const std::string& dir, const std::string& name, const std::string& source) {
+  auto reject = [&](const char* why) {
+    throw IoError(fmt::format("{}: refusing file name '{}' ({}); names must be plain files inside "
+                              "the model directory",
+                              source, name, why));
+  };
+  if (name.empty()) reject("empty");
+  if (name.find('\0') != std::string::npos) reject("contains NUL");
+  if (name.size() > 4096) reject("too long");
+  if (name.find("//") != std::string::npos || name.back() == '/') reject("empty component");
+  fs::path p(name);
+  if (p.is_absolute() || name.front() == '/') reject("absolute path");
+  for (const auto& part : p) {
+    if (part == ".." || part == "." || part.empty()) reject("'..', '.' or empty component");
+  }
+  fs::path joined = fs::path(dir) / p;
+  // Resolve symlinks when the target exists: a link inside the directory may not lead out of it.
+  std::error_code ec;
+  if (fs::exists(joined, ec)) {
+    fs::path real_dir = fs::weakly_canonical(fs::path(dir), ec);
+    fs::path real = fs::weakly_canonical(joined, ec);
+    auto rd = real_dir.string(), rf = real.string();
+    if (rf.size() <= rd.size() || rf.compare(0, rd.size(), rd) != 0 || rf[rd.size()] != '/') {
+      reject("resolves outside the model directory");
+    }
+  }
+  return joined.string();
+}
+
+bool file_exists(const std::string& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path, ec);
+}
+
+bool dir_exists(const std::string& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec);
+}
+
+}  // namespace jointnas

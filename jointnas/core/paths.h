@@ -1,0 +1,18 @@
+// Safe path handling for untrusted names found inside model files (shard names in an index,
+// tokenizer file names): never follow a path out of the model directory.
+#pragma once
+
+#include <string>
+
+namespace jointnas {
+
+// Joins `dir` and a file name taken from an untrusted file. Throws IoError (naming `source`, the
+// file the name came from) unless `name` is a plain relative path that stays inside `dir`:
+// no absolute paths, no "..", no empty components, no NUL, and (once resolved) no symlink that
+// leads outside `dir`.
+std::string join_inside(const std::string& dir, const std::string& name, const std::string& source);
+
+bool file_exists(const std::string& path);
+bool dir_exists(const std::string& path);
+
+}  // namespace jointnas

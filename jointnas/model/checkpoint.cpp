@@ -1,0 +1,163 @@
+// HF directory loading (single file or sharded index) and saving.
+#include "jointnas/model/checkpoint.h"
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/core/paths.h"
+#include "jointnas/model/llama2c.h"
+
+namespace jointnas::model {
+namespace fs = std::filesystem;
+namespace {
+
+at::ScalarType to_scalar_type(StDtype d, const std::string& where) {
+  switch (d) {
+    case StDtype::F64: return at::kDouble;
+    case StDtype::F32: return at::kFloat;
+    case StDtype::F16: return at::kHalf;
+    case StDtype::BF16: return at::kBFloat16;
+    case StDtype::I64: return at::kLong;
+    case StDtype::I32: return at::kInt;
+    case StDtype::I16: return at::kShort;
+    case StDtype::I8: return at::kChar;
+    case StDtype::U8: return at::kByte;
+    case StDtype::BOOL: return at::kBool;
+    case StDtype::F8_E4M3: return at::kFloat8_e4m3fn;
+    case StDtype::F8_E5M2: return at::kFloat8_e5m2;
+    default: break;
+  }
+  throw IoError(fmt::format("{}: dtype {} is not supported by the runtime", where, st_dtype_name(d)));
+}
+
+StDtype to_st_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kDouble: return StDtype::F64;
+    case at::kFloat: return StDtype::F32;
+    case at::kHalf: return StDtype::F16;
+    case at::kBFloat16: return StDtype::BF16;
+    case at::kLong: return StDtype::I64;
+    case at::kInt: return StDtype::I32;
+    case at::kShort: return StDtype::I16;
+    case at::kChar: return StDtype::I8;
+    case at::kByte: return StDtype::U8;
+    case at::kBool: return StDtype::BOOL;
+    case at::kFloat8_e4m3fn: return StDtype::F8_E4M3;
+    case at::kFloat8_e5m2: return StDtype::F8_E5M2;
+    default: break;
+  }
+  throw Error(fmt::format("cannot write dtype {} to safetensors", c10::toString(t)));
+}
+
+void add_file(Checkpoint& ck, const std::string& path, const std::set<std::string>* wanted) {
+  auto st = SafetensorsFile::open(path);
+  for (const auto& [name, e] : st->entries()) {
+    if (wanted != nullptr && wanted->count(name) == 0) continue;
+    JNAS_CHECK_IO(ck.tensors.count(name) == 0, "{}: tensor '{}' also appears in {}", path, name,
+                  ck.tensor_source[name]);
+    ck.tensors[name] = tensor_from_entry(st, e);
+    ck.tensor_source[name] = path;
+  }
+}
+
+}  // namespace
+
+at::Tensor tensor_from_entry(const std::shared_ptr<SafetensorsFile>& file, const StEntry& e) {
+  auto dtype = to_scalar_type(e.dtype, file->path() + ": tensor '" + e.name + "'");
+  // from_blob never writes; the mapping is PROT_READ, so a stray in-place op would fault rather
+  // than corrupt the file. The deleter keeps the mapping alive as long as any view exists.
+  std::shared_ptr<SafetensorsFile> keep = file;
+  return at::from_blob(const_cast<uint8_t*>(file->data(e)), e.shape,
+                       [keep](void*) mutable { keep.reset(); },
+                       at::TensorOptions().dtype(dtype).device(at::kCPU));
+}
+
+Checkpoint load_hf_directory(const std::string& dir) {
+  Checkpoint ck;
+  ck.format = "hf";
+  ck.config_source = (fs::path(dir) / "config.json").string();
+  JNAS_CHECK_IO(file_exists(ck.config_source), "{}: no config.json in the model directory", dir);
+  ck.config = LlamaConfig::from_file(ck.config_source);
+  const std::string single = (fs::path(dir) / "model.safetensors").string();
+  const std::string index = (fs::path(dir) / "model.safetensors.index.json").string();
+  if (file_exists(index)) {
+    Json j = read_json_file(index);
+    JNAS_CHECK_IO(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
+                  "{}: missing 'weight_map' object", index);
+    std::map<std::string, std::set<std::string>> by_shard;
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      JNAS_CHECK_IO(it.value().is_string(), "{}: weight_map['{}'] must be a file name", index,
+                    it.key());
+      by_shard[it.value().get<std::string>()].insert(it.key());
+    }
+    JNAS_CHECK_IO(!by_shard.empty(), "{}: weight_map is empty", index);
+    for (const auto& [shard, names] : by_shard) {
+      const std::string path = join_inside(dir, shard, index);
+      JNAS_CHECK_IO(file_exists(path), "{}: shard '{}' listed in the index does not exist", index,
+                    shard);
+      add_file(ck, path, &names);
+      for (const auto& n : names) {
+        JNAS_CHECK_IO(ck.tensors.count(n) != 0, "{}: tensor '{}' is listed for shard '{}' but is not in it",
+                      index, n, shard);
+      }
+    }
+  } else if (file_exists(single)) {
+    add_file(ck, single, nullptr);
+  } else {
+    throw IoError(fmt::format("{}: no model.safetensors or model.safetensors.index.json", dir),
+                  "jointnas reads safetensors checkpoints (PyTorch .bin pickles are never loaded: "
+                  "they can execute code)");
+  }
+  return ck;
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  if (dir_exists(path)) return load_hf_directory(path);
+  if (file_exists(path)) {
+    if (path.size() > 4 && path.substr(path.size() - 4) == ".bin") return load_llama2c(path);
+    throw IoError(fmt::format("'{}' is a file, not a model directory", path),
+                  "pass an HF model directory (config.json + *.safetensors) or a llama2.c .bin");
+  }
+  throw IoError(fmt::format("model path '{}' does not exist", path),
+                "pass an HF model directory (config.json + *.safetensors) or a llama2.c .bin");
+}
+
+void save_hf_directory(const Checkpoint& ck, const std::string& dir, const std::string& dtype_name) {
+  at::ScalarType dt = dtype_name == "bfloat16" ? at::kBFloat16
+                      : dtype_name == "float16" ? at::kHalf
+                      : dtype_name == "float32" ? at::kFloat
+                                                : at::ScalarType::Undefined;
+  JNAS_CHECK_CONFIG(dt != at::ScalarType::Undefined,
+                    "unknown dtype '{}': expected float32, bfloat16 or float16", dtype_name);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  JNAS_CHECK_IO(!ec, "cannot create output directory '{}': {}", dir, ec.message());
+  std::vector<at::Tensor> keep;
+  std::vector<StWriteTensor> out;
+  for (const auto& [name, t] : ck.tensors) {
+    at::Tensor c = t.to(at::kCPU, t.is_floating_point() ? dt : t.scalar_type()).contiguous();
+    keep.push_back(c);
+    out.push_back({name, to_st_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr(),
+                   static_cast<size_t>(c.nbytes())});
+  }
+  write_safetensors((fs::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
+  LlamaConfig cfg = ck.config;
+  cfg.torch_dtype = dtype_name;
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  const std::string tmp = cfg_path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    JNAS_CHECK_IO(f.good(), "cannot write '{}'", tmp);
+    f << cfg.to_json().dump(2) << "\n";
+    JNAS_CHECK_IO(f.good(), "failed writing '{}' (disk full?)", tmp);
+  }
+  fs::rename(tmp, cfg_path, ec);
+  JNAS_CHECK_IO(!ec, "cannot rename '{}' to '{}': {}", tmp, cfg_path, ec.message());
+}
+
+}  // namespace jointnas::model

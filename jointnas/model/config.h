@@ -1,0 +1,78 @@
+// LlamaConfig: the Hugging Face config.json of a Llama-family model, field names kept as HF
+// writes them, plus LayerSpec, the per-layer blueprint that lets one runtime run heterogeneous
+// (pruned, mixed-precision) models.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "jointnas/core/json_util.h"
+
+namespace jointnas::model {
+
+// RoPE parameters. HF writes them either top-level (`rope_theta`, `rope_scaling`, transformers
+// 4.x and real Llama-3.1 checkpoints) or as one `rope_parameters` block (transformers 5).
+struct RopeParameters {
+  double rope_theta = 10000.0;
+  std::string rope_type = "default";  // "default" or "llama3"
+  // llama3 scaling (Llama-3.1 config: factor 8, low 1, high 4, original 8192).
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+struct LlamaConfig {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;  // explicit in config.json, else hidden_size / num_attention_heads
+  int64_t max_position_embeddings = 2048;
+  double rms_norm_eps = 1e-5;
+  RopeParameters rope;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;
+  bool mlp_bias = false;
+  std::string hidden_act = "silu";
+  std::string torch_dtype = "float32";  // `dtype` (v5) or `torch_dtype` (v4) as written
+  int64_t bos_token_id = -1;
+  std::vector<int64_t> eos_token_ids;  // config.json allows an int or a list
+
+  // Parses config.json text; `source` names the file in errors. Unknown keys are ignored (HF
+  // configs carry many); unsupported values (model_type, activation, biases) are IoErrors.
+  static LlamaConfig from_json(const Json& j, const std::string& source);
+  static LlamaConfig from_file(const std::string& path);
+  // HF config.json (transformers 5 layout: `rope_parameters`).
+  Json to_json() const;
+  // Checks internal consistency; throws IoError naming `source`.
+  void validate(const std::string& source) const;
+};
+
+// Per-layer shapes and precision. A dense model is the trivial list (every layer as in the
+// config); search results are lists that differ per layer. Formats are QuantFormat names
+// (docs/formats.md); "bf16" means unquantized in the model's compute dtype.
+struct LayerSpec {
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  int64_t intermediate_size = 0;
+  // RoPE base of this layer. A head size reduced to 2k of d rotary dims keeps the first k pairs,
+  // which is an ordinary RoPE with theta' = theta^(2k/d) (docs/method: head size under RoPE).
+  double rope_theta = 10000.0;
+  bool skip = false;  // a dropped block: exactly the identity
+  std::string format_qkv = "bf16";
+  std::string format_o = "bf16";
+  std::string format_gate_up = "bf16";
+  std::string format_down = "bf16";
+
+  Json to_json() const;
+  static LayerSpec from_json(const Json& j, const std::string& source);
+};
+
+std::vector<LayerSpec> dense_layer_specs(const LlamaConfig& config);
+
+}  // namespace jointnas::model

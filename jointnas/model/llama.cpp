@@ -1,0 +1,349 @@
+// Llama forward pass. Numerics follow transformers' LlamaForCausalLM (RMSNorm in fp32 then cast,
+// RoPE tables from fp32 inverse frequencies, SDPA attention) so that fp32 logits agree with it to
+// rounding.
+#include "jointnas/model/llama.h"
+
+#include <ATen/ATen.h>
+#include <fmt/ranges.h>
+
+#include <cmath>
+#include <mutex>
+#include <numbers>
+
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+
+namespace jointnas::model {
+namespace {
+
+// y = w * (x / sqrt(mean(x^2) + eps)), statistics in fp32, product in the compute dtype (HF).
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  at::Tensor x32 = x.to(at::kFloat);
+  at::Tensor var = x32.pow(2).mean(-1, /*keepdim=*/true);
+  return w * (x32 * at::rsqrt(var + eps)).to(x.scalar_type());
+}
+
+// [.., d] -> cat(-x[d/2:], x[:d/2]) : the HF rotate-half layout, pairs (i, i + d/2).
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  return x * cos + rotate_half(x) * sin;
+}
+
+at::ScalarType parse_file_dtype(const std::string& s) {
+  if (s == "float32" || s == "float") return at::kFloat;
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "float16" || s == "half") return at::kHalf;
+  return at::ScalarType::Undefined;
+}
+
+}  // namespace
+
+at::Tensor rope_inv_freq(int64_t head_dim, double theta, const RopeParameters& rope) {
+  // inv_freq_i = 1 / theta^(2i/d), the exponent computed in fp32 from int64 steps as HF does.
+  at::Tensor idx = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(head_dim);
+  at::Tensor inv = 1.0 / at::pow(theta, idx);
+  if (rope.rope_type == "llama3") {
+    // Llama-3.1 frequency scaling (transformers _compute_llama3_parameters): long wavelengths are
+    // divided by `factor`, short ones kept, the band between interpolated smoothly.
+    const double old_ctx = static_cast<double>(rope.original_max_position_embeddings);
+    const double low_wl = old_ctx / rope.low_freq_factor;
+    const double high_wl = old_ctx / rope.high_freq_factor;
+    at::Tensor wavelen = 2.0 * std::numbers::pi / inv;
+    at::Tensor scaled = at::where(wavelen > low_wl, inv / rope.factor, inv);
+    at::Tensor smooth = (old_ctx / wavelen - rope.low_freq_factor) /
+                        (rope.high_freq_factor - rope.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * scaled / rope.factor + smooth * scaled;
+    at::Tensor medium = at::logical_not(wavelen < high_wl).logical_and(at::logical_not(wavelen > low_wl));
+    inv = at::where(medium, smoothed, scaled);
+  }
+  return inv;
+}
+
+LlamaModel LlamaModel::from_checkpoint(const Checkpoint& ck, RuntimeOptions opts,
+                                       std::vector<LayerSpec> specs) {
+  LlamaModel m;
+  m.config_ = ck.config;
+  m.opts_ = opts;
+  m.specs_ = specs.empty() ? dense_layer_specs(ck.config) : std::move(specs);
+  const LlamaConfig& c = m.config_;
+  JNAS_CHECK_IO(static_cast<int64_t>(m.specs_.size()) == c.num_hidden_layers,
+                "{}: {} layer specs for {} layers", ck.config_source, m.specs_.size(),
+                c.num_hidden_layers);
+  const at::ScalarType file_dtype = parse_file_dtype(c.torch_dtype);
+
+  // Fetches a tensor by HF name, checking presence, floating dtype and shape.
+  auto get = [&](const std::string& name, std::vector<int64_t> shape) -> at::Tensor {
+    auto it = ck.tensors.find(name);
+    if (it == ck.tensors.end()) {
+      throw IoError(fmt::format("{}: missing tensor '{}'", ck.config_source, name),
+                    "the checkpoint is incomplete or its config.json describes another model");
+    }
+    const at::Tensor& t = it->second;
+    const std::string& src = ck.tensor_source.at(name);
+    if (!t.is_floating_point()) {
+      throw IoError(fmt::format("{}: tensor '{}' has dtype {}, expected a floating type", src, name,
+                                c10::toString(t.scalar_type())));
+    }
+    if (file_dtype != at::ScalarType::Undefined && t.scalar_type() != file_dtype) {
+      throw IoError(fmt::format("{}: tensor '{}' is {} but config.json says dtype '{}'", src, name,
+                                c10::toString(t.scalar_type()), c.torch_dtype),
+                    "fix the 'dtype' (or 'torch_dtype') field of config.json or re-export");
+    }
+    if (t.sizes().vec() != shape) {
+      throw IoError(fmt::format("{}: tensor '{}' has shape [{}] but config.json implies [{}]", src,
+                                name, fmt::join(t.sizes(), ", "), fmt::join(shape, ", ")),
+                    "config.json and the weights disagree; check hidden_size, head_dim, heads");
+    }
+    return t.to(opts.device, opts.dtype);
+  };
+
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  m.embed_tokens_ = get("model.embed_tokens.weight", {V, H});
+  m.norm_ = get("model.norm.weight", {H});
+  m.lm_head_ = c.tie_word_embeddings ? m.embed_tokens_ : get("lm_head.weight", {V, H});
+  m.layers_.resize(static_cast<size_t>(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerSpec& s = m.specs_[l];
+    if (s.skip) continue;
+    JNAS_CHECK_IO(s.num_attention_heads > 0 && s.num_key_value_heads > 0 &&
+                      s.num_attention_heads % s.num_key_value_heads == 0 && s.head_dim > 0 &&
+                      s.head_dim % 2 == 0 && s.intermediate_size > 0,
+                  "{}: invalid layer spec {}: heads {} kv heads {} head_dim {} intermediate {}",
+                  ck.config_source, l, s.num_attention_heads, s.num_key_value_heads, s.head_dim,
+                  s.intermediate_size);
+    const std::string p = fmt::format("model.layers.{}.", l);
+    const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
+    LayerWeights& w = m.layers_[l];
+    w.input_layernorm = get(p + "input_layernorm.weight", {H});
+    w.post_attention_layernorm = get(p + "post_attention_layernorm.weight", {H});
+    w.qkv = at::cat({get(p + "self_attn.q_proj.weight", {q_out, H}),
+                     get(p + "self_attn.k_proj.weight", {kv_out, H}),
+                     get(p + "self_attn.v_proj.weight", {kv_out, H})},
+                    0);
+    w.o_proj = get(p + "self_attn.o_proj.weight", {H, q_out});
+    w.gate_up = at::cat({get(p + "mlp.gate_proj.weight", {s.intermediate_size, H}),
+                         get(p + "mlp.up_proj.weight", {s.intermediate_size, H})},
+                        0);
+    w.down_proj = get(p + "mlp.down_proj.weight", {H, s.intermediate_size});
+  }
+  m.build_rope_tables();
+  return m;
+}
+
+LlamaModel LlamaModel::random(const LlamaConfig& config, RuntimeOptions opts, uint64_t seed,
+                              std::vector<LayerSpec> specs) {
+  LlamaModel m;
+  m.config_ = config;
+  m.opts_ = opts;
+  m.specs_ = specs.empty() ? dense_layer_specs(config) : std::move(specs);
+  at::Generator gen = at::globalContext().defaultGenerator(opts.device);
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
+  auto to = at::TensorOptions().device(opts.device).dtype(opts.dtype);
+  // std 0.02 matrices (HF initializer_range) and unit norm weights: activations stay finite.
+  auto mat = [&](int64_t r, int64_t c) { return at::normal(0.0, 0.02, {r, c}, gen, to); };
+  const int64_t H = config.hidden_size, V = config.vocab_size;
+  m.embed_tokens_ = mat(V, H);
+  m.norm_ = at::ones({H}, to);
+  m.lm_head_ = config.tie_word_embeddings ? m.embed_tokens_ : mat(V, H);
+  m.layers_.resize(static_cast<size_t>(config.num_hidden_layers));
+  for (size_t l = 0; l < m.layers_.size(); ++l) {
+    const LayerSpec& s = m.specs_[l];
+    if (s.skip) continue;
+    LayerWeights& w = m.layers_[l];
+    const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
+    w.input_layernorm = at::ones({H}, to);
+    w.post_attention_layernorm = at::ones({H}, to);
+    w.qkv = mat(q_out + 2 * kv_out, H);
+    w.o_proj = mat(H, q_out);
+    w.gate_up = mat(2 * s.intermediate_size, H);
+    w.down_proj = mat(H, s.intermediate_size);
+  }
+  m.build_rope_tables();
+  return m;
+}
+
+void LlamaModel::build_rope_tables() {
+  // One table per distinct (head_dim, theta); layers share them.
+  std::map<std::pair<int64_t, double>, std::pair<at::Tensor, at::Tensor>> cache;
+  const int64_t max_pos = config_.max_position_embeddings;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& s = specs_[l];
+    if (s.skip) continue;
+    auto key = std::make_pair(s.head_dim, s.rope_theta);
+    if (cache.count(key) == 0) {
+      at::Tensor inv = rope_inv_freq(s.head_dim, s.rope_theta, config_.rope);  // [hd/2]
+      at::Tensor pos = at::arange(max_pos, at::kLong).to(at::kFloat);
+      at::Tensor freqs = pos.unsqueeze(1) * inv.unsqueeze(0);  // [P, hd/2]
+      at::Tensor emb = at::cat({freqs, freqs}, -1);             // [P, hd]
+      cache[key] = {emb.cos().to(opts_.device), emb.sin().to(opts_.device)};
+    }
+    layers_[l].rope_cos = cache[key].first;
+    layers_[l].rope_sin = cache[key].second;
+  }
+}
+
+KVCache LlamaModel::new_cache(int64_t batch, int64_t max_len) const {
+  JNAS_CHECK_CONFIG(max_len <= config_.max_position_embeddings,
+                    "context of {} tokens exceeds max_position_embeddings = {}", max_len,
+                    config_.max_position_embeddings);
+  KVCache c;
+  c.batch = batch;
+  c.max_len = max_len;
+  auto to = at::TensorOptions().device(opts_.device).dtype(opts_.dtype);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& s = specs_[l];
+    if (s.skip) {
+      c.k.emplace_back();
+      c.v.emplace_back();
+      continue;
+    }
+    c.k.push_back(at::zeros({batch, s.num_key_value_heads, max_len, s.head_dim}, to));
+    c.v.push_back(at::zeros({batch, s.num_key_value_heads, max_len, s.head_dim}, to));
+  }
+  return c;
+}
+
+at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& positions,
+                             KVCache* cache, int64_t past, const at::Tensor* static_pos) const {
+  const LayerSpec& s = specs_[l];
+  const LayerWeights& w = layers_[l];
+  const int64_t B = x.size(0), T = x.size(1);
+  const int64_t nh = s.num_attention_heads, nkv = s.num_key_value_heads, hd = s.head_dim;
+  const double eps = config_.rms_norm_eps;
+
+  at::Tensor h = rms_norm(x, w.input_layernorm, eps);
+  at::Tensor qkv = at::linear(h, w.qkv);  // [B, T, (nh + 2 nkv) hd]
+  at::Tensor q = qkv.narrow(-1, 0, nh * hd).view({B, T, nh, hd}).transpose(1, 2);
+  at::Tensor k = qkv.narrow(-1, nh * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
+  at::Tensor v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
+  // cos/sin [T, hd] in the compute dtype, broadcast over [B, heads].
+  at::Tensor cos = w.rope_cos.index_select(0, positions).to(x.scalar_type());
+  at::Tensor sin = w.rope_sin.index_select(0, positions).to(x.scalar_type());
+  q = apply_rope(q, cos, sin);
+  k = apply_rope(k, cos, sin);
+
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const bool gqa = nh != nkv;
+  at::Tensor attn;
+  if (static_pos != nullptr) {
+    // CUDA-graph decode: write at the device-side position, attend over the whole buffer masked
+    // to key positions <= pos.
+    cache->k[l].index_copy_(2, *static_pos, k);
+    cache->v[l].index_copy_(2, *static_pos, v);
+    at::Tensor keys = at::arange(cache->max_len, positions.options());
+    at::Tensor mask = keys.le(*static_pos).view({1, 1, 1, cache->max_len});
+    attn = at::scaled_dot_product_attention(q, cache->k[l], cache->v[l], mask, 0.0, false, scale, gqa);
+  } else if (cache != nullptr) {
+    cache->k[l].narrow(2, past, T).copy_(k);
+    cache->v[l].narrow(2, past, T).copy_(v);
+    at::Tensor kk = cache->k[l].narrow(2, 0, past + T);
+    at::Tensor vv = cache->v[l].narrow(2, 0, past + T);
+    if (T == 1) {
+      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, false, scale, gqa);
+    } else if (past == 0) {
+      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, true, scale, gqa);
+    } else {
+      // Query i (absolute position past + i) sees keys j <= past + i.
+      at::Tensor qi = at::arange(T, positions.options()).unsqueeze(1) + past;
+      at::Tensor kj = at::arange(past + T, positions.options()).unsqueeze(0);
+      attn = at::scaled_dot_product_attention(q, kk, vv, kj.le(qi), 0.0, false, scale, gqa);
+    }
+  } else {
+    attn = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1, scale, gqa);
+  }
+  at::Tensor out = x + at::linear(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj);
+
+  h = rms_norm(out, w.post_attention_layernorm, eps);
+  at::Tensor gu = at::linear(h, w.gate_up);  // [B, T, 2I]
+  const int64_t I = s.intermediate_size;
+  at::Tensor act = at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
+  return out + at::linear(act, w.down_proj);
+}
+
+at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_only) const {
+  TORCH_CHECK(ids.dim() == 2, "expected ids [B, T], got ", ids.sizes());
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const int64_t past = cache != nullptr ? cache->length : 0;
+  if (cache != nullptr) {
+    JNAS_CHECK_CONFIG(cache->batch == B, "cache batch {} != input batch {}", cache->batch, B);
+    JNAS_CHECK_CONFIG(past + T <= cache->max_len,
+                      "sequence of {} tokens exceeds the KV cache ({} tokens)", past + T,
+                      cache->max_len);
+  }
+  JNAS_CHECK_CONFIG(past + T <= config_.max_position_embeddings,
+                    "sequence of {} tokens exceeds max_position_embeddings = {}", past + T,
+                    config_.max_position_embeddings);
+  at::Tensor dev_ids = ids.to(opts_.device, at::kLong);
+  // Token ids come from tokenizers and users: check the range rather than read out of bounds.
+  if (dev_ids.numel() > 0) {
+    const int64_t lo = dev_ids.min().item<int64_t>(), hi = dev_ids.max().item<int64_t>();
+    JNAS_CHECK_CONFIG(lo >= 0 && hi < config_.vocab_size, "token id out of range [{}, {}]: min {} max {}",
+                      0, config_.vocab_size - 1, lo, hi);
+  }
+  at::Tensor x = at::embedding(embed_tokens_, dev_ids);  // [B, T, H]
+  at::Tensor positions = at::arange(past, past + T, dev_ids.options());
+  for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
+    if (specs_[l].skip) continue;
+    x = block(l, x, positions, cache, past, nullptr);
+  }
+  if (cache != nullptr) cache->length = past + T;
+  if (last_only) x = x.narrow(1, T - 1, 1);
+  x = rms_norm(x, norm_, config_.rms_norm_eps);
+  return at::linear(x, lm_head_).to(at::kFloat);
+}
+
+at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tensor& pos,
+                                          KVCache& cache) const {
+  at::Tensor x = at::embedding(embed_tokens_, ids);  // [B, 1, H]
+  for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
+    if (specs_[l].skip) continue;
+    x = block(l, x, pos, &cache, 0, &pos);
+  }
+  x = rms_norm(x, norm_, config_.rms_norm_eps);
+  return at::linear(x, lm_head_);  // compute dtype; callers argmax on device
+}
+
+std::map<std::string, at::Tensor> LlamaModel::state_dict() const {
+  std::map<std::string, at::Tensor> sd;
+  sd["model.embed_tokens.weight"] = embed_tokens_;
+  sd["model.norm.weight"] = norm_;
+  if (!config_.tie_word_embeddings) sd["lm_head.weight"] = lm_head_;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSpec& s = specs_[l];
+    if (s.skip) continue;
+    const LayerWeights& w = layers_[l];
+    const std::string p = fmt::format("model.layers.{}.", l);
+    const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
+    sd[p + "input_layernorm.weight"] = w.input_layernorm;
+    sd[p + "post_attention_layernorm.weight"] = w.post_attention_layernorm;
+    sd[p + "self_attn.q_proj.weight"] = w.qkv.narrow(0, 0, q_out);
+    sd[p + "self_attn.k_proj.weight"] = w.qkv.narrow(0, q_out, kv_out);
+    sd[p + "self_attn.v_proj.weight"] = w.qkv.narrow(0, q_out + kv_out, kv_out);
+    sd[p + "self_attn.o_proj.weight"] = w.o_proj;
+    sd[p + "mlp.gate_proj.weight"] = w.gate_up.narrow(0, 0, s.intermediate_size);
+    sd[p + "mlp.up_proj.weight"] = w.gate_up.narrow(0, s.intermediate_size, s.intermediate_size);
+    sd[p + "mlp.down_proj.weight"] = w.down_proj;
+  }
+  return sd;
+}
+
+int64_t LlamaModel::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : state_dict()) n += t.numel();
+  return n;
+}
+
+int64_t LlamaModel::weight_bytes() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : state_dict()) n += t.numel() * static_cast<int64_t>(t.element_size());
+  return n;
+}
+
+}  // namespace jointnas::model

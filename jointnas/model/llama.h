@@ -1,0 +1,92 @@
+// The Llama runtime: RMSNorm, GQA attention through SDPA, RoPE (default and llama3 scaling),
+// SwiGLU, tied or untied head, with per-layer shapes from a LayerSpec list so that pruned and
+// heterogeneous models run through the same code. CPU (fp32, bf16) and CUDA (bf16).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include "jointnas/model/checkpoint.h"
+#include "jointnas/model/config.h"
+
+namespace jointnas::model {
+
+struct RuntimeOptions {
+  c10::Device device = c10::Device(c10::kCPU);
+  c10::ScalarType dtype = c10::kFloat;  // compute (and weight) dtype
+};
+
+// Weights of one block. q/k/v and gate/up are stored fused (one GEMM each, fewer launches in
+// decode); state_dict() hands out HF-named views into them.
+struct LayerWeights {
+  at::Tensor input_layernorm;           // [H]
+  at::Tensor qkv;                       // [(nh + 2 * nkv) * hd, H]
+  at::Tensor o_proj;                    // [H, nh * hd]
+  at::Tensor post_attention_layernorm;  // [H]
+  at::Tensor gate_up;                   // [2 * I, H]  (gate rows first, then up)
+  at::Tensor down_proj;                 // [H, I]
+  at::Tensor rope_cos, rope_sin;        // [max_pos, hd] float32 tables of this layer's RoPE
+};
+
+// Preallocated per-layer K/V: [B, nkv_l, max_len, hd_l] each, in the compute dtype.
+struct KVCache {
+  std::vector<at::Tensor> k, v;
+  int64_t batch = 0;
+  int64_t max_len = 0;
+  int64_t length = 0;  // tokens already written
+};
+
+class LlamaModel {
+ public:
+  // Builds the runtime from a checkpoint. `specs` defaults to the dense list of the config.
+  // Throws IoError naming the checkpoint file for a missing tensor or a shape / dtype that
+  // disagrees with config.json (or with the specs).
+  static LlamaModel from_checkpoint(const Checkpoint& ckpt, RuntimeOptions opts,
+                                    std::vector<LayerSpec> specs = {});
+  // Random weights of a given config (benchmarks at Llama-3.1-8B shapes; never for accuracy),
+  // generated directly on the device: N(0, 0.02) matrices, unit norms.
+  static LlamaModel random(const LlamaConfig& config, RuntimeOptions opts, uint64_t seed,
+                           std::vector<LayerSpec> specs = {});
+
+  // ids [B, T] int64 -> logits float32 [B, T, V] (or [B, 1, V] when last_only). With a cache the
+  // tokens are appended at positions cache->length ... and the cache length advances.
+  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, bool last_only = false) const;
+
+  // One decode step with the position given as a device tensor, so that it can be captured in a
+  // CUDA graph: ids [B, 1], pos int64 [1] (the position of the new token). Attends over the whole
+  // cache with a mask key_pos <= pos; does not touch cache.length.
+  at::Tensor decode_step_static(const at::Tensor& ids, const at::Tensor& pos, KVCache& cache) const;
+
+  KVCache new_cache(int64_t batch, int64_t max_len) const;
+
+  const LlamaConfig& config() const { return config_; }
+  const std::vector<LayerSpec>& specs() const { return specs_; }
+  const RuntimeOptions& options() const { return opts_; }
+  // HF-named tensors (views into the fused weights).
+  std::map<std::string, at::Tensor> state_dict() const;
+  int64_t num_parameters() const;
+  int64_t weight_bytes() const;
+
+ private:
+  at::Tensor block(int64_t l, const at::Tensor& x, const at::Tensor& positions, KVCache* cache,
+                   int64_t past, const at::Tensor* static_pos) const;
+  void build_rope_tables();
+
+  LlamaConfig config_;
+  std::vector<LayerSpec> specs_;
+  RuntimeOptions opts_;
+  at::Tensor embed_tokens_;  // [V, H]
+  at::Tensor norm_;          // [H]
+  at::Tensor lm_head_;       // [V, H] (same storage as embed_tokens_ when tied)
+  std::vector<LayerWeights> layers_;
+};
+
+// RoPE inverse frequencies [hd/2] float32, as transformers computes them (default or llama3).
+at::Tensor rope_inv_freq(int64_t head_dim, double theta, const RopeParameters& rope);
+
+}  // namespace jointnas::model

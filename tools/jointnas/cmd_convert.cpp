@@ -1,0 +1,68 @@
+// `jointnas convert`: llama2.c (or HF) checkpoint -> HF directory.
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "common.h"
+#include "jointnas/core/error.h"
+#include "jointnas/core/paths.h"
+#include "jointnas/model/checkpoint.h"
+
+namespace jointnas::cli {
+namespace {
+namespace fs = std::filesystem;
+
+struct ConvertFlags {
+  std::string model, out, dtype = "float32", format = "text";
+};
+
+void run(const ConvertFlags& f) {
+  model::Checkpoint ck = model::load_checkpoint(f.model);
+  // Tensors of llama2.c files are views of the mapping; save_hf_directory converts and writes.
+  model::save_hf_directory(ck, f.out, f.dtype);
+  // The tokenizer travels with the model: llama2.c tokenizer.bin beside a .bin checkpoint.
+  std::string tok_copied;
+  if (ck.format == "llama2c") {
+    const fs::path dir = fs::path(f.model).parent_path();
+    for (const char* name : {"tok512.bin", "tokenizer.bin"}) {
+      if (file_exists((dir / name).string())) {
+        fs::copy_file(dir / name, fs::path(f.out) / "tokenizer.bin",
+                      fs::copy_options::overwrite_existing);
+        tok_copied = name;
+        break;
+      }
+    }
+    Json tc{{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+    std::ofstream(fs::path(f.out) / "tokenizer_config.json") << tc.dump(2) << "\n";
+  } else {
+    for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                             "tokenizer.bin", "generation_config.json"}) {
+      const fs::path src = fs::path(f.model) / name;
+      if (file_exists(src.string())) {
+        fs::copy_file(src, fs::path(f.out) / name, fs::copy_options::overwrite_existing);
+      }
+    }
+  }
+  Json j{{"out", f.out}, {"from", ck.format}, {"tensors", ck.tensors.size()}, {"dtype", f.dtype},
+         {"tokenizer", tok_copied}};
+  emit(f.format, j, [&] {
+    std::cout << fmt::format("wrote {} ({} tensors, {}) from {} checkpoint {}\n", f.out,
+                             ck.tensors.size(), f.dtype, ck.format, f.model);
+  });
+}
+
+}  // namespace
+
+void register_convert(CLI::App& app) {
+  auto f = std::make_shared<ConvertFlags>();
+  auto* sub = app.add_subcommand("convert", "Write a checkpoint (llama2.c .bin or HF) as an HF directory");
+  sub->add_option("-m,--model", f->model, "llama2.c .bin file or HF directory")->required();
+  sub->add_option("-o,--out", f->out, "Output HF directory")->required();
+  sub->add_option("--dtype", f->dtype, "float32 | bfloat16 | float16")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}))
+      ->capture_default_str();
+  add_format_flag(sub, f->format);
+  sub->callback([f] { run(*f); });
+}
+
+}  // namespace jointnas::cli
