@@ -2,6 +2,7 @@
 #include "jointnas/eval/perplexity.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 
 #include <cmath>
 
@@ -99,7 +100,7 @@ PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>&
   at::Tensor all = at::tensor(stream, at::kLong);
   double total = 0.0;
   int64_t count = 0;
-  at::NoGradGuard no_grad;
+  c10::InferenceMode inference_mode;  // no autograd records, no version counters
   for (size_t b = 0; b < starts.size(); b += p.batch) {
     const size_t e = std::min(starts.size(), b + static_cast<size_t>(p.batch));
     std::vector<at::Tensor> rows;

@@ -231,6 +231,11 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const bool gqa = nh != nkv;
+  // Decode (T == 1) with GQA: fold each KV group's query heads into the query-length axis,
+  // q [B, nh, 1, hd] -> [B, nkv, nh/nkv, hd]. All of them sit at the same position, so the result
+  // is exact, and no kernel has to expand K/V to nh heads (fused kernels take it as is).
+  const bool fold = T == 1 && gqa;
+  if (fold) q = q.reshape({B, nkv, nh / nkv, hd});
   at::Tensor attn;
   if (static_pos != nullptr) {
     // CUDA-graph decode: write at the device-side position, attend over the whole buffer masked
@@ -239,14 +244,15 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
     cache->v[l].index_copy_(2, *static_pos, v);
     at::Tensor keys = at::arange(cache->max_len, positions.options());
     at::Tensor mask = keys.le(*static_pos).view({1, 1, 1, cache->max_len});
-    attn = at::scaled_dot_product_attention(q, cache->k[l], cache->v[l], mask, 0.0, false, scale, gqa);
+    attn = at::scaled_dot_product_attention(q, cache->k[l], cache->v[l], mask, 0.0, false, scale,
+                                            gqa && !fold);
   } else if (cache != nullptr) {
     cache->k[l].narrow(2, past, T).copy_(k);
     cache->v[l].narrow(2, past, T).copy_(v);
     at::Tensor kk = cache->k[l].narrow(2, 0, past + T);
     at::Tensor vv = cache->v[l].narrow(2, 0, past + T);
     if (T == 1) {
-      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, false, scale, gqa);
+      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, false, scale, gqa && !fold);
     } else if (past == 0) {
       attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, true, scale, gqa);
     } else {
@@ -256,8 +262,10 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
       attn = at::scaled_dot_product_attention(q, kk, vv, kj.le(qi), 0.0, false, scale, gqa);
     }
   } else {
-    attn = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1, scale, gqa);
+    attn = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1, scale,
+                                            gqa && !fold);
   }
+  if (fold) attn = attn.reshape({B, nh, 1, hd});
   at::Tensor out = x + at::linear(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj);
 
   h = rms_norm(out, w.post_attention_layernorm, eps);

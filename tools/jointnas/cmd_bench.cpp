@@ -1,5 +1,202 @@
-// `jointnas bench`: placeholder registration, filled in below.
+// `jointnas bench`: measured decode-step and prefill latency of a model (a checkpoint, or random
+// weights at a config's exact shapes), against the memory-bandwidth floor of the decode step.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+
+#include <fmt/format.h>
+
 #include "common.h"
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/model/checkpoint.h"
+#ifdef JNAS_WITH_CUDA
+#include "jointnas/model/cuda_graph_decoder.h"
+#endif
+
 namespace jointnas::cli {
-void register_bench(CLI::App& app) { (void)app; }
+namespace {
+
+struct BenchFlags {
+  RunFlags run;
+  std::string config;  // config.json for random weights
+  bool random_weights = false;
+  std::vector<int64_t> contexts{128};
+  std::vector<int64_t> prefill{};
+  int64_t batch = 1;
+  int repeats = 30;
+  int warmup = 5;
+  uint64_t seed = 0;
+  bool no_graph = false;
+};
+
+struct Stats {
+  double median = 0, p10 = 0, p90 = 0;
+};
+
+Stats stats_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  auto at_q = [&](double q) { return v[static_cast<size_t>(q * (v.size() - 1) + 0.5)]; };
+  return {at_q(0.5), at_q(0.1), at_q(0.9)};
+}
+
+// Times fn: CUDA events on the GPU, a steady clock around a synchronous call on the CPU.
+Stats time_it(const model::LlamaModel& m, const std::function<void()>& fn, int warmup, int repeats) {
+  std::vector<double> samples;
+#ifdef JNAS_WITH_CUDA
+  if (m.options().device.is_cuda()) {
+    model::cuda_time_ms(fn, warmup, repeats, &samples);
+    return stats_of(samples);
+  }
+#endif
+  for (int i = 0; i < warmup; ++i) fn();
+  for (int i = 0; i < repeats; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return stats_of(samples);
+}
+
+// Bytes one decode step must read at least once: every weight but the embedding table (one row
+// of it), and the K/V of `context` + 1 positions of every layer.
+int64_t decode_bytes(const model::LlamaModel& m, int64_t context, int64_t batch) {
+  const auto& c = m.config();
+  const int64_t elt = static_cast<int64_t>(c10::elementSize(m.options().dtype));
+  int64_t bytes = m.weight_bytes();
+  if (!c.tie_word_embeddings) bytes -= c.vocab_size * c.hidden_size * elt;  // table, not the head
+  bytes += batch * c.hidden_size * elt;
+  for (const auto& s : m.specs()) {
+    if (!s.skip) bytes += 2 * batch * s.num_key_value_heads * s.head_dim * (context + 1) * elt;
+  }
+  return bytes;
+}
+
+void run(BenchFlags& f) {
+  model::RuntimeOptions opts = runtime_options(f.run);
+  std::unique_ptr<model::LlamaModel> m;
+  std::string source;
+  if (f.random_weights) {
+    JNAS_CHECK_CONFIG(!f.config.empty(), "--random-weights needs --config CONFIG.json");
+    auto cfg = model::LlamaConfig::from_file(f.config);
+    JNAS_LOG_INFO("[bench] generating random weights for {} on {}", f.config, f.run.device);
+    m = std::make_unique<model::LlamaModel>(model::LlamaModel::random(cfg, opts, f.seed));
+    source = f.config + " (random weights)";
+  } else {
+    JNAS_CHECK_CONFIG(!f.run.model.empty(), "bench needs --model DIR or --config FILE --random-weights");
+    m = std::make_unique<model::LlamaModel>(
+        model::LlamaModel::from_checkpoint(model::load_checkpoint(f.run.model), opts));
+    source = f.run.model;
+  }
+  const auto& cfg = m->config();
+  const bool cuda = opts.device.is_cuda();
+  double bw = 0;
+#ifdef JNAS_WITH_CUDA
+  if (cuda) bw = model::cuda_copy_bandwidth(int64_t(1) << 30);
+#endif
+  c10::InferenceMode inference_mode;  // no autograd records, no version counters
+  Json j{{"model", source},
+         {"device", f.run.device},
+         {"dtype", c10::toString(opts.dtype)},
+         {"params", m->num_parameters()},
+         {"weight_bytes", m->weight_bytes()},
+         {"batch", f.batch},
+         {"copy_bandwidth_gb_s", bw / 1e9}};
+  Json decode = Json::array();
+  for (int64_t ctx : f.contexts) {
+    JNAS_CHECK_CONFIG(ctx >= 1 && ctx < cfg.max_position_embeddings, "context {} out of range", ctx);
+    model::KVCache cache = m->new_cache(f.batch, ctx + 1);
+    at::Tensor prompt = at::randint(0, cfg.vocab_size, {f.batch, ctx}, at::kLong);
+    m->forward(prompt, &cache, true);  // fill the cache with real K/V
+    at::Tensor tok = at::randint(0, cfg.vocab_size, {f.batch, 1}, at::kLong).to(opts.device);
+    Stats st;
+    bool graph = false;
+#ifdef JNAS_WITH_CUDA
+    if (cuda && !f.no_graph) {
+      model::CudaGraphDecoder dec(*m, cache);
+      dec.step(1, ctx);
+      st = time_it(*m, [&] { dec.replay(); }, f.warmup, f.repeats);
+      graph = true;
+    }
+#endif
+    if (!graph) {
+      st = time_it(*m, [&] {
+        cache.length = ctx;
+        m->forward(tok, &cache, true);
+      }, f.warmup, f.repeats);
+    }
+    const int64_t bytes = decode_bytes(*m, ctx, f.batch);
+    Json row{{"context", ctx}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90},
+             {"tok_s", f.batch * 1000.0 / st.median}, {"bytes_read", bytes}, {"cuda_graph", graph}};
+    if (bw > 0) {
+      const double floor_ms = bytes / bw * 1000.0;
+      row["floor_ms"] = floor_ms;
+      row["ratio_to_floor"] = st.median / floor_ms;
+    }
+    decode.push_back(row);
+    JNAS_LOG_INFO("[bench] decode ctx {}: {:.3f} ms (p10 {:.3f}, p90 {:.3f})", ctx, st.median, st.p10, st.p90);
+  }
+  j["decode"] = decode;
+  Json prefill = Json::array();
+  for (int64_t s : f.prefill) {
+    JNAS_CHECK_CONFIG(s >= 1 && s <= cfg.max_position_embeddings, "prefill {} out of range", s);
+    model::KVCache cache = m->new_cache(f.batch, s);
+    at::Tensor ids = at::randint(0, cfg.vocab_size, {f.batch, s}, at::kLong).to(opts.device);
+    Stats st = time_it(*m, [&] {
+      cache.length = 0;
+      m->forward(ids, &cache, true);
+    }, std::max(1, f.warmup / 2), std::max(3, f.repeats / 3));
+    const double flops = 2.0 * static_cast<double>(m->num_parameters()) * s * f.batch;
+    prefill.push_back({{"tokens", s}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90},
+                       {"tok_s", f.batch * s * 1000.0 / st.median},
+                       {"tflop_s_weights", flops / (st.median / 1000.0) / 1e12}});
+    JNAS_LOG_INFO("[bench] prefill {}: {:.2f} ms", s, st.median);
+  }
+  j["prefill"] = prefill;
+  emit(f.run.format, j, [&] {
+    std::cout << fmt::format("{} | {} {} | {:.1f} M params | {:.2f} GB weights{}\n", source,
+                             f.run.device, c10::toString(opts.dtype), m->num_parameters() / 1e6,
+                             m->weight_bytes() / 1e9,
+                             bw > 0 ? fmt::format(" | copy {:.0f} GB/s", bw / 1e9) : "");
+    std::cout << fmt::format("{:>10} {:>10} {:>10} {:>10} {:>10} {:>8}\n", "context", "ms", "p90",
+                             "tok/s", "floor ms", "x floor");
+    for (const auto& r : decode) {
+      std::cout << fmt::format("{:>10} {:>10.3f} {:>10.3f} {:>10.1f} {:>10} {:>8}\n",
+                               r["context"].get<int64_t>(), r["ms"].get<double>(),
+                               r["ms_p90"].get<double>(), r["tok_s"].get<double>(),
+                               r.contains("floor_ms") ? fmt::format("{:.3f}", r["floor_ms"].get<double>()) : "-",
+                               r.contains("ratio_to_floor") ? fmt::format("{:.2f}", r["ratio_to_floor"].get<double>()) : "-");
+    }
+    for (const auto& r : prefill) {
+      std::cout << fmt::format("prefill {:>6} tokens: {:.2f} ms ({:.0f} tok/s)\n",
+                               r["tokens"].get<int64_t>(), r["ms"].get<double>(), r["tok_s"].get<double>());
+    }
+  });
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto f = std::make_shared<BenchFlags>();
+  auto* sub = app.add_subcommand("bench", "Measure decode-step and prefill latency on the device");
+  add_run_flags(sub, f->run, /*model_required=*/false);
+  sub->add_option("--config", f->config, "config.json whose shapes to benchmark (with --random-weights)");
+  sub->add_flag("--random-weights", f->random_weights, "Generate random weights on the device");
+  sub->add_option("--contexts", f->contexts, "Decode contexts (tokens already in the KV cache)")
+      ->delimiter(',')
+      ->capture_default_str();
+  sub->add_option("--prefill", f->prefill, "Prefill lengths")->delimiter(',');
+  sub->add_option("--batch", f->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  sub->add_option("--repeats", f->repeats, "Timed repeats (median reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  sub->add_option("--warmup", f->warmup, "Untimed warm-up calls")->capture_default_str();
+  sub->add_option("--seed", f->seed, "Seed of the random weights")->capture_default_str();
+  sub->add_flag("--no-cuda-graph", f->no_graph, "Time the eager decode step on CUDA");
+  sub->callback([f] { run(*f); });
+}
+
 }  // namespace jointnas::cli

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "common.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/paths.h"

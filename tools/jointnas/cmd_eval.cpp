@@ -1,6 +1,8 @@
 // `jointnas eval ppl`: perplexity of a text file under an explicit protocol.
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "common.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"

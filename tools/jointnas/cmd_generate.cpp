@@ -1,6 +1,8 @@
 // `jointnas generate`: greedy or sampled continuation of a prompt.
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "common.h"
 #include "jointnas/core/error.h"
 #include "jointnas/model/generate.h"

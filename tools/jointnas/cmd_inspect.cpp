@@ -3,6 +3,8 @@
 #include <map>
 #include <regex>
 
+#include <fmt/format.h>
+
 #include "common.h"
 #include "jointnas/model/checkpoint.h"
 

@@ -1,0 +1,80 @@
+// CUDA graph capture/replay of the decode step, and CUDA-event timing helpers.
+#include "jointnas/model/cuda_graph_decoder.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+
+namespace jointnas::model {
+
+struct CudaGraphDecoder::Impl {
+  at::cuda::CUDAGraph graph;
+  at::Tensor token;   // [B, 1] int64, device
+  at::Tensor pos;     // [1] int64, device
+  at::Tensor logits;  // [B, 1, V], output of the captured step
+};
+
+CudaGraphDecoder::CudaGraphDecoder(const LlamaModel& model, KVCache& cache)
+    : impl_(std::make_unique<Impl>()) {
+  auto dev = model.options().device;
+  impl_->token = at::zeros({cache.batch, 1}, at::TensorOptions().device(dev).dtype(at::kLong));
+  impl_->pos = at::full({1}, cache.length, at::TensorOptions().device(dev).dtype(at::kLong));
+  // Capture must run on a side stream; warm-up calls first so that cuBLAS handles, workspaces
+  // and SDPA kernel selection happen outside the capture. Warm-up writes K/V at `pos`, which the
+  // first real step overwrites.
+  c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  stream.synchronize();
+  {
+    c10::cuda::CUDAStreamGuard guard(stream);
+    for (int i = 0; i < 2; ++i) impl_->logits = model.decode_step_static(impl_->token, impl_->pos, cache);
+    stream.synchronize();
+    impl_->graph.capture_begin();
+    impl_->logits = model.decode_step_static(impl_->token, impl_->pos, cache);
+    impl_->graph.capture_end();
+  }
+  stream.synchronize();
+}
+
+CudaGraphDecoder::~CudaGraphDecoder() = default;
+
+at::Tensor CudaGraphDecoder::step(int64_t token, int64_t pos) {
+  impl_->token.fill_(token);
+  impl_->pos.fill_(pos);
+  impl_->graph.replay();
+  return impl_->logits;
+}
+
+void CudaGraphDecoder::replay() { impl_->graph.replay(); }
+
+void cuda_synchronize() { c10::cuda::getCurrentCUDAStream().synchronize(); }
+
+double cuda_time_ms(const std::function<void()>& fn, int warmup, int repeats,
+                    std::vector<double>* samples_ms) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> t;
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  for (int i = 0; i < repeats; ++i) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    start.record(stream);
+    fn();
+    stop.record(stream);
+    stop.synchronize();
+    t.push_back(static_cast<double>(start.elapsed_time(stop)));
+  }
+  if (samples_ms != nullptr) *samples_ms = t;
+  std::sort(t.begin(), t.end());
+  return t.empty() ? 0.0 : t[t.size() / 2];
+}
+
+double cuda_copy_bandwidth(int64_t bytes) {
+  auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kByte);
+  at::Tensor a = at::randint(0, 255, {bytes}, opts), b = at::empty({bytes}, opts);
+  double ms = cuda_time_ms([&] { b.copy_(a); }, 3, 20);
+  return 2.0 * static_cast<double>(bytes) / (ms / 1000.0);
+}
+
+}  // namespace jointnas::model

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
+# (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
+# and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
+#   usage: bash scripts/device_check.sh [tests|bench|all]
+set -uo pipefail
+what="${1:-all}"
+OUT="${OUT:-$PWD/out}"
+mkdir -p "$OUT"
+SHARED="${JNAS_SHARED_DIR:-$PWD/.dev/shared}"
+exec > >(tee -a "$OUT/device_check.log") 2>&1
+echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+# The GPU machine has no package registry: libraries it lacks (pcre2, GTest, CLI11) travel as
+# Debian packages unpacked into .dev/sysroot (see docs/benchmarks.md, "How the device runs").
+PREFIX_ARGS=()
+if [ -d .dev/sysroot ]; then
+  SR="$PWD/.dev/sysroot"
+  sed -i "s|^prefix=.*|prefix=$SR/usr|" "$SR"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc
+  export PKG_CONFIG_PATH="$SR/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+  export LD_LIBRARY_PATH="$SR/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  PREFIX_ARGS=(-DCMAKE_PREFIX_PATH="$SR/usr")
+fi
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON "${PREFIX_ARGS[@]}" \
+  -DJNAS_SHARED_DIR="$SHARED" -DPython3_EXECUTABLE="$(command -v python3)" > "$OUT/cmake.log" 2>&1 \
+  || { tail -30 "$OUT/cmake.log"; exit 1; }
+ninja -C build-gpu -j16 -k 0 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+echo "== build ok"
+if [ "$what" = tests ] || [ "$what" = all ]; then
+  (cd build-gpu && ctest -L "cuda|cpu" --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
+  tail -15 "$OUT/ctest.log"; echo "== ctest rc $rc"
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  J=build-gpu/tools/jointnas/jointnas
+  $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda \
+    --contexts 128,2048 --prefill 2048 --repeats 50 --format json > "$OUT/bench_8b.json"
+  $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda \
+    --contexts 128 --repeats 30 --no-cuda-graph --format json > "$OUT/bench_8b_eager.json"
+  python3 scripts/bench_transformers.py --contexts 128,2048 --prefill 2048 > "$OUT/bench_transformers.json"
+  python3 - "$OUT" <<'PY'
+import json, sys
+o = sys.argv[1]
+ours = json.load(open(f"{o}/bench_8b.json")); eager = json.load(open(f"{o}/bench_8b_eager.json"))
+hf = json.load(open(f"{o}/bench_transformers.json"))
+print(f"copy bandwidth {ours['copy_bandwidth_gb_s']:.0f} GB/s on {hf['device']}")
+for r in ours["decode"]:
+    t = next(x["ms"] for x in hf["transformers_decode"] if x["context"] == r["context"])
+    print(f"decode ctx {r['context']}: ours {r['ms']:.3f} ms (floor {r['floor_ms']:.3f}, x{r['ratio_to_floor']:.3f}) | transformers {t:.3f} ms | speed-up {t / r['ms']:.2f}x")
+print(f"eager decode ctx 128: {eager['decode'][0]['ms']:.3f} ms")
+for r in ours["prefill"]:
+    t = next(x["ms"] for x in hf["transformers_prefill"] if x["tokens"] == r["tokens"])
+    print(f"prefill {r['tokens']}: ours {r['ms']:.2f} ms | transformers {t:.2f} ms")
+PY
+fi

@@ -1,0 +1,108 @@
+// The binary's contract: JSON on stdout, one `error:` line (+ `hint:`) on stderr, exit codes
+// 0 ok / 2 usage / 3 bad model files, for every bad-input case of issue 2.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "jointnas/core/json_util.h"
+#include "tensor_assert.h"
+
+using jointnas::testing::fixture_path;
+using jointnas::testing::repo_path;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CmdResult {
+  int code = -1;
+  std::string out, err;
+};
+
+CmdResult run(const std::string& args) {
+  fs::path errf = fs::temp_directory_path() / "jnas_cli_err.txt";
+  std::string cmd = std::string(JNAS_BIN) + " " + args + " 2>" + errf.string();
+  CmdResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(errf);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("jnas_cli_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+void expect_error(const CmdResult& r, int code, const std::string& needle) {
+  EXPECT_EQ(r.code, code) << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;  // the first line is the error
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << "backtrace leaked: " << r.err;
+}
+
+}  // namespace
+
+TEST(Cli, GenerateJsonReproducesGoldenIds) {
+  CmdResult r = run("generate --model " + repo_path("models/stories260K/stories260K.bin") +
+              " --max-new-tokens 256 --temperature 0 --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = jointnas::parse_json(r.out, "stdout");
+  std::vector<int64_t> expected;
+  std::ifstream in(repo_path("models/stories260K/expected_greedy_ids.txt"));
+  for (int64_t x; in >> x;) expected.push_back(x);
+  EXPECT_EQ(j["ids"].get<std::vector<int64_t>>(), expected);
+  std::ifstream t(repo_path("models/stories260K/expected_greedy_text.txt"));
+  std::string text((std::istreambuf_iterator<char>(t)), {});
+  EXPECT_EQ(j["text"].get<std::string>(), text);
+}
+
+TEST(Cli, ConvertThenInspectAndGenerate) {
+  fs::path d = scratch("convert");
+  CmdResult c = run("convert --model " + repo_path("models/stories260K/stories260K.bin") + " --out " +
+              (d / "hf").string() + " --format json");
+  ASSERT_EQ(c.code, 0) << c.err;
+  CmdResult i = run("inspect " + (d / "hf").string() + " --format json");
+  ASSERT_EQ(i.code, 0) << i.err;
+  auto j = jointnas::parse_json(i.out, "stdout");
+  EXPECT_EQ(j["params"].get<int64_t>(), 260032);
+  CmdResult g = run("generate --model " + (d / "hf").string() + " -n 32 --format json");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(jointnas::parse_json(g.out, "stdout")["ids"].size(), 32u);
+}
+
+TEST(Cli, BadInputsGiveOneErrorLineAndExitCode) {
+  expect_error(run("inspect /nonexistent/model"), 3, "does not exist");
+  expect_error(run("generate --model /nonexistent -n 2"), 3, "does not exist");
+  fs::path d = scratch("bad");
+  fs::copy(fixture_path("model/tiny_llama3"), d / "m");
+  {
+    std::ofstream(d / "m" / "config.json") << "{ not json";
+  }
+  expect_error(run("inspect " + (d / "m").string()), 3, "malformed JSON in");
+  // A safetensors header whose length runs past the end of the file.
+  fs::create_directories(d / "t");
+  fs::copy_file(fixture_path("model/tiny_llama3/config.json"), d / "t" / "config.json");
+  {
+    std::ofstream f(d / "t" / "model.safetensors", std::ios::binary);
+    uint64_t n = 1 << 20;
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << "{}";
+  }
+  expect_error(run("inspect " + (d / "t").string()), 3, "header length");
+  // Usage errors exit 2.
+  expect_error(run("generate --model x --max-new-tokens -5"), 2, "max-new-tokens");
+  expect_error(run("frobnicate"), 2, "");
+  expect_error(run("eval ppl --model " + repo_path("models/stories260K/stories260K.bin") +
+                   " --text /nonexistent.txt"), 3, "cannot open");
+}
