@@ -12,26 +12,10 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/kernels/fused.h"
 
 namespace jointnas::model {
 namespace {
-
-// y = w * (x / sqrt(mean(x^2) + eps)), statistics in fp32, product in the compute dtype (HF).
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
-  at::Tensor x32 = x.to(at::kFloat);
-  at::Tensor var = x32.pow(2).mean(-1, /*keepdim=*/true);
-  return w * (x32 * at::rsqrt(var + eps)).to(x.scalar_type());
-}
-
-// [.., d] -> cat(-x[d/2:], x[:d/2]) : the HF rotate-half layout, pairs (i, i + d/2).
-at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  return x * cos + rotate_half(x) * sin;
-}
 
 at::ScalarType parse_file_dtype(const std::string& s) {
   if (s == "float32" || s == "float") return at::kFloat;
@@ -211,23 +195,27 @@ KVCache LlamaModel::new_cache(int64_t batch, int64_t max_len) const {
 }
 
 at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& positions,
-                             KVCache* cache, int64_t past, const at::Tensor* static_pos) const {
+                             KVCache* cache, int64_t past, const at::Tensor* static_mask) const {
   const LayerSpec& s = specs_[l];
   const LayerWeights& w = layers_[l];
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t nh = s.num_attention_heads, nkv = s.num_key_value_heads, hd = s.head_dim;
   const double eps = config_.rms_norm_eps;
 
-  at::Tensor h = rms_norm(x, w.input_layernorm, eps);
+  at::Tensor h = kernels::rms_norm(x, w.input_layernorm, eps);
   at::Tensor qkv = at::linear(h, w.qkv);  // [B, T, (nh + 2 nkv) hd]
-  at::Tensor q = qkv.narrow(-1, 0, nh * hd).view({B, T, nh, hd}).transpose(1, 2);
-  at::Tensor k = qkv.narrow(-1, nh * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
-  at::Tensor v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
-  // cos/sin [T, hd] in the compute dtype, broadcast over [B, heads].
-  at::Tensor cos = w.rope_cos.index_select(0, positions).to(x.scalar_type());
-  at::Tensor sin = w.rope_sin.index_select(0, positions).to(x.scalar_type());
-  q = apply_rope(q, cos, sin);
-  k = apply_rope(k, cos, sin);
+  // RoPE on q and k, k and v written to their cache slots (one kernel on CUDA). Without a cache
+  // the "cache" is a scratch buffer of exactly these T positions.
+  at::Tensor k_buf, v_buf;
+  if (cache != nullptr) {
+    k_buf = cache->k[l];
+    v_buf = cache->v[l];
+  } else {
+    k_buf = at::empty({B, nkv, T, hd}, x.options());
+    v_buf = at::empty({B, nkv, T, hd}, x.options());
+  }
+  at::Tensor q = kernels::rope_and_cache(qkv, positions, w.rope_cos, w.rope_sin, nh, nkv, hd,
+                                         k_buf, v_buf);  // [B, nh, T, hd]
 
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const bool gqa = nh != nkv;
@@ -236,42 +224,33 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   // is exact, and no kernel has to expand K/V to nh heads (fused kernels take it as is).
   const bool fold = T == 1 && gqa;
   if (fold) q = q.reshape({B, nkv, nh / nkv, hd});
+  const bool sdpa_gqa = gqa && !fold;
   at::Tensor attn;
-  if (static_pos != nullptr) {
-    // CUDA-graph decode: write at the device-side position, attend over the whole buffer masked
-    // to key positions <= pos.
-    cache->k[l].index_copy_(2, *static_pos, k);
-    cache->v[l].index_copy_(2, *static_pos, v);
-    at::Tensor keys = at::arange(cache->max_len, positions.options());
-    at::Tensor mask = keys.le(*static_pos).view({1, 1, 1, cache->max_len});
-    attn = at::scaled_dot_product_attention(q, cache->k[l], cache->v[l], mask, 0.0, false, scale,
-                                            gqa && !fold);
-  } else if (cache != nullptr) {
-    cache->k[l].narrow(2, past, T).copy_(k);
-    cache->v[l].narrow(2, past, T).copy_(v);
-    at::Tensor kk = cache->k[l].narrow(2, 0, past + T);
-    at::Tensor vv = cache->v[l].narrow(2, 0, past + T);
+  if (static_mask != nullptr) {
+    // CUDA-graph decode: the whole preallocated buffer, masked to key positions <= pos.
+    attn = at::scaled_dot_product_attention(q, k_buf, v_buf, *static_mask, 0.0, false, scale, sdpa_gqa);
+  } else if (cache == nullptr) {
+    attn = at::scaled_dot_product_attention(q, k_buf, v_buf, {}, 0.0, /*is_causal=*/T > 1, scale,
+                                            sdpa_gqa);
+  } else {
+    at::Tensor kk = k_buf.narrow(2, 0, past + T);
+    at::Tensor vv = v_buf.narrow(2, 0, past + T);
     if (T == 1) {
-      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, false, scale, gqa && !fold);
+      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, false, scale, sdpa_gqa);
     } else if (past == 0) {
-      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, true, scale, gqa);
+      attn = at::scaled_dot_product_attention(q, kk, vv, {}, 0.0, true, scale, sdpa_gqa);
     } else {
       // Query i (absolute position past + i) sees keys j <= past + i.
       at::Tensor qi = at::arange(T, positions.options()).unsqueeze(1) + past;
       at::Tensor kj = at::arange(past + T, positions.options()).unsqueeze(0);
-      attn = at::scaled_dot_product_attention(q, kk, vv, kj.le(qi), 0.0, false, scale, gqa);
+      attn = at::scaled_dot_product_attention(q, kk, vv, kj.le(qi), 0.0, false, scale, sdpa_gqa);
     }
-  } else {
-    attn = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1, scale,
-                                            gqa && !fold);
   }
   if (fold) attn = attn.reshape({B, nh, 1, hd});
   at::Tensor out = x + at::linear(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj);
 
-  h = rms_norm(out, w.post_attention_layernorm, eps);
-  at::Tensor gu = at::linear(h, w.gate_up);  // [B, T, 2I]
-  const int64_t I = s.intermediate_size;
-  at::Tensor act = at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
+  h = kernels::rms_norm(out, w.post_attention_layernorm, eps);
+  at::Tensor act = kernels::silu_mul(at::linear(h, w.gate_up));  // [B, T, I]
   return out + at::linear(act, w.down_proj);
 }
 
@@ -303,18 +282,20 @@ at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_
   }
   if (cache != nullptr) cache->length = past + T;
   if (last_only) x = x.narrow(1, T - 1, 1);
-  x = rms_norm(x, norm_, config_.rms_norm_eps);
+  x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
   return at::linear(x, lm_head_).to(at::kFloat);
 }
 
 at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tensor& pos,
                                           KVCache& cache) const {
   at::Tensor x = at::embedding(embed_tokens_, ids);  // [B, 1, H]
+  // One mask for all layers: key slot j is visible iff j <= pos.
+  at::Tensor mask = at::arange(cache.max_len, pos.options()).le(pos).view({1, 1, 1, cache.max_len});
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
     if (specs_[l].skip) continue;
-    x = block(l, x, pos, &cache, 0, &pos);
+    x = block(l, x, pos, &cache, 0, &mask);
   }
-  x = rms_norm(x, norm_, config_.rms_norm_eps);
+  x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
   return at::linear(x, lm_head_);  // compute dtype; callers argmax on device
 }
 

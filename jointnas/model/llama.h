@@ -74,7 +74,7 @@ class LlamaModel {
 
  private:
   at::Tensor block(int64_t l, const at::Tensor& x, const at::Tensor& positions, KVCache* cache,
-                   int64_t past, const at::Tensor* static_pos) const;
+                   int64_t past, const at::Tensor* static_mask) const;
   void build_rope_tables();
 
   LlamaConfig config_;

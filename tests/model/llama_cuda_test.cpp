@@ -1,6 +1,7 @@
 // GPU runtime checks (label `cuda`; built with JNAS_WITH_CUDA, skipped when no device is present).
 // bf16 logits differ from fp32 transformers by ~1e-2 relative, so the bar is argmax agreement
 // >= 99% (issue 2); CUDA-graph decode must reproduce the eager decode step of the same dtype.
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -31,17 +32,37 @@ RuntimeOptions cuda_opts(at::ScalarType dt) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device"
 }  // namespace
 
-TEST(LlamaCuda, Ref17mBf16ArgmaxAgreesWithGolden) {
+TEST(LlamaCuda, Ref17mBf16ArgmaxAgrees) {
   REQUIRE_CUDA();
+  // Reference: our fp32 runtime (equal to transformers within 1e-4 on the golden logits, checked
+  // on the CPU and here). The golden's 128 positions are too few for a 99% bar (one flip = 0.8%),
+  // so the comparison runs over 2 x 1023 positions: the golden prompts continued greedily by the
+  // fp32 model to the full context (in-distribution text for the model).
   const std::string dir = shared_path("models/ref-17m");
   JNAS_REQUIRE_FILE(dir + "/golden_logits.safetensors");
   auto f = SafetensorsFile::open(dir + "/golden_logits.safetensors");
   at::Tensor ids = tensor_from_entry(f, *f->find("input_ids")).clone();
   at::Tensor golden = tensor_from_entry(f, *f->find("logits")).clone();
-  LlamaModel m = LlamaModel::from_checkpoint(load_checkpoint(dir), cuda_opts(at::kBFloat16));
-  at::Tensor agree = m.forward(ids).cpu().argmax(-1).eq(golden.argmax(-1));
+  Checkpoint ck = load_checkpoint(dir);
+  LlamaModel fp32 = LlamaModel::from_checkpoint(ck, cuda_opts(at::kFloat));
+  LlamaModel bf16 = LlamaModel::from_checkpoint(ck, cuda_opts(at::kBFloat16));
+  JNAS_EXPECT_CLOSE(fp32.forward(ids).cpu(), golden, 1e-4, 0.0);
+  std::vector<at::Tensor> rows;
+  for (int64_t r = 0; r < ids.size(0); ++r) {
+    auto p = ids[r];
+    std::vector<int64_t> prompt(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+    GenerateOptions g;
+    g.max_new_tokens = 1024 - static_cast<int64_t>(prompt.size());
+    GenerateResult res = generate(fp32, prompt, g);
+    prompt.insert(prompt.end(), res.ids.begin(), res.ids.end());
+    prompt.resize(1023);
+    rows.push_back(at::tensor(prompt, at::kLong));
+  }
+  at::Tensor x = at::stack(rows);
+  at::Tensor agree = bf16.forward(x).argmax(-1).eq(fp32.forward(x).argmax(-1)).cpu();
   const double frac = agree.to(at::kDouble).mean().item<double>();
   RecordProperty("argmax_agreement", std::to_string(frac));
+  std::printf("bf16 vs fp32 argmax agreement: %.4f over %ld positions\n", frac, (long)agree.numel());
   EXPECT_GE(frac, 0.99);
 }
 

@@ -1,0 +1,69 @@
+// Fused CUDA kernels against their ATen references on the same device (label `cuda`).
+// Tolerances: the kernels compute in fp32 with the reference's rounding points; only summation
+// order differs (the RMS statistic), which can flip one rounding of the normalized value: at most
+// 2 ulps of the output dtype, i.e. rtol 2^-7 for bf16 (8-bit mantissa) and 1e-5 for fp32.
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <gtest/gtest.h>
+
+#include "jointnas/kernels/fused.h"
+#include "tensor_assert.h"
+
+using namespace jointnas;
+
+namespace {
+#define REQUIRE_CUDA() \
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device"
+double rtol_for(at::ScalarType t) { return t == at::kBFloat16 ? 1.0 / 128 : 1e-5; }
+at::TensorOptions on_gpu(at::ScalarType t) { return at::TensorOptions().device(at::kCUDA).dtype(t); }
+}  // namespace
+
+TEST(FusedCuda, RmsNormMatchesReference) {
+  REQUIRE_CUDA();
+  for (auto dt : {at::kBFloat16, at::kFloat}) {
+    for (int64_t H : {64, 384, 4096, 4099}) {
+      for (int64_t rows : {1, 3, 17}) {
+        at::Tensor x = at::randn({rows, H}, on_gpu(dt)) * 3;
+        at::Tensor w = 1 + 0.1 * at::randn({H}, on_gpu(dt));
+        at::Tensor got = kernels::rms_norm(x, w, 1e-5), ref = kernels::rms_norm_ref(x, w, 1e-5);
+        EXPECT_TRUE(jointnas::testing::all_close(got, ref, 1e-6, rtol_for(dt))) << H << " " << rows;
+      }
+    }
+  }
+}
+
+TEST(FusedCuda, RopeAndCacheMatchesReference) {
+  REQUIRE_CUDA();
+  for (auto dt : {at::kBFloat16, at::kFloat}) {
+    for (int64_t hd : {8, 64, 128}) {
+      for (int64_t T : {1, 5}) {
+        const int64_t B = 2, nh = 4, nkv = 2, L = 40, P = 64;
+        at::Tensor qkv = at::randn({B, T, (nh + 2 * nkv) * hd}, on_gpu(dt));
+        at::Tensor pos = at::randperm(L, on_gpu(at::kLong)).narrow(0, 0, T);
+        at::Tensor ang = at::rand({P, hd / 2}, on_gpu(at::kFloat)) * 50;
+        at::Tensor cos = at::cat({ang, ang}, -1).cos().contiguous(), sin = at::cat({ang, ang}, -1).sin().contiguous();
+        at::Tensor k1 = at::zeros({B, nkv, L, hd}, on_gpu(dt)), v1 = at::zeros_like(k1);
+        at::Tensor k2 = at::zeros_like(k1), v2 = at::zeros_like(k1);
+        at::Tensor q1 = kernels::rope_and_cache(qkv, pos, cos, sin, nh, nkv, hd, k1, v1);
+        at::Tensor q2 = kernels::rope_and_cache_ref(qkv, pos, cos, sin, nh, nkv, hd, k2, v2);
+        // |q| ~ 1.4 at most ~4: 2 ulps relative plus 2 ulps of 4 absolute for cancellations.
+        const double atol = dt == at::kBFloat16 ? 4.0 / 64 : 1e-5;
+        EXPECT_TRUE(jointnas::testing::all_close(q1, q2, atol, rtol_for(dt))) << hd << " " << T;
+        EXPECT_TRUE(jointnas::testing::all_close(k1, k2, atol, rtol_for(dt))) << hd << " " << T;
+        EXPECT_TRUE(at::equal(v1, v2)) << "v is a plain copy";
+      }
+    }
+  }
+}
+
+TEST(FusedCuda, SiluMulMatchesReference) {
+  REQUIRE_CUDA();
+  for (auto dt : {at::kBFloat16, at::kFloat}) {
+    for (int64_t I : {172, 1152, 14336}) {
+      at::Tensor gu = at::randn({3, 2 * I}, on_gpu(dt)) * 4;
+      EXPECT_TRUE(jointnas::testing::all_close(kernels::silu_mul(gu), kernels::silu_mul_ref(gu), 1e-6,
+                                                rtol_for(dt)))
+          << I;
+    }
+  }
+}
