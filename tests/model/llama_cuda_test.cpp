@@ -108,7 +108,7 @@ TEST(LlamaCuda, GraphDecodeMatchesEagerDecode) {
     // The two paths use different attention kernels (flash over the exact keys vs a masked
     // kernel over the padded cache), each rounding to bf16: after two blocks the logits (|x| < 4,
     // bf16 ulp <= 2^-6) differ by a few ulps. 4 ulps at |x| = 4 is 0.0625.
+    // (No argmax check: random weights give near-uniform logits whose argmax flips on an ulp.)
     JNAS_EXPECT_CLOSE(graph, eager, 0.0625, 0.0);
-    EXPECT_EQ(graph.argmax().item<int64_t>(), eager.argmax().item<int64_t>());
   }
 }
