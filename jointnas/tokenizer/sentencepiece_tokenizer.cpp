@@ -22,21 +22,39 @@ class SentencePieceTokenizer : public Tokenizer {
     JNAS_CHECK_IO(sp_.GetPieceSize() > 0, "{}: SentencePiece model has no pieces", path);
   }
 
+  // parse_special is ignored: SentencePiece never maps text to control tokens (<s>, </s>), and its
+  // user-defined symbols are always matched; this is what Python sentencepiece does.
   std::vector<int32_t> encode(std::string_view text, bool /*parse_special*/) const override {
     std::vector<int> ids;
     auto status = sp_.Encode(absl::string_view(text.data(), text.size()), &ids);
-    if (!status.ok()) throw IoError(fmt::format("sentencepiece encode failed: {}", status.ToString()));
+    if (!status.ok())
+      throw Error(fmt::format("sentencepiece encode failed: {}", status.ToString()));
     return {ids.begin(), ids.end()};
   }
 
-  std::string decode(const std::vector<int32_t>& ids, bool /*skip_special*/) const override {
-    std::vector<int> v;
-    for (int32_t id : ids) {
-      if (id >= 0 && id < sp_.GetPieceSize()) v.push_back(id);
-    }
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special) const override {
     std::string out;
-    auto status = sp_.Decode(v, &out);
-    if (!status.ok()) throw IoError(fmt::format("sentencepiece decode failed: {}", status.ToString()));
+    std::vector<int> run;
+    auto flush = [&] {
+      if (run.empty()) return;
+      std::string piece;
+      auto status = sp_.Decode(run, &piece);
+      if (!status.ok())
+        throw Error(fmt::format("sentencepiece decode failed: {}", status.ToString()));
+      out += piece;
+      run.clear();
+    };
+    for (int32_t id : ids) {
+      if (id < 0 || id >= sp_.GetPieceSize()) continue;  // padded embedding rows decode to nothing
+      if (!skip_special && sp_.IsControl(id)) {
+        // SentencePiece drops control tokens; render them as their piece text instead.
+        flush();
+        out += sp_.IdToPiece(id);
+        continue;
+      }
+      run.push_back(id);
+    }
+    flush();
     return out;
   }
 
@@ -44,6 +62,11 @@ class SentencePieceTokenizer : public Tokenizer {
   int32_t bos_id() const override { return sp_.bos_id(); }
   int32_t eos_id() const override { return sp_.eos_id(); }
   std::string kind() const override { return "sentencepiece"; }
+  int32_t token_to_id(std::string_view token) const override {
+    // PieceToId answers unk for unknown pieces; only an exact round trip is a real match.
+    const int id = sp_.PieceToId(absl::string_view(token.data(), token.size()));
+    return id >= 0 && sp_.IdToPiece(id) == token ? id : -1;
+  }
 
  private:
   sentencepiece::SentencePieceProcessor sp_;

@@ -30,6 +30,9 @@ class Tokenizer {
   virtual bool add_bos() const { return bos_id() >= 0; }
   // A short name for logs and JSON: "sentencepiece", "bpe", "tiktoken", "llama2c".
   virtual std::string kind() const = 0;
+  // The id of one token given as its text ("<|eot_id|>", "</s>", "<s>"), -1 when there is none.
+  // Used to resolve tokenizer_config.json's bos_token / eos_token strings.
+  virtual int32_t token_to_id(std::string_view token) const { return -1; }
 };
 
 // Loads whichever tokenizer a model directory holds, in this order: tokenizer.json (byte-level
@@ -44,8 +47,10 @@ std::unique_ptr<Tokenizer> load_sentencepiece(const std::string& model_path);
 std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& tokenizer_json_path);
 // `kind` selects the special tokens added in code: "llama3" adds <|begin_of_text|> = 128000 ...
 // as meta-llama/llama3 tokenizer.py does.
-std::unique_ptr<Tokenizer> load_tiktoken(const std::string& ranks_path, const std::string& kind = "llama3");
+std::unique_ptr<Tokenizer> load_tiktoken(const std::string& ranks_path,
+                                         const std::string& kind = "llama3");
 std::unique_ptr<Tokenizer> load_gpt2(const std::string& encoder_json, const std::string& vocab_bpe);
-std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& tokenizer_bin, int32_t vocab_size = -1);
+std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& tokenizer_bin,
+                                                  int32_t vocab_size = -1);
 
 }  // namespace jointnas::tok
