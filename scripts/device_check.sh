@@ -21,7 +21,7 @@ if [ -d .dev/sysroot ]; then
   export LD_LIBRARY_PATH="$SR/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   PREFIX_ARGS=(-DCMAKE_PREFIX_PATH="$SR/usr")
 fi
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON "${PREFIX_ARGS[@]}" \
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON -DJNAS_BUILD_BENCH=ON "${PREFIX_ARGS[@]}" \
   -DJNAS_SHARED_DIR="$SHARED" -DPython3_EXECUTABLE="$(command -v python3)" > "$OUT/cmake.log" 2>&1 \
   || { tail -30 "$OUT/cmake.log"; exit 1; }
 ninja -C build-gpu -j16 -k 0 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
@@ -29,9 +29,13 @@ echo "== build ok"
 if [ "$what" = tests ] || [ "$what" = all ]; then
   (cd build-gpu && ctest -L "cuda|cpu" --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
   tail -15 "$OUT/ctest.log"; echo "== ctest rc $rc"
+  grep -h "argmax agreement" "$OUT/ctest.log"
+  [ -f "$SHARED/models/ref-17m/golden_logits.safetensors" ] && \
+    python3 scripts/bf16_agreement.py "$SHARED/models/ref-17m" 2>/dev/null | tee "$OUT/bf16_agreement.json"
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
   J=build-gpu/tools/jointnas/jointnas
+  build-gpu/bench/linear_bench > "$OUT/linear_bench.jsonl"; cat "$OUT/linear_bench.jsonl"
   $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda \
     --contexts 128,2048 --prefill 2048 --repeats 50 --format json > "$OUT/bench_8b.json"
   $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda \

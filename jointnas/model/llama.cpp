@@ -13,6 +13,7 @@
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/kernels/fused.h"
+#include "jointnas/kernels/linear.h"
 
 namespace jointnas::model {
 namespace {
@@ -203,7 +204,7 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   const double eps = config_.rms_norm_eps;
 
   at::Tensor h = kernels::rms_norm(x, w.input_layernorm, eps);
-  at::Tensor qkv = at::linear(h, w.qkv);  // [B, T, (nh + 2 nkv) hd]
+  at::Tensor qkv = kernels::linear(h, w.qkv);  // [B, T, (nh + 2 nkv) hd]
   // RoPE on q and k, k and v written to their cache slots (one kernel on CUDA). Without a cache
   // the "cache" is a scratch buffer of exactly these T positions.
   at::Tensor k_buf, v_buf;
@@ -247,11 +248,11 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
     }
   }
   if (fold) attn = attn.reshape({B, nh, 1, hd});
-  at::Tensor out = x + at::linear(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj);
+  at::Tensor out = x + kernels::linear(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj);
 
   h = kernels::rms_norm(out, w.post_attention_layernorm, eps);
-  at::Tensor act = kernels::silu_mul(at::linear(h, w.gate_up));  // [B, T, I]
-  return out + at::linear(act, w.down_proj);
+  at::Tensor act = kernels::silu_mul(kernels::linear(h, w.gate_up));  // [B, T, I]
+  return out + kernels::linear(act, w.down_proj);
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_only) const {
@@ -283,7 +284,7 @@ at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_
   if (cache != nullptr) cache->length = past + T;
   if (last_only) x = x.narrow(1, T - 1, 1);
   x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
-  return at::linear(x, lm_head_).to(at::kFloat);
+  return kernels::linear(x, lm_head_).to(at::kFloat);
 }
 
 at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tensor& pos,
@@ -296,7 +297,7 @@ at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tenso
     x = block(l, x, pos, &cache, 0, &mask);
   }
   x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
-  return at::linear(x, lm_head_);  // compute dtype; callers argmax on device
+  return kernels::linear(x, lm_head_);  // compute dtype; callers argmax on device
 }
 
 std::map<std::string, at::Tensor> LlamaModel::state_dict() const {

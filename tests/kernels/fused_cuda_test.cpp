@@ -2,11 +2,15 @@
 // Tolerances: the kernels compute in fp32 with the reference's rounding points; only summation
 // order differs (the RMS statistic), which can flip one rounding of the normalized value: at most
 // 2 ulps of the output dtype, i.e. rtol 2^-7 for bf16 (8-bit mantissa) and 1e-5 for fp32.
+#include <cmath>
+#include <vector>
+
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
 #include "jointnas/kernels/fused.h"
+#include "jointnas/kernels/linear.h"
 #include "tensor_assert.h"
 
 using namespace jointnas;
@@ -66,4 +70,28 @@ TEST(FusedCuda, SiluMulMatchesReference) {
           << I;
     }
   }
+}
+
+TEST(GemvCuda, MatchesFp32Reference) {
+  REQUIRE_CUDA();
+  // Reference: the same bf16 operands multiplied in fp32 (double-free: K <= 14336 keeps the fp32
+  // accumulation error ~sqrt(K) 2^-24 |w||x|, far below the output's bf16 rounding). The kernel's
+  // result is rounded once to bf16 (<= 2^-9 relative); cancellation makes small outputs relatively
+  // noisy, so atol is 2^-8 of the row-norm scale |w_n| |x|.
+  for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 8}, {3, 64}, {17, 1160}, {1024, 4096}, {4097, 4104}, {4096, 14336}}) {
+    at::Tensor w = at::randn({N, K}, on_gpu(at::kBFloat16));
+    at::Tensor x = at::randn({1, 1, K}, on_gpu(at::kBFloat16));
+    ASSERT_TRUE(kernels::gemv_applies(x, w));
+    at::Tensor got = kernels::linear(x, w);
+    ASSERT_EQ(got.sizes(), (std::vector<int64_t>{1, 1, N}));
+    at::Tensor ref = at::linear(x.to(at::kFloat), w.to(at::kFloat));
+    const double scale = std::sqrt(static_cast<double>(K));  // |w_n||x| for unit normals
+    EXPECT_TRUE(jointnas::testing::all_close(got, ref, scale / 256, 1.0 / 256)) << N << "x" << K;
+  }
+  // Cases the GEMV does not take fall back to at::linear.
+  at::Tensor w = at::randn({8, 12}, on_gpu(at::kBFloat16));
+  EXPECT_FALSE(kernels::gemv_applies(at::randn({1, 12}, on_gpu(at::kBFloat16)), w));  // K % 8
+  EXPECT_FALSE(kernels::gemv_applies(at::randn({2, 8}, on_gpu(at::kBFloat16)),
+                                     at::randn({4, 8}, on_gpu(at::kBFloat16))));  // M = 2
 }

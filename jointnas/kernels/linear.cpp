@@ -1,0 +1,45 @@
+// Dispatch for linear(): GEMV kernel at M = 1 on CUDA bf16, at::linear otherwise.
+#include "jointnas/kernels/linear.h"
+
+#include <ATen/ATen.h>
+
+namespace jointnas::kernels {
+
+#ifdef JNAS_WITH_CUDA
+at::Tensor gemv_bf16_cuda(const at::Tensor& x, const at::Tensor& w);
+#endif
+
+bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
+#ifdef JNAS_WITH_CUDA
+  const int64_t K = w.dim() == 2 ? w.size(1) : -1;
+  return x.is_cuda() && w.is_cuda() && x.scalar_type() == at::kBFloat16 &&
+         w.scalar_type() == at::kBFloat16 && w.dim() == 2 && w.is_contiguous() && K > 0 &&
+         K % 8 == 0 && x.size(-1) == K && x.numel() == K &&
+         reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0;
+#else
+  (void)x;
+  (void)w;
+  return false;
+#endif
+}
+
+at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
+#ifdef JNAS_WITH_CUDA
+  return gemv_bf16_cuda(x, w);
+#else
+  (void)x;
+  (void)w;
+  TORCH_CHECK(false, "gemv_bf16 needs a CUDA build (-DJNAS_WITH_CUDA=ON)");
+#endif
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
+  if (gemv_applies(x, w)) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = w.size(0);
+    return gemv_bf16(x, w).view(sizes);
+  }
+  return at::linear(x, w);
+}
+
+}  // namespace jointnas::kernels

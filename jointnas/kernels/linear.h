@@ -1,0 +1,17 @@
+// y = x W^T with a bandwidth-bound GEMV for the decode case (one token, bf16, CUDA); every other
+// case goes to at::linear (cuBLAS / the CPU BLAS).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace jointnas::kernels {
+
+// x [..., K], w [N, K] -> [..., N]. Uses the GEMV kernel when x holds a single row of K, both are
+// bf16 CUDA tensors, w is contiguous and K % 8 == 0 (16-byte vector loads); else at::linear.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w);
+// True when linear() would take the GEMV path for these operands.
+bool gemv_applies(const at::Tensor& x, const at::Tensor& w);
+// The GEMV itself (CUDA builds; throws elsewhere). x [K] bf16, w [N, K] bf16 -> y [N] bf16.
+at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w);
+
+}  // namespace jointnas::kernels
