@@ -23,12 +23,19 @@ int main() {
     at::Tensor x = at::randn({1, 1, K}, opts);
     int i = 0;
     const double ms_cublas = cuda_time_ms([&] { at::linear(x, ws[i++ % copies]); }, 10, 100);
+    const double bytes = 2.0 * N * K;
+    std::string variants;
+    for (int v : {14, 18, 24, 42, 44}) {
+      i = 0;
+      const double ms = cuda_time_ms([&] { jointnas::kernels::gemv_bf16(x, ws[i++ % copies], v); }, 10, 100);
+      variants += fmt::format(", \"v{}_gb_s\": {:.0f}", v, bytes / ms / 1e6);
+    }
     i = 0;
     const double ms_ours = cuda_time_ms([&] { jointnas::kernels::gemv_bf16(x, ws[i++ % copies]); }, 10, 100);
-    const double bytes = 2.0 * N * K;
     fmt::print("{{\"N\": {}, \"K\": {}, \"cublas_ms\": {:.4f}, \"gemv_ms\": {:.4f}, \"cublas_gb_s\": {:.0f}, "
-               "\"gemv_gb_s\": {:.0f}, \"speedup\": {:.3f}}}\n",
-               N, K, ms_cublas, ms_ours, bytes / ms_cublas / 1e6, bytes / ms_ours / 1e6, ms_cublas / ms_ours);
+               "\"gemv_gb_s\": {:.0f}, \"speedup\": {:.3f}{}}}\n",
+               N, K, ms_cublas, ms_ours, bytes / ms_cublas / 1e6, bytes / ms_ours / 1e6, ms_cublas / ms_ours,
+               variants);
   }
   return 0;
 }

@@ -1,29 +1,35 @@
 #!/usr/bin/env python3
-"""transformers' own bf16-vs-fp32 argmax agreement for ref-17m, on the positions the
-`LlamaCuda.Ref17mBf16ArgmaxAgrees` test uses (the golden prompts continued greedily by the fp32
-model to 1023 tokens). Tells bf16 noise of this model apart from a defect of our runtime.
-Usage: python3 scripts/bf16_agreement.py MODEL_DIR   (GPU machine)
+"""transformers' own bf16-vs-fp32 argmax agreement for ref-17m on the positions that
+`LlamaCuda.Ref17mBf16ArgmaxAgrees` scores: the first 4 x 1024 tokens of the wiki.test.raw stream
+under the MANIFEST protocol. Tells bf16 noise of this model apart from a defect of our runtime.
+Usage (GPU machine): python3 scripts/bf16_agreement.py SHARED_DIR
 """
 import json
 import sys
 
+import sentencepiece as spm
 import torch
-from safetensors.torch import load_file
 from transformers import LlamaForCausalLM
 
-d = sys.argv[1]
-g = load_file(f"{d}/golden_logits.safetensors")
-fp32 = LlamaForCausalLM.from_pretrained(d, dtype=torch.float32).cuda().eval()
-bf16 = LlamaForCausalLM.from_pretrained(d, dtype=torch.bfloat16).cuda().eval()
+shared = sys.argv[1]
+d = f"{shared}/models/ref-17m"
+sp = spm.SentencePieceProcessor(model_file=f"{d}/tokenizer.model")
+text = open(f"{shared}/data/text/wikitext2/wiki.test.raw", encoding="utf-8").read()
+docs = []
+for piece in text.split("\n\n"):  # MANIFEST protocol (docs/cli.md, "paragraphs")
+    docs += piece.split("\n") if len(piece) > 20000 else [piece]
+stream = []
+for doc in docs:
+    if doc.strip():
+        stream += [1] + sp.encode(doc) + [2]
+    if len(stream) >= 4 * 1024:
+        break
+x = torch.tensor(stream[:4 * 1024]).view(4, 1024).cuda()
 with torch.no_grad():
-    rows = []
-    for r in range(g["input_ids"].shape[0]):
-        ids = g["input_ids"][r:r + 1].cuda()
-        out = fp32.generate(ids, max_new_tokens=1024 - ids.shape[1], do_sample=False,
-                            min_new_tokens=1024 - ids.shape[1])
-        rows.append(out[0, :1023])
-    x = torch.stack(rows)
-    a = fp32(x).logits.argmax(-1)
-    b = bf16(x).logits.argmax(-1)
-    print(json.dumps({"transformers_bf16_vs_fp32_argmax_agreement": (a == b).double().mean().item(),
-                      "positions": a.numel()}))
+    out = {}
+    ref = LlamaForCausalLM.from_pretrained(d, dtype=torch.float32).cuda().eval()(x).logits.argmax(-1)
+    for impl in ["sdpa", "eager"]:
+        m = LlamaForCausalLM.from_pretrained(d, dtype=torch.bfloat16, attn_implementation=impl).cuda().eval()
+        out[f"transformers_bf16_{impl}_vs_fp32_argmax_agreement"] = (m(x).logits.argmax(-1) == ref).double().mean().item()
+    out["positions"] = x.numel()
+    print(json.dumps(out))

@@ -1,6 +1,8 @@
 // join_inside: the guard for names read from model files.
 #include "jointnas/core/paths.h"
 
+#include <climits>
+#include <cstdlib>
 #include <filesystem>
 
 #include "jointnas/core/error.h"
@@ -25,11 +27,11 @@ std::string join_inside(const std::string& dir, const std::string& name, const s
   }
   fs::path joined = fs::path(dir) / p;
   // Resolve symlinks when the target exists: a link inside the directory may not lead out of it.
-  std::error_code ec;
-  if (fs::exists(joined, ec)) {
-    fs::path real_dir = fs::weakly_canonical(fs::path(dir), ec);
-    fs::path real = fs::weakly_canonical(joined, ec);
-    auto rd = real_dir.string(), rf = real.string();
+  // POSIX realpath(3): plain C, no std::filesystem state (the std::filesystem version of this
+  // check segfaulted in its test on the GPU machine's image; the cause was not established).
+  char real_dir[PATH_MAX], real_file[PATH_MAX];
+  if (::realpath(joined.c_str(), real_file) != nullptr && ::realpath(dir.c_str(), real_dir) != nullptr) {
+    const std::string rd(real_dir), rf(real_file);
     if (rf.size() <= rd.size() || rf.compare(0, rd.size(), rd) != 0 || rf[rd.size()] != '/') {
       reject("resolves outside the model directory");
     }

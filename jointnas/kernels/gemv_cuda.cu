@@ -1,7 +1,7 @@
 // Decode GEMV, y[n] = sum_k W[n, k] x[k], bf16 in and out, fp32 accumulation (as cuBLAS).
 // Memory-bound: W is read exactly once, so the kernel is built for bytes in flight: x is staged
-// in shared memory, each warp owns one row and issues 4 independent 16-byte loads per lane before
-// using any of them (2 KB per warp in flight), 8 warps per block.
+// in shared memory, each warp owns R rows and issues R x U independent 16-byte loads per lane
+// before using any of them, 8 warps per block.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
@@ -11,7 +11,6 @@ namespace jointnas::kernels {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kUnroll = 4;
 
 __device__ __forceinline__ float dot8(const int4& a, const int4& b) {
   const __nv_bfloat162* pa = reinterpret_cast<const __nv_bfloat162*>(&a);
@@ -27,6 +26,8 @@ __device__ __forceinline__ float dot8(const int4& a, const int4& b) {
   return s;
 }
 
+// R rows per warp, U 16-byte loads per row issued before use: R * U * 512 bytes in flight per warp.
+template <int R, int U>
 __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __restrict__ w,
                                                                 const int4* __restrict__ x,
                                                                 __nv_bfloat16* __restrict__ y,
@@ -35,28 +36,59 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __re
   for (int64_t i = threadIdx.x; i < k8; i += blockDim.x) xs[i] = x[i];
   __syncthreads();
   const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (row >= n_rows) return;
-  const int4* wr = w + row * k8;
-  float acc = 0.f;
-  int64_t i = lane;
-  // Main loop: kUnroll loads issued back to back, then the math.
-  for (; i + (kUnroll - 1) * 32 < k8; i += kUnroll * 32) {
-    int4 v[kUnroll];
+  const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * R;
+  if (row0 >= n_rows) return;
+  const int4* wr[R];
+  float acc[R];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) v[u] = __ldg(wr + i + u * 32);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) acc += dot8(v[u], xs[i + u * 32]);
+  for (int r = 0; r < R; ++r) {
+    // Rows past the end re-read the last row (results discarded): no branches in the loop.
+    wr[r] = w + min(row0 + r, n_rows - 1) * k8;
+    acc[r] = 0.f;
   }
-  for (; i < k8; i += 32) acc += dot8(__ldg(wr + i), xs[i]);
+  int64_t i = lane;
+  for (; i + (U - 1) * 32 < k8; i += U * 32) {
+    int4 v[R][U];
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, off);
-  if (lane == 0) y[row] = __float2bfloat16(acc);
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int u = 0; u < U; ++u) v[r][u] = __ldg(wr[r] + i + u * 32);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int4 xv = xs[i + u * 32];
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[r] += dot8(v[r][u], xv);
+    }
+  }
+  for (; i < k8; i += 32) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[r] += dot8(__ldg(wr[r] + i), xs[i]);
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffff, acc[r], off);
+    if (lane == 0 && row0 + r < n_rows) y[row0 + r] = __float2bfloat16(acc[r]);
+  }
+}
+
+template <int R, int U>
+void launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, int64_t N, int64_t K) {
+  const size_t smem = static_cast<size_t>(K) * 2;
+  if (smem > 48 * 1024) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(gemv_bf16_kernel<R, U>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  }
+  const int64_t blocks = (N + kWarps * R - 1) / (kWarps * R);
+  gemv_bf16_kernel<R, U><<<static_cast<unsigned>(blocks), kWarps * 32, smem, at::cuda::getCurrentCUDAStream()>>>(
+      reinterpret_cast<const int4*>(w.data_ptr()), reinterpret_cast<const int4*>(x.data_ptr()),
+      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), N, K / 8);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
 
-at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w) {
+at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int variant) {
   TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.scalar_type() == at::kBFloat16 && w.is_cuda(),
               "gemv_bf16: w must be a contiguous bf16 CUDA matrix [N, K], got ", w.sizes());
   const int64_t N = w.size(0), K = w.size(1);
@@ -66,17 +98,18 @@ at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w) {
   at::Tensor x = x_in.reshape({K}).contiguous();
   at::Tensor y = at::empty({N}, w.options());
   if (N == 0) return y;
-  const size_t smem = static_cast<size_t>(K) * 2;
-  TORCH_CHECK(smem <= 200 * 1024, "gemv_bf16: K = ", K, " too large for shared memory");
-  if (smem > 48 * 1024) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(gemv_bf16_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(smem)));
+  TORCH_CHECK(K * 2 <= 200 * 1024, "gemv_bf16: K = ", K, " too large for shared memory");
+  // variant: 0 = heuristic; else R * 10 + U (benchmarks compare them, bench/linear_bench.cpp).
+  int v = variant;
+  if (v == 0) v = 14;
+  switch (v) {
+    case 14: launch<1, 4>(x, w, y, N, K); break;
+    case 18: launch<1, 8>(x, w, y, N, K); break;
+    case 24: launch<2, 4>(x, w, y, N, K); break;
+    case 42: launch<4, 2>(x, w, y, N, K); break;
+    case 44: launch<4, 4>(x, w, y, N, K); break;
+    default: TORCH_CHECK(false, "gemv_bf16: unknown variant ", variant);
   }
-  const int64_t blocks = (N + kWarps - 1) / kWarps;
-  gemv_bf16_kernel<<<static_cast<unsigned>(blocks), kWarps * 32, smem, at::cuda::getCurrentCUDAStream()>>>(
-      reinterpret_cast<const int4*>(w.data_ptr()), reinterpret_cast<const int4*>(x.data_ptr()),
-      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), N, K / 8);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
 }
 

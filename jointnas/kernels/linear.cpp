@@ -6,7 +6,7 @@
 namespace jointnas::kernels {
 
 #ifdef JNAS_WITH_CUDA
-at::Tensor gemv_bf16_cuda(const at::Tensor& x, const at::Tensor& w);
+at::Tensor gemv_bf16_cuda(const at::Tensor& x, const at::Tensor& w, int variant);
 #endif
 
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
@@ -23,12 +23,13 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
 #endif
 }
 
-at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w) {
+at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w, int variant) {
 #ifdef JNAS_WITH_CUDA
-  return gemv_bf16_cuda(x, w);
+  return gemv_bf16_cuda(x, w, variant);
 #else
   (void)x;
   (void)w;
+  (void)variant;
   TORCH_CHECK(false, "gemv_bf16 needs a CUDA build (-DJNAS_WITH_CUDA=ON)");
 #endif
 }

@@ -12,6 +12,8 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w);
 // True when linear() would take the GEMV path for these operands.
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w);
 // The GEMV itself (CUDA builds; throws elsewhere). x [K] bf16, w [N, K] bf16 -> y [N] bf16.
-at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w);
+// `variant` 0 picks the default tiling; R*10+U (rows per warp, loads in flight per row) forces
+// one, for benchmarks: 14, 18, 24, 42, 44.
+at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w, int variant = 0);
 
 }  // namespace jointnas::kernels

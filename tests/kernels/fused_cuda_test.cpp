@@ -88,6 +88,11 @@ TEST(GemvCuda, MatchesFp32Reference) {
     at::Tensor ref = at::linear(x.to(at::kFloat), w.to(at::kFloat));
     const double scale = std::sqrt(static_cast<double>(K));  // |w_n||x| for unit normals
     EXPECT_TRUE(jointnas::testing::all_close(got, ref, scale / 256, 1.0 / 256)) << N << "x" << K;
+    for (int v : {14, 18, 24, 42, 44}) {  // every tiling, including row counts not divisible by R
+      EXPECT_TRUE(jointnas::testing::all_close(kernels::gemv_bf16(x, w, v), ref.view({N}), scale / 256,
+                                                1.0 / 256))
+          << N << "x" << K << " variant " << v;
+    }
   }
   // Cases the GEMV does not take fall back to at::linear.
   at::Tensor w = at::randn({8, 12}, on_gpu(at::kBFloat16));
