@@ -30,7 +30,9 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
   (cd build-gpu && ctest -L "cuda|cpu" --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
   tail -15 "$OUT/ctest.log"; echo "== ctest rc $rc"
   grep -h "argmax agreement" "$OUT/ctest.log"
-  build-gpu/tests/core/core_test --gtest_filter='*Symlink*' > "$OUT/symlink.log" 2>&1; echo "symlink test alone: rc $?"; tail -5 "$OUT/symlink.log"
+  build-gpu/tests/core/core_test --gtest_filter='*Symlink*' > "$OUT/symlink.log" 2>&1; echo "symlink test alone: rc $?"
+  command -v cuda-gdb >/dev/null && cuda-gdb -batch -ex run -ex bt --args build-gpu/tests/core/core_test \
+    --gtest_filter='*Symlink*' 2>&1 | grep -E "^#|signal" | head -12
   [ -f "$SHARED/models/ref-17m/golden_logits.safetensors" ] && \
     python3 scripts/bf16_agreement.py "$SHARED" 2>/dev/null | tee "$OUT/bf16_agreement.json"
 fi

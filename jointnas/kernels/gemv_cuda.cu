@@ -101,7 +101,9 @@ at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int varia
   TORCH_CHECK(K * 2 <= 200 * 1024, "gemv_bf16: K = ", K, " too large for shared memory");
   // variant: 0 = heuristic; else R * 10 + U (benchmarks compare them, bench/linear_bench.cpp).
   int v = variant;
-  if (v == 0) v = 14;
+  // Default from bench/linear_bench on an H200 (docs/benchmarks.md): 4 rows per warp pays off
+  // for tall matrices with short rows (gate_up, lm_head); 1 row x 4 loads elsewhere.
+  if (v == 0) v = (N >= 14336 && K <= 4096) ? 42 : 14;
   switch (v) {
     case 14: launch<1, 4>(x, w, y, N, K); break;
     case 18: launch<1, 8>(x, w, y, N, K); break;

@@ -12,6 +12,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/kernels/decode_attention.h"
 #include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/linear.h"
 
@@ -227,7 +228,11 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   if (fold) q = q.reshape({B, nkv, nh / nkv, hd});
   const bool sdpa_gqa = gqa && !fold;
   at::Tensor attn;
-  if (static_mask != nullptr) {
+  if (T == 1 && (static_mask != nullptr || cache != nullptr) &&
+      kernels::decode_attention_applies(q, k_buf)) {
+    // Decode on CUDA: split-K kernel over exactly the valid keys 0..pos (positions = [pos]).
+    attn = kernels::decode_attention(q, k_buf, v_buf, positions, scale);
+  } else if (static_mask != nullptr) {
     // CUDA-graph decode: the whole preallocated buffer, masked to key positions <= pos.
     attn = at::scaled_dot_product_attention(q, k_buf, v_buf, *static_mask, 0.0, false, scale, sdpa_gqa);
   } else if (cache == nullptr) {

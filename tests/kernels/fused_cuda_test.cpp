@@ -9,6 +9,7 @@
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/kernels/decode_attention.h"
 #include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/linear.h"
 #include "tensor_assert.h"
@@ -99,4 +100,35 @@ TEST(GemvCuda, MatchesFp32Reference) {
   EXPECT_FALSE(kernels::gemv_applies(at::randn({1, 12}, on_gpu(at::kBFloat16)), w));  // K % 8
   EXPECT_FALSE(kernels::gemv_applies(at::randn({2, 8}, on_gpu(at::kBFloat16)),
                                      at::randn({4, 8}, on_gpu(at::kBFloat16))));  // M = 2
+}
+
+TEST(DecodeAttentionCuda, MatchesSdpaOnValidPrefix) {
+  REQUIRE_CUDA();
+  // fp32 softmax statistics and accumulation in both; the output is rounded once to the dtype
+  // (2^-9 relative in bf16). Outputs are convex combinations of v (|v| <~ 4), so atol 2 bf16 ulps
+  // of 4 = 2^-5, rtol 2^-7; fp32: exp/sum-order differences only, 1e-5.
+  for (auto dt : {at::kBFloat16, at::kFloat}) {
+    for (int64_t hd : {64, 128}) {
+      for (int64_t G : {1, 3, 4}) {
+        const int64_t B = 2, nkv = 3, L = 300;
+        at::Tensor q = at::randn({B, nkv, G, hd}, on_gpu(dt));
+        at::Tensor k = at::randn({B, nkv, L, hd}, on_gpu(dt)), v = at::randn({B, nkv, L, hd}, on_gpu(dt));
+        // Poison the invalid tail: the kernel must never read past pos.
+        for (int64_t pos : {0, 1, 63, 64, 200, 299}) {
+          at::Tensor kp = k.clone(), vp = v.clone();
+          if (pos + 1 < L) {
+            kp.narrow(2, pos + 1, L - pos - 1).fill_(1e4);
+            vp.narrow(2, pos + 1, L - pos - 1).fill_(NAN);
+          }
+          const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+          ASSERT_TRUE(kernels::decode_attention_applies(q, kp));
+          at::Tensor got = kernels::decode_attention(q, kp, vp, at::full({1}, pos, on_gpu(at::kLong)), scale);
+          at::Tensor ref = kernels::decode_attention_ref(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), pos, scale);
+          const bool bf = dt == at::kBFloat16;
+          EXPECT_TRUE(jointnas::testing::all_close(got, ref, bf ? 1.0 / 32 : 1e-5, bf ? 1.0 / 128 : 1e-5))
+              << "hd " << hd << " G " << G << " pos " << pos;
+        }
+      }
+    }
+  }
 }
