@@ -27,8 +27,9 @@ std::string join_inside(const std::string& dir, const std::string& name, const s
   }
   fs::path joined = fs::path(dir) / p;
   // Resolve symlinks when the target exists: a link inside the directory may not lead out of it.
-  // POSIX realpath(3): plain C, no std::filesystem state (the std::filesystem version of this
-  // check segfaulted in its test on the GPU machine's image; the cause was not established).
+  // POSIX realpath(3) rather than std::filesystem: in CUDA builds some std::filesystem symbols
+  // bind to the copies exported by the GPU machine's libtorch.so (one, remove_all, segfaults on
+  // symlinks there), so path checks on untrusted input stay in plain libc.
   char real_dir[PATH_MAX], real_file[PATH_MAX];
   if (::realpath(joined.c_str(), real_file) != nullptr && ::realpath(dir.c_str(), real_dir) != nullptr) {
     const std::string rd(real_dir), rf(real_file);

@@ -16,7 +16,7 @@ bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k_cache) {
   const int64_t hd = q.size(3), G = q.size(2);
   const auto t = q.scalar_type();
   return (t == at::kBFloat16 || t == at::kHalf || t == at::kFloat) && t == k_cache.scalar_type() &&
-         hd % 32 == 0 && hd <= 256 && G >= 1 && G <= 8 && k_cache.size(3) == hd &&
+         (hd == 64 || hd == 128) && G >= 1 && (G <= 4 || G == 8) && k_cache.size(3) == hd &&
          k_cache.size(1) == q.size(1) && k_cache.size(0) == q.size(0) && k_cache.is_contiguous();
 #else
   (void)q;

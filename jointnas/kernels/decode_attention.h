@@ -13,7 +13,7 @@ namespace jointnas::kernels {
 // Returns [B, nkv, G, hd]. CUDA only; see decode_attention_applies().
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
                             const at::Tensor& pos, double scale);
-// Shapes and dtypes the kernel takes: CUDA, bf16/fp16/fp32, hd % 32 == 0, hd <= 256, G <= 8.
+// Shapes and dtypes the kernel takes: CUDA, bf16/fp16/fp32, hd 64 or 128, G in 1..4 or 8.
 bool decode_attention_applies(const at::Tensor& q, const at::Tensor& k_cache);
 // Reference: SDPA over the first pos + 1 keys (host-side pos).
 at::Tensor decode_attention_ref(const at::Tensor& q, const at::Tensor& k_cache,
