@@ -25,16 +25,21 @@ TEST(JoinInside, RejectsEscapes) {
 }
 
 TEST(JoinInside, RejectsSymlinkOut) {
+  // Created and removed entry by entry: no std::filesystem::remove_all, because in CUDA builds the
+  // copy of it that binds is the one exported by the GPU machine's libtorch.so, which segfaulted
+  // here (cuda-gdb backtrace in docs/benchmarks.md).
   fs::path dir = fs::temp_directory_path() / "jnas_paths_test";
-  fs::remove(dir / "m" / "link.safetensors");
-  fs::remove_all(dir);
+  std::error_code ec;
+  auto cleanup = [&] {
+    fs::remove(dir / "m" / "link.safetensors", ec);
+    fs::remove(dir / "outside.bin", ec);
+    fs::remove(dir / "m", ec);
+    fs::remove(dir, ec);
+  };
+  cleanup();
   fs::create_directories(dir / "m");
   std::ofstream(dir / "outside.bin") << "x";
   fs::create_symlink(dir / "outside.bin", dir / "m" / "link.safetensors");
   EXPECT_THROW(join_inside((dir / "m").string(), "link.safetensors", "idx"), IoError);
-  // Unlink the symlink before remove_all: in CUDA builds the std::filesystem::remove_all that
-  // binds is the copy exported by the GPU machine's libtorch.so, and it segfaults on a symlink
-  // (cuda-gdb backtrace in docs/benchmarks.md).
-  fs::remove(dir / "m" / "link.safetensors");
-  fs::remove_all(dir);
+  cleanup();
 }
