@@ -1,6 +1,12 @@
 // join_inside: the guard for names read from model files.
 #include "jointnas/core/paths.h"
 
+#include <ftw.h>
+#include <sys/stat.h>
+#include <cerrno>
+#include <cstdio>
+#include <unistd.h>
+
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
@@ -38,6 +44,15 @@ std::string join_inside(const std::string& dir, const std::string& name, const s
     }
   }
   return joined.string();
+}
+
+bool remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) -> int {
+    return ::remove(p) == 0 ? 0 : -1;
+  };
+  return ::nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 bool file_exists(const std::string& path) {

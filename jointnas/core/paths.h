@@ -13,6 +13,12 @@ namespace jointnas {
 std::string join_inside(const std::string& dir, const std::string& name, const std::string& source);
 
 bool file_exists(const std::string& path);
+
+// Deletes `path` and everything below it without following symlinks (nftw, FTW_DEPTH | FTW_PHYS);
+// a missing path is not an error. Use this, not std::filesystem::remove_all: in CUDA builds that
+// symbol binds to the copy exported by the GPU machine's libtorch.so, which segfaults on existing
+// trees (cuda-gdb backtrace in docs/benchmarks.md). Returns false if an entry could not be removed.
+bool remove_tree(const std::string& path);
 bool dir_exists(const std::string& path);
 
 }  // namespace jointnas

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "jointnas/core/paths.h"
+
 #include "jointnas/core/json_util.h"
 #include "tensor_assert.h"
 
@@ -39,7 +41,7 @@ CmdResult run(const std::string& args) {
 
 fs::path scratch(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("jnas_cli_" + name);
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
   fs::create_directories(d);
   return d;
 }

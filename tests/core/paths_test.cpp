@@ -25,21 +25,16 @@ TEST(JoinInside, RejectsEscapes) {
 }
 
 TEST(JoinInside, RejectsSymlinkOut) {
-  // Created and removed entry by entry: no std::filesystem::remove_all, because in CUDA builds the
-  // copy of it that binds is the one exported by the GPU machine's libtorch.so, which segfaulted
-  // here (cuda-gdb backtrace in docs/benchmarks.md).
   fs::path dir = fs::temp_directory_path() / "jnas_paths_test";
-  std::error_code ec;
-  auto cleanup = [&] {
-    fs::remove(dir / "m" / "link.safetensors", ec);
-    fs::remove(dir / "outside.bin", ec);
-    fs::remove(dir / "m", ec);
-    fs::remove(dir, ec);
-  };
-  cleanup();
+  ASSERT_TRUE(jointnas::remove_tree(dir.string()));
   fs::create_directories(dir / "m");
   std::ofstream(dir / "outside.bin") << "x";
   fs::create_symlink(dir / "outside.bin", dir / "m" / "link.safetensors");
   EXPECT_THROW(join_inside((dir / "m").string(), "link.safetensors", "idx"), IoError);
-  cleanup();
+  // remove_tree does not follow the link: the target outside survives until its own turn.
+  ASSERT_TRUE(jointnas::remove_tree((dir / "m").string()));
+  EXPECT_TRUE(fs::exists(dir / "outside.bin"));
+  ASSERT_TRUE(jointnas::remove_tree(dir.string()));
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_TRUE(jointnas::remove_tree(dir.string()));  // missing path: fine
 }

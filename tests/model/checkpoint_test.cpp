@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/core/paths.h"
+
 #include "jointnas/core/error.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/model/llama.h"
@@ -23,7 +25,7 @@ namespace {
 
 fs::path fresh_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("jnas_ck_" + name);
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
   fs::create_directories(d);
   return d;
 }

@@ -10,6 +10,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/core/paths.h"
+
 #include "jointnas/core/error.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/model/generate.h"
@@ -84,7 +86,7 @@ TEST(LlamaRuntime, Stories260KHfConversionMatchesTransformers) {
   // Direct llama2.c load, and the HF directory `convert` writes, both against transformers.
   Checkpoint ck = load_checkpoint(repo_path("models/stories260K/stories260K.bin"));
   fs::path out = fs::temp_directory_path() / "jnas_stories_hf";
-  fs::remove_all(out);
+  jointnas::remove_tree(fs::path(out).string());
   save_hf_directory(ck, out.string(), "float32");
   for (const std::string& path : {repo_path("models/stories260K/stories260K.bin"), out.string()}) {
     LlamaModel m = LlamaModel::from_checkpoint(load_checkpoint(path), {});

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "jointnas/core/paths.h"
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -52,7 +54,7 @@ void expect_io_error(const std::function<void()>& fn, const std::string& needle)
 
 fs::path scratch_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("jnas_tok_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
   fs::create_directories(d);
   return d;
 }
@@ -313,7 +315,7 @@ TEST(Tokenizer, LoadTokenizerReadsModelDirectoryConventions) {
   write_file(d / "tokenizer_config.json", "{}");
   write_file(d / "config.json", R"({"eos_token_id": "two"})");
   expect_io_error([&] { tok::load_tokenizer(d.string()); }, "config.json");
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
 
   // llama2.c directory: tokenizer.bin, vocab size from config.json.
   const std::string tok512 = repo_path("models/stories260K/tok512.bin");
@@ -326,7 +328,7 @@ TEST(Tokenizer, LoadTokenizerReadsModelDirectoryConventions) {
   EXPECT_EQ(tok->vocab_size(), 512);
   write_file(d / "config.json", R"({"vocab_size": 600})");
   expect_io_error([&] { tok::load_tokenizer(d.string()); }, "tokenizer.bin");
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
 }
 
 // Byte-level BPE takes arbitrary bytes: invalid UTF-8 and long runs encode without error and
@@ -415,7 +417,7 @@ TEST(Tokenizer, SplitBehaviorsMatchHfTokenizers) {
       "{" + model + R"(, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": true}})");
   EXPECT_EQ(tok::load_hf_tokenizer_json((d / "tokenizer.json").string())->encode("ab ab"),
             (std::vector<int32_t>{32, 256, 32, 256}));
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
 }
 
 TEST(Tokenizer, MalformedSentencePieceAndLlama2cAreIoErrors) {
@@ -449,7 +451,7 @@ TEST(Tokenizer, MalformedSentencePieceAndLlama2cAreIoErrors) {
                   "empty.bin");
   write_file(d / "few.bin", bin({4, 0, 1}) + "a");  // valid but too small for byte fallback
   expect_io_error([&] { tok::load_llama2c_tokenizer((d / "few.bin").string(), -1); }, "few.bin");
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
 }
 
 TEST(Tokenizer, MalformedTiktokenFilesAreIoErrors) {
@@ -482,7 +484,7 @@ TEST(Tokenizer, MalformedTiktokenFilesAreIoErrors) {
   expect_bad("dupbytes.model", good + "YQ== 256\n");  // "a" again under another rank
   expect_bad("missingbyte.model", good.substr(0, good.rfind("/w== 255\n")));
   expect_bad("binary.model", std::string("\x08\x01\x12\x00\xff", 5));
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
 }
 
 TEST(Tokenizer, MalformedTokenizerJsonAndGpt2FilesAreIoErrors) {
@@ -551,7 +553,7 @@ TEST(Tokenizer, MalformedTokenizerJsonAndGpt2FilesAreIoErrors) {
   write_file(d / "broken.json", "{\"a\": ");
   expect_io_error([&] { tok::load_gpt2((d / "broken.json").string(), (d / "vocab.bpe").string()); },
                   "broken.json");
-  fs::remove_all(d);
+  jointnas::remove_tree(fs::path(d).string());
 }
 
 }  // namespace
