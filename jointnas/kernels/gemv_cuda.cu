@@ -31,6 +31,7 @@ template <int R, int U>
 __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __restrict__ w,
                                                                 const int4* __restrict__ x,
                                                                 __nv_bfloat16* __restrict__ y,
+                                                                const __nv_bfloat16* __restrict__ residual,
                                                                 int64_t n_rows, int64_t k8) {
   extern __shared__ int4 xs[];  // k8 vectors of 8 bf16
   for (int64_t i = threadIdx.x; i < k8; i += blockDim.x) xs[i] = x[i];
@@ -68,12 +69,19 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __re
   for (int r = 0; r < R; ++r) {
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffff, acc[r], off);
-    if (lane == 0 && row0 + r < n_rows) y[row0 + r] = __float2bfloat16(acc[r]);
+    if (lane == 0 && row0 + r < n_rows) {
+      // With a residual: r + bf16(W x), rounded like the unfused `x + linear(...)` (two roundings).
+      const __nv_bfloat16 out = __float2bfloat16(acc[r]);
+      y[row0 + r] = residual == nullptr
+                        ? out
+                        : __float2bfloat16(__bfloat162float(residual[row0 + r]) + __bfloat162float(out));
+    }
   }
 }
 
 template <int R, int U>
-void launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, int64_t N, int64_t K) {
+void launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, const at::Tensor* residual,
+            int64_t N, int64_t K) {
   const size_t smem = static_cast<size_t>(K) * 2;
   if (smem > 48 * 1024) {
     C10_CUDA_CHECK(cudaFuncSetAttribute(gemv_bf16_kernel<R, U>,
@@ -82,13 +90,16 @@ void launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, int64_t N, 
   const int64_t blocks = (N + kWarps * R - 1) / (kWarps * R);
   gemv_bf16_kernel<R, U><<<static_cast<unsigned>(blocks), kWarps * 32, smem, at::cuda::getCurrentCUDAStream()>>>(
       reinterpret_cast<const int4*>(w.data_ptr()), reinterpret_cast<const int4*>(x.data_ptr()),
-      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), N, K / 8);
+      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
+      residual != nullptr ? reinterpret_cast<const __nv_bfloat16*>(residual->data_ptr()) : nullptr, N,
+      K / 8);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
 
-at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int variant) {
+at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int variant,
+                          const at::Tensor* residual) {
   TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.scalar_type() == at::kBFloat16 && w.is_cuda(),
               "gemv_bf16: w must be a contiguous bf16 CUDA matrix [N, K], got ", w.sizes());
   const int64_t N = w.size(0), K = w.size(1);
@@ -98,6 +109,14 @@ at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int varia
   at::Tensor x = x_in.reshape({K}).contiguous();
   at::Tensor y = at::empty({N}, w.options());
   if (N == 0) return y;
+  at::Tensor res_c;
+  const at::Tensor* res = nullptr;
+  if (residual != nullptr) {
+    TORCH_CHECK(residual->numel() == N && residual->scalar_type() == at::kBFloat16 && residual->is_cuda(),
+                "gemv_bf16: residual must hold N = ", N, " bf16 values on the device");
+    res_c = residual->reshape({N}).contiguous();
+    res = &res_c;
+  }
   TORCH_CHECK(K * 2 <= 200 * 1024, "gemv_bf16: K = ", K, " too large for shared memory");
   // variant: 0 = heuristic; else R * 10 + U (benchmarks compare them, bench/linear_bench.cpp).
   int v = variant;
@@ -105,11 +124,11 @@ at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int varia
   // for tall matrices with short rows (gate_up, lm_head); 1 row x 4 loads elsewhere.
   if (v == 0) v = (N >= 14336 && K <= 4096) ? 42 : 14;
   switch (v) {
-    case 14: launch<1, 4>(x, w, y, N, K); break;
-    case 18: launch<1, 8>(x, w, y, N, K); break;
-    case 24: launch<2, 4>(x, w, y, N, K); break;
-    case 42: launch<4, 2>(x, w, y, N, K); break;
-    case 44: launch<4, 4>(x, w, y, N, K); break;
+    case 14: launch<1, 4>(x, w, y, res, N, K); break;
+    case 18: launch<1, 8>(x, w, y, res, N, K); break;
+    case 24: launch<2, 4>(x, w, y, res, N, K); break;
+    case 42: launch<4, 2>(x, w, y, res, N, K); break;
+    case 44: launch<4, 4>(x, w, y, res, N, K); break;
     default: TORCH_CHECK(false, "gemv_bf16: unknown variant ", variant);
   }
   return y;

@@ -6,7 +6,8 @@
 namespace jointnas::kernels {
 
 #ifdef JNAS_WITH_CUDA
-at::Tensor gemv_bf16_cuda(const at::Tensor& x, const at::Tensor& w, int variant);
+at::Tensor gemv_bf16_cuda(const at::Tensor& x, const at::Tensor& w, int variant,
+                          const at::Tensor* residual);
 #endif
 
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
@@ -25,7 +26,7 @@ bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
 
 at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w, int variant) {
 #ifdef JNAS_WITH_CUDA
-  return gemv_bf16_cuda(x, w, variant);
+  return gemv_bf16_cuda(x, w, variant, nullptr);
 #else
   (void)x;
   (void)w;
@@ -41,6 +42,20 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
     return gemv_bf16(x, w).view(sizes);
   }
   return at::linear(x, w);
+}
+
+}  // namespace jointnas::kernels
+
+namespace jointnas::kernels {
+
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual) {
+#ifdef JNAS_WITH_CUDA
+  if (gemv_applies(x, w) && residual.numel() == w.size(0) &&
+      residual.scalar_type() == at::kBFloat16 && residual.is_cuda()) {
+    return gemv_bf16_cuda(x, w, 0, &residual).view(residual.sizes());
+  }
+#endif
+  return residual + kernels::linear(x, w);
 }
 
 }  // namespace jointnas::kernels

@@ -9,6 +9,9 @@ namespace jointnas::kernels {
 // x [..., K], w [N, K] -> [..., N]. Uses the GEMV kernel when x holds a single row of K, both are
 // bf16 CUDA tensors, w is contiguous and K % 8 == 0 (16-byte vector loads); else at::linear.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w);
+// residual + x W^T; at M = 1 on CUDA bf16 the add happens in the GEMV's epilogue (one kernel,
+// same two roundings as the unfused expression).
+at::Tensor linear_add(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual);
 // True when linear() would take the GEMV path for these operands.
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w);
 // The GEMV itself (CUDA builds; throws elsewhere). x [K] bf16, w [N, K] bf16 -> y [N] bf16.

@@ -253,11 +253,11 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
     }
   }
   if (fold) attn = attn.reshape({B, nh, 1, hd});
-  at::Tensor out = x + kernels::linear(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj);
+  at::Tensor out = kernels::linear_add(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj, x);
 
   h = kernels::rms_norm(out, w.post_attention_layernorm, eps);
   at::Tensor act = kernels::silu_mul(kernels::linear(h, w.gate_up));  // [B, T, I]
-  return out + kernels::linear(act, w.down_proj);
+  return kernels::linear_add(act, w.down_proj, out);
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_only) const {

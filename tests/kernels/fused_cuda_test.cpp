@@ -95,6 +95,13 @@ TEST(GemvCuda, MatchesFp32Reference) {
           << N << "x" << K << " variant " << v;
     }
   }
+  // Fused residual: exactly the unfused expression r + bf16(W x) when both use the GEMV.
+  for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {17, 1160}}) {
+    at::Tensor w2 = at::randn({N, K}, on_gpu(at::kBFloat16));
+    at::Tensor x2 = at::randn({1, 1, K}, on_gpu(at::kBFloat16));
+    at::Tensor r2 = at::randn({1, 1, N}, on_gpu(at::kBFloat16));
+    EXPECT_TRUE(at::equal(kernels::linear_add(x2, w2, r2), r2 + kernels::linear(x2, w2))) << N;
+  }
   // Cases the GEMV does not take fall back to at::linear.
   at::Tensor w = at::randn({8, 12}, on_gpu(at::kBFloat16));
   EXPECT_FALSE(kernels::gemv_applies(at::randn({1, 12}, on_gpu(at::kBFloat16)), w));  // K % 8
