@@ -17,6 +17,22 @@
 
 namespace jointnas::tok {
 
+// Calls fn(line, line_no) for every line of `text` (1-based numbers, a trailing '\r' stripped):
+// the shared reader of the line-oriented vocab files (GPT-2 vocab.bpe, tiktoken ranks).
+template <typename Fn>
+void for_each_line(std::string_view text, Fn&& fn) {
+  size_t line_no = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    fn(line, line_no);
+  }
+}
+
 // GPT-2's reversible byte <-> printable code point map (openai/gpt-2 encoder.py bytes_to_unicode):
 // printable Latin-1 bytes map to themselves, the other 68 to U+0100.. in byte order. Vocabularies
 // of byte-level tokenizers are written in these characters ("Ġthe" is " the").

@@ -247,22 +247,15 @@ std::unique_ptr<Tokenizer> load_gpt2(const std::string& encoder_json,
   bpe->set_vocab(read_byte_level_vocab(read_json_file(encoder_json), encoder_json, by_string));
 
   const std::string text = read_text_file(vocab_bpe);
-  size_t line_no = 0;
   int32_t rank = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
+  for_each_line(text, [&](std::string_view line, size_t line_no) {
+    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) return;
     const size_t sp = line.find(' ');
     const std::string where = fmt::format("{}:{}", vocab_bpe, line_no);
     JNAS_CHECK_IO(sp != std::string_view::npos && line.find(' ', sp + 1) == std::string_view::npos,
                   "{}: expected two tokens separated by one space, got '{}'", where, line);
     add_merge_strings(*bpe, by_string, line.substr(0, sp), line.substr(sp + 1), rank++, where);
-  }
+  });
   JNAS_CHECK_IO(rank > 0, "{}: no merges", vocab_bpe);
   bpe->add_splitter(
       std::make_unique<RegexSplitter>(kGpt2Pattern, SplitBehavior::kIsolated, false, vocab_bpe));

@@ -68,15 +68,9 @@ std::unique_ptr<Tokenizer> load_tiktoken(const std::string& path, const std::str
   }
   const std::string text = read_text_file(path);
   std::vector<std::string> id_to_bytes;
-  size_t num_ranks = 0, line_no = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + pos, end - pos);
-    pos = end + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
+  size_t num_ranks = 0;
+  for_each_line(text, [&](std::string_view line, size_t line_no) {
+    if (line.empty()) return;
     const size_t sp = line.find(' ');
     JNAS_CHECK_IO(sp != std::string_view::npos && sp > 0 && sp + 1 < line.size(),
                   "{}:{}: expected 'base64 rank', got '{}'", path, line_no, line.substr(0, 80));
@@ -95,7 +89,7 @@ std::unique_ptr<Tokenizer> load_tiktoken(const std::string& path, const std::str
                   path, line_no, rank);
     id_to_bytes[static_cast<size_t>(rank)] = std::move(*bytes);
     ++num_ranks;
-  }
+  });
   JNAS_CHECK_IO(num_ranks > 0, "{}: no ranks (empty tiktoken file)", path);
 
   auto bpe = std::make_unique<ByteLevelBpe>("tiktoken", path);
