@@ -1,0 +1,86 @@
+// Straight-through fake quantization (autograd). The forward is one fused fp32 expression on the
+// grid of weight_grid / the per-token scales, without integer tensors; its equality with
+// dequantize_ref(quantize_ref(w)) is a tested invariant (tests/quant/quant_test.cpp).
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "jointnas/quant/quantize.h"
+
+namespace jointnas::quant {
+namespace {
+
+// value(t) = (clamp(round(t) + z, lo, hi) - z) * s on [.., G, g] views; mask = t + z inside
+// [lo - 1/2, hi + 1/2].
+struct GridResult {
+  at::Tensor value;
+  at::Tensor mask;
+};
+
+GridResult fake_weight(const at::Tensor& w, const QuantFormat& f) {
+  const int64_t N = w.size(0), K = w.size(1);
+  const QuantizedWeight g = weight_grid(w, f, f.group_for(K));
+  at::Tensor wg = w.to(at::kFloat).reshape({N, K / g.group, g.group});
+  at::Tensor s = g.scale.to(at::kFloat).unsqueeze(-1);
+  at::Tensor t = wg / s;
+  GridResult r;
+  if (f.weight == WeightType::kFp8E4M3) {
+    r.value = (at::clamp(t, -kFp8E4M3Max, kFp8E4M3Max).to(at::kFloat8_e4m3fn).to(at::kFloat) * s);
+    r.mask = at::abs(t) <= kFp8E4M3Max;
+  } else {
+    at::Tensor z = f.asymmetric ? g.zero.to(at::kFloat).unsqueeze(-1) : at::zeros_like(s);
+    at::Tensor tz = t + z;
+    r.value = (at::clamp(at::round(t) + z, f.qmin(), f.qmax()) - z) * s;
+    r.mask = (tz >= f.qmin() - 0.5) & (tz <= f.qmax() + 0.5);
+  }
+  r.value = r.value.reshape({N, K}).to(w.scalar_type());
+  r.mask = r.mask.reshape({N, K});
+  return r;
+}
+
+GridResult fake_act(const at::Tensor& x, const QuantFormat& f) {
+  at::Tensor x32 = x.to(at::kFloat);
+  const bool fp8 = f.act == ActType::kFp8E4M3PerToken;
+  const float qmax = fp8 ? kFp8E4M3Max : 127.0f;
+  at::Tensor s = std::get<0>(x32.abs().max(-1, /*keepdim=*/true)) / qmax;
+  s = at::where(s == 0, at::ones_like(s), s);
+  at::Tensor t = x32 / s;
+  GridResult r;
+  if (fp8) {
+    r.value = at::clamp(t, -qmax, qmax).to(at::kFloat8_e4m3fn).to(at::kFloat) * s;
+  } else {
+    r.value = at::clamp(at::round(t), -qmax, qmax) * s;
+  }
+  r.mask = at::abs(t) <= qmax + (fp8 ? 0.0f : 0.5f);
+  r.value = r.value.to(x.scalar_type());
+  return r;
+}
+
+template <bool kAct>
+struct FakeQuantFn : public torch::autograd::Function<FakeQuantFn<kAct>> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const QuantFormat* f) {
+    GridResult r = kAct ? fake_act(x, *f) : fake_weight(x, *f);
+    ctx->save_for_backward({r.mask});
+    return r.value;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const at::Tensor mask = ctx->get_saved_variables()[0];
+    return {grad[0] * mask.to(grad[0].scalar_type()), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor fake_quant(const at::Tensor& w, const QuantFormat& format) {
+  TORCH_CHECK(w.dim() == 2, "fake_quant: expected a weight matrix [N, K], got ", w.sizes());
+  if (!format.quantized()) return w;
+  return FakeQuantFn<false>::apply(w, &format);
+}
+
+at::Tensor fake_quant_act(const at::Tensor& x, const QuantFormat& format) {
+  if (format.act == ActType::kNone) return x;
+  return FakeQuantFn<true>::apply(x, &format);
+}
+
+}  // namespace jointnas::quant

@@ -1,0 +1,47 @@
+// Our own CUDA kernels for the quantized formats (CUDA builds only; callers are guarded by
+// JNAS_WITH_CUDA). Layouts are those of pack.h. Every kernel has a reference in quantize.h and a
+// cuda-labelled test against it (tests/quant/qkernels_cuda_test.cpp).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace jointnas::quant::cuda {
+
+// Rows of x the GEMV kernels accept (each weight byte is read once and used for every row).
+inline constexpr int64_t kMaxGemvRows = 4;
+
+// Weight-only GEMV: x [M, K] bf16 (M <= kMaxGemvRows, contiguous) -> y [M, N] bf16, fp32
+// accumulation; with `residual` ([M, N] bf16) the epilogue returns residual + bf16(x W^T) (two
+// roundings, as the unfused expression). w4: data [N, K / 2] uint8, scale [N, K / g] bf16, zero
+// [N, K / g] uint8, needs K % 32 == 0 and g % 32 == 0. w8: data [N, K] int8, scale [N, 1] fp32,
+// needs K % 16 == 0.
+at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
+                      const at::Tensor& zero, int64_t group, const at::Tensor* residual);
+at::Tensor gemv_w8a16(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
+                      const at::Tensor* residual);
+
+// Dequantize a packed weight to [N, K] in `dtype` (bf16), value = bf16((q - zero) * scale)
+// computed in fp32: bitwise equal to dequantize_ref. For large M: dequantize, then cuBLAS.
+at::Tensor dequant_w4(const at::Tensor& data, const at::Tensor& scale, const at::Tensor& zero,
+                      int64_t group, c10::ScalarType dtype);
+at::Tensor dequant_w8(const at::Tensor& data, const at::Tensor& scale, c10::ScalarType dtype);
+
+// Fused per-token activation quantization, bitwise equal to quantize_act_ref: x [M, K] bf16 ->
+// q [M, K] int8 (or float8_e4m3fn), scale [M, 1] fp32.
+std::pair<at::Tensor, at::Tensor> quantize_act_int8(const at::Tensor& x);
+std::pair<at::Tensor, at::Tensor> quantize_act_fp8(const at::Tensor& x);
+
+// Integer / e4m3 GEMV for the W8A8 formats at small M: qx [M, K] (M <= kMaxGemvRows) with
+// per-token scales sx [M, 1] fp32, weight data [N, K] with per-row scales sw [N, 1] fp32 ->
+// y [M, N] bf16 = bf16(float(dot) * sx * sw) (+ residual as above). int8: exact int32 dot (dp4a),
+// needs K % 16 == 0; fp8: products exact in fp32, fp32 accumulation, needs K % 16 == 0.
+at::Tensor gemv_w8a8(const at::Tensor& qx, const at::Tensor& sx, const at::Tensor& data,
+                     const at::Tensor& sw, const at::Tensor* residual);
+at::Tensor gemv_fp8(const at::Tensor& qx, const at::Tensor& sx, const at::Tensor& data,
+                    const at::Tensor& sw, const at::Tensor* residual);
+
+// Epilogue of torch's _int_mm: acc [M, N] int32 -> bf16(float(acc) * sx * sw) (+ residual).
+at::Tensor scale_epilogue(const at::Tensor& acc, const at::Tensor& sx, const at::Tensor& sw,
+                          const at::Tensor* residual);
+
+}  // namespace jointnas::quant::cuda

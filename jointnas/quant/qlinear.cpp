@@ -1,0 +1,182 @@
+// QuantLinear dispatch (see qlinear.h for the table of paths).
+#include "jointnas/quant/qlinear.h"
+
+#include <ATen/ATen.h>
+
+#include "jointnas/core/log.h"
+#include "jointnas/kernels/linear.h"
+#ifdef JNAS_WITH_CUDA
+#include "jointnas/quant/qkernels_cuda.h"
+#endif
+
+namespace jointnas::quant {
+namespace {
+
+// _int_mm on CUDA needs more than 16 rows; smaller batches are padded with zero rows.
+constexpr int64_t kIntMmMinRows = 17;
+
+// float(acc) * sx * sw in fp32 (the order of the CUDA epilogue), rounded once to dtype.
+at::Tensor scale_epilogue_ref(const at::Tensor& acc, const at::Tensor& sx, const at::Tensor& sw_row,
+                              c10::ScalarType dtype) {
+  return (acc.to(at::kFloat) * sx * sw_row).to(dtype);
+}
+
+}  // namespace
+
+QuantLinear::QuantLinear(PackedWeight w, c10::Device device, c10::ScalarType dtype)
+    : w_(w.to(device)), device_(device), dtype_(dtype) {
+  const QuantFormat& f = *w_.format;
+  if (!f.quantized()) {
+    dense_ = w_.data.to(dtype).contiguous();
+    w_.data = dense_;
+    return;
+  }
+  if (f.act != ActType::kNone) scale_row_ = w_.scale.to(at::kFloat).reshape({1, -1}).contiguous();
+  if (device.is_cpu() && f.weight_only()) {
+    dense_ = dequantize_ref(unpack(w_), dtype).contiguous();
+  }
+#ifndef JNAS_WITH_CUDA
+  TORCH_CHECK(device.is_cpu(), "QuantLinear: this build has no CUDA (rebuild with -DJNAS_WITH_CUDA=ON)");
+#endif
+}
+
+QuantLinear QuantLinear::quantize(const at::Tensor& w, const QuantFormat& format, c10::Device device,
+                                  c10::ScalarType dtype) {
+  return QuantLinear(pack(quantize_ref(w, format)), device, dtype);
+}
+
+QuantLinear::Path QuantLinear::choose(int64_t m) const {
+  const QuantFormat& f = *w_.format;
+  if (!f.quantized()) return Path::kDense;
+  if (device_.is_cpu()) {
+    if (f.weight_only()) return Path::kDequantGemm;
+    return f.act == ActType::kInt8PerToken ? Path::kIntMm : Path::kScaledMm;
+  }
+#ifdef JNAS_WITH_CUDA
+  const int64_t K = w_.in_features, N = w_.out_features;
+  const bool small = m <= cuda::kMaxGemvRows && dtype_ == at::kBFloat16;
+  if (f.weight == WeightType::kInt && f.weight_bits == 4) {
+    return small && K % 32 == 0 && w_.group % 32 == 0 ? Path::kGemvW4 : Path::kDequantGemm;
+  }
+  if (f.weight == WeightType::kInt && f.act == ActType::kNone) {
+    return small && K % 16 == 0 ? Path::kGemvW8 : Path::kDequantGemm;
+  }
+  if (f.act == ActType::kInt8PerToken) {
+    if (small && K % 16 == 0) return Path::kGemvW8A8;
+    return K % 8 == 0 && N % 8 == 0 ? Path::kIntMm : Path::kReference;
+  }
+  if (f.act == ActType::kFp8E4M3PerToken) {
+    if (small && K % 16 == 0) return Path::kGemvFp8;
+    return K % 16 == 0 && N % 16 == 0 ? Path::kScaledMm : Path::kReference;
+  }
+#endif
+  return Path::kReference;
+}
+
+std::string QuantLinear::path_for(int64_t m) const {
+  switch (choose(m)) {
+    case Path::kDense: return device_.is_cpu() ? "blas" : "gemv_bf16|cublas";
+    case Path::kGemvW4: return "gemv_w4a16";
+    case Path::kGemvW8: return "gemv_w8a16";
+    case Path::kDequantGemm: return device_.is_cpu() ? "dequant_cache+blas" : "dequant+cublas";
+    case Path::kGemvW8A8: return "quant_act+gemv_w8a8";
+    case Path::kIntMm: return "quant_act+int_mm+epilogue";
+    case Path::kGemvFp8: return "quant_act+gemv_fp8";
+    case Path::kScaledMm: return "quant_act+scaled_mm";
+    case Path::kReference: return "reference";
+  }
+  return "?";
+}
+
+at::Tensor QuantLinear::forward(const at::Tensor& x) const {
+  TORCH_CHECK(defined(), "QuantLinear: forward on an empty layer");
+  TORCH_CHECK(x.size(-1) == w_.in_features, "QuantLinear: expected x with ", w_.in_features,
+              " features, got ", x.sizes());
+  if (!w_.format->quantized()) return kernels::linear(x, dense_);
+  auto sizes = x.sizes().vec();
+  sizes.back() = w_.out_features;
+  return run(x.reshape({-1, w_.in_features}), nullptr).view(sizes);
+}
+
+at::Tensor QuantLinear::forward_add(const at::Tensor& x, const at::Tensor& residual) const {
+  if (!w_.format->quantized()) return kernels::linear_add(x, dense_, residual);
+  const int64_t m = x.numel() / w_.in_features;
+  const Path p = choose(m);
+  if (p == Path::kGemvW4 || p == Path::kGemvW8 || p == Path::kGemvW8A8 || p == Path::kGemvFp8) {
+    at::Tensor r2d = residual.reshape({m, w_.out_features}).contiguous();
+    return run(x.reshape({m, w_.in_features}), &r2d).view(residual.sizes());
+  }
+  return residual + forward(x);
+}
+
+at::Tensor QuantLinear::run(const at::Tensor& x2d_in, const at::Tensor* residual2d) const {
+  const QuantFormat& f = *w_.format;
+  const int64_t m = x2d_in.size(0);
+  at::Tensor x2d = x2d_in.contiguous();
+  switch (choose(m)) {
+    case Path::kDense:
+      return kernels::linear(x2d, dense_);
+    case Path::kDequantGemm:
+      if (device_.is_cpu()) return at::linear(x2d, dense_);
+#ifdef JNAS_WITH_CUDA
+      if (f.weight_bits == 4) {
+        return at::linear(x2d, cuda::dequant_w4(w_.data, w_.scale, w_.zero, w_.group, dtype_));
+      }
+      return at::linear(x2d, cuda::dequant_w8(w_.data, w_.scale, dtype_));
+    case Path::kGemvW4:
+      return cuda::gemv_w4a16(x2d, w_.data, w_.scale, w_.zero, w_.group, residual2d);
+    case Path::kGemvW8:
+      return cuda::gemv_w8a16(x2d, w_.data, w_.scale, residual2d);
+    case Path::kGemvW8A8: {
+      auto [qx, sx] = cuda::quantize_act_int8(x2d);
+      return cuda::gemv_w8a8(qx, sx, w_.data, w_.scale, residual2d);
+    }
+    case Path::kGemvFp8: {
+      auto [qx, sx] = cuda::quantize_act_fp8(x2d);
+      return cuda::gemv_fp8(qx, sx, w_.data, w_.scale, residual2d);
+    }
+#endif
+      break;
+    case Path::kIntMm: {
+      at::Tensor qx, sx;
+#ifdef JNAS_WITH_CUDA
+      if (x2d.is_cuda()) {
+        std::tie(qx, sx) = cuda::quantize_act_int8(x2d);
+        if (m < kIntMmMinRows) qx = at::constant_pad_nd(qx, {0, 0, 0, kIntMmMinRows - m});
+        at::Tensor acc = at::_int_mm(qx, w_.data.t()).narrow(0, 0, m);
+        return cuda::scale_epilogue(acc, sx, scale_row_, nullptr);
+      }
+#endif
+      const QuantizedAct qa = quantize_act_ref(x2d, f);
+      return scale_epilogue_ref(at::_int_mm(qa.q, w_.data.t()), qa.scale, scale_row_, dtype_);
+    }
+    case Path::kScaledMm: {
+#ifdef JNAS_WITH_CUDA
+      if (x2d.is_cuda()) {
+        // Row-wise scaling: scale_a [M, 1], scale_b [1, N], fp32; e4m3 operands, bf16 out.
+        auto [qx, sx] = cuda::quantize_act_fp8(x2d);
+        return at::_scaled_mm(qx, w_.data.t(), sx, scale_row_, {}, {}, dtype_);
+      }
+#endif
+      const QuantizedAct qa = quantize_act_ref(x2d, f);
+      // The CPU kernel takes per-tensor scales only: unit scales, fp32 out, then ours.
+      at::Tensor one = at::ones({}, at::kFloat);
+      at::Tensor acc = at::_scaled_mm(qa.q, w_.data.t(), one, one, {}, {}, at::kFloat);
+      return scale_epilogue_ref(acc, qa.scale, scale_row_, dtype_);
+    }
+    case Path::kReference:
+    default:
+      break;
+  }
+  static bool warned = false;
+  if (!warned) {
+    warned = true;
+    JNAS_LOG_WARN("{}: no kernel for [{} x {}] x [{} x {}] on {}; running the reference path "
+                  "(slow, same numbers)",
+                  f.name, m, w_.in_features, w_.out_features, w_.in_features, device_.str());
+  }
+  at::Tensor y = linear_ref(x2d, unpack(w_), dtype_);
+  return residual2d != nullptr ? *residual2d + y : y;
+}
+
+}  // namespace jointnas::quant
