@@ -9,6 +9,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "jointnas/core/error.h"
@@ -63,6 +64,25 @@ bool file_exists(const std::string& path) {
 bool dir_exists(const std::string& path) {
   std::error_code ec;
   return fs::is_directory(path, ec);
+}
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) {
+    throw IoError(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)),
+                  "check that the output directory exists and is writable");
+  }
+  bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  ok &= std::fflush(f) == 0;
+  ok &= ::fsync(fileno(f)) == 0;
+  ok &= std::fclose(f) == 0;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    throw IoError(fmt::format("failed writing '{}': {}", path, std::strerror(err)),
+                  "is the disk full or the directory read-only?");
+  }
 }
 
 }  // namespace jointnas

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace jointnas {
 
@@ -20,5 +21,10 @@ bool file_exists(const std::string& path);
 // trees (cuda-gdb backtrace in docs/benchmarks.md). Returns false if an entry could not be removed.
 bool remove_tree(const std::string& path);
 bool dir_exists(const std::string& path);
+
+// Writes `bytes` to `path` atomically: a sibling temporary file, fsync, rename. A reader (or a
+// killed writer) sees the old file or the new one, never a torn one. Throws IoError on failure
+// (disk full, read-only directory) and removes the temporary.
+void write_file_atomic(const std::string& path, std::string_view bytes);
 
 }  // namespace jointnas

@@ -140,7 +140,12 @@ void save_hf_directory(const Checkpoint& ck, const std::string& dir, const std::
   std::vector<at::Tensor> keep;
   std::vector<StWriteTensor> out;
   for (const auto& [name, t] : ck.tensors) {
-    at::Tensor c = t.to(at::kCPU, t.is_floating_point() ? dt : t.scalar_type()).contiguous();
+    // Float weights take the requested dtype; packed data and quantization scales (whose dtype
+    // is part of their format, docs/formats.md) are written as they are.
+    const bool float_weight = (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16 ||
+                               t.scalar_type() == at::kHalf) &&
+                              !name.ends_with("_scale");
+    at::Tensor c = t.to(at::kCPU, float_weight ? dt : t.scalar_type()).contiguous();
     keep.push_back(c);
     out.push_back({name, to_st_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr(),
                    static_cast<size_t>(c.nbytes())});
@@ -148,16 +153,7 @@ void save_hf_directory(const Checkpoint& ck, const std::string& dir, const std::
   write_safetensors((fs::path(dir) / "model.safetensors").string(), out, {{"format", "pt"}});
   LlamaConfig cfg = ck.config;
   cfg.torch_dtype = dtype_name;
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  const std::string tmp = cfg_path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    JNAS_CHECK_IO(f.good(), "cannot write '{}'", tmp);
-    f << cfg.to_json().dump(2) << "\n";
-    JNAS_CHECK_IO(f.good(), "failed writing '{}' (disk full?)", tmp);
-  }
-  fs::rename(tmp, cfg_path, ec);
-  JNAS_CHECK_IO(!ec, "cannot rename '{}' to '{}': {}", tmp, cfg_path, ec.message());
+  write_file_atomic((fs::path(dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
 }
 
 }  // namespace jointnas::model

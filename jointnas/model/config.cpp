@@ -1,6 +1,8 @@
 // config.json parsing and validation (both the transformers 4 and 5 layouts).
 #include "jointnas/model/config.h"
 
+#include <set>
+
 #include <cmath>
 
 #include "jointnas/core/error.h"
@@ -110,6 +112,13 @@ LlamaConfig LlamaConfig::from_json(const Json& j, const std::string& src) {
   } else if (auto e = get_int(j, "eos_token_id", src)) {
     c.eos_token_ids.push_back(*e);
   }
+  if (j.contains("jointnas_layer_specs")) {
+    const Json& ls = j["jointnas_layer_specs"];
+    JNAS_CHECK_IO(ls.is_array() && static_cast<int64_t>(ls.size()) == c.num_hidden_layers,
+                  "{}: 'jointnas_layer_specs' must be a list of num_hidden_layers = {} objects",
+                  src, c.num_hidden_layers);
+    for (const Json& e : ls) c.layer_specs.push_back(LayerSpec::from_json(e, src));
+  }
   c.validate(src);
   return c;
 }
@@ -190,6 +199,22 @@ Json LlamaConfig::to_json() const {
   } else if (!eos_token_ids.empty()) {
     j["eos_token_id"] = eos_token_ids;
   }
+  if (!layer_specs.empty()) {
+    Json ls = Json::array();
+    std::set<std::string> used;
+    for (const LayerSpec& s : layer_specs) {
+      ls.push_back(s.to_json());
+      for (const std::string* f : {&s.format_qkv, &s.format_o, &s.format_gate_up, &s.format_down}) {
+        used.insert(*f);
+      }
+    }
+    j["jointnas_layer_specs"] = ls;
+    // Marks the checkpoint as ours for other tools (which will refuse it rather than misread
+    // packed tensors); the formats are described in docs/formats.md.
+    j["quantization_config"] = Json{{"quant_method", "jointnas"},
+                                    {"format_version", 1},
+                                    {"formats", std::vector<std::string>(used.begin(), used.end())}};
+  }
   return j;
 }
 
@@ -223,7 +248,21 @@ LayerSpec LayerSpec::from_json(const Json& j, const std::string& src) {
   return s;
 }
 
+const std::string& LayerSpec::format_of(int slot) const {
+  switch (slot) {
+    case 0: return format_qkv;
+    case 1: return format_o;
+    case 2: return format_gate_up;
+    default: return format_down;
+  }
+}
+
+std::string& LayerSpec::format_of(int slot) {
+  return const_cast<std::string&>(static_cast<const LayerSpec*>(this)->format_of(slot));
+}
+
 std::vector<LayerSpec> dense_layer_specs(const LlamaConfig& c) {
+  if (!c.layer_specs.empty()) return c.layer_specs;
   LayerSpec s;
   s.num_attention_heads = c.num_attention_heads;
   s.num_key_value_heads = c.num_key_value_heads;

@@ -23,6 +23,8 @@ struct RopeParameters {
   int64_t original_max_position_embeddings = 8192;
 };
 
+struct LayerSpec;
+
 struct LlamaConfig {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
@@ -41,6 +43,9 @@ struct LlamaConfig {
   std::string torch_dtype = "float32";  // `dtype` (v5) or `torch_dtype` (v4) as written
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;  // config.json allows an int or a list
+  // Per-layer shapes and precision formats of a pruned / quantized model ("jointnas_layer_specs"
+  // in config.json, written by `jointnas quantize` and the exporter); empty for a plain model.
+  std::vector<LayerSpec> layer_specs;
 
   // Parses config.json text; `source` names the file in errors. Unknown keys are ignored (HF
   // configs carry many); unsupported values (model_type, activation, biases) are IoErrors.
@@ -68,11 +73,15 @@ struct LayerSpec {
   std::string format_o = "bf16";
   std::string format_gate_up = "bf16";
   std::string format_down = "bf16";
+  // The format of linear slot 0..3 (qkv, o, gate_up, down; model::LinearSlot).
+  const std::string& format_of(int slot) const;
+  std::string& format_of(int slot);
 
   Json to_json() const;
   static LayerSpec from_json(const Json& j, const std::string& source);
 };
 
+// The config's own layer_specs when it has them, else every layer as the config says, in bf16.
 std::vector<LayerSpec> dense_layer_specs(const LlamaConfig& config);
 
 }  // namespace jointnas::model

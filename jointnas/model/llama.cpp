@@ -26,7 +26,92 @@ at::ScalarType parse_file_dtype(const std::string& s) {
   return at::ScalarType::Undefined;
 }
 
+bool is_packed_dtype(at::ScalarType t) {
+  return t == at::kFloat8_e4m3fn || t == at::kChar || t == at::kByte;
+}
+
+// HF tensor names, row counts and column count of the pieces of one fused linear.
+std::vector<std::tuple<std::string, int64_t, int64_t>> linear_parts(const LayerSpec& s, int64_t H,
+                                                                    LinearSlot slot) {
+  const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
+  const int64_t I = s.intermediate_size;
+  switch (slot) {
+    case LinearSlot::kQkv:
+      return {{"self_attn.q_proj", q_out, H}, {"self_attn.k_proj", kv_out, H}, {"self_attn.v_proj", kv_out, H}};
+    case LinearSlot::kO: return {{"self_attn.o_proj", H, q_out}};
+    case LinearSlot::kGateUp: return {{"mlp.gate_proj", I, H}, {"mlp.up_proj", I, H}};
+    case LinearSlot::kDown: return {{"mlp.down_proj", H, I}};
+  }
+  return {};
+}
+
+// The packed tensors of one linear (`<base>.weight`, `.weight_scale`, `.weight_zero`), with
+// dtype and shape checked against the format and the layer spec: these come from files.
+quant::PackedWeight read_packed(const Checkpoint& ck, const std::string& base,
+                                const quant::QuantFormat& f, int64_t rows, int64_t cols) {
+  JNAS_CHECK_IO(f.quantized(), "{}: '{}.weight' is not a float tensor but the layer's format is '{}'",
+                ck.config_source, base, f.name);
+  const int64_t g = f.group_for(cols);
+  auto fetch = [&](const std::string& name, at::ScalarType dtype, std::vector<int64_t> shape) {
+    auto it = ck.tensors.find(name);
+    if (it == ck.tensors.end()) {
+      throw IoError(fmt::format("{}: missing tensor '{}' of a {} linear", ck.config_source, name, f.name),
+                    "the checkpoint is incomplete or config.json's jointnas_layer_specs disagree");
+    }
+    const at::Tensor& t = it->second;
+    JNAS_CHECK_IO(t.scalar_type() == dtype && t.sizes().vec() == shape,
+                  "{}: tensor '{}' is {} [{}], format {} expects {} [{}]", ck.tensor_source.at(name),
+                  name, c10::toString(t.scalar_type()), fmt::join(t.sizes(), ", "), f.name,
+                  c10::toString(dtype), fmt::join(shape, ", "));
+    return t;
+  };
+  quant::PackedWeight p;
+  p.format = &f;
+  p.out_features = rows;
+  p.in_features = cols;
+  p.group = g;
+  const bool int4 = f.weight == quant::WeightType::kInt && f.weight_bits == 4;
+  const at::ScalarType data_dtype = f.weight == quant::WeightType::kFp8E4M3 ? at::kFloat8_e4m3fn
+                                    : int4                                  ? at::kByte
+                                                                            : at::kChar;
+  p.data = fetch(base + ".weight", data_dtype, {rows, int4 ? cols / 2 : cols});
+  p.scale = fetch(base + ".weight_scale", f.scale_dtype, {rows, cols / g});
+  if (f.asymmetric) p.zero = fetch(base + ".weight_zero", at::kByte, {rows, cols / g});
+  return p;
+}
+
+quant::PackedWeight concat_rows(const std::vector<quant::PackedWeight>& parts) {
+  if (parts.size() == 1) return parts[0];
+  quant::PackedWeight p = parts[0];
+  std::vector<at::Tensor> d, s, z;
+  p.out_features = 0;
+  for (const auto& q : parts) {
+    p.out_features += q.out_features;
+    d.push_back(q.data);
+    s.push_back(q.scale);
+    if (q.zero.defined()) z.push_back(q.zero);
+  }
+  p.data = at::cat(d, 0);
+  p.scale = at::cat(s, 0);
+  if (!z.empty()) p.zero = at::cat(z, 0);
+  return p;
+}
+
 }  // namespace
+
+quant::QuantLinear& LayerWeights::linear(LinearSlot s) {
+  switch (s) {
+    case LinearSlot::kQkv: return qkv;
+    case LinearSlot::kO: return o_proj;
+    case LinearSlot::kGateUp: return gate_up;
+    case LinearSlot::kDown: return down_proj;
+  }
+  return qkv;
+}
+
+const quant::QuantLinear& LayerWeights::linear(LinearSlot s) const {
+  return const_cast<LayerWeights*>(this)->linear(s);
+}
 
 at::Tensor rope_inv_freq(int64_t head_dim, double theta, const RopeParameters& rope) {
   // inv_freq_i = 1 / theta^(2i/d), the exponent computed in fp32 from int64 steps as HF does.
@@ -102,19 +187,36 @@ LlamaModel LlamaModel::from_checkpoint(const Checkpoint& ck, RuntimeOptions opts
                   ck.config_source, l, s.num_attention_heads, s.num_key_value_heads, s.head_dim,
                   s.intermediate_size);
     const std::string p = fmt::format("model.layers.{}.", l);
-    const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
     LayerWeights& w = m.layers_[l];
     w.input_layernorm = get(p + "input_layernorm.weight", {H});
     w.post_attention_layernorm = get(p + "post_attention_layernorm.weight", {H});
-    w.qkv = at::cat({get(p + "self_attn.q_proj.weight", {q_out, H}),
-                     get(p + "self_attn.k_proj.weight", {kv_out, H}),
-                     get(p + "self_attn.v_proj.weight", {kv_out, H})},
-                    0);
-    w.o_proj = get(p + "self_attn.o_proj.weight", {H, q_out});
-    w.gate_up = at::cat({get(p + "mlp.gate_proj.weight", {s.intermediate_size, H}),
-                         get(p + "mlp.up_proj.weight", {s.intermediate_size, H})},
-                        0);
-    w.down_proj = get(p + "mlp.down_proj.weight", {H, s.intermediate_size});
+    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+      const LinearSlot ls = static_cast<LinearSlot>(slot);
+      std::vector<at::Tensor> dense;
+      std::vector<quant::PackedWeight> packed;
+      const auto parts = linear_parts(s, H, ls);
+      for (const auto& [name, rows, cols] : parts) {
+        const std::string wname = p + name + ".weight";
+        auto it = ck.tensors.find(wname);
+        if (it != ck.tensors.end() && it->second.is_floating_point() &&
+            !is_packed_dtype(it->second.scalar_type())) {
+          dense.push_back(get(wname, {rows, cols}));
+        } else {
+          packed.push_back(read_packed(ck, p + name, quant::find_format(s.format_of(slot)), rows, cols));
+        }
+      }
+      JNAS_CHECK_IO(dense.empty() || packed.empty(),
+                    "{}: layer {} mixes float and packed tensors within one fused linear",
+                    ck.config_source, l);
+      const quant::QuantFormat& f = quant::find_format(s.format_of(slot));
+      if (!dense.empty()) {
+        // A float checkpoint with a quantized format requested: round-to-nearest at load.
+        at::Tensor wcat = dense.size() == 1 ? dense[0] : at::cat(dense, 0);
+        w.linear(ls) = quant::QuantLinear::quantize(wcat, f, opts.device, opts.dtype);
+      } else {
+        w.linear(ls) = quant::QuantLinear(concat_rows(packed), opts.device, opts.dtype);
+      }
+    }
   }
   m.build_rope_tables();
   return m;
@@ -146,10 +248,13 @@ LlamaModel LlamaModel::random(const LlamaConfig& config, RuntimeOptions opts, ui
     const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
     w.input_layernorm = at::ones({H}, to);
     w.post_attention_layernorm = at::ones({H}, to);
-    w.qkv = mat(q_out + 2 * kv_out, H);
-    w.o_proj = mat(H, q_out);
-    w.gate_up = mat(2 * s.intermediate_size, H);
-    w.down_proj = mat(H, s.intermediate_size);
+    const at::Tensor mats[kNumLinearSlots] = {mat(q_out + 2 * kv_out, H), mat(H, q_out),
+                                              mat(2 * s.intermediate_size, H),
+                                              mat(H, s.intermediate_size)};
+    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+      w.linear(static_cast<LinearSlot>(slot)) = quant::QuantLinear::quantize(
+          mats[slot], quant::find_format(s.format_of(slot)), opts.device, opts.dtype);
+    }
   }
   m.build_rope_tables();
   return m;
@@ -197,7 +302,8 @@ KVCache LlamaModel::new_cache(int64_t batch, int64_t max_len) const {
 }
 
 at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& positions,
-                             KVCache* cache, int64_t past, const at::Tensor* static_mask) const {
+                             KVCache* cache, int64_t past, const at::Tensor* static_mask,
+                             const ForwardHooks* hooks) const {
   const LayerSpec& s = specs_[l];
   const LayerWeights& w = layers_[l];
   const int64_t B = x.size(0), T = x.size(1);
@@ -205,7 +311,11 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   const double eps = config_.rms_norm_eps;
 
   at::Tensor h = kernels::rms_norm(x, w.input_layernorm, eps);
-  at::Tensor qkv = kernels::linear(h, w.qkv);  // [B, T, (nh + 2 nkv) hd]
+  auto tap = [&](LinearSlot slot, const at::Tensor& in) {
+    if (hooks != nullptr && hooks->on_linear_input) hooks->on_linear_input(l, slot, in);
+  };
+  tap(LinearSlot::kQkv, h);
+  at::Tensor qkv = w.qkv.forward(h);  // [B, T, (nh + 2 nkv) hd]
   // RoPE on q and k, k and v written to their cache slots (one kernel on CUDA). Without a cache
   // the "cache" is a scratch buffer of exactly these T positions.
   at::Tensor k_buf, v_buf;
@@ -253,14 +363,19 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
     }
   }
   if (fold) attn = attn.reshape({B, nh, 1, hd});
-  at::Tensor out = kernels::linear_add(attn.transpose(1, 2).reshape({B, T, nh * hd}), w.o_proj, x);
+  attn = attn.transpose(1, 2).reshape({B, T, nh * hd});
+  tap(LinearSlot::kO, attn);
+  at::Tensor out = w.o_proj.forward_add(attn, x);
 
   h = kernels::rms_norm(out, w.post_attention_layernorm, eps);
-  at::Tensor act = kernels::silu_mul(kernels::linear(h, w.gate_up));  // [B, T, I]
-  return kernels::linear_add(act, w.down_proj, out);
+  tap(LinearSlot::kGateUp, h);
+  at::Tensor act = kernels::silu_mul(w.gate_up.forward(h));  // [B, T, I]
+  tap(LinearSlot::kDown, act);
+  return w.down_proj.forward_add(act, out);
 }
 
-at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_only) const {
+at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_only,
+                               const ForwardHooks* hooks) const {
   TORCH_CHECK(ids.dim() == 2, "expected ids [B, T], got ", ids.sizes());
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t past = cache != nullptr ? cache->length : 0;
@@ -284,7 +399,8 @@ at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_
   at::Tensor positions = at::arange(past, past + T, dev_ids.options());
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
     if (specs_[l].skip) continue;
-    x = block(l, x, positions, cache, past, nullptr);
+    x = block(l, x, positions, cache, past, nullptr, hooks);
+    if (hooks != nullptr && hooks->stop_after_layer == l) return {};
   }
   if (cache != nullptr) cache->length = past + T;
   if (last_only) x = x.narrow(1, T - 1, 1);
@@ -299,7 +415,7 @@ at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tenso
   at::Tensor mask = at::arange(cache.max_len, pos.options()).le(pos).view({1, 1, 1, cache.max_len});
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
     if (specs_[l].skip) continue;
-    x = block(l, x, pos, &cache, 0, &mask);
+    x = block(l, x, pos, &cache, 0, &mask, nullptr);
   }
   x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
   return kernels::linear(x, lm_head_);  // compute dtype; callers argmax on device
@@ -315,24 +431,54 @@ std::map<std::string, at::Tensor> LlamaModel::state_dict() const {
     if (s.skip) continue;
     const LayerWeights& w = layers_[l];
     const std::string p = fmt::format("model.layers.{}.", l);
-    const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
     sd[p + "input_layernorm.weight"] = w.input_layernorm;
     sd[p + "post_attention_layernorm.weight"] = w.post_attention_layernorm;
-    sd[p + "self_attn.q_proj.weight"] = w.qkv.narrow(0, 0, q_out);
-    sd[p + "self_attn.k_proj.weight"] = w.qkv.narrow(0, q_out, kv_out);
-    sd[p + "self_attn.v_proj.weight"] = w.qkv.narrow(0, q_out + kv_out, kv_out);
-    sd[p + "self_attn.o_proj.weight"] = w.o_proj;
-    sd[p + "mlp.gate_proj.weight"] = w.gate_up.narrow(0, 0, s.intermediate_size);
-    sd[p + "mlp.up_proj.weight"] = w.gate_up.narrow(0, s.intermediate_size, s.intermediate_size);
-    sd[p + "mlp.down_proj.weight"] = w.down_proj;
+    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+      const LinearSlot ls = static_cast<LinearSlot>(slot);
+      const quant::PackedWeight& pw = w.linear(ls).packed();
+      int64_t row = 0;
+      for (const auto& [name, rows, cols] : linear_parts(s, config_.hidden_size, ls)) {
+        sd[p + name + ".weight"] = pw.data.narrow(0, row, rows);
+        if (pw.format->quantized()) {
+          sd[p + name + ".weight_scale"] = pw.scale.narrow(0, row, rows);
+          if (pw.zero.defined()) sd[p + name + ".weight_zero"] = pw.zero.narrow(0, row, rows);
+        }
+        row += rows;
+      }
+    }
   }
   return sd;
 }
 
 int64_t LlamaModel::num_parameters() const {
-  int64_t n = 0;
-  for (const auto& [name, t] : state_dict()) n += t.numel();
+  const int64_t H = config_.hidden_size;
+  int64_t n = config_.vocab_size * H * (config_.tie_word_embeddings ? 1 : 2) + H;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    if (specs_[l].skip) continue;
+    n += 2 * H;
+    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+      const quant::QuantLinear& q = layers_[l].linear(static_cast<LinearSlot>(slot));
+      n += q.out_features() * q.in_features();
+    }
+  }
   return n;
+}
+
+void LlamaModel::set_linear(int64_t layer, LinearSlot slot, quant::QuantLinear lin) {
+  TORCH_CHECK(layer >= 0 && layer < static_cast<int64_t>(layers_.size()) && !specs_[layer].skip,
+              "set_linear: layer ", layer, " does not exist or is skipped");
+  quant::QuantLinear& cur = layers_[layer].linear(slot);
+  TORCH_CHECK(lin.out_features() == cur.out_features() && lin.in_features() == cur.in_features(),
+              "set_linear: expected a [", cur.out_features(), " x ", cur.in_features(),
+              "] linear, got [", lin.out_features(), " x ", lin.in_features(), "]");
+  specs_[layer].format_of(static_cast<int>(slot)) = lin.format().name;
+  cur = std::move(lin);
+}
+
+const quant::QuantLinear& LlamaModel::linear(int64_t layer, LinearSlot slot) const {
+  TORCH_CHECK(layer >= 0 && layer < static_cast<int64_t>(layers_.size()) && !specs_[layer].skip,
+              "linear: layer ", layer, " does not exist or is skipped");
+  return layers_[layer].linear(slot);
 }
 
 int64_t LlamaModel::weight_bytes() const {

@@ -3,6 +3,7 @@
 // heterogeneous models run through the same code. CPU (fp32, bf16) and CUDA (bf16).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/model/config.h"
+#include "jointnas/quant/qlinear.h"
 
 namespace jointnas::model {
 
@@ -21,16 +23,31 @@ struct RuntimeOptions {
   c10::ScalarType dtype = c10::kFloat;  // compute (and weight) dtype
 };
 
+// The four linears of a block, in the order of LayerSpec's format fields.
+enum class LinearSlot { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
+inline constexpr int kNumLinearSlots = 4;
+
 // Weights of one block. q/k/v and gate/up are stored fused (one GEMM each, fewer launches in
-// decode); state_dict() hands out HF-named views into them.
+// decode), each in its LayerSpec format; state_dict() hands out HF-named views into them.
 struct LayerWeights {
   at::Tensor input_layernorm;           // [H]
-  at::Tensor qkv;                       // [(nh + 2 * nkv) * hd, H]
-  at::Tensor o_proj;                    // [H, nh * hd]
+  quant::QuantLinear qkv;               // [(nh + 2 * nkv) * hd, H]
+  quant::QuantLinear o_proj;            // [H, nh * hd]
   at::Tensor post_attention_layernorm;  // [H]
-  at::Tensor gate_up;                   // [2 * I, H]  (gate rows first, then up)
-  at::Tensor down_proj;                 // [H, I]
+  quant::QuantLinear gate_up;           // [2 * I, H]  (gate rows first, then up)
+  quant::QuantLinear down_proj;         // [H, I]
   at::Tensor rope_cos, rope_sin;        // [max_pos, hd] float32 tables of this layer's RoPE
+
+  quant::QuantLinear& linear(LinearSlot s);
+  const quant::QuantLinear& linear(LinearSlot s) const;
+};
+
+// Observation hooks of a forward pass (calibration: GPTQ Hessians, importance statistics).
+struct ForwardHooks {
+  // Called with the input of every linear, x [B, T, K] in the compute dtype.
+  std::function<void(int64_t layer, LinearSlot slot, const at::Tensor& x)> on_linear_input;
+  // Stop after this block (>= 0): forward() then returns an undefined tensor.
+  int64_t stop_after_layer = -1;
 };
 
 // Preallocated per-layer K/V: [B, nkv_l, max_len, hd_l] each, in the compute dtype.
@@ -55,7 +72,8 @@ class LlamaModel {
 
   // ids [B, T] int64 -> logits float32 [B, T, V] (or [B, 1, V] when last_only). With a cache the
   // tokens are appended at positions cache->length ... and the cache length advances.
-  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, bool last_only = false) const;
+  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, bool last_only = false,
+                     const ForwardHooks* hooks = nullptr) const;
 
   // One decode step with the position given as a device tensor, so that it can be captured in a
   // CUDA graph: ids [B, 1], pos int64 [1] (the position of the new token). Attends over the whole
@@ -67,14 +85,22 @@ class LlamaModel {
   const LlamaConfig& config() const { return config_; }
   const std::vector<LayerSpec>& specs() const { return specs_; }
   const RuntimeOptions& options() const { return opts_; }
-  // HF-named tensors (views into the fused weights).
+  // HF-named tensors (views into the fused weights). A quantized linear appears as its packed
+  // data under `<name>.weight` plus `<name>.weight_scale` (and `<name>.weight_zero`), the layout
+  // `jointnas quantize` writes and from_checkpoint reads (docs/formats.md).
   std::map<std::string, at::Tensor> state_dict() const;
+  // Logical parameter count (every weight counts once, whatever its format).
   int64_t num_parameters() const;
+  // Deployed bytes of all weights (packed data, scales and zeros for quantized linears).
   int64_t weight_bytes() const;
+
+  // Replaces one linear (quantization passes) and records its format in the layer's spec.
+  void set_linear(int64_t layer, LinearSlot slot, quant::QuantLinear lin);
+  const quant::QuantLinear& linear(int64_t layer, LinearSlot slot) const;
 
  private:
   at::Tensor block(int64_t l, const at::Tensor& x, const at::Tensor& positions, KVCache* cache,
-                   int64_t past, const at::Tensor* static_mask) const;
+                   int64_t past, const at::Tensor* static_mask, const ForwardHooks* hooks) const;
   void build_rope_tables();
 
   LlamaConfig config_;

@@ -1,6 +1,4 @@
 // `jointnas convert`: llama2.c (or HF) checkpoint -> HF directory.
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -12,7 +10,6 @@
 
 namespace jointnas::cli {
 namespace {
-namespace fs = std::filesystem;
 
 struct ConvertFlags {
   std::string model, out, dtype = "float32", format = "text";
@@ -22,29 +19,7 @@ void run(const ConvertFlags& f) {
   model::Checkpoint ck = model::load_checkpoint(f.model);
   // Tensors of llama2.c files are views of the mapping; save_hf_directory converts and writes.
   model::save_hf_directory(ck, f.out, f.dtype);
-  // The tokenizer travels with the model: llama2.c tokenizer.bin beside a .bin checkpoint.
-  std::string tok_copied;
-  if (ck.format == "llama2c") {
-    const fs::path dir = fs::path(f.model).parent_path();
-    for (const char* name : {"tok512.bin", "tokenizer.bin"}) {
-      if (file_exists((dir / name).string())) {
-        fs::copy_file(dir / name, fs::path(f.out) / "tokenizer.bin",
-                      fs::copy_options::overwrite_existing);
-        tok_copied = name;
-        break;
-      }
-    }
-    Json tc{{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token_id", 1}, {"eos_token_id", 2}};
-    std::ofstream(fs::path(f.out) / "tokenizer_config.json") << tc.dump(2) << "\n";
-  } else {
-    for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
-                             "tokenizer.bin", "generation_config.json"}) {
-      const fs::path src = fs::path(f.model) / name;
-      if (file_exists(src.string())) {
-        fs::copy_file(src, fs::path(f.out) / name, fs::copy_options::overwrite_existing);
-      }
-    }
-  }
+  const std::string tok_copied = copy_tokenizer(ck, f.model, f.out);
   Json j{{"out", f.out}, {"from", ck.format}, {"tensors", ck.tensors.size()}, {"dtype", f.dtype},
          {"tokenizer", tok_copied}};
   emit(f.format, j, [&] {

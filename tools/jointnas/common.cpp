@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "jointnas/core/error.h"
@@ -13,13 +14,13 @@
 namespace jointnas::cli {
 namespace fs = std::filesystem;
 
-void add_format_flag(CLI::App* app, std::string& format) {
-  app->add_option("--format", format, "Output format on stdout")
+void add_format_flag(CLI::App* app, std::string& format, const std::string& flag) {
+  app->add_option(flag, format, "Output format on stdout: text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
 }
 
-void add_run_flags(CLI::App* app, RunFlags& f, bool model_required) {
+void add_run_flags(CLI::App* app, RunFlags& f, bool model_required, const std::string& output_flag) {
   auto* o = app->add_option("-m,--model", f.model,
                             "HF model directory (config.json + safetensors) or llama2.c .bin");
   if (model_required) o->required();
@@ -29,7 +30,7 @@ void add_run_flags(CLI::App* app, RunFlags& f, bool model_required) {
   app->add_option("--dtype", f.dtype, "float32 or bfloat16 (default: float32 on cpu, bfloat16 on cuda)")
       ->check(CLI::IsMember({"float32", "bfloat16", "fp32", "bf16"}));
   app->add_option("--threads", f.threads, "CPU threads (0 = LibTorch default)");
-  add_format_flag(app, f.format);
+  add_format_flag(app, f.format, output_flag);
 }
 
 model::RuntimeOptions runtime_options(const RunFlags& f) {
@@ -72,6 +73,33 @@ LoadedModel load_model(const RunFlags& f, bool need_tokenizer) {
                   lm.tokenizer->vocab_size(), lm.ckpt.config.vocab_size);
   }
   return lm;
+}
+
+std::string copy_tokenizer(const model::Checkpoint& ck, const std::string& model_path,
+                           const std::string& out) {
+  std::string copied;
+  if (ck.format == "llama2c") {
+    const fs::path dir = fs::path(model_path).parent_path();
+    for (const char* name : {"tok512.bin", "tokenizer.bin"}) {
+      if (file_exists((dir / name).string())) {
+        fs::copy_file(dir / name, fs::path(out) / "tokenizer.bin", fs::copy_options::overwrite_existing);
+        copied = name;
+        break;
+      }
+    }
+    Json tc{{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+    std::ofstream(fs::path(out) / "tokenizer_config.json") << tc.dump(2) << "\n";
+    return copied;
+  }
+  for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
+                           "tokenizer.bin", "generation_config.json", "special_tokens_map.json"}) {
+    const fs::path src = fs::path(model_path) / name;
+    if (file_exists(src.string())) {
+      fs::copy_file(src, fs::path(out) / name, fs::copy_options::overwrite_existing);
+      if (copied.empty()) copied = name;
+    }
+  }
+  return copied;
 }
 
 void emit(const std::string& format, const Json& j, const std::function<void()>& text) {

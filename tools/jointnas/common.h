@@ -21,8 +21,10 @@ struct RunFlags {
   int threads = 0;
 };
 
-void add_run_flags(CLI::App* app, RunFlags& f, bool model_required = true);
-void add_format_flag(CLI::App* app, std::string& format);
+// `output_flag` names the text|json flag ("--format" unless a subcommand needs that name).
+void add_run_flags(CLI::App* app, RunFlags& f, bool model_required = true,
+                   const std::string& output_flag = "--format");
+void add_format_flag(CLI::App* app, std::string& format, const std::string& flag = "--format");
 model::RuntimeOptions runtime_options(const RunFlags& f);
 // Loads checkpoint + tokenizer (tokenizer optional: nullptr when the directory has none and
 // `need_tokenizer` is false).
@@ -37,6 +39,12 @@ LoadedModel load_model(const RunFlags& f, bool need_tokenizer);
 std::unique_ptr<tok::Tokenizer> load_tokenizer_for(const std::string& model_path,
                                                    int64_t vocab_size);
 
+// Copies the tokenizer of the checkpoint at `model_path` into the HF directory `out` (llama2.c:
+// tokenizer.bin beside the .bin plus a tokenizer_config.json; HF: the tokenizer files present).
+// Returns the name of the main file copied ("" when none).
+std::string copy_tokenizer(const model::Checkpoint& ck, const std::string& model_path,
+                           const std::string& out);
+
 // Prints `j` as JSON (format == "json") or calls `text()` for the human form.
 void emit(const std::string& format, const Json& j, const std::function<void()>& text);
 
@@ -46,5 +54,6 @@ void register_generate(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_quantize(CLI::App& app);
 
 }  // namespace jointnas::cli

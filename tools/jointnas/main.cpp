@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_eval(app);
   jointnas::cli::register_convert(app);
   jointnas::cli::register_bench(app);
+  jointnas::cli::register_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
