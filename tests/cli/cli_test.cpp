@@ -84,6 +84,52 @@ TEST(Cli, ConvertThenInspectAndGenerate) {
   EXPECT_EQ(jointnas::parse_json(g.out, "stdout")["ids"].size(), 32u);
 }
 
+// Issue 3: a quantized directory written by `quantize` loads in `generate` and `eval ppl`.
+TEST(Cli, QuantizeThenGenerateAndEval) {
+  fs::path d = scratch("quantize");
+  const std::string model = repo_path("models/stories260K/stories260K.bin");
+  CmdResult q = run("quantize --model " + model + " --format w4a16_g128 --out " +
+                    (d / "q4").string() + " --output json");
+  ASSERT_EQ(q.code, 0) << q.err;
+  auto j = jointnas::parse_json(q.out, "stdout");
+  EXPECT_LT(j["report"]["weight_bytes_after"].get<int64_t>(),
+            j["report"]["weight_bytes_before"].get<int64_t>() / 3);
+  EXPECT_TRUE(fs::exists(d / "q4" / "quantization.json"));
+  CmdResult g = run("generate --model " + (d / "q4").string() + " -n 16 --format json");
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(jointnas::parse_json(g.out, "stdout")["ids"].size(), 16u);
+  const std::string text = (d / "text.txt").string();
+  {
+    std::ofstream(text) << "Once upon a time there was a little girl. She liked to play.\n\n"
+                           "One day she went to the park with her mom and saw a big dog.\n";
+  }
+  CmdResult e = run("eval ppl --model " + (d / "q4").string() + " --text " + text +
+                    " --window 16 --format json");
+  ASSERT_EQ(e.code, 0) << e.err;
+  EXPECT_GT(jointnas::parse_json(e.out, "stdout")["ppl"].get<double>(), 1.0);
+  // Per-layer formats: layer 0 keeps bf16 attention, the rest take --format.
+  {
+    std::ofstream(d / "plan.json") << R"([{"qkv": "bf16", "o": "bf16"}, {}, {}, {}, {"down": "fp8_e4m3"}])";
+  }
+  CmdResult m = run("quantize --model " + model + " --format w8a8 --layer-formats " +
+                    (d / "plan.json").string() + " --out " + (d / "mix").string());
+  ASSERT_EQ(m.code, 0) << m.err;
+  auto cfg = jointnas::read_json_file((d / "mix" / "config.json").string());
+  EXPECT_EQ(cfg["jointnas_layer_specs"][0]["format_qkv"], "bf16");
+  EXPECT_EQ(cfg["jointnas_layer_specs"][0]["format_down"], "w8a8");
+  EXPECT_EQ(cfg["jointnas_layer_specs"][4]["format_down"], "fp8_e4m3");
+  // Bad requests are usage errors (exit 2) with a message that says what to do.
+  expect_error(run("quantize --model " + model + " --format int3 --out " + (d / "x").string()), 2,
+               "unknown precision format 'int3'");
+  expect_error(run("quantize --model " + model + " --method gptq --out " + (d / "x").string()), 2,
+               "--calib");
+  {
+    std::ofstream(d / "short.json") << R"([{}, {}])";
+  }
+  expect_error(run("quantize --model " + model + " --layer-formats " + (d / "short.json").string() +
+                   " --out " + (d / "x").string()), 2, "one per layer");
+}
+
 TEST(Cli, BadInputsGiveOneErrorLineAndExitCode) {
   expect_error(run("inspect /nonexistent/model"), 3, "does not exist");
   expect_error(run("generate --model /nonexistent -n 2"), 3, "does not exist");

@@ -1,0 +1,80 @@
+// Per-format linear micro benchmark at the Llama-3.1-8B shapes (issue 3, acceptance 3): every
+// registry format through QuantLinear (the path the runtime takes) and torch's tinygemm int4 for
+// comparison, M in {1, 16, 256, 2048}. CUDA events, median of repeats, rotating weight copies
+// (> 2x L2 in total) so that the cache does not flatter small shapes. One JSON line per
+// (shape, M, format): ms, TFLOP/s, GB/s (weights + activations moved), speed-up over bf16.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <fmt/format.h>
+
+#include <map>
+
+#include "jointnas/model/cuda_graph_decoder.h"
+#include "jointnas/quant/qlinear.h"
+
+namespace {
+
+using jointnas::model::cuda_time_ms;
+namespace q = jointnas::quant;
+
+int copies_for(int64_t bytes) {
+  const int64_t target = int64_t(256) << 20;  // 5x the H100/H200 L2 (50 MB)
+  return static_cast<int>(std::clamp<int64_t>((target + bytes - 1) / bytes, 2, 16));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  c10::InferenceMode guard;
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}};
+  std::vector<int64_t> ms_list = {1, 16, 256, 2048};
+  auto bf = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  for (auto [N, K] : shapes) {
+    const at::Tensor w_master = at::randn({N, K}, bf) * 0.02;
+    std::map<std::string, std::vector<q::QuantLinear>> lins;
+    for (const q::QuantFormat& f : q::formats()) {
+      const q::QuantLinear one = q::QuantLinear::quantize(w_master, f, at::kCUDA, at::kBFloat16);
+      const int c = copies_for(one.weight_bytes());
+      for (int i = 0; i < c; ++i) {
+        lins[f.name].push_back(i == 0 ? one : q::QuantLinear::quantize(w_master * (1.0 + 1e-3 * i), f,
+                                                                       at::kCUDA, at::kBFloat16));
+      }
+    }
+    // torch's tinygemm int4 (asymmetric, bf16 scales_and_zeros, group 128) for comparison.
+    std::vector<at::Tensor> tg_w;
+    at::Tensor tg_sz = at::randn({K / 128, N, 2}, bf) * 0.01;
+    for (int i = 0; i < copies_for(N * K / 2); ++i) {
+      // Random packed nibbles (timing only): [N, K / 2] uint8, 8 inner k-tiles as gpt-fast uses.
+      at::Tensor packed = at::randint(0, 256, {N, K / 2}, at::TensorOptions().device(at::kCUDA).dtype(at::kByte));
+      tg_w.push_back(at::_convert_weight_to_int4pack(packed, 8));
+    }
+    for (int64_t M : ms_list) {
+      const at::Tensor x = at::randn({M, K}, bf);
+      double bf16_ms = 0;
+      for (const q::QuantFormat& f : q::formats()) {
+        auto& v = lins[f.name];
+        size_t i = 0;
+        const double ms = cuda_time_ms([&] { v[i++ % v.size()].forward(x); }, 10, M >= 256 ? 50 : 200);
+        if (!f.quantized()) bf16_ms = ms;
+        const double bytes = static_cast<double>(v[0].weight_bytes()) + 2.0 * M * (K + N);
+        fmt::print("{{\"N\": {}, \"K\": {}, \"M\": {}, \"format\": \"{}\", \"path\": \"{}\", \"ms\": {:.5f}, "
+                   "\"tflops\": {:.2f}, \"gb_s\": {:.0f}, \"speedup_vs_bf16\": {:.3f}}}\n",
+                   N, K, M, f.name, v[0].path_for(M), ms, 2.0 * M * N * K / ms / 1e9, bytes / ms / 1e6,
+                   bf16_ms / ms);
+      }
+      size_t i = 0;
+      const double ms = cuda_time_ms(
+          [&] { at::_weight_int4pack_mm(x, tg_w[i++ % tg_w.size()], 128, tg_sz); }, 10, M >= 256 ? 20 : 200);
+      fmt::print("{{\"N\": {}, \"K\": {}, \"M\": {}, \"format\": \"torch_tinygemm_int4\", \"path\": "
+                 "\"_weight_int4pack_mm\", \"ms\": {:.5f}, \"tflops\": {:.2f}, \"gb_s\": {:.0f}, "
+                 "\"speedup_vs_bf16\": {:.3f}}}\n",
+                 N, K, M, ms, 2.0 * M * N * K / ms / 1e9, (N * K / 2.0 + 2.0 * M * (K + N)) / ms / 1e6,
+                 bf16_ms / ms);
+      fflush(stdout);
+    }
+  }
+  (void)argc;
+  (void)argv;
+  return 0;
+}
