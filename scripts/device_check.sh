@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|all]
 set -uo pipefail
 what="${1:-all}"
 OUT="${OUT:-$PWD/out}"
@@ -58,4 +58,27 @@ for r in ours["prefill"]:
     t = next(x["ms"] for x in hf["transformers_prefill"] if x["tokens"] == r["tokens"])
     print(f"prefill {r['tokens']}: ours {r['ms']:.2f} ms | transformers {t:.2f} ms")
 PY
+fi
+if [ "$what" = quant ] || [ "$what" = all ]; then
+  # Issue 3: per-format linear micro benchmark, ref-17m perplexity per format (RTN, GPTQ), and the
+  # Llama-3.1-8B decode step / prefill with every linear in each format.
+  J=build-gpu/tools/jointnas/jointnas
+  build-gpu/bench/quant_bench > "$OUT/quant_bench.jsonl" 2> "$OUT/quant_bench.err"; echo "== quant_bench rc $?"
+  M="$SHARED/models/ref-17m"; T="$SHARED/data/text/wikitext2/wiki.test.raw"
+  C="$SHARED/data/text/wikitext2/wikitext2_train_5k.txt"; Q=/tmp/jnas_q; mkdir -p "$Q"
+  $J eval ppl -m "$M" --text "$T" --device cuda --format json > "$OUT/ppl_bf16.json" 2>> "$OUT/quant.err"
+  for f in w8a16 w4a16_g128 w8a8 fp8_e4m3; do
+    for meth in rtn gptq; do
+      if [ $meth = gptq ] && [ $f != w8a16 ] && [ $f != w4a16_g128 ]; then continue; fi
+      calib=(); [ $meth = gptq ] && calib=(--calib "$C")
+      $J quantize -m "$M" --format $f --method $meth "${calib[@]}" --device cuda -o "$Q/$f-$meth" \
+        --output json > "$OUT/quantize_${f}_$meth.json" 2>> "$OUT/quant.err"
+      $J eval ppl -m "$Q/$f-$meth" --text "$T" --device cuda --format json > "$OUT/ppl_${f}_$meth.json" 2>> "$OUT/quant.err"
+    done
+  done
+  for f in bf16 w8a16 w4a16_g128 w8a8 fp8_e4m3; do
+    $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda --weight-format $f \
+      --contexts 128 --prefill 2048 --repeats 30 --format json > "$OUT/bench_8b_$f.json" 2>> "$OUT/quant.err"
+  done
+  python3 scripts/quant_report.py "$OUT"
 fi

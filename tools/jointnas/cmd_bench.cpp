@@ -13,6 +13,7 @@
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/model/checkpoint.h"
+#include "jointnas/quant/format.h"
 #ifdef JNAS_WITH_CUDA
 #include "jointnas/model/cuda_graph_decoder.h"
 #endif
@@ -31,6 +32,7 @@ struct BenchFlags {
   int warmup = 5;
   uint64_t seed = 0;
   bool no_graph = false;
+  std::string weight_format;  // every linear in this format (RTN at load), else as stored
 };
 
 struct Stats {
@@ -79,20 +81,31 @@ void run(BenchFlags& f) {
   model::RuntimeOptions opts = runtime_options(f.run);
   std::unique_ptr<model::LlamaModel> m;
   std::string source;
+  // --weight-format: the same model with every linear in one registry format.
+  auto with_format = [&](std::vector<model::LayerSpec> specs) {
+    if (f.weight_format.empty()) return specs;
+    const char* name = quant::find_format(f.weight_format).name;
+    for (auto& s : specs) {
+      for (int slot = 0; slot < model::kNumLinearSlots; ++slot) s.format_of(slot) = name;
+    }
+    return specs;
+  };
   if (f.random_weights) {
     JNAS_CHECK_CONFIG(!f.config.empty(), "--random-weights needs --config CONFIG.json");
     auto cfg = model::LlamaConfig::from_file(f.config);
     JNAS_LOG_INFO("[bench] generating random weights for {} on {}", f.config, f.run.device);
-    m = std::make_unique<model::LlamaModel>(model::LlamaModel::random(cfg, opts, f.seed));
+    m = std::make_unique<model::LlamaModel>(
+        model::LlamaModel::random(cfg, opts, f.seed, with_format(model::dense_layer_specs(cfg))));
     source = f.config + " (random weights)";
   } else {
     JNAS_CHECK_CONFIG(!f.run.model.empty(), "bench needs --model DIR or --config FILE --random-weights");
-    m = std::make_unique<model::LlamaModel>(
-        model::LlamaModel::from_checkpoint(model::load_checkpoint(f.run.model), opts));
+    const model::Checkpoint ck = model::load_checkpoint(f.run.model);
+    m = std::make_unique<model::LlamaModel>(model::LlamaModel::from_checkpoint(
+        ck, opts, with_format(model::dense_layer_specs(ck.config))));
     source = f.run.model;
   }
   const auto& cfg = m->config();
-  const bool cuda = opts.device.is_cuda();
+  [[maybe_unused]] const bool cuda = opts.device.is_cuda();
   double bw = 0;
 #ifdef JNAS_WITH_CUDA
   if (cuda) bw = model::cuda_copy_bandwidth(int64_t(1) << 30);
@@ -103,6 +116,7 @@ void run(BenchFlags& f) {
          {"dtype", c10::toString(opts.dtype)},
          {"params", m->num_parameters()},
          {"weight_bytes", m->weight_bytes()},
+         {"weight_format", f.weight_format.empty() ? "as stored" : f.weight_format},
          {"batch", f.batch},
          {"copy_bandwidth_gb_s", bw / 1e9}};
   Json decode = Json::array();
@@ -196,6 +210,8 @@ void register_bench(CLI::App& app) {
   sub->add_option("--warmup", f->warmup, "Untimed warm-up calls")->capture_default_str();
   sub->add_option("--seed", f->seed, "Seed of the random weights")->capture_default_str();
   sub->add_flag("--no-cuda-graph", f->no_graph, "Time the eager decode step on CUDA");
+  sub->add_option("--weight-format", f->weight_format,
+                  "Every linear in this format, round-to-nearest at load: " + quant::format_names());
   sub->callback([f] { run(*f); });
 }
 
