@@ -41,7 +41,7 @@ GridResult fake_act(const at::Tensor& x, const QuantFormat& f) {
   at::Tensor x32 = x.to(at::kFloat);
   const bool fp8 = f.act == ActType::kFp8E4M3PerToken;
   const float qmax = fp8 ? kFp8E4M3Max : 127.0f;
-  at::Tensor s = std::get<0>(x32.abs().max(-1, /*keepdim=*/true)) / qmax;
+  at::Tensor s = div_exact(std::get<0>(x32.abs().max(-1, /*keepdim=*/true)), qmax);
   s = at::where(s == 0, at::ones_like(s), s);
   at::Tensor t = x32 / s;
   GridResult r;

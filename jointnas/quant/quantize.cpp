@@ -34,6 +34,10 @@ at::Tensor grouped(const at::Tensor& w, int64_t group) {
 
 }  // namespace
 
+at::Tensor div_exact(const at::Tensor& t, double v) {
+  return t / at::full({1}, v, t.options());
+}
+
 QuantizedWeight weight_grid(const at::Tensor& w, const QuantFormat& f, int64_t group) {
   check_weight(w, "weight_grid");
   QuantizedWeight g;
@@ -48,7 +52,7 @@ QuantizedWeight weight_grid(const at::Tensor& w, const QuantFormat& f, int64_t g
     at::Tensor mn = at::clamp_max(std::get<0>(wg.min(-1)), 0.0f);
     at::Tensor mx = at::clamp_min(std::get<0>(wg.max(-1)), 0.0f);
     at::Tensor span = mx.to(at::kDouble) - mn.to(at::kDouble);
-    at::Tensor s = (mx - mn) / static_cast<float>(f.qmax());
+    at::Tensor s = div_exact(mx - mn, f.qmax());
     at::Tensor st = store_scale_up(s, span, f.qmax(), f.scale_dtype);
     st = at::where(st == 0, at::ones_like(st), st);
     at::Tensor z = at::clamp(at::round(-mn / st.to(at::kFloat)), 0, f.qmax());
@@ -58,7 +62,7 @@ QuantizedWeight weight_grid(const at::Tensor& w, const QuantFormat& f, int64_t g
   }
   const float qmax = f.weight == WeightType::kFp8E4M3 ? kFp8E4M3Max : static_cast<float>(f.qmax());
   at::Tensor amax = std::get<0>(wg.abs().max(-1));  // [N, G]
-  at::Tensor st = store_scale_up(amax / qmax, amax, qmax, f.scale_dtype);
+  at::Tensor st = store_scale_up(div_exact(amax, qmax), amax, qmax, f.scale_dtype);
   g.scale = at::where(st == 0, at::ones_like(st), st);
   return g;
 }
@@ -104,7 +108,7 @@ QuantizedAct quantize_act_ref(const at::Tensor& x, const QuantFormat& f) {
   const float qmax = f.act == ActType::kFp8E4M3PerToken ? kFp8E4M3Max : 127.0f;
   // No rounding up here (fp32 scale, |x / s| exceeds qmax by at most an ulp, which the clamp
   // absorbs); the fused CUDA kernel computes exactly this.
-  at::Tensor s = std::get<0>(x32.abs().max(-1, /*keepdim=*/true)) / qmax;
+  at::Tensor s = div_exact(std::get<0>(x32.abs().max(-1, /*keepdim=*/true)), qmax);
   s = at::where(s == 0, at::ones_like(s), s);
   QuantizedAct qa;
   qa.scale = s;

@@ -11,6 +11,11 @@
 
 namespace jointnas::quant {
 
+// t / v as an IEEE division on every device. (ATen on CUDA turns a division by a scalar into a
+// multiplication by its reciprocal, which can differ in the last bit; the divisor is therefore a
+// one-element tensor, which takes the true-division path everywhere.)
+at::Tensor div_exact(const at::Tensor& t, double v);
+
 // A quantized weight in the reference (unpacked) layout.
 struct QuantizedWeight {
   const QuantFormat* format = nullptr;
