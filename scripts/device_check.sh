@@ -27,13 +27,10 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON 
 ninja -C build-gpu -j16 -k 0 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
 if [ "$what" = tests ] || [ "$what" = all ]; then
-  (cd build-gpu && ctest -L "cuda|cpu" --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
+  (cd build-gpu && ctest -L "${JNAS_CTEST_LABEL:-cuda|cpu}" --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
   tail -15 "$OUT/ctest.log"; echo "== ctest rc $rc"
   grep -h "argmax agreement" "$OUT/ctest.log"
-  build-gpu/tests/core/core_test --gtest_filter='*Symlink*' > "$OUT/symlink.log" 2>&1; echo "symlink test alone: rc $?"
-  command -v cuda-gdb >/dev/null && cuda-gdb -batch -ex run -ex bt --args build-gpu/tests/core/core_test \
-    --gtest_filter='*Symlink*' 2>&1 | grep -E "^#|signal" | head -12
-  [ -f "$SHARED/models/ref-17m/golden_logits.safetensors" ] && \
+  [ -z "${JNAS_QUICK:-}" ] && [ -f "$SHARED/models/ref-17m/golden_logits.safetensors" ] && \
     python3 scripts/bf16_agreement.py "$SHARED" 2>/dev/null | tee "$OUT/bf16_agreement.json"
 fi
 if [ "$what" = bench ] || [ "$what" = all ]; then
