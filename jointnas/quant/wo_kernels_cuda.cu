@@ -16,6 +16,8 @@
 // 32-column partial sum (each 16-byte vector lies inside one group since group % 32 == 0).
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -193,11 +195,12 @@ __device__ __forceinline__ void reduce_store(float (&acc)[R][M], const float (&r
   }
 }
 
-// Register budget of the GEMVs as resident blocks of 256 threads per SM (3: <= 80 registers,
-// 2: <= 128). At M = 1 (memory-bound) occupancy hides latency; M = 4 (compute-bound, 16
-// independent accumulators) keeps all its registers (one block) rather than spill.
+// Register budget of the GEMVs as resident blocks of 256 threads per SM (2: <= 128 registers).
+// The grids are persistent (warps loop over row groups), so 16 warps per SM with 8 x 16 bytes in
+// flight per lane cover the memory latency; 3 blocks (<= 80 registers) made the M = 1 w4 kernel
+// spill. M = 3, 4 (compute-bound, 12-16 accumulators) keep all their registers (one block).
 template <int M>
-inline constexpr int kMinBlocks = M == 1 ? 3 : (M <= 3 ? 2 : 1);
+inline constexpr int kMinBlocks = M <= 2 ? 2 : 1;
 
 // ---------------------------------------------------------------------------------------------
 // w4a16 GEMV. A 16-byte vector holds 32 nibbles = 32 columns of one group. Per lane and chunk:
@@ -218,15 +221,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k32 * 4;
   const int lane = threadIdx.x & 31;
-  const int row0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * R;
+  // x is staged once per block; each warp then loops over row groups (a persistent grid of
+  // about one wave), so that the staging and the block start are paid once per SM slot rather
+  // than once per 2 KB of weights.
+  stage_x<M, kF32X>(xs, x, k8, x_stride);
+  __syncthreads();
+  for (int rg = blockIdx.x * kWarps + (threadIdx.x >> 5); rg * R < n_rows; rg += gridDim.x * kWarps) {
+  const int row0 = rg * R;
   const int4* wr[R];
   // row * G: scale / zero index of the row's first group (N * G < 2^31). Unsigned 32-bit
   // indices make each scale / zero address one IMAD.WIDE.U32 off the base pointer.
   uint32_t sz_row[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    // Rows past the end re-read the last row (results discarded): no branches in the loop, and
-    // every warp reaches the __syncthreads below.
+    // Rows past the end re-read the last row (results discarded): no branches in the loop.
     const int row = min(row0 + r, n_rows - 1);
     wr[r] = data + static_cast<int64_t>(row) * k32;
     sz_row[r] = static_cast<uint32_t>(row * groups);
@@ -262,11 +270,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
           zv[r][u] = __ldg(zero + (sz_row[r] + g));
         }
       }
-    }
-    // x is staged while the first weight loads are in flight.
-    if (base == 0) {
-      stage_x<M, kF32X>(xs, x, k8, x_stride);
-      __syncthreads();
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -311,8 +314,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
       }
     }
   };
-  // The trip count and the full / partial choice are the same for every thread (uniform), so
-  // the staging barrier inside the first chunk is reached by all.
   for (int base = 0; base < k32; base += 32 * U) {
     if (base + 32 * U <= k32) {
       chunk(base, std::true_type{});
@@ -324,6 +325,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
 #pragma unroll
   for (int r = 0; r < R; ++r) one[r] = 1.f;  // the group scales are already applied
   reduce_store<M, R>(acc, one, lane, row0, n_rows, y, residual);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,7 +344,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k16 * 2;
   const int lane = threadIdx.x & 31;
-  const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * R;
+  stage_x<M, false>(xs, x, k8, x_stride);  // once per block: the grid is persistent
+  __syncthreads();
+  for (int64_t rg = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); rg * R < n_rows;
+       rg += static_cast<int64_t>(gridDim.x) * kWarps) {
+  const int64_t row0 = rg * R;
   const int4* wr[R];
   float sc[R];
 #pragma unroll
@@ -371,10 +377,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
       for (int r = 0; r < R; ++r) {
         if (v < k16) wv[r][u] = __ldg(wr[r] + v);
       }
-    }
-    if (base == 0) {
-      stage_x<M, false>(xs, x, k8, x_stride);
-      __syncthreads();
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -414,6 +416,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
     }
   // The sum is reduced first, then scaled: sum_k q x s == s sum_k q x up to fp32 rounding.
   reduce_store<M, R>(out, sc, lane, row0, n_rows, y, residual);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,6 +606,28 @@ size_t gemv_smem(const char* fn, const void* kernel, int64_t M, int64_t K, int64
   return smem;
 }
 
+// One wave of resident blocks (occupancy x SMs), never more blocks than row groups: the GEMVs
+// loop over row groups, so x is staged once per resident block.
+unsigned persistent_blocks(const void* kernel, size_t smem, int64_t n_rows, int rows_per_warp) {
+  // The occupancy query is cached per (kernel, shared memory): decode calls it every step.
+  static std::mutex mu;
+  static std::map<std::pair<const void*, size_t>, int> cache;
+  int per_sm = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find({kernel, smem});
+    if (it == cache.end()) {
+      C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem));
+      it = cache.emplace(std::make_pair(kernel, smem), per_sm).first;
+    }
+    per_sm = it->second;
+  }
+  const int64_t wave = static_cast<int64_t>(std::max(per_sm, 1)) *
+                       at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t needed = (n_rows + kWarps * rows_per_warp - 1) / (kWarps * rows_per_warp);
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min(wave, needed)));
+}
+
 const __nv_bfloat16* bf16_ptr(const at::Tensor* t) {
   return t == nullptr ? nullptr : reinterpret_cast<const __nv_bfloat16*>(t->data_ptr());
 }
@@ -614,8 +639,8 @@ void launch_w4(const at::Tensor& x, const at::Tensor& data, const at::Tensor& sc
   auto kernel = gemv_w4_kernel<M, R, U, kF32X>;
   const size_t smem =
       gemv_smem("gemv_w4a16", reinterpret_cast<const void*>(kernel), M, K, kF32X ? 4 : 2);
-  const int64_t blocks = (N + kWarps * R - 1) / (kWarps * R);
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
+  const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, R);
+  kernel<<<blocks, kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
       reinterpret_cast<const int4*>(data.data_ptr()),
       reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.data_ptr<uint8_t>(),
       reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
@@ -631,8 +656,8 @@ void launch_w8(const at::Tensor& x, const at::Tensor& data, const at::Tensor& sc
   const int64_t N = data.size(0), K = x.size(1);
   auto kernel = gemv_w8_kernel<M, R, U>;
   const size_t smem = gemv_smem("gemv_w8a16", reinterpret_cast<const void*>(kernel), M, K, 2);
-  const int64_t blocks = (N + kWarps * R - 1) / (kWarps * R);
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
+  const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, R);
+  kernel<<<blocks, kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
       reinterpret_cast<const int4*>(data.data_ptr()), scale.data_ptr<float>(),
       reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
       bf16_ptr(residual), N, static_cast<int>(K / 16), static_cast<int>(x_row_bytes(K, 2)));
