@@ -10,6 +10,7 @@
 #include <map>
 
 #include "jointnas/model/cuda_graph_decoder.h"
+#include "jointnas/quant/qkernels_cuda.h"
 #include "jointnas/quant/qlinear.h"
 
 namespace {
@@ -62,6 +63,19 @@ int main(int argc, char** argv) {
                    "\"tflops\": {:.2f}, \"gb_s\": {:.0f}, \"speedup_vs_bf16\": {:.3f}}}\n",
                    N, K, M, f.name, v[0].path_for(M), ms, 2.0 * M * N * K / ms / 1e9, bytes / ms / 1e6,
                    bf16_ms / ms);
+      }
+      if (M == 1) {
+        // Tiling variants of the int4 GEMV (rows per warp x vectors in flight), for tuning.
+        auto& v4 = lins["w4a16_g128"];
+        for (int variant : {14, 18, 24, 42, 44, 81, 82}) {
+          size_t i = 0;
+          const double ms = cuda_time_ms([&] {
+            const q::PackedWeight& p = v4[i++ % v4.size()].packed();
+            q::cuda::gemv_w4a16(x, p.data, p.scale, p.zero, p.group, nullptr, variant);
+          }, 10, 200);
+          fmt::print("{{\"N\": {}, \"K\": {}, \"M\": 1, \"w4_variant\": {}, \"ms\": {:.5f}, "
+                     "\"speedup_vs_bf16\": {:.3f}}}\n", N, K, variant, ms, bf16_ms / ms);
+        }
       }
       size_t i = 0;
       const double ms = cuda_time_ms(

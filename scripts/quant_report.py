@@ -21,12 +21,19 @@ def main(out):
     if os.path.exists(path):
         with open(path) as f:
             rows = [json.loads(l) for l in f if l.startswith("{")]
+    variants = [r for r in rows if "w4_variant" in r]
+    rows = [r for r in rows if "format" in r]
     if rows:
         print("| N x K | M | format | path | ms | TFLOP/s | GB/s | x bf16 |")
         print("|---|---:|---|---|---:|---:|---:|---:|")
         for r in rows:
             print(f"| {r['N']}x{r['K']} | {r['M']} | {r['format']} | {r['path']} | {r['ms']:.4f} | "
                   f"{r['tflops']:.1f} | {r['gb_s']:.0f} | {r['speedup_vs_bf16']:.2f} |")
+    if variants:
+        print("\n| N x K | w4 GEMV variant (R*10+U) | ms | x bf16 |")
+        print("|---|---:|---:|---:|")
+        for r in variants:
+            print(f"| {r['N']}x{r['K']} | {r['w4_variant']} | {r['ms']:.4f} | {r['speedup_vs_bf16']:.2f} |")
     base = load(os.path.join(out, "ppl_bf16.json"))
     if base:
         print("\n| format | method | NLL | PPL | vs bf16 PPL | weight MB |")

@@ -15,8 +15,11 @@ inline constexpr int64_t kMaxGemvRows = 4;
 // roundings, as the unfused expression). w4: data [N, K / 2] uint8, scale [N, K / g] bf16, zero
 // [N, K / g] uint8, needs K % 32 == 0 and g % 32 == 0. w8: data [N, K] int8, scale [N, 1] fp32,
 // needs K % 16 == 0.
+// `variant` (M = 1, benchmarks) forces rows per warp R and vectors per row U as R * 10 + U:
+// 14, 18, 24, 42, 44, 81, 82; 0 = the default.
 at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
-                      const at::Tensor& zero, int64_t group, const at::Tensor* residual);
+                      const at::Tensor& zero, int64_t group, const at::Tensor* residual,
+                      int variant = 0);
 at::Tensor gemv_w8a16(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
                       const at::Tensor* residual);
 

@@ -144,7 +144,7 @@ at::Tensor QuantLinear::run(const at::Tensor& x2d_in, const at::Tensor* residual
         std::tie(qx, sx) = cuda::quantize_act_int8(x2d);
         if (m < kIntMmMinRows) qx = at::constant_pad_nd(qx, {0, 0, 0, kIntMmMinRows - m});
         at::Tensor acc = at::_int_mm(qx, w_.data.t()).narrow(0, 0, m);
-        return cuda::scale_epilogue(acc, sx, scale_row_, nullptr);
+        return cuda::scale_epilogue(acc, sx, w_.scale, nullptr);
       }
 #endif
       const QuantizedAct qa = quantize_act_ref(x2d, f);

@@ -709,7 +709,8 @@ void launch_for_dtype(at::Tensor& out, Launch launch) {
 }  // namespace
 
 at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
-                      const at::Tensor& zero, int64_t group, const at::Tensor* residual) {
+                      const at::Tensor& zero, int64_t group, const at::Tensor* residual,
+                      int variant) {
   constexpr const char* fn = "gemv_w4a16";
   check_cuda_matrix(fn, "data", data);
   const c10::Device device = data.device();
@@ -741,6 +742,20 @@ at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Ten
   // M = 1 x is staged as fp32 when K <= 16384 (no conversions; 2 LDS.128 per 8 columns shared
   // by the 2 rows); at M >= 3 the FFMAs dominate and 4 rows halve the per-weight x work again
   // (U = 2 keeps registers in check).
+  if (M == 1 && variant != 0) {
+    TORCH_CHECK(x_row_bytes(K, 4) <= 72 * 1024, fn, ": variants need K <= 16384");
+    switch (variant) {
+      case 14: launch_w4<1, 1, 4, true>(x, data, scale, zero, group, residual, y); break;
+      case 18: launch_w4<1, 1, 8, true>(x, data, scale, zero, group, residual, y); break;
+      case 24: launch_w4<1, 2, 4, true>(x, data, scale, zero, group, residual, y); break;
+      case 42: launch_w4<1, 4, 2, true>(x, data, scale, zero, group, residual, y); break;
+      case 44: launch_w4<1, 4, 4, true>(x, data, scale, zero, group, residual, y); break;
+      case 81: launch_w4<1, 8, 1, true>(x, data, scale, zero, group, residual, y); break;
+      case 82: launch_w4<1, 8, 2, true>(x, data, scale, zero, group, residual, y); break;
+      default: TORCH_CHECK(false, fn, ": unknown variant ", variant);
+    }
+    return y;
+  }
   switch (M) {
     case 1:
       if (x_row_bytes(K, 4) <= 72 * 1024) {
