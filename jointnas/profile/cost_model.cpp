@@ -1,0 +1,393 @@
+// The cost model (see cost_model.h): one additive decomposition, evaluated discretely or in
+// expectation.
+#include "jointnas/profile/cost_model.h"
+
+#include <ATen/ATen.h>
+
+#include <set>
+#include <c10/core/ScalarType.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/core/paths.h"
+#include "jointnas/quant/format.h"
+
+namespace jointnas::profile {
+namespace {
+
+// Token rows through the linears, query rows and key count of attention, rows scored by the head.
+struct Shape {
+  int64_t m = 1, attn_rows = 1, attn_context = 1, kv_len = 1, scored = 1;
+};
+
+Shape shape_of(const Workload& w, bool prefill) {
+  Shape s;
+  if (prefill) {
+    s.m = w.batch * w.tokens;
+    s.attn_rows = w.tokens;
+    s.attn_context = w.tokens;
+    s.kv_len = w.tokens;
+  } else {
+    s.m = w.batch;
+    s.attn_rows = 1;
+    s.attn_context = w.context + 1;  // the cached tokens and the new one
+    s.kv_len = w.context + 1;
+  }
+  s.scored = w.batch;  // generation scores the last position only
+  return s;
+}
+
+// The (regime, weight) pairs a workload averages over.
+std::vector<std::pair<bool, double>> regimes(const Workload& w) {
+  if (w.kind == "decode") return {{false, 1.0}};
+  if (w.kind == "prefill") return {{true, 1.0}};
+  return {{false, w.decode_weight}, {true, w.prefill_weight}};
+}
+
+// Stored bytes of an N x K linear in `format`, from the registry row.
+int64_t linear_bytes(int64_t n, int64_t k, const std::string& format, int64_t dtype_bytes) {
+  const quant::QuantFormat& f = quant::find_format(format);
+  if (!f.quantized()) return n * k * dtype_bytes;
+  const int64_t groups = k / f.group_for(k);
+  return n * k * f.weight_bits / 8 + n * groups * static_cast<int64_t>(c10::elementSize(f.scale_dtype)) +
+         (f.asymmetric ? n * groups : 0);
+}
+
+// Everything one block contributes, for given sizes and formats.
+struct BlockTerms {
+  double latency = 0;
+  int64_t weight_bytes = 0, params = 0, activation_bytes = 0;
+};
+
+double linear_ms(const LatencyTable& t, int64_t m, int64_t k, int64_t n, const std::string& f) {
+  return t.ms(LatencyTable::linear_key(m, k, n, f));
+}
+
+int64_t block_activation_bytes(const Shape& s, int64_t H, int64_t I, int64_t qkv_out, int64_t dtype_bytes) {
+  // Live at the MLP's peak: residual x, normed h, gate_up output [2I], act [I]; in attention:
+  // the qkv output. The larger of the two phases, per token row.
+  const int64_t attn = 3 * H + qkv_out, mlp = 2 * H + 3 * I;
+  return s.m * std::max(attn, mlp) * dtype_bytes;
+}
+
+}  // namespace
+
+Workload Workload::from_json(const Json& j, const std::string& src) {
+  JNAS_CHECK_CONFIG(j.is_object(), "{}: a workload must be an object", src);
+  Workload w;
+  w.kind = get_string(j, "kind", src).value_or("decode");
+  JNAS_CHECK_CONFIG(w.kind == "decode" || w.kind == "prefill" || w.kind == "mix",
+                    "{}: workload kind '{}' (expected decode, prefill or mix)", src, w.kind);
+  w.batch = get_int(j, "batch", src).value_or(1);
+  w.context = get_int(j, "context", src).value_or(512);
+  w.tokens = get_int(j, "tokens", src).value_or(2048);
+  w.decode_weight = get_number(j, "decode_weight", src).value_or(1.0);
+  w.prefill_weight = get_number(j, "prefill_weight", src).value_or(0.0);
+  JNAS_CHECK_CONFIG(w.batch >= 1 && w.context >= 0 && w.tokens >= 1,
+                    "{}: workload needs batch >= 1, context >= 0, tokens >= 1", src);
+  return w;
+}
+
+Json Workload::to_json() const {
+  return Json{{"kind", kind}, {"batch", batch}, {"context", context}, {"tokens", tokens},
+              {"decode_weight", decode_weight}, {"prefill_weight", prefill_weight}};
+}
+
+std::string Workload::name() const {
+  if (kind == "decode") return fmt::format("decode_b{}_c{}", batch, context);
+  if (kind == "prefill") return fmt::format("prefill_b{}_s{}", batch, tokens);
+  return fmt::format("mix_b{}_c{}_s{}_{}_{}", batch, context, tokens, decode_weight, prefill_weight);
+}
+
+std::string LatencyTable::linear_key(int64_t m, int64_t k, int64_t n, const std::string& format) {
+  return fmt::format("linear/m{}/k{}/n{}/{}", m, k, n, format);
+}
+std::string LatencyTable::attention_key(int64_t b, int64_t rows, int64_t context, int64_t heads,
+                                        int64_t kv_heads, int64_t head_dim) {
+  return fmt::format("attention/b{}/q{}/c{}/h{}/kv{}/d{}", b, rows, context, heads, kv_heads, head_dim);
+}
+std::string LatencyTable::block_fixed_key(int64_t m, int64_t h, int64_t i) {
+  return fmt::format("block_fixed/m{}/h{}/i{}", m, h, i);
+}
+std::string LatencyTable::head_key(int64_t m, int64_t h, int64_t v) {
+  return fmt::format("head/m{}/h{}/v{}", m, h, v);
+}
+
+double LatencyTable::ms(const std::string& key) const {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    throw ConfigError(fmt::format("latency table {} has no entry '{}'",
+                                  source.empty() ? "(in memory)" : source, key),
+                      "profile this shape: `jointnas profile` with the search space and workload");
+  }
+  return it->second.ms;
+}
+
+Json LatencyTable::to_json() const {
+  Json e = Json::object();
+  for (const auto& [k, v] : entries_) {
+    e[k] = Json{{"ms", v.ms}, {"p10", v.p10}, {"p90", v.p90}, {"repeats", v.repeats}};
+  }
+  return Json{{"format", "jointnas-latency-table"}, {"version", 1}, {"meta", meta}, {"entries", e}};
+}
+
+LatencyTable LatencyTable::from_json(const Json& j, const std::string& src) {
+  JNAS_CHECK_IO(j.is_object() && j.value("format", "") == "jointnas-latency-table",
+                "{}: not a jointnas latency table (expected \"format\": \"jointnas-latency-table\")", src);
+  LatencyTable t;
+  t.source = src;
+  if (j.contains("meta")) t.meta = j["meta"];
+  JNAS_CHECK_IO(j.contains("entries") && j["entries"].is_object(), "{}: 'entries' must be an object", src);
+  for (const auto& [k, v] : j["entries"].items()) {
+    JNAS_CHECK_IO(v.is_object(), "{}: entry '{}' must be an object", src, k);
+    Entry e;
+    auto ms = get_number(v, "ms", src);
+    JNAS_CHECK_IO(ms && std::isfinite(*ms) && *ms >= 0, "{}: entry '{}' needs a finite ms >= 0", src, k);
+    e.ms = *ms;
+    e.p10 = get_number(v, "p10", src).value_or(e.ms);
+    e.p90 = get_number(v, "p90", src).value_or(e.ms);
+    e.repeats = static_cast<int>(get_int(v, "repeats", src).value_or(0));
+    t.entries_[k] = e;
+  }
+  return t;
+}
+
+LatencyTable LatencyTable::load(const std::string& path) { return from_json(read_json_file(path), path); }
+
+void LatencyTable::save(const std::string& path) const { write_file_atomic(path, to_json().dump(1) + "\n"); }
+
+Json Cost::to_json() const {
+  return Json{{"latency_ms", latency_ms}, {"weight_bytes", weight_bytes}, {"kv_cache_bytes", kv_cache_bytes},
+              {"activation_bytes", activation_bytes}, {"params", params}};
+}
+
+Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& specs,
+             const LatencyTable& table, const Workload& w, int64_t dtype_bytes) {
+  JNAS_CHECK_CONFIG(static_cast<int64_t>(specs.size()) == c.num_hidden_layers,
+                    "cost model: {} layer specs for {} layers", specs.size(), c.num_hidden_layers);
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  Cost cost;
+  cost.params = V * H * (c.tie_word_embeddings ? 1 : 2) + H;
+  cost.weight_bytes = cost.params * dtype_bytes;  // embeddings, head, final norm
+  for (auto [prefill, weight] : regimes(w)) {
+    const Shape s = shape_of(w, prefill);
+    double lat = table.ms(LatencyTable::head_key(s.scored, H, V));
+    int64_t act = s.scored * V * 4;  // fp32 logits
+    for (const model::LayerSpec& l : specs) {
+      if (l.skip) continue;
+      const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
+      const int64_t I = l.intermediate_size;
+      lat += linear_ms(table, s.m, H, q + 2 * kv, l.format_qkv);
+      lat += table.ms(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context,
+                                                  l.num_attention_heads, l.num_key_value_heads, hd));
+      lat += linear_ms(table, s.m, q, H, l.format_o);
+      lat += linear_ms(table, s.m, H, 2 * I, l.format_gate_up);
+      lat += linear_ms(table, s.m, I, H, l.format_down);
+      lat += table.ms(LatencyTable::block_fixed_key(s.m, H, I));
+      act = std::max(act, block_activation_bytes(s, H, I, q + 2 * kv, dtype_bytes));
+    }
+    cost.latency_ms += weight * lat;
+    cost.activation_bytes = std::max(cost.activation_bytes, act);
+    int64_t kvb = 0;
+    for (const model::LayerSpec& l : specs) {
+      if (!l.skip) kvb += 2 * w.batch * s.kv_len * l.num_key_value_heads * l.head_dim * dtype_bytes;
+    }
+    cost.kv_cache_bytes = std::max(cost.kv_cache_bytes, kvb);
+  }
+  for (const model::LayerSpec& l : specs) {
+    if (l.skip) continue;
+    const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
+    const int64_t I = l.intermediate_size;
+    cost.params += 2 * H + H * (q + 2 * kv) + q * H + 2 * I * H + I * H;
+    cost.weight_bytes += 2 * H * dtype_bytes + linear_bytes(q + 2 * kv, H, l.format_qkv, dtype_bytes) +
+                         linear_bytes(H, q, l.format_o, dtype_bytes) +
+                         linear_bytes(2 * I, H, l.format_gate_up, dtype_bytes) +
+                         linear_bytes(H, I, l.format_down, dtype_bytes);
+  }
+  return cost;
+}
+
+namespace {
+
+at::Tensor vec(const std::vector<double>& v) {
+  return at::tensor(v, at::TensorOptions().dtype(at::kDouble));
+}
+
+// Cost tensor [A, B, C] of f(a, b, c), contracted with three probability vectors.
+template <typename F>
+at::Tensor expect3(const at::Tensor& pa, const at::Tensor& pb, const at::Tensor& pc, int64_t na,
+                   int64_t nb, int64_t nc, F f) {
+  std::vector<double> v;
+  v.reserve(static_cast<size_t>(na * nb * nc));
+  for (int64_t a = 0; a < na; ++a)
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t c = 0; c < nc; ++c) v.push_back(f(a, b, c));
+  at::Tensor t = vec(v).reshape({na, nb, nc});
+  return at::einsum("a,b,c,abc->", {pa, pb, pc, t});
+}
+
+void check_probs(const at::Tensor& p, size_t n, const char* what, int64_t layer) {
+  TORCH_CHECK(p.defined() && p.dim() == 1 && p.size(0) == static_cast<int64_t>(n), "expected_cost: ",
+              what, " probabilities of layer ", layer, " must be a vector of ", n, " choices, got ",
+              p.defined() ? p.sizes().vec() : std::vector<int64_t>{});
+}
+
+}  // namespace
+
+ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, const ArchProbs& pr,
+                           const LatencyTable& table, const Workload& w, int64_t dtype_bytes) {
+  TORCH_CHECK(sp.layers.size() == pr.layers.size() &&
+                  static_cast<int64_t>(sp.layers.size()) == c.num_hidden_layers,
+              "expected_cost: the space, the probabilities and the config disagree on the layer count");
+  check_probs(pr.hidden, sp.hidden.size(), "hidden", -1);
+  const at::Tensor pH = pr.hidden.to(at::kDouble);
+  const auto& Hs = sp.hidden;
+  const int64_t nH = static_cast<int64_t>(Hs.size()), V = c.vocab_size, kvh = sp.kv_heads, hd = sp.head_dim;
+  const at::Tensor one = at::ones({1}, at::kDouble);
+  auto hvec = [&](auto f) {
+    std::vector<double> v;
+    for (int64_t H : Hs) v.push_back(static_cast<double>(f(H)));
+    return vec(v);
+  };
+  ExpectedCost e;
+  const double tie = c.tie_word_embeddings ? 1.0 : 2.0;
+  e.params = at::dot(pH, hvec([&](int64_t H) { return tie * V * H + H; }));
+  e.weight_bytes = e.params * static_cast<double>(dtype_bytes);
+  e.latency_ms = at::zeros({}, at::kDouble);
+  e.kv_cache_bytes = at::zeros({}, at::kDouble);
+  for (auto [prefill, weight] : regimes(w)) {
+    const Shape s = shape_of(w, prefill);
+    at::Tensor lat = at::dot(pH, hvec([&](int64_t H) { return table.ms(LatencyTable::head_key(s.scored, H, V)); }));
+    at::Tensor kvb = at::zeros({}, at::kDouble);
+    for (size_t l = 0; l < sp.layers.size(); ++l) {
+      const LayerSpace& L = sp.layers[l];
+      const LayerProbs& P = pr.layers[l];
+      const int64_t li = static_cast<int64_t>(l);
+      check_probs(P.heads, L.heads.size(), "heads", li);
+      check_probs(P.intermediate, L.intermediate.size(), "intermediate", li);
+      check_probs(P.qkv, L.formats_qkv.size(), "qkv format", li);
+      check_probs(P.o, L.formats_o.size(), "o format", li);
+      check_probs(P.gate_up, L.formats_gate_up.size(), "gate_up format", li);
+      check_probs(P.down, L.formats_down.size(), "down format", li);
+      const at::Tensor ph = P.heads.to(at::kDouble), pi = P.intermediate.to(at::kDouble);
+      const int64_t nh = static_cast<int64_t>(L.heads.size()), ni = static_cast<int64_t>(L.intermediate.size());
+      at::Tensor block =
+          expect3(pH, ph, P.qkv.to(at::kDouble), nH, nh, static_cast<int64_t>(L.formats_qkv.size()),
+                  [&](int64_t a, int64_t b, int64_t f) {
+                    return linear_ms(table, s.m, Hs[a], (L.heads[b] + 2 * kvh) * hd, L.formats_qkv[f]);
+                  }) +
+          at::dot(ph, vec([&] {
+                    std::vector<double> v;
+                    for (int64_t h : L.heads) {
+                      v.push_back(table.ms(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context, h, kvh, hd)));
+                    }
+                    return v;
+                  }())) +
+          expect3(pH, ph, P.o.to(at::kDouble), nH, nh, static_cast<int64_t>(L.formats_o.size()),
+                  [&](int64_t a, int64_t b, int64_t f) {
+                    return linear_ms(table, s.m, L.heads[b] * hd, Hs[a], L.formats_o[f]);
+                  }) +
+          expect3(pH, pi, P.gate_up.to(at::kDouble), nH, ni, static_cast<int64_t>(L.formats_gate_up.size()),
+                  [&](int64_t a, int64_t b, int64_t f) {
+                    return linear_ms(table, s.m, Hs[a], 2 * L.intermediate[b], L.formats_gate_up[f]);
+                  }) +
+          expect3(pH, pi, P.down.to(at::kDouble), nH, ni, static_cast<int64_t>(L.formats_down.size()),
+                  [&](int64_t a, int64_t b, int64_t f) {
+                    return linear_ms(table, s.m, L.intermediate[b], Hs[a], L.formats_down[f]);
+                  }) +
+          expect3(pH, pi, one, nH, ni, 1, [&](int64_t a, int64_t b, int64_t) {
+            return table.ms(LatencyTable::block_fixed_key(s.m, Hs[a], L.intermediate[b]));
+          });
+      const at::Tensor keep = P.keep.defined() ? P.keep.to(at::kDouble).reshape({}) : at::ones({}, at::kDouble);
+      lat = lat + keep * block;
+      kvb = kvb + keep * static_cast<double>(2 * w.batch * s.kv_len * kvh * hd * dtype_bytes);
+    }
+    e.latency_ms = e.latency_ms + weight * lat;
+    e.kv_cache_bytes = prefill && w.kind == "mix" ? at::maximum(e.kv_cache_bytes, kvb) : e.kv_cache_bytes + kvb;
+  }
+  for (size_t l = 0; l < sp.layers.size(); ++l) {
+    const LayerSpace& L = sp.layers[l];
+    const LayerProbs& P = pr.layers[l];
+    const at::Tensor ph = P.heads.to(at::kDouble), pi = P.intermediate.to(at::kDouble);
+    const int64_t nh = static_cast<int64_t>(L.heads.size()), ni = static_cast<int64_t>(L.intermediate.size());
+    auto bytes = [&](const at::Tensor& pw, const at::Tensor& pf, int64_t nw, const std::vector<std::string>& fs,
+                     auto nk) {
+      return expect3(pH, pw, pf.to(at::kDouble), nH, nw, static_cast<int64_t>(fs.size()),
+                     [&](int64_t a, int64_t b, int64_t f) {
+                       auto [n, k] = nk(Hs[a], b);
+                       return static_cast<double>(linear_bytes(n, k, fs[f], dtype_bytes));
+                     });
+    };
+    at::Tensor wb =
+        bytes(ph, P.qkv, nh, L.formats_qkv, [&](int64_t H, int64_t b) { return std::pair{(L.heads[b] + 2 * kvh) * hd, H}; }) +
+        bytes(ph, P.o, nh, L.formats_o, [&](int64_t H, int64_t b) { return std::pair{H, L.heads[b] * hd}; }) +
+        bytes(pi, P.gate_up, ni, L.formats_gate_up, [&](int64_t H, int64_t b) { return std::pair{2 * L.intermediate[b], H}; }) +
+        bytes(pi, P.down, ni, L.formats_down, [&](int64_t H, int64_t b) { return std::pair{H, L.intermediate[b]}; }) +
+        at::dot(pH, hvec([&](int64_t H) { return 2 * H * dtype_bytes; }));
+    at::Tensor np = expect3(pH, ph, one, nH, nh, 1, [&](int64_t a, int64_t b, int64_t) {
+                      const double H = static_cast<double>(Hs[a]), q = static_cast<double>(L.heads[b] * hd);
+                      return H * (q + 2.0 * kvh * hd) + q * H;
+                    }) +
+                    expect3(pH, pi, one, nH, ni, 1, [&](int64_t a, int64_t b, int64_t) {
+                      return 3.0 * static_cast<double>(Hs[a]) * static_cast<double>(L.intermediate[b]);
+                    }) +
+                    at::dot(pH, hvec([&](int64_t H) { return 2 * H; }));
+    const at::Tensor keep = P.keep.defined() ? P.keep.to(at::kDouble).reshape({}) : at::ones({}, at::kDouble);
+    e.weight_bytes = e.weight_bytes + keep * wb;
+    e.params = e.params + keep * np;
+  }
+  return e;
+}
+
+std::vector<std::string> required_keys(const model::LlamaConfig& c, const CostSpace& sp,
+                                       const Workload& w) {
+  std::set<std::string> keys;
+  const int64_t kvh = sp.kv_heads, hd = sp.head_dim;
+  for (auto [prefill, weight] : regimes(w)) {
+    const Shape s = shape_of(w, prefill);
+    for (int64_t H : sp.hidden) {
+      keys.insert(LatencyTable::head_key(s.scored, H, c.vocab_size));
+      for (const LayerSpace& L : sp.layers) {
+        for (int64_t h : L.heads) {
+          for (const auto& f : L.formats_qkv) keys.insert(LatencyTable::linear_key(s.m, H, (h + 2 * kvh) * hd, f));
+          for (const auto& f : L.formats_o) keys.insert(LatencyTable::linear_key(s.m, h * hd, H, f));
+        }
+        for (int64_t I : L.intermediate) {
+          for (const auto& f : L.formats_gate_up) keys.insert(LatencyTable::linear_key(s.m, H, 2 * I, f));
+          for (const auto& f : L.formats_down) keys.insert(LatencyTable::linear_key(s.m, I, H, f));
+          keys.insert(LatencyTable::block_fixed_key(s.m, H, I));
+        }
+      }
+    }
+    for (const LayerSpace& L : sp.layers) {
+      for (int64_t h : L.heads) {
+        keys.insert(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context, h, kvh, hd));
+      }
+    }
+  }
+  return {keys.begin(), keys.end()};
+}
+
+std::pair<model::LlamaConfig, std::vector<model::LayerSpec>> select(const model::LlamaConfig& base,
+                                                                    const CostSpace& sp, const Selection& s) {
+  model::LlamaConfig c = base;
+  c.hidden_size = sp.hidden.at(static_cast<size_t>(s.hidden));
+  std::vector<model::LayerSpec> specs;
+  for (size_t l = 0; l < sp.layers.size(); ++l) {
+    const LayerSpace& L = sp.layers[l];
+    model::LayerSpec x;
+    x.num_attention_heads = L.heads.at(static_cast<size_t>(s.heads[l]));
+    x.num_key_value_heads = sp.kv_heads;
+    x.head_dim = sp.head_dim;
+    x.intermediate_size = L.intermediate.at(static_cast<size_t>(s.intermediate[l]));
+    x.rope_theta = base.rope.rope_theta;
+    x.skip = !s.keep[l];
+    x.format_qkv = L.formats_qkv.at(static_cast<size_t>(s.qkv[l]));
+    x.format_o = L.formats_o.at(static_cast<size_t>(s.o[l]));
+    x.format_gate_up = L.formats_gate_up.at(static_cast<size_t>(s.gate_up[l]));
+    x.format_down = L.formats_down.at(static_cast<size_t>(s.down[l]));
+    specs.push_back(x);
+  }
+  return {c, specs};
+}
+
+}  // namespace jointnas::profile

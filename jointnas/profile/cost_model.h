@@ -1,0 +1,139 @@
+// Cost model: pure functions from an architecture (LayerSpec list) or a probability distribution
+// over architectures to predicted latency and memory, given a measured latency table and a
+// workload. The additive decomposition (one table entry per linear, attention and fixed op) is
+// the same in the discrete and the expected version, so that the expectation at one-hot
+// probabilities equals the discrete cost exactly (tests/profile).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "jointnas/core/json_util.h"
+#include "jointnas/model/config.h"
+
+namespace jointnas::profile {
+
+// What latency means. decode: one new token per sequence at context `context` (M = batch rows
+// through every linear); prefill: `tokens` tokens per sequence at once (M = batch * tokens).
+// mix: decode_weight * decode + prefill_weight * prefill.
+struct Workload {
+  std::string kind = "decode";  // decode | prefill | mix
+  int64_t batch = 1;
+  int64_t context = 512;        // decode: tokens already in the KV cache
+  int64_t tokens = 2048;        // prefill length
+  double decode_weight = 1.0, prefill_weight = 0.0;  // mix only
+
+  static Workload from_json(const Json& j, const std::string& source);
+  Json to_json() const;
+  std::string name() const;  // "decode_b1_c512", "prefill_b1_s2048", "mix_..."
+};
+
+// Measured op latencies (ms), keyed by self-describing strings (see the key builders). The
+// profiler fills it; the cost model only reads it.
+class LatencyTable {
+ public:
+  struct Entry {
+    double ms = 0, p10 = 0, p90 = 0;
+    int repeats = 0;
+  };
+  static std::string linear_key(int64_t m, int64_t k, int64_t n, const std::string& format);
+  // Attention of one layer for `rows` query tokens per sequence over `context` keys (decode:
+  // rows 1; prefill: rows = context = S), batch b.
+  static std::string attention_key(int64_t b, int64_t rows, int64_t context, int64_t heads,
+                                   int64_t kv_heads, int64_t head_dim);
+  // Per-block fixed work at hidden size h and m token rows: 2 RMSNorms, RoPE / KV write, SiLU*mul
+  // at intermediate i, residual adds.
+  static std::string block_fixed_key(int64_t m, int64_t h, int64_t i);
+  // Embedding + final norm + LM head (bf16) at hidden h, vocab v, m rows scored.
+  static std::string head_key(int64_t m, int64_t h, int64_t v);
+  // Launch overhead per kernel inside a CUDA-graph decode step (ms), if measured.
+  static constexpr const char* kLaunchKey = "launch";
+
+  bool has(const std::string& key) const { return entries_.count(key) != 0; }
+  // Throws ConfigError naming the key and the table's source (hint: re-run `jointnas profile`).
+  double ms(const std::string& key) const;
+  void set(const std::string& key, Entry e) { entries_[key] = e; }
+  const std::map<std::string, Entry>& entries() const { return entries_; }
+
+  Json meta;            // device, versions, clocks, git SHA, workload
+  std::string source;   // file it was read from, for messages
+
+  Json to_json() const;
+  static LatencyTable from_json(const Json& j, const std::string& source);
+  static LatencyTable load(const std::string& path);
+  void save(const std::string& path) const;  // atomic
+
+ private:
+  std::map<std::string, Entry> entries_;
+};
+
+struct Cost {
+  double latency_ms = 0;
+  int64_t weight_bytes = 0;      // as stored (packed formats, embeddings, norms)
+  int64_t kv_cache_bytes = 0;    // at the workload's batch and context (+ new tokens)
+  int64_t activation_bytes = 0;  // peak transient tensors of one forward for the workload
+  int64_t params = 0;
+  Json to_json() const;
+};
+
+// Discrete cost of a model described by `config` (global sizes) and `specs` (per layer).
+// `dtype_bytes`: size of the compute dtype (KV cache, activations, unquantized weights).
+Cost predict(const model::LlamaConfig& config, const std::vector<model::LayerSpec>& specs,
+             const LatencyTable& table, const Workload& w, int64_t dtype_bytes = 2);
+
+// The decisions of the search space as the cost model sees them: candidate values per decision.
+struct LayerSpace {
+  std::vector<int64_t> heads;          // query heads (multiples of the kv heads)
+  std::vector<int64_t> intermediate;   // MLP widths
+  std::vector<std::string> formats_qkv, formats_o, formats_gate_up, formats_down;
+  bool can_skip = false;
+};
+struct CostSpace {
+  std::vector<int64_t> hidden;  // global hidden size choices
+  int64_t kv_heads = 0, head_dim = 0;
+  std::vector<LayerSpace> layers;
+};
+// Probabilities (1-D tensors, each summing to 1) over the choices of a CostSpace, in its order.
+struct LayerProbs {
+  at::Tensor heads, intermediate, qkv, o, gate_up, down;
+  at::Tensor keep;  // scalar probability that the block runs (1 when it cannot be skipped)
+};
+struct ArchProbs {
+  at::Tensor hidden;
+  std::vector<LayerProbs> layers;
+};
+
+struct ExpectedCost {
+  at::Tensor latency_ms;      // scalar, differentiable in every probability
+  at::Tensor weight_bytes;    // scalar, differentiable
+  at::Tensor kv_cache_bytes;  // scalar, differentiable
+  at::Tensor params;          // scalar, differentiable
+};
+
+// Expectation of predict() over independent decisions with the given probabilities. Every term
+// of predict() is a table value indexed by at most (hidden, width, format) of one op, so its
+// expectation is a contraction of a small cost tensor with the probability vectors; at one-hot
+// probabilities it equals predict() of the selected architecture (up to fp64 rounding).
+ExpectedCost expected_cost(const model::LlamaConfig& config, const CostSpace& space,
+                           const ArchProbs& probs, const LatencyTable& table, const Workload& w,
+                           int64_t dtype_bytes = 2);
+
+// Every table key that predict() / expected_cost() can ask for over `space` and `w`: what the
+// profiler must measure.
+std::vector<std::string> required_keys(const model::LlamaConfig& config, const CostSpace& space,
+                                       const Workload& w);
+
+// The architecture (config + specs) selected by choice indices, for tests and discretisation.
+struct Selection {
+  int64_t hidden = 0;
+  std::vector<int64_t> heads, intermediate, qkv, o, gate_up, down;
+  std::vector<bool> keep;
+};
+std::pair<model::LlamaConfig, std::vector<model::LayerSpec>> select(
+    const model::LlamaConfig& base, const CostSpace& space, const Selection& s);
+
+}  // namespace jointnas::profile

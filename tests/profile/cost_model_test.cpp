@@ -1,0 +1,221 @@
+// Cost model (issue 4, acceptance 1): the expected cost at one-hot probabilities equals the
+// discrete cost of the selected architecture, and its gradient passes a finite-difference check.
+#include <cmath>
+#include <random>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <gtest/gtest.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/profile/cost_model.h"
+
+namespace jointnas::profile {
+namespace {
+
+model::LlamaConfig base_config() {
+  model::LlamaConfig c;
+  c.vocab_size = 97;
+  c.hidden_size = 128;
+  c.intermediate_size = 192;
+  c.num_hidden_layers = 3;
+  c.num_attention_heads = 6;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+CostSpace space() {
+  CostSpace s;
+  s.hidden = {64, 128};
+  s.kv_heads = 2;
+  s.head_dim = 16;
+  LayerSpace l;
+  l.heads = {2, 4, 6};
+  l.intermediate = {64, 128, 192};
+  l.formats_qkv = l.formats_o = {"bf16", "w8a8", "w4a16_g128"};
+  l.formats_gate_up = l.formats_down = {"bf16", "fp8_e4m3", "w4a16_g128", "w8a16"};
+  l.can_skip = true;
+  s.layers.assign(3, l);
+  return s;
+}
+
+// Every key the space needs, with arbitrary (seeded) latencies: the algebra must hold for any table.
+LatencyTable synthetic_table(const model::LlamaConfig& c, const CostSpace& s, const Workload& w) {
+  LatencyTable t;
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> u(0.01, 1.0);
+  for (const std::string& k : required_keys(c, s, w)) t.set(k, {u(rng), 0, 0, 1});
+  return t;
+}
+
+// One-hot probabilities of a selection.
+ArchProbs one_hot(const CostSpace& sp, const Selection& s) {
+  auto oh = [](size_t n, int64_t i) {
+    at::Tensor t = at::zeros({static_cast<int64_t>(n)}, at::kDouble);
+    t[i] = 1.0;
+    return t;
+  };
+  ArchProbs p;
+  p.hidden = oh(sp.hidden.size(), s.hidden);
+  for (size_t l = 0; l < sp.layers.size(); ++l) {
+    const LayerSpace& L = sp.layers[l];
+    p.layers.push_back({oh(L.heads.size(), s.heads[l]), oh(L.intermediate.size(), s.intermediate[l]),
+                        oh(L.formats_qkv.size(), s.qkv[l]), oh(L.formats_o.size(), s.o[l]),
+                        oh(L.formats_gate_up.size(), s.gate_up[l]), oh(L.formats_down.size(), s.down[l]),
+                        at::full({}, s.keep[l] ? 1.0 : 0.0, at::kDouble)});
+  }
+  return p;
+}
+
+Selection random_selection(const CostSpace& sp, std::mt19937_64& rng) {
+  auto pick = [&](size_t n) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, n - 1)(rng)); };
+  Selection s;
+  s.hidden = pick(sp.hidden.size());
+  for (const LayerSpace& L : sp.layers) {
+    s.heads.push_back(pick(L.heads.size()));
+    s.intermediate.push_back(pick(L.intermediate.size()));
+    s.qkv.push_back(pick(L.formats_qkv.size()));
+    s.o.push_back(pick(L.formats_o.size()));
+    s.gate_up.push_back(pick(L.formats_gate_up.size()));
+    s.down.push_back(pick(L.formats_down.size()));
+    s.keep.push_back(pick(4) != 0);
+  }
+  return s;
+}
+
+TEST(CostModel, ExpectedAtOneHotEqualsDiscrete) {
+  const model::LlamaConfig base = base_config();
+  const CostSpace sp = space();
+  std::mt19937_64 rng(1);
+  for (const char* kind : {"decode", "prefill", "mix"}) {
+    Workload w;
+    w.kind = kind;
+    w.batch = 2;
+    w.context = 100;
+    w.tokens = 33;
+    w.decode_weight = 0.7;
+    w.prefill_weight = 0.3;
+    const LatencyTable t = synthetic_table(base, sp, w);
+    for (int trial = 0; trial < 25; ++trial) {
+      const Selection s = random_selection(sp, rng);
+      auto [cfg, specs] = select(base, sp, s);
+      const Cost d = predict(cfg, specs, t, w);
+      const ExpectedCost e = expected_cost(base, sp, one_hot(sp, s), t, w);
+      EXPECT_NEAR(e.latency_ms.item<double>(), d.latency_ms, 1e-12 * d.latency_ms) << kind;
+      EXPECT_DOUBLE_EQ(e.weight_bytes.item<double>(), static_cast<double>(d.weight_bytes)) << kind;
+      EXPECT_DOUBLE_EQ(e.params.item<double>(), static_cast<double>(d.params)) << kind;
+      EXPECT_DOUBLE_EQ(e.kv_cache_bytes.item<double>(), static_cast<double>(d.kv_cache_bytes)) << kind;
+    }
+  }
+}
+
+// d E[latency] / d logits by autograd vs central differences (double, softmax parameterisation).
+TEST(CostModel, ExpectedCostGradientMatchesFiniteDifferences) {
+  const model::LlamaConfig base = base_config();
+  const CostSpace sp = space();
+  Workload w;
+  w.kind = "mix";
+  w.decode_weight = 0.5;
+  w.prefill_weight = 0.5;
+  w.tokens = 16;
+  const LatencyTable t = synthetic_table(base, sp, w);
+  at::manual_seed(0);
+  std::vector<at::Tensor> logits;
+  auto make = [&](size_t n) {
+    logits.push_back(at::randn({static_cast<int64_t>(n)}, at::kDouble).set_requires_grad(true));
+    return logits.back();
+  };
+  const at::Tensor lh = make(sp.hidden.size());
+  std::vector<std::array<at::Tensor, 7>> ll;
+  for (const LayerSpace& L : sp.layers) {
+    ll.push_back({make(L.heads.size()), make(L.intermediate.size()), make(L.formats_qkv.size()),
+                  make(L.formats_o.size()), make(L.formats_gate_up.size()), make(L.formats_down.size()),
+                  make(1)});
+  }
+  auto f = [&]() {
+    ArchProbs p;
+    p.hidden = at::softmax(lh, 0);
+    for (const auto& a : ll) {
+      p.layers.push_back({at::softmax(a[0], 0), at::softmax(a[1], 0), at::softmax(a[2], 0),
+                          at::softmax(a[3], 0), at::softmax(a[4], 0), at::softmax(a[5], 0),
+                          at::sigmoid(a[6]).reshape({})});
+    }
+    const ExpectedCost e = expected_cost(base, sp, p, t, w);
+    return e.latency_ms + 1e-9 * e.weight_bytes;  // both terms carry gradients
+  };
+  f().backward();
+  const double eps = 1e-6;
+  double worst = 0;
+  for (at::Tensor& x : logits) {
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      double plus, minus;
+      {
+        c10::AutoGradMode no_grad(false);
+        const double v = x[i].item<double>();
+        x[i].fill_(v + eps);
+        plus = f().item<double>();
+        x[i].fill_(v - eps);
+        minus = f().item<double>();
+        x[i].fill_(v);
+      }
+      const double fd = (plus - minus) / (2 * eps), ad = x.grad()[i].item<double>();
+      // Central differences: truncation O(eps^2) ~ 1e-12 and cancellation ~ 1e-16 * |f| / eps.
+      EXPECT_NEAR(ad, fd, 1e-7 * std::max(1.0, std::abs(fd)));
+      worst = std::max(worst, std::abs(ad - fd));
+    }
+  }
+  RecordProperty("worst_abs_grad_error", std::to_string(worst));
+}
+
+TEST(CostModel, MissingEntryNamesTheKeyAndTablesRoundTrip) {
+  const model::LlamaConfig base = base_config();
+  const CostSpace sp = space();
+  Workload w;
+  LatencyTable t = synthetic_table(base, sp, w);
+  t.meta = Json{{"device", "test"}};
+  const LatencyTable back = LatencyTable::from_json(t.to_json(), "mem");
+  EXPECT_EQ(back.entries().size(), t.entries().size());
+  EXPECT_EQ(back.meta["device"], "test");
+  Selection s;
+  std::mt19937_64 rng(3);
+  s = random_selection(sp, rng);
+  auto [cfg, specs] = select(base, sp, s);
+  EXPECT_DOUBLE_EQ(predict(cfg, specs, back, w).latency_ms, predict(cfg, specs, t, w).latency_ms);
+  Workload other = w;
+  other.context = 4096;  // a workload the table was not measured for
+  try {
+    predict(cfg, specs, t, other);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("attention/b1/q1/c4097"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(LatencyTable::from_json(Json{{"format", "other"}}, "x"), IoError);
+  EXPECT_THROW(Workload::from_json(Json{{"kind", "train"}}, "w"), ConfigError);
+  EXPECT_EQ(Workload::from_json(Json{{"kind", "prefill"}, {"tokens", 2048}}, "w").name(), "prefill_b1_s2048");
+}
+
+// KV cache and weight bytes follow the formats and the kept layers.
+TEST(CostModel, MemoryTerms) {
+  model::LlamaConfig c = base_config();
+  std::vector<model::LayerSpec> specs = model::dense_layer_specs(c);
+  Workload w;
+  w.context = 511;
+  const CostSpace sp = space();
+  const LatencyTable t = synthetic_table(c, sp, w);
+  const Cost dense = predict(c, specs, t, w);
+  // 3 layers x K and V x 512 positions x 2 kv heads x 16 dims x 2 bytes.
+  EXPECT_EQ(dense.kv_cache_bytes, 3 * 2 * 512 * 2 * 16 * 2);
+  specs[1].skip = true;
+  EXPECT_EQ(predict(c, specs, t, w).kv_cache_bytes, 2 * 2 * 512 * 2 * 16 * 2);
+  specs[1].skip = false;
+  for (auto& s : specs) s.format_gate_up = "w4a16_g128";
+  const Cost q = predict(c, specs, t, w);
+  // gate_up [384 x 128] per layer: bf16 2 B/weight -> 0.5 B + (bf16 scale + zero) per 128.
+  EXPECT_EQ(dense.weight_bytes - q.weight_bytes, 3 * (384 * 128 * 2 - (384 * 64 + 384 * 3)));
+  EXPECT_EQ(q.params, dense.params);
+}
+
+}  // namespace
+}  // namespace jointnas::profile
