@@ -55,5 +55,6 @@ void register_eval(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_profile(CLI::App& app);
 
 }  // namespace jointnas::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_convert(app);
   jointnas::cli::register_bench(app);
   jointnas::cli::register_quantize(app);
+  jointnas::cli::register_profile(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

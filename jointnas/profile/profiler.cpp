@@ -1,0 +1,199 @@
+// Measurement of latency-table entries (see profiler.h).
+#include "jointnas/profile/profiler.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/headeronly/version.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+
+#include "jointnas/core/error.h"
+#include "jointnas/kernels/decode_attention.h"
+#include "jointnas/kernels/fused.h"
+#include "jointnas/kernels/linear.h"
+#include "jointnas/quant/qlinear.h"
+#ifdef JNAS_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "jointnas/model/cuda_graph_decoder.h"
+#endif
+
+#ifndef JNAS_GIT_SHA
+#define JNAS_GIT_SHA "unknown"
+#endif
+
+namespace jointnas::profile {
+namespace {
+
+// "linear/m1/k4096/n6144/bf16" -> {"linear", {1, 4096, 6144}, "bf16"}.
+struct ParsedKey {
+  std::string op;
+  std::map<char, int64_t> v;
+  std::string format;
+};
+
+ParsedKey parse_key(const std::string& key) {
+  ParsedKey p;
+  size_t start = 0;
+  bool first = true;
+  while (start <= key.size()) {
+    const size_t end = std::min(key.find('/', start), key.size());
+    const std::string part = key.substr(start, end - start);
+    if (first) {
+      p.op = part;
+      first = false;
+    } else if (!part.empty() && std::isalpha(static_cast<unsigned char>(part[0])) && part.size() > 1 &&
+               std::all_of(part.begin() + (part.rfind("kv", 0) == 0 ? 2 : 1), part.end(), ::isdigit)) {
+      const bool kv = part.rfind("kv", 0) == 0;
+      p.v[kv ? 'K' : part[0]] = std::stoll(part.substr(kv ? 2 : 1));
+    } else {
+      p.format = part;
+    }
+    start = end + 1;
+  }
+  return p;
+}
+
+int64_t need(const ParsedKey& p, char c, const std::string& key) {
+  auto it = p.v.find(c);
+  JNAS_CHECK_CONFIG(it != p.v.end(), "malformed latency-table key '{}' (no '{}')", key, c);
+  return it->second;
+}
+
+int copies_for(int64_t bytes, int64_t target) {
+  return static_cast<int>(std::clamp<int64_t>((target + std::max<int64_t>(bytes, 1) - 1) / std::max<int64_t>(bytes, 1), 1, 16));
+}
+
+}  // namespace
+
+TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, int warmup, int repeats) {
+  std::vector<double> s;
+#ifdef JNAS_WITH_CUDA
+  if (device.is_cuda()) {
+    model::cuda_time_ms(fn, warmup, repeats, &s);
+  }
+#endif
+  if (s.empty()) {
+    for (int i = 0; i < warmup; ++i) fn();
+    for (int i = 0; i < repeats; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      s.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  std::sort(s.begin(), s.end());
+  auto q = [&](double f) { return s[static_cast<size_t>(f * static_cast<double>(s.size() - 1) + 0.5)]; };
+  return {q(0.5), q(0.1), q(0.9)};
+}
+
+Json device_meta(const ProfileOptions& o) {
+  Json m{{"device", o.device.str()}, {"dtype", c10::toString(o.dtype)},
+         {"libtorch", TORCH_VERSION}, {"git_sha", JNAS_GIT_SHA}};
+#ifdef JNAS_WITH_CUDA
+  if (o.device.is_cuda()) {
+    const auto* p = at::cuda::getCurrentDeviceProperties();
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    m["device_name"] = p->name;
+    m["sm_count"] = p->multiProcessorCount;
+    m["cuda_driver"] = driver;
+    m["cuda_runtime"] = runtime;
+    int clock_khz = 0;
+    if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, o.device.index()) == cudaSuccess) {
+      m["sm_clock_mhz"] = clock_khz / 1000;
+    }
+  }
+#endif
+  if (o.device.is_cpu()) m["cpu_threads"] = at::get_num_threads();
+  return m;
+}
+
+void profile_keys(LatencyTable& table, const std::vector<std::string>& keys, const ProfileOptions& o,
+                  bool force, const std::function<void(int64_t, int64_t, const std::string&, double)>& progress) {
+  c10::InferenceMode guard;
+  std::vector<std::string> todo;
+  for (const auto& k : keys) {
+    if (force || !table.has(k)) todo.push_back(k);
+  }
+  const auto t_start = std::chrono::steady_clock::now();
+  auto opt = at::TensorOptions().device(o.device).dtype(o.dtype);
+  for (size_t i = 0; i < todo.size(); ++i) {
+    const std::string& key = todo[i];
+    const ParsedKey p = parse_key(key);
+    TimingStats st;
+    if (p.op == "linear") {
+      const int64_t M = need(p, 'm', key), K = need(p, 'k', key), N = need(p, 'n', key);
+      const quant::QuantFormat& f = quant::find_format(p.format);
+      std::vector<quant::QuantLinear> ws;
+      const quant::QuantLinear first = quant::QuantLinear::quantize(at::randn({N, K}, opt) * 0.02, f, o.device, o.dtype);
+      ws.push_back(first);
+      for (int c = 1; c < copies_for(first.weight_bytes(), o.rotate_bytes); ++c) {
+        ws.push_back(quant::QuantLinear::quantize(at::randn({N, K}, opt) * 0.02, f, o.device, o.dtype));
+      }
+      const at::Tensor x = at::randn({M, K}, opt);
+      size_t r = 0;
+      st = time_ms(o.device, [&] { ws[r++ % ws.size()].forward(x); }, o.warmup, o.repeats);
+    } else if (p.op == "attention") {
+      // As the runtime runs it: decode folds the query heads of a KV group and uses the split-K
+      // kernel on CUDA (SDPA elsewhere); prefill is causal SDPA.
+      const int64_t B = need(p, 'b', key), Q = need(p, 'q', key), C = need(p, 'c', key);
+      const int64_t nh = need(p, 'h', key), nkv = need(p, 'K', key), hd = need(p, 'd', key);
+      const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+      const at::Tensor k = at::randn({B, nkv, C, hd}, opt), v = at::randn({B, nkv, C, hd}, opt);
+      if (Q == 1) {
+        const at::Tensor q = at::randn({B, nkv, nh / nkv, hd}, opt);
+        const at::Tensor pos = at::full({1}, C - 1, at::TensorOptions().device(o.device).dtype(at::kLong));
+        const bool fused = kernels::decode_attention_applies(q, k);
+        st = time_ms(o.device, [&] {
+          if (fused) {
+            kernels::decode_attention(q, k, v, pos, scale);
+          } else {
+            at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale, false);
+          }
+        }, o.warmup, o.repeats);
+      } else {
+        const at::Tensor q = at::randn({B, nh, Q, hd}, opt);
+        st = time_ms(o.device, [&] {
+          at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, scale, nh != nkv);
+        }, o.warmup, o.repeats);
+      }
+    } else if (p.op == "block_fixed") {
+      // Two RMSNorms, two residual adds and SiLU*mul at m token rows (RoPE + KV write are part
+      // of the attention entry's neighbours; measured here with a small head count proxy: the
+      // fused kernel is bandwidth-trivial at these sizes).
+      const int64_t M = need(p, 'm', key), H = need(p, 'h', key), I = need(p, 'i', key);
+      const at::Tensor x = at::randn({1, M, H}, opt), w = at::ones({H}, opt), gu = at::randn({1, M, 2 * I}, opt);
+      st = time_ms(o.device, [&] {
+        at::Tensor h = kernels::rms_norm(x, w, o.rms_eps);
+        at::Tensor y = x + h;
+        kernels::rms_norm(y, w, o.rms_eps);
+        kernels::silu_mul(gu);
+        (void)(y + h);
+      }, o.warmup, o.repeats);
+    } else if (p.op == "head") {
+      const int64_t M = need(p, 'm', key), H = need(p, 'h', key), V = need(p, 'v', key);
+      const at::Tensor emb = at::randn({V, H}, opt) * 0.02, w = at::ones({H}, opt);
+      const at::Tensor ids = at::randint(0, V, {M, 1}, at::TensorOptions().device(o.device).dtype(at::kLong));
+      const at::Tensor x = at::randn({M, 1, H}, opt);
+      st = time_ms(o.device, [&] {
+        at::embedding(emb, ids);
+        kernels::linear(kernels::rms_norm(x, w, o.rms_eps), emb);
+      }, o.warmup, o.repeats);
+    } else {
+      throw ConfigError(fmt::format("latency-table key '{}': unknown op '{}'", key, p.op));
+    }
+    table.set(key, {st.median, st.p10, st.p90, o.repeats});
+    if (progress) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      const double eta = el / static_cast<double>(i + 1) * static_cast<double>(todo.size() - i - 1);
+      progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(todo.size()), key, eta);
+    }
+  }
+}
+
+}  // namespace jointnas::profile
