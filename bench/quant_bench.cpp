@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
       if (M == 1) {
         // Tiling variants of the int4 GEMV (rows per warp x vectors in flight), for tuning.
         auto& v4 = lins["w4a16_g128"];
-        for (int variant : {14, 18, 24, 42, 44, 81, 82}) {
+        for (int variant : {14, 18, 24, 42, 44, 81, 82, 100, 101, 102, 104, 108}) {
           size_t i = 0;
           const double ms = cuda_time_ms([&] {
             const q::PackedWeight& p = v4[i++ % v4.size()].packed();

@@ -122,12 +122,45 @@ double LatencyTable::ms(const std::string& key) const {
   return it->second.ms;
 }
 
+const LatencyTable::Calibration* LatencyTable::calibration_for(const Workload& w) const {
+  auto it = calibration.find(w.name());
+  return it == calibration.end() ? nullptr : &it->second;
+}
+
 Json LatencyTable::to_json() const {
   Json e = Json::object();
   for (const auto& [k, v] : entries_) {
     e[k] = Json{{"ms", v.ms}, {"p10", v.p10}, {"p90", v.p90}, {"repeats", v.repeats}};
   }
-  return Json{{"format", "jointnas-latency-table"}, {"version", 1}, {"meta", meta}, {"entries", e}};
+  Json cal = Json::object();
+  for (const auto& [k, c] : calibration) {
+    cal[k] = Json{{"scale", c.scale}, {"per_block_ms", c.per_block_ms}, {"constant_ms", c.constant_ms},
+                  {"runs", c.runs}};
+  }
+  return Json{{"format", "jointnas-latency-table"}, {"version", 1}, {"meta", meta},
+              {"calibration", cal}, {"entries", e}};
+}
+
+LatencyTable::Calibration fit_calibration(const std::vector<std::array<double, 3>>& runs) {
+  JNAS_CHECK_CONFIG(runs.size() >= 3, "calibration needs at least 3 measured runs, got {}", runs.size());
+  // Normal equations of [pred, blocks, 1] x = measured, in double.
+  at::Tensor A = at::empty({static_cast<int64_t>(runs.size()), 3}, at::kDouble);
+  at::Tensor b = at::empty({static_cast<int64_t>(runs.size()), 1}, at::kDouble);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    A[i][0] = runs[i][0];
+    A[i][1] = runs[i][1];
+    A[i][2] = 1.0;
+    b[i][0] = runs[i][2];
+  }
+  at::Tensor x = std::get<0>(at::linalg_lstsq(A, b));
+  LatencyTable::Calibration c;
+  c.scale = x[0][0].item<double>();
+  c.per_block_ms = x[1][0].item<double>();
+  c.constant_ms = x[2][0].item<double>();
+  c.runs = static_cast<int>(runs.size());
+  JNAS_CHECK_CONFIG(std::isfinite(c.scale) && c.scale > 0,
+                    "calibration fit is degenerate (scale {}); use architectures of different sizes", c.scale);
+  return c;
 }
 
 LatencyTable LatencyTable::from_json(const Json& j, const std::string& src) {
@@ -136,6 +169,18 @@ LatencyTable LatencyTable::from_json(const Json& j, const std::string& src) {
   LatencyTable t;
   t.source = src;
   if (j.contains("meta")) t.meta = j["meta"];
+  if (j.contains("calibration") && j["calibration"].is_object()) {
+    for (const auto& [k, v] : j["calibration"].items()) {
+      Calibration c;
+      c.scale = get_number(v, "scale", src).value_or(1.0);
+      c.per_block_ms = get_number(v, "per_block_ms", src).value_or(0.0);
+      c.constant_ms = get_number(v, "constant_ms", src).value_or(0.0);
+      c.runs = static_cast<int>(get_int(v, "runs", src).value_or(0));
+      JNAS_CHECK_IO(std::isfinite(c.scale) && std::isfinite(c.per_block_ms) && std::isfinite(c.constant_ms),
+                    "{}: calibration '{}' has non-finite values", src, k);
+      t.calibration[k] = c;
+    }
+  }
   JNAS_CHECK_IO(j.contains("entries") && j["entries"].is_object(), "{}: 'entries' must be an object", src);
   for (const auto& [k, v] : j["entries"].items()) {
     JNAS_CHECK_IO(v.is_object(), "{}: entry '{}' must be an object", src, k);
@@ -192,6 +237,11 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
       if (!l.skip) kvb += 2 * w.batch * s.kv_len * l.num_key_value_heads * l.head_dim * dtype_bytes;
     }
     cost.kv_cache_bytes = std::max(cost.kv_cache_bytes, kvb);
+  }
+  if (const LatencyTable::Calibration* cal = table.calibration_for(w)) {
+    int64_t kept = 0;
+    for (const model::LayerSpec& l : specs) kept += l.skip ? 0 : 1;
+    cost.latency_ms = cal->scale * cost.latency_ms + cal->per_block_ms * static_cast<double>(kept) + cal->constant_ms;
   }
   for (const model::LayerSpec& l : specs) {
     if (l.skip) continue;
@@ -303,6 +353,13 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
     }
     e.latency_ms = e.latency_ms + weight * lat;
     e.kv_cache_bytes = prefill && w.kind == "mix" ? at::maximum(e.kv_cache_bytes, kvb) : e.kv_cache_bytes + kvb;
+  }
+  if (const LatencyTable::Calibration* cal = table.calibration_for(w)) {
+    at::Tensor kept = at::zeros({}, at::kDouble);
+    for (const LayerProbs& P : pr.layers) {
+      kept = kept + (P.keep.defined() ? P.keep.to(at::kDouble).reshape({}) : at::ones({}, at::kDouble));
+    }
+    e.latency_ms = cal->scale * e.latency_ms + cal->per_block_ms * kept + cal->constant_ms;
   }
   for (size_t l = 0; l < sp.layers.size(); ++l) {
     const LayerSpace& L = sp.layers[l];

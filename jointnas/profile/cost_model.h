@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -58,6 +59,16 @@ class LatencyTable {
   double ms(const std::string& key) const;
   void set(const std::string& key, Entry e) { entries_[key] = e; }
   const std::map<std::string, Entry>& entries() const { return entries_; }
+
+  // The additive model misses what lies between the measured ops (reshapes, RoPE tables, the
+  // embedding gather, dispatch gaps). Per workload, a linear correction fitted on a few measured
+  // end-to-end runs: latency = scale * sum(entries) + per_block_ms * kept blocks + constant_ms.
+  struct Calibration {
+    double scale = 1.0, per_block_ms = 0.0, constant_ms = 0.0;
+    int runs = 0;
+  };
+  std::map<std::string, Calibration> calibration;  // by Workload::name()
+  const Calibration* calibration_for(const Workload& w) const;
 
   Json meta;            // device, versions, clocks, git SHA, workload
   std::string source;   // file it was read from, for messages
@@ -126,6 +137,10 @@ ExpectedCost expected_cost(const model::LlamaConfig& config, const CostSpace& sp
 // profiler must measure.
 std::vector<std::string> required_keys(const model::LlamaConfig& config, const CostSpace& space,
                                        const Workload& w);
+
+// Least-squares fit of LatencyTable::Calibration from (uncalibrated prediction, kept blocks,
+// measured ms) triples; needs >= 3 runs with different block counts.
+LatencyTable::Calibration fit_calibration(const std::vector<std::array<double, 3>>& runs);
 
 // The architecture (config + specs) selected by choice indices, for tests and discretisation.
 struct Selection {

@@ -90,6 +90,48 @@ TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, 
   return {q(0.5), q(0.1), q(0.9)};
 }
 
+ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t context, int warmup,
+                           int repeats, bool eager) {
+  c10::InferenceMode guard;
+  const auto& cfg = m.config();
+  const c10::Device dev = m.options().device;
+  JNAS_CHECK_CONFIG(context >= 1 && context < cfg.max_position_embeddings, "context {} out of range", context);
+  model::KVCache cache = m.new_cache(batch, context + 1);
+  m.forward(at::randint(0, cfg.vocab_size, {batch, context}, at::kLong), &cache, true);  // real K/V
+  const at::Tensor tok = at::randint(0, cfg.vocab_size, {batch, 1}, at::kLong).to(dev);
+  ModelTiming t;
+#ifdef JNAS_WITH_CUDA
+  if (dev.is_cuda() && !eager) {
+    model::CudaGraphDecoder dec(m, cache);
+    dec.step(1, context);
+    t.stats = time_ms(dev, [&] { dec.replay(); }, warmup, repeats);
+    t.cuda_graph = true;
+    return t;
+  }
+#endif
+  (void)eager;
+  t.stats = time_ms(dev, [&] {
+    cache.length = context;
+    m.forward(tok, &cache, true);
+  }, warmup, repeats);
+  return t;
+}
+
+ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, int warmup,
+                            int repeats) {
+  c10::InferenceMode guard;
+  const auto& cfg = m.config();
+  JNAS_CHECK_CONFIG(tokens >= 1 && tokens <= cfg.max_position_embeddings, "prefill {} out of range", tokens);
+  model::KVCache cache = m.new_cache(batch, tokens);
+  const at::Tensor ids = at::randint(0, cfg.vocab_size, {batch, tokens}, at::kLong).to(m.options().device);
+  ModelTiming t;
+  t.stats = time_ms(m.options().device, [&] {
+    cache.length = 0;
+    m.forward(ids, &cache, true);
+  }, warmup, repeats);
+  return t;
+}
+
 Json device_meta(const ProfileOptions& o) {
   Json m{{"device", o.device.str()}, {"dtype", c10::toString(o.dtype)},
          {"libtorch", TORCH_VERSION}, {"git_sha", JNAS_GIT_SHA}};

@@ -12,6 +12,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "jointnas/model/llama.h"
 #include "jointnas/profile/cost_model.h"
 
 namespace jointnas::profile {
@@ -34,6 +35,18 @@ struct TimingStats {
 // CPU).
 TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, int warmup,
                     int repeats);
+
+// End-to-end timings of a model as the runtime runs it (the closed loop of the cost model).
+// Decode: one token at `context` (the cache filled by a real prefill), captured in a CUDA graph
+// on the GPU unless `eager`; prefill: `tokens` tokens into an empty cache, last position scored.
+struct ModelTiming {
+  TimingStats stats;
+  bool cuda_graph = false;
+};
+ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t context, int warmup,
+                           int repeats, bool eager = false);
+ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, int warmup,
+                            int repeats);
 
 // Device, driver / CUDA / LibTorch versions, clocks where readable, git SHA, dtype: the
 // identity a table is reused under.

@@ -97,7 +97,8 @@ TEST(CostModel, ExpectedAtOneHotEqualsDiscrete) {
     w.tokens = 33;
     w.decode_weight = 0.7;
     w.prefill_weight = 0.3;
-    const LatencyTable t = synthetic_table(base, sp, w);
+    LatencyTable t = synthetic_table(base, sp, w);
+    if (std::string(kind) != "prefill") t.calibration[w.name()] = {1.3, 0.05, 0.2, 8};  // applied in both
     for (int trial = 0; trial < 25; ++trial) {
       const Selection s = random_selection(sp, rng);
       auto [cfg, specs] = select(base, sp, s);
@@ -194,6 +195,22 @@ TEST(CostModel, MissingEntryNamesTheKeyAndTablesRoundTrip) {
   EXPECT_THROW(LatencyTable::from_json(Json{{"format", "other"}}, "x"), IoError);
   EXPECT_THROW(Workload::from_json(Json{{"kind", "train"}}, "w"), ConfigError);
   EXPECT_EQ(Workload::from_json(Json{{"kind", "prefill"}, {"tokens", 2048}}, "w").name(), "prefill_b1_s2048");
+}
+
+TEST(CostModel, CalibrationFitRecoversALinearBias) {
+  // measured = 1.25 pred + 0.1 blocks + 0.3, exactly: the fit must return those numbers.
+  std::vector<std::array<double, 3>> runs;
+  for (double pred : {1.0, 2.5, 4.0, 7.0}) {
+    for (double blocks : {2.0, 5.0}) runs.push_back({pred, blocks, 1.25 * pred + 0.1 * blocks + 0.3});
+  }
+  const LatencyTable::Calibration c = fit_calibration(runs);
+  EXPECT_NEAR(c.scale, 1.25, 1e-9);
+  EXPECT_NEAR(c.per_block_ms, 0.1, 1e-9);
+  EXPECT_NEAR(c.constant_ms, 0.3, 1e-9);
+  EXPECT_THROW(fit_calibration({{1, 1, 1}}), ConfigError);
+  LatencyTable t;
+  t.calibration["decode_b1_c512"] = c;
+  EXPECT_NEAR(LatencyTable::from_json(t.to_json(), "m").calibration.at("decode_b1_c512").per_block_ms, 0.1, 1e-12);
 }
 
 // KV cache and weight bytes follow the formats and the kept layers.

@@ -214,6 +214,38 @@ TEST(WoKernelsCuda, GemvW4MatchesLinearRef) {
   }
 }
 
+// The tensor-core variants (100: auto warps per 16-row tile; 101 / 102 / 104 / 108: 1, 2, 4, 8):
+// the same shapes and bound; groups 32 / 64 / 128 / one per row take the 4-, 8- and 16-byte
+// loads; N = 37, 4099 end in a partial 16-row tile; K = 28672 at M = 3, 4 splits the rows of x.
+TEST(WoKernelsCuda, GemvW4TensorCoreMatchesLinearRef) {
+  REQUIRE_CUDA();
+  at::manual_seed(15);
+  const QuantFormat& f = find_format("w4a16_g128");
+  for (const Case& c : std::vector<Case>{{1, 32, 32},
+                                         {37, 96, 32},
+                                         {37, 96, 96},
+                                         {37, 192, 64},
+                                         {37, 384, 128},
+                                         {4099, 4096, 128},
+                                         {37, 4096, 64},
+                                         {1, 4096, 64},
+                                         {37, 14336, 128},
+                                         {4096, 14336, 128},
+                                         {37, 28672, 128}}) {
+    const DeviceWeight dw = to_device(quantize_cpu(f, c.n, c.k, c.group));
+    const PackedWeight& pw = dw.packed;
+    for (int variant : {100, 101, 102, 104, 108}) {
+      if (variant != 100 && c.n > 64 && c.k > 4096) continue;  // keep the test short
+      check_gemv(
+          dw,
+          [&](const at::Tensor& x, const at::Tensor* r) {
+            return cuda::gemv_w4a16(x, pw.data, pw.scale, pw.zero, pw.group, r, variant);
+          },
+          "w4 tensor cores, variant " + std::to_string(variant) + " " + describe(c));
+    }
+  }
+}
+
 TEST(WoKernelsCuda, GemvW8MatchesLinearRef) {
   REQUIRE_CUDA();
   at::manual_seed(14);

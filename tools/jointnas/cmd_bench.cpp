@@ -13,6 +13,7 @@
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/model/checkpoint.h"
+#include "jointnas/profile/profiler.h"
 #include "jointnas/quant/format.h"
 #ifdef JNAS_WITH_CUDA
 #include "jointnas/model/cuda_graph_decoder.h"
@@ -34,34 +35,6 @@ struct BenchFlags {
   bool no_graph = false;
   std::string weight_format;  // every linear in this format (RTN at load), else as stored
 };
-
-struct Stats {
-  double median = 0, p10 = 0, p90 = 0;
-};
-
-Stats stats_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  auto at_q = [&](double q) { return v[static_cast<size_t>(q * (v.size() - 1) + 0.5)]; };
-  return {at_q(0.5), at_q(0.1), at_q(0.9)};
-}
-
-// Times fn: CUDA events on the GPU, a steady clock around a synchronous call on the CPU.
-Stats time_it(const model::LlamaModel& m, const std::function<void()>& fn, int warmup, int repeats) {
-  std::vector<double> samples;
-#ifdef JNAS_WITH_CUDA
-  if (m.options().device.is_cuda()) {
-    model::cuda_time_ms(fn, warmup, repeats, &samples);
-    return stats_of(samples);
-  }
-#endif
-  for (int i = 0; i < warmup; ++i) fn();
-  for (int i = 0; i < repeats; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    fn();
-    samples.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return stats_of(samples);
-}
 
 // Bytes one decode step must read at least once: every weight but the embedding table (one row
 // of it), and the K/V of `context` + 1 positions of every layer.
@@ -122,26 +95,9 @@ void run(BenchFlags& f) {
   Json decode = Json::array();
   for (int64_t ctx : f.contexts) {
     JNAS_CHECK_CONFIG(ctx >= 1 && ctx < cfg.max_position_embeddings, "context {} out of range", ctx);
-    model::KVCache cache = m->new_cache(f.batch, ctx + 1);
-    at::Tensor prompt = at::randint(0, cfg.vocab_size, {f.batch, ctx}, at::kLong);
-    m->forward(prompt, &cache, true);  // fill the cache with real K/V
-    at::Tensor tok = at::randint(0, cfg.vocab_size, {f.batch, 1}, at::kLong).to(opts.device);
-    Stats st;
-    bool graph = false;
-#ifdef JNAS_WITH_CUDA
-    if (cuda && !f.no_graph) {
-      model::CudaGraphDecoder dec(*m, cache);
-      dec.step(1, ctx);
-      st = time_it(*m, [&] { dec.replay(); }, f.warmup, f.repeats);
-      graph = true;
-    }
-#endif
-    if (!graph) {
-      st = time_it(*m, [&] {
-        cache.length = ctx;
-        m->forward(tok, &cache, true);
-      }, f.warmup, f.repeats);
-    }
+    const profile::ModelTiming mt = profile::measure_decode(*m, f.batch, ctx, f.warmup, f.repeats, f.no_graph);
+    const profile::TimingStats& st = mt.stats;
+    const bool graph = mt.cuda_graph;
     const int64_t bytes = decode_bytes(*m, ctx, f.batch);
     Json row{{"context", ctx}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90},
              {"tok_s", f.batch * 1000.0 / st.median}, {"bytes_read", bytes}, {"cuda_graph", graph}};
@@ -157,12 +113,8 @@ void run(BenchFlags& f) {
   Json prefill = Json::array();
   for (int64_t s : f.prefill) {
     JNAS_CHECK_CONFIG(s >= 1 && s <= cfg.max_position_embeddings, "prefill {} out of range", s);
-    model::KVCache cache = m->new_cache(f.batch, s);
-    at::Tensor ids = at::randint(0, cfg.vocab_size, {f.batch, s}, at::kLong).to(opts.device);
-    Stats st = time_it(*m, [&] {
-      cache.length = 0;
-      m->forward(ids, &cache, true);
-    }, std::max(1, f.warmup / 2), std::max(3, f.repeats / 3));
+    const profile::TimingStats st =
+        profile::measure_prefill(*m, f.batch, s, std::max(1, f.warmup / 2), std::max(3, f.repeats / 3)).stats;
     const double flops = 2.0 * static_cast<double>(m->num_parameters()) * s * f.batch;
     prefill.push_back({{"tokens", s}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90},
                        {"tok_s", f.batch * s * 1000.0 / st.median},

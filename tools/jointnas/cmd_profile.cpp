@@ -1,6 +1,9 @@
 // `jointnas profile`: measures the latency table a search space needs on this device, reusing
 // (and extending) an existing table when its device, versions and dtype match.
+#include <algorithm>
 #include <iostream>
+#include <tuple>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -19,6 +22,10 @@ struct ProfileFlags {
   int64_t batch = 1, context = 512, tokens = 2048;
   int repeats = 20, warmup = 3;
   bool force = false;
+  int calibrate = 0;  // random sub-architectures measured to fit the table's calibration
+  int validate = 0;   // random sub-architectures to build, run and compare with the prediction
+  uint64_t seed = 0;
+  std::string validate_out;
 };
 
 // The search space as JSON (the YAML search-space config of issue 5 maps onto this):
@@ -111,9 +118,80 @@ void run(ProfileFlags& f) {
   table.meta = meta;
   table.save(f.out);
   Json j{{"out", f.out}, {"entries", table.entries().size()}, {"required", keys.size()}, {"workload", w.to_json()}};
+  // Random heterogeneous sub-architectures of the space, run end to end by the runtime (random
+  // weights at their exact shapes and formats): {architecture, predicted, kept blocks, measured}.
+  const int64_t elt = static_cast<int64_t>(c10::elementSize(ro.dtype));
+  auto sample = [&](int n, uint64_t seed, const char* what) {
+    std::mt19937_64 rng(seed);
+    auto pick = [&](size_t k) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, k - 1)(rng)); };
+    std::vector<std::tuple<std::vector<model::LayerSpec>, int64_t, double, int64_t, double>> out;
+    for (int i = 0; i < n; ++i) {
+      profile::Selection sel;
+      sel.hidden = pick(space.hidden.size());
+      for (const auto& L : space.layers) {
+        sel.heads.push_back(pick(L.heads.size()));
+        sel.intermediate.push_back(pick(L.intermediate.size()));
+        sel.qkv.push_back(pick(L.formats_qkv.size()));
+        sel.o.push_back(pick(L.formats_o.size()));
+        sel.gate_up.push_back(pick(L.formats_gate_up.size()));
+        sel.down.push_back(pick(L.formats_down.size()));
+        sel.keep.push_back(!L.can_skip || pick(5) != 0);  // about 1 in 5 blocks dropped
+      }
+      auto [c, specs] = profile::select(cfg, space, sel);
+      const double pred = profile::predict(c, specs, table, w, elt).latency_ms;
+      const model::LlamaModel m = model::LlamaModel::random(c, ro, seed + static_cast<uint64_t>(i), specs);
+      const double ms = w.kind == "decode"
+                            ? profile::measure_decode(m, w.batch, w.context, f.warmup, f.repeats).stats.median
+                            : profile::measure_prefill(m, w.batch, w.tokens, f.warmup, f.repeats).stats.median;
+      int64_t kept = 0;
+      for (const auto& sp : specs) kept += sp.skip ? 0 : 1;
+      JNAS_LOG_INFO("[{}] {}/{}: hidden {}, {} blocks: predicted {:.4f} ms, measured {:.4f} ms ({:+.1f}%)", what,
+                    i + 1, n, c.hidden_size, kept, pred, ms, 100 * (pred - ms) / ms);
+      out.emplace_back(specs, c.hidden_size, pred, kept, ms);
+    }
+    return out;
+  };
+  if (f.calibrate > 0) {
+    table.calibration.erase(w.name());
+    std::vector<std::array<double, 3>> runs;
+    for (const auto& [specs, hidden, pred, kept, ms] : sample(f.calibrate, f.seed + 1000003, "calibrate")) {
+      runs.push_back({pred, static_cast<double>(kept), ms});
+    }
+    const profile::LatencyTable::Calibration cal = profile::fit_calibration(runs);
+    table.calibration[w.name()] = cal;
+    table.save(f.out);
+    j["calibration"] = {{"scale", cal.scale}, {"per_block_ms", cal.per_block_ms}, {"constant_ms", cal.constant_ms},
+                        {"runs", cal.runs}};
+    JNAS_LOG_INFO("[calibrate] {}: latency = {:.4f} x sum + {:.4f} ms x blocks + {:.4f} ms", w.name(), cal.scale,
+                  cal.per_block_ms, cal.constant_ms);
+  }
+  if (f.validate > 0) {
+    Json rows = Json::array();
+    std::vector<double> errs;
+    for (const auto& [specs, hidden, pred, kept, ms] : sample(f.validate, f.seed, "validate")) {
+      const double err = (pred - ms) / ms;
+      errs.push_back(std::abs(err));
+      Json a = Json::array();
+      for (const auto& sp : specs) a.push_back(sp.to_json());
+      rows.push_back({{"hidden", hidden}, {"layers_kept", kept}, {"predicted_ms", pred}, {"measured_ms", ms},
+                      {"rel_error", err}, {"specs", a}});
+    }
+    std::sort(errs.begin(), errs.end());
+    j["validation"] = {{"architectures", f.validate},
+                       {"calibrated", table.calibration_for(w) != nullptr},
+                       {"median_abs_rel_error", errs[errs.size() / 2]},
+                       {"max_abs_rel_error", errs.back()},
+                       {"rows", rows}};
+    if (!f.validate_out.empty()) write_file_atomic(f.validate_out, j["validation"].dump(1) + "\n");
+  }
   emit(f.run.format, j, [&] {
     std::cout << fmt::format("wrote {}: {} entries ({} needed by the space for {})\n", f.out,
                              table.entries().size(), keys.size(), w.name());
+    if (f.validate > 0) {
+      std::cout << fmt::format("validation on {} random sub-architectures: median |error| {:.1f}%, max {:.1f}%\n",
+                               f.validate, 100 * j["validation"]["median_abs_rel_error"].get<double>(),
+                               100 * j["validation"]["max_abs_rel_error"].get<double>());
+    }
   });
 }
 
@@ -134,6 +212,12 @@ void register_profile(CLI::App& app) {
   sub->add_option("--repeats", f->repeats, "Timed repeats per entry (median stored)")->capture_default_str();
   sub->add_option("--warmup", f->warmup, "Untimed calls per entry")->capture_default_str();
   sub->add_flag("--force", f->force, "Re-measure entries already in the table");
+  sub->add_option("--calibrate", f->calibrate,
+                  "Fit the table's calibration on this many measured random sub-architectures");
+  sub->add_option("--validate", f->validate,
+                  "Then build this many random sub-architectures, run them and compare with the prediction");
+  sub->add_option("--seed", f->seed, "Seed of the validation sample")->capture_default_str();
+  sub->add_option("--validate-out", f->validate_out, "Write the validation rows (JSON) here");
   sub->add_option("-o,--out", f->out, "Latency table JSON (extended in place when it matches)")->required();
   sub->callback([f] { run(*f); });
 }
