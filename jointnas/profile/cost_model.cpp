@@ -62,11 +62,23 @@ double linear_ms(const LatencyTable& t, int64_t m, int64_t k, int64_t n, const s
   return t.ms(LatencyTable::linear_key(m, k, n, f));
 }
 
-int64_t block_activation_bytes(const Shape& s, int64_t H, int64_t I, int64_t qkv_out, int64_t dtype_bytes) {
-  // Live at the MLP's peak: residual x, normed h, gate_up output [2I], act [I]; in attention:
-  // the qkv output. The larger of the two phases, per token row.
-  const int64_t attn = 3 * H + qkv_out, mlp = 2 * H + 3 * I;
-  return s.m * std::max(attn, mlp) * dtype_bytes;
+// Peak transient bytes of one block over `rows` token rows: the larger of the attention phase
+// (residual x, normed h, out, qkv output) and the MLP phase (x, h, gate_up output [2I], act [I]),
+// plus, at more than 4 rows on CUDA, the bf16 weight a weight-only linear dequantizes before
+// cuBLAS (the largest one of the block: they run one after the other).
+int64_t block_activation_bytes(int64_t rows, const model::LayerSpec& l, int64_t H, int64_t dtype_bytes) {
+  const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
+  const int64_t I = l.intermediate_size;
+  const int64_t attn = 3 * H + q + 2 * kv, mlp = 2 * H + 3 * I;
+  int64_t dequant = 0;
+  if (rows > 4) {
+    const std::pair<int64_t, const std::string*> linears[] = {
+        {(q + 2 * kv) * H, &l.format_qkv}, {q * H, &l.format_o}, {2 * I * H, &l.format_gate_up}, {I * H, &l.format_down}};
+    for (const auto& [nk, f] : linears) {
+      if (quant::find_format(*f).weight_only()) dequant = std::max(dequant, nk * dtype_bytes);
+    }
+  }
+  return rows * std::max(attn, mlp) * dtype_bytes + dequant;
 }
 
 }  // namespace
@@ -202,7 +214,8 @@ void LatencyTable::save(const std::string& path) const { write_file_atomic(path,
 
 Json Cost::to_json() const {
   return Json{{"latency_ms", latency_ms}, {"weight_bytes", weight_bytes}, {"kv_cache_bytes", kv_cache_bytes},
-              {"activation_bytes", activation_bytes}, {"params", params}};
+              {"activation_bytes", activation_bytes}, {"table_bytes", table_bytes},
+              {"peak_bytes", peak_bytes()}, {"params", params}};
 }
 
 Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& specs,
@@ -216,6 +229,8 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
   for (auto [prefill, weight] : regimes(w)) {
     const Shape s = shape_of(w, prefill);
     double lat = table.ms(LatencyTable::head_key(s.scored, H, V));
+    // A decode workload first fills its context (a prefill of `context` tokens): its peak counts.
+    const int64_t act_rows = prefill ? s.m : std::max(s.m, w.batch * w.context);
     int64_t act = s.scored * V * 4;  // fp32 logits
     for (const model::LayerSpec& l : specs) {
       if (l.skip) continue;
@@ -228,7 +243,7 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
       lat += linear_ms(table, s.m, H, 2 * I, l.format_gate_up);
       lat += linear_ms(table, s.m, I, H, l.format_down);
       lat += table.ms(LatencyTable::block_fixed_key(s.m, H, I));
-      act = std::max(act, block_activation_bytes(s, H, I, q + 2 * kv, dtype_bytes));
+      act = std::max(act, block_activation_bytes(act_rows, l, H, dtype_bytes));
     }
     cost.latency_ms += weight * lat;
     cost.activation_bytes = std::max(cost.activation_bytes, act);
@@ -237,6 +252,15 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
       if (!l.skip) kvb += 2 * w.batch * s.kv_len * l.num_key_value_heads * l.head_dim * dtype_bytes;
     }
     cost.kv_cache_bytes = std::max(cost.kv_cache_bytes, kvb);
+  }
+  {
+    // LlamaModel::build_rope_tables: one cos and one sin [max_pos, hd] fp32 table per distinct
+    // (head_dim, theta).
+    std::set<std::pair<int64_t, double>> tables;
+    for (const model::LayerSpec& l : specs) {
+      if (!l.skip) tables.insert({l.head_dim, l.rope_theta});
+    }
+    for (const auto& [hd, theta] : tables) cost.table_bytes += 2 * c.max_position_embeddings * hd * 4;
   }
   if (const LatencyTable::Calibration* cal = table.calibration_for(w)) {
     int64_t kept = 0;

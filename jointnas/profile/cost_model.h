@@ -87,7 +87,9 @@ struct Cost {
   int64_t weight_bytes = 0;      // as stored (packed formats, embeddings, norms)
   int64_t kv_cache_bytes = 0;    // at the workload's batch and context (+ new tokens)
   int64_t activation_bytes = 0;  // peak transient tensors of one forward for the workload
+  int64_t table_bytes = 0;       // the runtime's RoPE cos / sin tables (fp32, per head_dim)
   int64_t params = 0;
+  int64_t peak_bytes() const { return weight_bytes + kv_cache_bytes + activation_bytes + table_bytes; }
   Json to_json() const;
 };
 

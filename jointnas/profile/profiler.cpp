@@ -18,6 +18,7 @@
 #include "jointnas/quant/qlinear.h"
 #ifdef JNAS_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 
 #include "jointnas/model/cuda_graph_decoder.h"
 #endif
@@ -130,6 +131,31 @@ ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t t
     m.forward(ids, &cache, true);
   }, warmup, repeats);
   return t;
+}
+
+void reset_peak_memory(const c10::Device& device) {
+#ifdef JNAS_WITH_CUDA
+  if (device.is_cuda()) {
+    // The caching allocator initialises lazily; its stats calls reject a device before the
+    // first allocation ("Invalid device argument").
+    (void)at::empty({1}, at::TensorOptions().device(device));
+    C10_CUDA_CHECK(cudaDeviceSynchronize());
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  }
+#endif
+  (void)device;
+}
+
+int64_t peak_memory(const c10::Device& device) {
+#ifdef JNAS_WITH_CUDA
+  if (device.is_cuda()) {
+    C10_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  }
+#endif
+  (void)device;
+  return -1;
 }
 
 Json device_meta(const ProfileOptions& o) {

@@ -48,6 +48,10 @@ ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t co
 ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, int warmup,
                             int repeats);
 
+// Peak of the caching allocator's allocated bytes since the last reset (CUDA; -1 elsewhere).
+void reset_peak_memory(const c10::Device& device);
+int64_t peak_memory(const c10::Device& device);
+
 // Device, driver / CUDA / LibTorch versions, clocks where readable, git SHA, dtype: the
 // identity a table is reused under.
 Json device_meta(const ProfileOptions& o);

@@ -2,7 +2,6 @@
 // (and extending) an existing table when its device, versions and dtype match.
 #include <algorithm>
 #include <iostream>
-#include <tuple>
 #include <random>
 
 #include <fmt/format.h>
@@ -124,7 +123,15 @@ void run(ProfileFlags& f) {
   auto sample = [&](int n, uint64_t seed, const char* what) {
     std::mt19937_64 rng(seed);
     auto pick = [&](size_t k) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, k - 1)(rng)); };
-    std::vector<std::tuple<std::vector<model::LayerSpec>, int64_t, double, int64_t, double>> out;
+    struct Run {
+      std::vector<model::LayerSpec> specs;
+      int64_t hidden = 0;
+      double pred = 0;
+      int64_t kept = 0;
+      double ms = 0;
+      int64_t pred_peak = 0, measured_peak = -1;  // bytes; measured on CUDA only
+    };
+    std::vector<Run> out;
     for (int i = 0; i < n; ++i) {
       profile::Selection sel;
       sel.hidden = pick(space.hidden.size());
@@ -138,24 +145,30 @@ void run(ProfileFlags& f) {
         sel.keep.push_back(!L.can_skip || pick(5) != 0);  // about 1 in 5 blocks dropped
       }
       auto [c, specs] = profile::select(cfg, space, sel);
-      const double pred = profile::predict(c, specs, table, w, elt).latency_ms;
+      const profile::Cost cost = profile::predict(c, specs, table, w, elt);
+      const double pred = cost.latency_ms;
+      profile::reset_peak_memory(ro.device);
       const model::LlamaModel m = model::LlamaModel::random(c, ro, seed + static_cast<uint64_t>(i), specs);
+      // Random weights are generated in the compute dtype and then packed: that transient is the
+      // builder's, not the deployed model's, so the peak is counted from the finished model.
+      profile::reset_peak_memory(ro.device);
       const double ms = w.kind == "decode"
                             ? profile::measure_decode(m, w.batch, w.context, f.warmup, f.repeats).stats.median
                             : profile::measure_prefill(m, w.batch, w.tokens, f.warmup, f.repeats).stats.median;
+      const int64_t peak = profile::peak_memory(ro.device);
       int64_t kept = 0;
       for (const auto& sp : specs) kept += sp.skip ? 0 : 1;
       JNAS_LOG_INFO("[{}] {}/{}: hidden {}, {} blocks: predicted {:.4f} ms, measured {:.4f} ms ({:+.1f}%)", what,
                     i + 1, n, c.hidden_size, kept, pred, ms, 100 * (pred - ms) / ms);
-      out.emplace_back(specs, c.hidden_size, pred, kept, ms);
+      out.push_back({specs, c.hidden_size, pred, kept, ms, cost.peak_bytes(), peak});
     }
     return out;
   };
   if (f.calibrate > 0) {
     table.calibration.erase(w.name());
     std::vector<std::array<double, 3>> runs;
-    for (const auto& [specs, hidden, pred, kept, ms] : sample(f.calibrate, f.seed + 1000003, "calibrate")) {
-      runs.push_back({pred, static_cast<double>(kept), ms});
+    for (const auto& r : sample(f.calibrate, f.seed + 1000003, "calibrate")) {
+      runs.push_back({r.pred, static_cast<double>(r.kept), r.ms});
     }
     const profile::LatencyTable::Calibration cal = profile::fit_calibration(runs);
     table.calibration[w.name()] = cal;
@@ -168,13 +181,24 @@ void run(ProfileFlags& f) {
   if (f.validate > 0) {
     Json rows = Json::array();
     std::vector<double> errs;
-    for (const auto& [specs, hidden, pred, kept, ms] : sample(f.validate, f.seed, "validate")) {
-      const double err = (pred - ms) / ms;
+    std::vector<double> mem_errs;
+    for (const auto& r : sample(f.validate, f.seed, "validate")) {
+      const double err = (r.pred - r.ms) / r.ms;
       errs.push_back(std::abs(err));
-      Json a = Json::array();
-      for (const auto& sp : specs) a.push_back(sp.to_json());
-      rows.push_back({{"hidden", hidden}, {"layers_kept", kept}, {"predicted_ms", pred}, {"measured_ms", ms},
-                      {"rel_error", err}, {"specs", a}});
+      std::string layers;
+      for (const auto& sp : r.specs) {
+        layers += sp.skip ? "- " : fmt::format("h{}/i{}/{},{},{},{} ", sp.num_attention_heads, sp.intermediate_size,
+                                               sp.format_qkv, sp.format_o, sp.format_gate_up, sp.format_down);
+      }
+      Json row{{"hidden", r.hidden}, {"layers_kept", r.kept}, {"predicted_ms", r.pred}, {"measured_ms", r.ms},
+               {"rel_error", err}, {"predicted_peak_bytes", r.pred_peak}, {"layers", layers}};
+      if (r.measured_peak >= 0) {
+        row["measured_peak_bytes"] = r.measured_peak;
+        const double me = static_cast<double>(r.pred_peak - r.measured_peak) / static_cast<double>(r.measured_peak);
+        row["peak_rel_error"] = me;
+        mem_errs.push_back(std::abs(me));
+      }
+      rows.push_back(row);
     }
     std::sort(errs.begin(), errs.end());
     j["validation"] = {{"architectures", f.validate},
@@ -182,6 +206,11 @@ void run(ProfileFlags& f) {
                        {"median_abs_rel_error", errs[errs.size() / 2]},
                        {"max_abs_rel_error", errs.back()},
                        {"rows", rows}};
+    if (!mem_errs.empty()) {
+      std::sort(mem_errs.begin(), mem_errs.end());
+      j["validation"]["peak_memory_median_abs_rel_error"] = mem_errs[mem_errs.size() / 2];
+      j["validation"]["peak_memory_max_abs_rel_error"] = mem_errs.back();
+    }
     if (!f.validate_out.empty()) write_file_atomic(f.validate_out, j["validation"].dump(1) + "\n");
   }
   emit(f.run.format, j, [&] {
@@ -191,6 +220,11 @@ void run(ProfileFlags& f) {
       std::cout << fmt::format("validation on {} random sub-architectures: median |error| {:.1f}%, max {:.1f}%\n",
                                f.validate, 100 * j["validation"]["median_abs_rel_error"].get<double>(),
                                100 * j["validation"]["max_abs_rel_error"].get<double>());
+      if (j["validation"].contains("peak_memory_max_abs_rel_error")) {
+        std::cout << fmt::format("peak memory: median |error| {:.2f}%, max {:.2f}%\n",
+                                 100 * j["validation"]["peak_memory_median_abs_rel_error"].get<double>(),
+                                 100 * j["validation"]["peak_memory_max_abs_rel_error"].get<double>());
+      }
     }
   });
 }
