@@ -448,6 +448,23 @@ std::vector<std::string> required_keys(const model::LlamaConfig& c, const CostSp
   return {keys.begin(), keys.end()};
 }
 
+Selection random_selection(const CostSpace& sp, std::mt19937_64& rng, double drop_probability) {
+  auto pick = [&](size_t n) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, n - 1)(rng)); };
+  std::bernoulli_distribution drop(drop_probability);
+  Selection s;
+  s.hidden = pick(sp.hidden.size());
+  for (const LayerSpace& L : sp.layers) {
+    s.heads.push_back(pick(L.heads.size()));
+    s.intermediate.push_back(pick(L.intermediate.size()));
+    s.qkv.push_back(pick(L.formats_qkv.size()));
+    s.o.push_back(pick(L.formats_o.size()));
+    s.gate_up.push_back(pick(L.formats_gate_up.size()));
+    s.down.push_back(pick(L.formats_down.size()));
+    s.keep.push_back(!(L.can_skip && drop(rng)));
+  }
+  return s;
+}
+
 std::pair<model::LlamaConfig, std::vector<model::LayerSpec>> select(const model::LlamaConfig& base,
                                                                     const CostSpace& sp, const Selection& s) {
   model::LlamaConfig c = base;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <array>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -150,6 +151,9 @@ struct Selection {
   std::vector<int64_t> heads, intermediate, qkv, o, gate_up, down;
   std::vector<bool> keep;
 };
+// A uniformly random choice per decision; a droppable block is dropped with `drop_probability`.
+Selection random_selection(const CostSpace& space, std::mt19937_64& rng, double drop_probability = 0.2);
+
 std::pair<model::LlamaConfig, std::vector<model::LayerSpec>> select(
     const model::LlamaConfig& base, const CostSpace& space, const Selection& s);
 

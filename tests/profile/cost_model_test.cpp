@@ -69,22 +69,6 @@ ArchProbs one_hot(const CostSpace& sp, const Selection& s) {
   return p;
 }
 
-Selection random_selection(const CostSpace& sp, std::mt19937_64& rng) {
-  auto pick = [&](size_t n) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, n - 1)(rng)); };
-  Selection s;
-  s.hidden = pick(sp.hidden.size());
-  for (const LayerSpace& L : sp.layers) {
-    s.heads.push_back(pick(L.heads.size()));
-    s.intermediate.push_back(pick(L.intermediate.size()));
-    s.qkv.push_back(pick(L.formats_qkv.size()));
-    s.o.push_back(pick(L.formats_o.size()));
-    s.gate_up.push_back(pick(L.formats_gate_up.size()));
-    s.down.push_back(pick(L.formats_down.size()));
-    s.keep.push_back(pick(4) != 0);
-  }
-  return s;
-}
-
 TEST(CostModel, ExpectedAtOneHotEqualsDiscrete) {
   const model::LlamaConfig base = base_config();
   const CostSpace sp = space();
@@ -100,7 +84,7 @@ TEST(CostModel, ExpectedAtOneHotEqualsDiscrete) {
     LatencyTable t = synthetic_table(base, sp, w);
     if (std::string(kind) != "prefill") t.calibration[w.name()] = {1.3, 0.05, 0.2, 8};  // applied in both
     for (int trial = 0; trial < 25; ++trial) {
-      const Selection s = random_selection(sp, rng);
+      const Selection s = random_selection(sp, rng, 0.25);
       auto [cfg, specs] = select(base, sp, s);
       const Cost d = predict(cfg, specs, t, w);
       const ExpectedCost e = expected_cost(base, sp, one_hot(sp, s), t, w);

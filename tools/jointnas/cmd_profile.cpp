@@ -122,7 +122,6 @@ void run(ProfileFlags& f) {
   const int64_t elt = static_cast<int64_t>(c10::elementSize(ro.dtype));
   auto sample = [&](int n, uint64_t seed, const char* what) {
     std::mt19937_64 rng(seed);
-    auto pick = [&](size_t k) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, k - 1)(rng)); };
     struct Run {
       std::vector<model::LayerSpec> specs;
       int64_t hidden = 0;
@@ -133,17 +132,7 @@ void run(ProfileFlags& f) {
     };
     std::vector<Run> out;
     for (int i = 0; i < n; ++i) {
-      profile::Selection sel;
-      sel.hidden = pick(space.hidden.size());
-      for (const auto& L : space.layers) {
-        sel.heads.push_back(pick(L.heads.size()));
-        sel.intermediate.push_back(pick(L.intermediate.size()));
-        sel.qkv.push_back(pick(L.formats_qkv.size()));
-        sel.o.push_back(pick(L.formats_o.size()));
-        sel.gate_up.push_back(pick(L.formats_gate_up.size()));
-        sel.down.push_back(pick(L.formats_down.size()));
-        sel.keep.push_back(!L.can_skip || pick(5) != 0);  // about 1 in 5 blocks dropped
-      }
+      const profile::Selection sel = profile::random_selection(space, rng, 0.2);
       auto [c, specs] = profile::select(cfg, space, sel);
       const profile::Cost cost = profile::predict(c, specs, table, w, elt);
       const double pred = cost.latency_ms;
