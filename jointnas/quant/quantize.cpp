@@ -20,11 +20,9 @@ void check_weight(const at::Tensor& w, const char* what) {
 at::Tensor store_scale_up(const at::Tensor& s, const at::Tensor& span, double qmax,
                           c10::ScalarType dtype) {
   at::Tensor st = s.to(dtype);
+  // No `short_of.any()` shortcut: that would sync the device on every fake_quant in training.
   const at::Tensor short_of = st.to(at::kDouble) * qmax < span.to(at::kDouble);
-  if (short_of.any().item<bool>()) {
-    st = at::where(short_of, at::nextafter(st, at::full_like(st, INFINITY)), st);
-  }
-  return st;
+  return at::where(short_of, at::nextafter(st, at::full_like(st, INFINITY)), st);
 }
 
 // [N, K] -> [N, G, g] fp32 view.
