@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Scatter plot of predicted vs measured latency from `jointnas profile --validate-out` files.
-usage: python3 scripts/plot_profile_validation.py OUT.png TITLE FILE [FILE ...]"""
+usage: python3 scripts/plot_profile_validation.py OUT.png TITLE FILE [FILE ...]
+Needs matplotlib (`pip install matplotlib`); documentation tooling only, not used by CI or the demo."""
 import json
 import sys
 
