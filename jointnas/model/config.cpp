@@ -219,7 +219,7 @@ Json LlamaConfig::to_json() const {
 }
 
 Json LayerSpec::to_json() const {
-  return Json{{"num_attention_heads", num_attention_heads},
+  Json j{{"num_attention_heads", num_attention_heads},
               {"num_key_value_heads", num_key_value_heads},
               {"head_dim", head_dim},
               {"intermediate_size", intermediate_size},
@@ -229,6 +229,8 @@ Json LayerSpec::to_json() const {
               {"format_o", format_o},
               {"format_gate_up", format_gate_up},
               {"format_down", format_down}};
+  if (attention_scale != 0.0) j["attention_scale"] = attention_scale;
+  return j;
 }
 
 LayerSpec LayerSpec::from_json(const Json& j, const std::string& src) {
@@ -241,6 +243,10 @@ LayerSpec LayerSpec::from_json(const Json& j, const std::string& src) {
   s.intermediate_size = req("intermediate_size");
   s.rope_theta = get_number(j, "rope_theta", src).value_or(10000.0);
   s.skip = get_bool(j, "skip", src).value_or(false);
+  s.attention_scale = get_number(j, "attention_scale", src).value_or(0.0);
+  JNAS_CHECK_IO(std::isfinite(s.attention_scale) && s.attention_scale >= 0.0,
+                "{}: attention_scale must be a finite number >= 0 (0: 1 / sqrt(head_dim)), got {}",
+                src, s.attention_scale);
   s.format_qkv = get_string(j, "format_qkv", src).value_or("bf16");
   s.format_o = get_string(j, "format_o", src).value_or("bf16");
   s.format_gate_up = get_string(j, "format_gate_up", src).value_or("bf16");

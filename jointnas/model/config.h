@@ -69,6 +69,10 @@ struct LayerSpec {
   // which is an ordinary RoPE with theta' = theta^(2k/d) (docs/method: head size under RoPE).
   double rope_theta = 10000.0;
   bool skip = false;  // a dropped block: exactly the identity
+  // Softmax scale of the attention scores; 0 means the usual 1 / sqrt(head_dim). A head size cut
+  // from d to 2k keeps the original 1 / sqrt(d) here, so that the sub-network computes exactly
+  // what the supernet did (docs/search.md); exporters fold it into q_proj where the format allows.
+  double attention_scale = 0.0;
   std::string format_qkv = "bf16";
   std::string format_o = "bf16";
   std::string format_gate_up = "bf16";

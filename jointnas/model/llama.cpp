@@ -51,7 +51,14 @@ quant::PackedWeight read_packed(const Checkpoint& ck, const std::string& base,
                                 const quant::QuantFormat& f, int64_t rows, int64_t cols) {
   JNAS_CHECK_IO(f.quantized(), "{}: '{}.weight' is not a float tensor but the layer's format is '{}'",
                 ck.config_source, base, f.name);
-  const int64_t g = f.group_for(cols);
+  // The group is the format's rule for `cols`, unless the scale tensor says a smaller allowed one
+  // (an o_proj cut to a smaller head size keeps groups inside each head: docs/search.md).
+  int64_t g = f.group_for(cols);
+  if (auto it = ck.tensors.find(base + ".weight_scale");
+      it != ck.tensors.end() && it->second.dim() == 2 && it->second.size(1) > 0 &&
+      cols % it->second.size(1) == 0 && f.allows_group(cols, cols / it->second.size(1))) {
+    g = cols / it->second.size(1);
+  }
   auto fetch = [&](const std::string& name, at::ScalarType dtype, std::vector<int64_t> shape) {
     auto it = ck.tensors.find(name);
     if (it == ck.tensors.end()) {
@@ -329,7 +336,8 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   at::Tensor q = kernels::rope_and_cache(qkv, positions, w.rope_cos, w.rope_sin, nh, nkv, hd,
                                          k_buf, v_buf);  // [B, nh, T, hd]
 
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const double scale = s.attention_scale > 0.0 ? s.attention_scale
+                                                  : 1.0 / std::sqrt(static_cast<double>(hd));
   const bool gqa = nh != nkv;
   // Decode (T == 1) with GQA: fold each KV group's query heads into the query-length axis,
   // q [B, nh, 1, hd] -> [B, nkv, nh/nkv, hd]. All of them sit at the same position, so the result

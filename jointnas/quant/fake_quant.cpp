@@ -16,9 +16,9 @@ struct GridResult {
   at::Tensor mask;
 };
 
-GridResult fake_weight(const at::Tensor& w, const QuantFormat& f) {
+GridResult fake_weight(const at::Tensor& w, const QuantFormat& f, int64_t group) {
   const int64_t N = w.size(0), K = w.size(1);
-  const QuantizedWeight g = weight_grid(w, f, f.group_for(K));
+  const QuantizedWeight g = weight_grid(w, f, group);
   at::Tensor wg = w.to(at::kFloat).reshape({N, K / g.group, g.group});
   at::Tensor s = g.scale.to(at::kFloat).unsqueeze(-1);
   at::Tensor t = wg / s;
@@ -58,15 +58,15 @@ GridResult fake_act(const at::Tensor& x, const QuantFormat& f) {
 template <bool kAct>
 struct FakeQuantFn : public torch::autograd::Function<FakeQuantFn<kAct>> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const QuantFormat* f) {
-    GridResult r = kAct ? fake_act(x, *f) : fake_weight(x, *f);
+                            const QuantFormat* f, int64_t group) {
+    GridResult r = kAct ? fake_act(x, *f) : fake_weight(x, *f, group);
     ctx->save_for_backward({r.mask});
     return r.value;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
     const at::Tensor mask = ctx->get_saved_variables()[0];
-    return {grad[0] * mask.to(grad[0].scalar_type()), at::Tensor()};
+    return {grad[0] * mask.to(grad[0].scalar_type()), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -75,12 +75,20 @@ struct FakeQuantFn : public torch::autograd::Function<FakeQuantFn<kAct>> {
 at::Tensor fake_quant(const at::Tensor& w, const QuantFormat& format) {
   TORCH_CHECK(w.dim() == 2, "fake_quant: expected a weight matrix [N, K], got ", w.sizes());
   if (!format.quantized()) return w;
-  return FakeQuantFn<false>::apply(w, &format);
+  return FakeQuantFn<false>::apply(w, &format, format.group_for(w.size(1)));
+}
+
+at::Tensor fake_quant(const at::Tensor& w, const QuantFormat& format, int64_t group) {
+  TORCH_CHECK(w.dim() == 2, "fake_quant: expected a weight matrix [N, K], got ", w.sizes());
+  if (!format.quantized()) return w;
+  TORCH_CHECK(format.allows_group(w.size(1), group), "fake_quant: group ", group,
+              " is not allowed for ", format.name, " with K = ", w.size(1));
+  return FakeQuantFn<false>::apply(w, &format, group);
 }
 
 at::Tensor fake_quant_act(const at::Tensor& x, const QuantFormat& format) {
   if (format.act == ActType::kNone) return x;
-  return FakeQuantFn<true>::apply(x, &format);
+  return FakeQuantFn<true>::apply(x, &format, int64_t{0});
 }
 
 }  // namespace jointnas::quant

@@ -41,6 +41,12 @@ int64_t QuantFormat::group_for(int64_t in_features) const {
   return in_features;
 }
 
+bool QuantFormat::allows_group(int64_t in_features, int64_t g) const {
+  if (g == group_for(in_features)) return true;
+  if (!quantized() || group == 0 || g <= 0 || in_features % g != 0) return false;
+  return (g == 64 || g == 32) && g < group;
+}
+
 double QuantFormat::bits_per_weight(int64_t in_features) const {
   if (!quantized()) return static_cast<double>(weight_bits);
   const double per_group_bits =

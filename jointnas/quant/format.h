@@ -47,6 +47,10 @@ struct QuantFormat {
   // hidden size 64 gets group 64); else one group per row (per-channel, e.g. K = 172). Per-row
   // formats and unquantized ones return `in_features`.
   int64_t group_for(int64_t in_features) const;
+  // Whether `group` is a legal group for `in_features` columns: group_for(in_features), or a
+  // grouped format's smaller group of 64 or 32 that divides in_features (a group must not cross a
+  // boundary of the matrix, such as a head in o_proj; the kernels take any multiple of 32).
+  bool allows_group(int64_t in_features, int64_t group) const;
   // Storage bits per weight for a matrix with `in_features` columns, counting scales and zero
   // points: computed from the row, never typed.
   double bits_per_weight(int64_t in_features) const;

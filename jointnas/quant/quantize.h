@@ -52,6 +52,8 @@ at::Tensor dequantize_act_ref(const QuantizedAct& qa, c10::ScalarType dtype);
 // Backward: the gradient passes unchanged where w / scale (+ zero) lies inside the clipping range
 // [qmin - 1/2, qmax + 1/2] and is zero outside; scales are treated as constants.
 at::Tensor fake_quant(const at::Tensor& w, const QuantFormat& format);
+// The same with an explicit group (format.allows_group(K, group)).
+at::Tensor fake_quant(const at::Tensor& w, const QuantFormat& format, int64_t group);
 // Per-token fake quantization of activations (identity for weight-only formats), same rules.
 at::Tensor fake_quant_act(const at::Tensor& x, const QuantFormat& format);
 
