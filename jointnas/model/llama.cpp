@@ -407,7 +407,9 @@ at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_
   at::Tensor positions = at::arange(past, past + T, dev_ids.options());
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
     if (specs_[l].skip) continue;
-    x = block(l, x, positions, cache, past, nullptr, hooks);
+    at::Tensor out = block(l, x, positions, cache, past, nullptr, hooks);
+    if (hooks != nullptr && hooks->on_block) hooks->on_block(l, x, out);
+    x = out;
     if (hooks != nullptr && hooks->stop_after_layer == l) return {};
   }
   if (cache != nullptr) cache->length = past + T;

@@ -46,6 +46,9 @@ struct LayerWeights {
 struct ForwardHooks {
   // Called with the input of every linear, x [B, T, K] in the compute dtype.
   std::function<void(int64_t layer, LinearSlot slot, const at::Tensor& x)> on_linear_input;
+  // Called after every block that runs (not for skipped ones) with its input and output residual
+  // streams, [B, T, H] each in the compute dtype (block influence for depth importance).
+  std::function<void(int64_t layer, const at::Tensor& in, const at::Tensor& out)> on_block;
   // Stop after this block (>= 0): forward() then returns an undefined tensor.
   int64_t stop_after_layer = -1;
 };

@@ -56,5 +56,6 @@ void register_convert(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_profile(CLI::App& app);
+void register_importance(CLI::App& app);
 
 }  // namespace jointnas::cli

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_bench(app);
   jointnas::cli::register_quantize(app);
   jointnas::cli::register_profile(app);
+  jointnas::cli::register_importance(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
