@@ -121,9 +121,12 @@ const quant::QuantLinear& LayerWeights::linear(LinearSlot s) const {
 }
 
 at::Tensor rope_inv_freq(int64_t head_dim, double theta, const RopeParameters& rope) {
-  // inv_freq_i = 1 / theta^(2i/d), the exponent computed in fp32 from int64 steps as HF does.
-  at::Tensor idx = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(head_dim);
-  at::Tensor inv = 1.0 / at::pow(theta, idx);
+  // inv_freq_i = 1 / theta^(2i/d), computed in fp64 and rounded once to fp32 (HF computes it in
+  // fp32; the two agree to 1 ulp). fp64 makes a cut head exact: the first k pairs of a head of d
+  // at base theta and a head of 2k at base theta^(2k/d) round to the same fp32 frequencies, so an
+  // extracted sub-network rotates q and k bit for bit as the supernet did (docs/search.md).
+  at::Tensor idx = at::arange(0, head_dim, 2, at::kLong).to(at::kDouble) / static_cast<double>(head_dim);
+  at::Tensor inv = (1.0 / at::pow(theta, idx)).to(at::kFloat);
   if (rope.rope_type == "llama3") {
     // Llama-3.1 frequency scaling (transformers _compute_llama3_parameters): long wavelengths are
     // divided by `factor`, short ones kept, the band between interpolated smoothly.

@@ -1,0 +1,120 @@
+#include "jointnas/search/mixed_linear.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "jointnas/quant/quantize.h"
+
+namespace jointnas::search {
+namespace {
+
+// The formats sharing one activation quantizer share one matmul: their weights are mixed first.
+std::vector<std::vector<size_t>> act_classes(const MixedWeight& w) {
+  std::vector<std::vector<size_t>> classes;
+  std::vector<quant::ActType> keys;
+  for (size_t f = 0; f < w.formats.size(); ++f) {
+    auto it = std::find(keys.begin(), keys.end(), w.formats[f]->act);
+    if (it == keys.end()) {
+      keys.push_back(w.formats[f]->act);
+      classes.push_back({f});
+    } else {
+      classes[it - keys.begin()].push_back(f);
+    }
+  }
+  return classes;
+}
+
+at::Tensor act_input(const at::Tensor& x2d, const quant::QuantFormat& f) {
+  return f.act == quant::ActType::kNone ? x2d : quant::fake_quant_act(x2d, f);
+}
+
+// FQ_f of rows [r0, r0 + n) of the weight (per-row / per-group scales: slicing rows is exact).
+at::Tensor fq_rows(const MixedWeight& w, size_t f, int64_t r0, int64_t n) {
+  at::Tensor rows = w.weight.narrow(0, r0, n);
+  return quant::fake_quant(rows, *w.formats[f], w.groups[f]);
+}
+
+struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x2d,
+                            const at::Tensor& p, const at::Tensor& a, const at::Tensor& b,
+                            const MixedWeight* w) {
+    ctx->save_for_backward({x2d, p, a, b});
+    ctx->saved_data["w"] = reinterpret_cast<int64_t>(w);
+    const int64_t N = w->weight.size(0), T = x2d.size(0);
+    const auto dt = w->weight.scalar_type();
+    at::Tensor y = at::zeros({T, N}, x2d.options());
+    at::Tensor pd = p.to(at::kDouble);
+    at::Tensor bd = b.to(dt).unsqueeze(0);
+    for (const auto& cls : act_classes(*w)) {
+      at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
+      for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
+        const int64_t n = std::min(w->row_chunk, N - r0);
+        at::Tensor wm;
+        for (size_t f : cls) {
+          at::Tensor t = fq_rows(*w, f, r0, n) * pd[f].to(dt);
+          wm = wm.defined() ? wm + t : t;
+        }
+        wm = wm * a.narrow(0, r0, n).to(dt).unsqueeze(1) * bd;
+        y.narrow(1, r0, n).addmm_(xq, wm.t());
+      }
+    }
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &x2d = saved[0], &p = saved[1], &a = saved[2], &b = saved[3];
+    const auto* w = reinterpret_cast<const MixedWeight*>(ctx->saved_data["w"].toInt());
+    const at::Tensor g = grads[0].contiguous();
+    const int64_t N = w->weight.size(0);
+    const auto dt = w->weight.scalar_type();
+    at::Tensor pd = p.to(at::kDouble);
+    at::Tensor bd = b.to(dt).unsqueeze(0);
+    at::Tensor gx = at::zeros_like(x2d);
+    at::Tensor gp = at::zeros({p.size(0)}, p.options().dtype(at::kDouble));
+    at::Tensor ga = at::zeros({N}, a.options().dtype(at::kDouble));
+    at::Tensor gb = at::zeros({b.size(0)}, b.options().dtype(at::kDouble));
+    for (const auto& cls : act_classes(*w)) {
+      at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
+      for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
+        const int64_t n = std::min(w->row_chunk, N - r0);
+        at::Tensor ar = a.narrow(0, r0, n).to(dt).unsqueeze(1);
+        at::Tensor gr = g.narrow(1, r0, n);
+        at::Tensor gq = at::mm(gr.t(), xq);  // [n, K] = g^T Qact(x)
+        at::Tensor wm;
+        for (size_t f : cls) {
+          at::Tensor wf = fq_rows(*w, f, r0, n);
+          // dL/dp_f = sum((a b^T) * FQ_f(W) * G)
+          gp[f] += (gq * wf * ar * bd).sum(at::kDouble);
+          at::Tensor t = wf * pd[f].to(dt);
+          wm = wm.defined() ? wm + t : t;
+        }
+        at::Tensor gw = gq * wm;  // G * W_mix
+        ga.narrow(0, r0, n) += (gw * bd).sum(1, false, at::kDouble);
+        gb += (gw * ar).sum(0, false, at::kDouble);
+        // Straight-through activation quantizer: d Qact(x) / dx = 1 (per-token scales never clip).
+        gx.addmm_(gr, wm * ar * bd);
+      }
+    }
+    return {gx, gp.to(p.scalar_type()), ga.to(a.scalar_type()), gb.to(b.scalar_type()), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor mixed_linear_factorized(const at::Tensor& x, const MixedWeight& w, const at::Tensor& p,
+                                   const at::Tensor& a, const at::Tensor& b) {
+  const int64_t K = w.weight.size(1), N = w.weight.size(0);
+  TORCH_CHECK(x.size(-1) == K && a.numel() == N && b.numel() == K &&
+                  p.numel() == static_cast<int64_t>(w.formats.size()),
+              "mixed_linear: shapes disagree");
+  auto out_shape = x.sizes().vec();
+  out_shape.back() = N;
+  at::Tensor x2d = x.reshape({-1, K});
+  return FactorizedFn::apply(x2d, p, a, b, &w).view(out_shape);
+}
+
+}  // namespace jointnas::search

@@ -1,0 +1,84 @@
+// The joint search space (method.md, "Llama3Space"): a global hidden size, the depth, and per
+// layer the number of KV groups (each a KV head with its query heads), the head size, the MLP
+// width and one precision format per fused linear. Read from the run config's YAML; every choice
+// list is sorted ascending and validated against the model, so that every architecture is a
+// prefix slice of the (importance-permuted) weights and masking commutes with quantization
+// (docs/search.md). Torch-free.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "jointnas/core/json_util.h"
+#include "jointnas/model/config.h"
+
+namespace jointnas::search {
+
+// The four format decisions of a layer, in model::LinearSlot order (qkv, o, gate_up, down).
+inline constexpr int kNumFormatSlots = 4;
+inline constexpr std::array<const char*, kNumFormatSlots> kSlotNames = {"qkv", "o", "gate_up", "down"};
+
+struct LayerChoices {
+  std::vector<int64_t> kv_groups;     // kept KV groups (query heads = groups * group size)
+  std::vector<int64_t> head_dims;     // even head sizes <= the model's head_dim
+  std::vector<int64_t> intermediate;  // MLP widths
+  std::array<std::vector<std::string>, kNumFormatSlots> formats;  // registry names per slot
+};
+
+struct SearchSpace {
+  std::vector<int64_t> hidden;  // global hidden sizes
+  std::vector<int64_t> depth;   // numbers of kept blocks; {num_hidden_layers} = no depth search
+  std::vector<LayerChoices> layers;
+  int64_t group_size = 1;       // query heads per KV head (from the model)
+  int64_t multiple_of = 128;    // every width is a multiple of it (the quantization group)
+
+  // Parses the `search_space` YAML (text of a file or a string) against the model's config;
+  // throws ConfigError naming `source` and the offending key. `device` ("cpu" or "cuda") picks the
+  // default formats: the registry rows with a kernel on that device.
+  static SearchSpace from_yaml(const std::string& text, const model::LlamaConfig& config,
+                               const std::string& source, const std::string& device = "cuda");
+  static SearchSpace from_yaml_file(const std::string& path, const model::LlamaConfig& config,
+                                    const std::string& device = "cuda");
+  // The space where nothing is searched: the model as it is, in bf16.
+  static SearchSpace dense(const model::LlamaConfig& config);
+
+  Json to_json() const;
+  // Number of distinct architectures (a dropped block's own choices do not count), as log10 so
+  // that 10^150 prints; `block_rank` is the depth order (rank 0 = kept longest), identity if empty.
+  double log10_num_architectures(const std::vector<int64_t>& block_rank = {}) const;
+};
+
+// One architecture of a space: an index into every choice list. Layers dropped by the depth
+// choice keep their indices (ignored).
+struct Arch {
+  int64_t hidden = 0;
+  int64_t depth = 0;
+  std::vector<int64_t> kv_groups, head_dims, intermediate;
+  std::vector<std::array<int64_t, kNumFormatSlots>> formats;
+
+  Json to_json(const SearchSpace& space) const;  // the chosen values, not indices
+};
+
+// The largest architecture in bf16, and the smallest with the format of fewest bits per weight.
+Arch largest_arch(const SearchSpace& space);
+Arch smallest_arch(const SearchSpace& space, const model::LlamaConfig& config);
+
+// Whether block l is kept at `depth` blocks under `block_rank` (rank 0 = most important).
+bool block_kept(const std::vector<int64_t>& block_rank, int64_t layer, int64_t depth);
+
+// The deployable model of an architecture: global config (hidden size) and per-layer specs
+// (heads, head size with its RoPE base and the original score scale, width, formats, skip).
+std::pair<model::LlamaConfig, std::vector<model::LayerSpec>> arch_specs(
+    const model::LlamaConfig& base, const SearchSpace& space, const Arch& arch,
+    const std::vector<int64_t>& block_rank);
+
+// The quantization group of a linear in the supernet, such that slicing any architecture's
+// prefix keeps whole groups: the format's group for qkv / gate_up (input: hidden) and down
+// (input: MLP width); for o_proj (input: heads x head size) the largest allowed group that also
+// divides every head size of the layer and the KV group width.
+int64_t supernet_group(const model::LlamaConfig& config, const LayerChoices& layer, int slot,
+                       const std::string& format);
+
+}  // namespace jointnas::search

@@ -1,0 +1,82 @@
+// SearchSpace: YAML parsing, validation against the model and the quantization groups, counting.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/search/space.h"
+
+namespace jointnas::search {
+namespace {
+
+model::LlamaConfig config_8b_like() {
+  model::LlamaConfig c;
+  c.vocab_size = 1000;
+  c.hidden_size = 4096;
+  c.intermediate_size = 14336;
+  c.num_hidden_layers = 4;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 8;
+  c.head_dim = 128;
+  c.rope.rope_theta = 500000.0;
+  return c;
+}
+
+TEST(SearchSpace, ParsesFractionsSizesAndDefaults) {
+  const auto c = config_8b_like();
+  const auto s = SearchSpace::from_yaml(R"(
+search_space:
+  hidden: {choices: [0.5, 0.75, 1.0]}
+  depth: {min: 3}
+  layers:
+    heads: {choices: [0.5, 1.0]}
+    head_dim: [64, 128]
+    intermediate: {choices: [0.25, 0.5, 1.0]}
+  formats: [bf16, w4a16_g128, fp8_e4m3]
+)", c, "<test>");
+  EXPECT_EQ(s.hidden, (std::vector<int64_t>{2048, 3072, 4096}));
+  EXPECT_EQ(s.depth, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(s.group_size, 4);
+  ASSERT_EQ(s.layers.size(), 4u);
+  EXPECT_EQ(s.layers[0].kv_groups, (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(s.layers[0].head_dims, (std::vector<int64_t>{64, 128}));
+  EXPECT_EQ(s.layers[0].intermediate, (std::vector<int64_t>{3584, 7168, 14336}));
+  EXPECT_EQ(s.layers[0].formats[1].size(), 3u);
+  // o_proj groups stay inside a 64-wide head prefix.
+  EXPECT_EQ(supernet_group(c, s.layers[0], 1, "w4a16_g128"), 64);
+  EXPECT_EQ(supernet_group(c, s.layers[0], 0, "w4a16_g128"), 128);
+  // count: 3 hidden x (per-layer^3 + per-layer^4), per layer 2*2*3*3^4 = 972
+  const double per = 2 * 2 * 3 * 81;
+  EXPECT_NEAR(s.log10_num_architectures(), std::log10(3 * (std::pow(per, 3) + std::pow(per, 4))), 1e-9);
+}
+
+TEST(SearchSpace, RejectsWidthsThatCutAQuantizationGroup) {
+  const auto c = config_8b_like();
+  EXPECT_THROW(SearchSpace::from_yaml("hidden: [4000]\nmultiple_of: 8\n", c, "<t>"), ConfigError);
+  EXPECT_THROW(SearchSpace::from_yaml("hidden: [5000]", c, "<t>"), ConfigError);
+  EXPECT_THROW(SearchSpace::from_yaml("formats: [int3]", c, "<t>"), ConfigError);
+  EXPECT_THROW(SearchSpace::from_yaml("hidden: [oops]", c, "<t>"), ConfigError);
+  EXPECT_THROW(SearchSpace::from_yaml("hidden: [", c, "<t>"), ConfigError);
+  EXPECT_THROW(SearchSpace::from_yaml("layers: {head_dim: [48, 128]}\nformats: [w4a16_g128]", c, "<t>"),
+               ConfigError);  // no group of >= 32 divides a 48-wide head in o_proj... 48 % 32 != 0
+}
+
+TEST(SearchSpace, ArchSpecsKeepRopeFrequenciesAndScoreScale) {
+  const auto c = config_8b_like();
+  const auto s = SearchSpace::from_yaml("layers: {head_dim: [64, 128]}\ndepth: [3, 4]", c, "<t>");
+  Arch a = smallest_arch(s, c);
+  auto [cfg, specs] = arch_specs(c, s, a, {3, 2, 1, 0});
+  ASSERT_EQ(specs.size(), 4u);
+  EXPECT_TRUE(specs[0].skip);  // rank 3 is dropped first at depth 3
+  EXPECT_FALSE(specs[3].skip);
+  EXPECT_EQ(specs[1].head_dim, 64);
+  EXPECT_NEAR(specs[1].rope_theta, std::pow(500000.0, 0.5), 1e-6);
+  EXPECT_NEAR(specs[1].attention_scale, 1.0 / std::sqrt(128.0), 1e-15);
+  Arch big = largest_arch(s);
+  auto [cfg2, specs2] = arch_specs(c, s, big, {});
+  EXPECT_EQ(specs2[0].attention_scale, 0.0);
+  EXPECT_EQ(specs2[0].format_qkv, "bf16");
+}
+
+}  // namespace
+}  // namespace jointnas::search
