@@ -43,13 +43,15 @@ Mixing parse_mixing(const std::string& n) {
   if (n == "loop") return Mixing::kLoop;
   if (n == "dense_mask") return Mixing::kDenseMask;
   if (n == "factorized") return Mixing::kFactorized;
-  throw ConfigError(fmt::format("unknown mixing '{}' (loop, dense_mask, factorized)", n));
+  if (n == "plain") return Mixing::kPlain;
+  throw ConfigError(fmt::format("unknown mixing '{}' (loop, dense_mask, factorized, plain)", n));
 }
 
 const char* mixing_name(Mixing m) {
   switch (m) {
     case Mixing::kLoop: return "loop";
     case Mixing::kDenseMask: return "dense_mask";
+    case Mixing::kPlain: return "plain";
     default: return "factorized";
   }
 }
@@ -153,6 +155,14 @@ struct Supernet::Impl {
     const MixedWeight& mw = L.w[slot];
     const bool gated = slot == kO || slot == kDown;
     at::Tensor y;
+    if (opts.mixing == Mixing::kPlain) {
+      y = at::matmul(x, mw.weight.t());
+      if (L.lora_a[slot].defined()) {
+        const double s = opts.lora_alpha / static_cast<double>(opts.lora_rank);
+        y = y + at::matmul(at::matmul(x, L.lora_a[slot].t()), L.lora_b[slot].t()) * s;
+      }
+      return y;
+    }
     if (opts.mixing == Mixing::kFactorized) {
       auto [a, b] = slot_masks(l, slot, pv);
       if (gated) a = a * keep;
@@ -342,6 +352,7 @@ Supernet::Supernet(const model::Checkpoint& ckpt, SearchSpace space, std::vector
   JNAS_CHECK_CONFIG(static_cast<int64_t>(block_rank.size()) == Lc, "block_rank has {} entries, the model {} layers",
                     block_rank.size(), Lc);
   m.block_rank = block_rank;
+  if (opts.mixing == Mixing::kPlain) m.opts.mixing = Mixing::kFactorized;  // validated below
 
   auto get = [&](const std::string& name, std::vector<int64_t> shape) {
     auto it = ckpt.tensors.find(name);
@@ -415,6 +426,7 @@ Supernet::Supernet(const model::Checkpoint& ckpt, SearchSpace space, std::vector
   at::Tensor emb = at::cat({freqs, freqs}, -1);
   m.rope_cos = emb.cos().to(opts.device);
   m.rope_sin = emb.sin().to(opts.device);
+  if (opts.mixing == Mixing::kPlain) set_mixing(Mixing::kPlain);
 }
 
 Supernet::~Supernet() = default;
@@ -424,7 +436,23 @@ const SearchSpace& Supernet::space() const { return impl_->space; }
 const model::LlamaConfig& Supernet::config() const { return impl_->config; }
 const std::vector<int64_t>& Supernet::block_rank() const { return impl_->block_rank; }
 Mixing Supernet::mixing() const { return impl_->opts.mixing; }
-void Supernet::set_mixing(Mixing m) { impl_->opts.mixing = m; }
+void Supernet::set_mixing(Mixing m) {
+  if (m == Mixing::kPlain) {
+    const SearchSpace& s = impl_->space;
+    bool single = s.hidden.size() == 1 && s.depth.size() == 1;
+    for (const auto& l : s.layers) {
+      single = single && l.kv_groups.size() == 1 && l.head_dims.size() == 1 && l.intermediate.size() == 1;
+      for (const auto& f : l.formats) single = single && f.size() == 1 && f[0] == "bf16";
+    }
+    const auto& c = impl_->config;
+    single = single && s.hidden[0] == c.hidden_size && s.depth[0] == c.num_hidden_layers &&
+             s.layers[0].intermediate[0] == c.intermediate_size && s.layers[0].head_dims[0] == c.head_dim &&
+             s.layers[0].kv_groups[0] == c.num_key_value_heads;
+    JNAS_CHECK_CONFIG(single, "mixing 'plain' runs the dense model only: the search space must be "
+                      "SearchSpace::dense (one architecture, bf16)");
+  }
+  impl_->opts.mixing = m;
+}
 
 std::vector<std::pair<std::string, at::Tensor>> Supernet::named_arch_parameters() const {
   const Impl& m = *impl_;
@@ -573,11 +601,8 @@ model::LlamaModel Supernet::extract(const Arch& arch, model::RuntimeOptions runt
   ck.tensors["model.embed_tokens.weight"] = cpu(m.embed.narrow(1, 0, h));
   ck.tensors["model.norm.weight"] = cpu(m.norm.narrow(0, 0, h));
   if (!config.tie_word_embeddings) ck.tensors["lm_head.weight"] = cpu(m.lm_head.narrow(1, 0, h));
-  std::vector<model::LayerSpec> float_specs = specs;
-  std::vector<std::array<quant::QuantizedWeight, 4>> quantized(specs.size());
   const ArchDist oh = one_hot(arch);
   for (size_t l = 0; l < specs.size(); ++l) {
-    for (int s = 0; s < 4; ++s) float_specs[l].format_of(s) = "bf16";
     if (specs[l].skip) continue;
     const auto& L = m.layers[l];
     const model::LayerSpec& sp = specs[l];
@@ -601,73 +626,50 @@ model::LlamaModel Supernet::extract(const Arch& arch, model::RuntimeOptions runt
       const size_t fi = std::find(m.space.layers[l].formats[s].begin(), m.space.layers[l].formats[s].end(),
                                   fmt_name) - m.space.layers[l].formats[s].begin();
       const quant::QuantFormat& f = *mw.formats[fi];
+      // The slot's tensors by suffix (".weight", ".weight_scale", ".weight_zero"), rows of the
+      // fused matrix split into the HF linears the loader reads.
+      std::map<std::string, at::Tensor> parts;
       if (!f.quantized()) {
-        at::Tensor sub = cpu(w.index_select(0, rows[s]).index_select(1, cols[s]));
-        const int64_t qo = sp.num_attention_heads * sp.head_dim, kvo = sp.num_key_value_heads * sp.head_dim;
-        switch (s) {
-          case kQkv:
-            ck.tensors[p + "self_attn.q_proj.weight"] = sub.narrow(0, 0, qo);
-            ck.tensors[p + "self_attn.k_proj.weight"] = sub.narrow(0, qo, kvo);
-            ck.tensors[p + "self_attn.v_proj.weight"] = sub.narrow(0, qo + kvo, kvo);
-            break;
-          case kO: ck.tensors[p + "self_attn.o_proj.weight"] = sub; break;
-          case kGateUp:
-            ck.tensors[p + "mlp.gate_proj.weight"] = sub.narrow(0, 0, sp.intermediate_size);
-            ck.tensors[p + "mlp.up_proj.weight"] = sub.narrow(0, sp.intermediate_size, sp.intermediate_size);
-            break;
-          default: ck.tensors[p + "mlp.down_proj.weight"] = sub; break;
-        }
-        continue;
-      }
-      // Quantize on the supernet's grid (the whole matrix, its group), then slice whole groups:
-      // the sub-network's numbers are exactly the fake-quantized ones the supernet used.
-      quant::QuantizedWeight full = quant::quantize_on_grid(w, quant::weight_grid(w, f, mw.groups[fi]));
-      quant::QuantizedWeight sub;
-      sub.format = &f;
-      sub.q = full.q.index_select(0, rows[s]).index_select(1, cols[s]);
-      const int64_t K = w.size(1), grp = full.group;
-      const int64_t kept_cols = cols[s].numel();
-      if (grp == K) {
-        sub.group = kept_cols;
-        sub.scale = full.scale.index_select(0, rows[s]);
-        if (full.zero.defined()) sub.zero = full.zero.index_select(0, rows[s]);
+        parts[".weight"] = cpu(w.index_select(0, rows[s]).index_select(1, cols[s]));
       } else {
-        at::Tensor gcols = cols[s].index({at::indexing::Slice(0, at::indexing::None, grp)}).div(grp, "floor");
-        sub.group = grp;
+        // Quantize on the supernet's grid (the whole matrix, its group), then slice whole groups:
+        // the sub-network's numbers are exactly the fake-quantized ones the supernet used.
+        quant::QuantizedWeight full = quant::quantize_on_grid(w, quant::weight_grid(w, f, mw.groups[fi]));
+        quant::QuantizedWeight sub;
+        sub.format = &f;
+        sub.q = full.q.index_select(0, rows[s]).index_select(1, cols[s]).contiguous();
+        at::Tensor gcols;  // the kept groups (all of a per-row scale)
+        if (full.group == w.size(1)) {
+          sub.group = cols[s].numel();
+          gcols = at::zeros({1}, cols[s].options());
+        } else {
+          sub.group = full.group;
+          gcols = cols[s].index({at::indexing::Slice(0, at::indexing::None, full.group)}).div(full.group, "floor");
+        }
         sub.scale = full.scale.index_select(0, rows[s]).index_select(1, gcols);
         if (full.zero.defined()) sub.zero = full.zero.index_select(0, rows[s]).index_select(1, gcols);
+        const quant::PackedWeight pw = quant::pack(sub);
+        parts[".weight"] = cpu(pw.data);
+        parts[".weight_scale"] = cpu(pw.scale);
+        if (pw.zero.defined()) parts[".weight_zero"] = cpu(pw.zero);
       }
-      quantized[l][s] = sub;
-      // Placeholder float tensors so that the runtime can be built; replaced below.
-      at::Tensor zeros = at::zeros({rows[s].numel(), kept_cols}, at::kFloat);
       const int64_t qo = sp.num_attention_heads * sp.head_dim, kvo = sp.num_key_value_heads * sp.head_dim;
+      const int64_t is = sp.intermediate_size, n = rows[s].numel();
+      std::vector<std::tuple<const char*, int64_t, int64_t>> split;
       switch (s) {
-        case kQkv:
-          ck.tensors[p + "self_attn.q_proj.weight"] = zeros.narrow(0, 0, qo);
-          ck.tensors[p + "self_attn.k_proj.weight"] = zeros.narrow(0, qo, kvo);
-          ck.tensors[p + "self_attn.v_proj.weight"] = zeros.narrow(0, qo + kvo, kvo);
-          break;
-        case kO: ck.tensors[p + "self_attn.o_proj.weight"] = zeros; break;
-        case kGateUp:
-          ck.tensors[p + "mlp.gate_proj.weight"] = zeros.narrow(0, 0, sp.intermediate_size);
-          ck.tensors[p + "mlp.up_proj.weight"] = zeros.narrow(0, sp.intermediate_size, sp.intermediate_size);
-          break;
-        default: ck.tensors[p + "mlp.down_proj.weight"] = zeros; break;
+        case kQkv: split = {{"self_attn.q_proj", 0, qo}, {"self_attn.k_proj", qo, kvo}, {"self_attn.v_proj", qo + kvo, kvo}}; break;
+        case kO: split = {{"self_attn.o_proj", 0, n}}; break;
+        case kGateUp: split = {{"mlp.gate_proj", 0, is}, {"mlp.up_proj", is, is}}; break;
+        default: split = {{"mlp.down_proj", 0, n}}; break;
+      }
+      for (const auto& [name, r0, len] : split) {
+        for (const auto& [suffix, t] : parts) ck.tensors[p + name + suffix] = t.narrow(0, r0, len);
       }
     }
   }
   for (const auto& [name, t] : ck.tensors) ck.tensor_source[name] = ck.config_source;
-  model::LlamaModel out = model::LlamaModel::from_checkpoint(ck, runtime, float_specs);
-  for (size_t l = 0; l < specs.size(); ++l) {
-    for (int s = 0; s < 4; ++s) {
-      if (!quantized[l][s].format) continue;
-      quantized[l][s].q = quantized[l][s].q.contiguous();
-      out.set_linear(static_cast<int64_t>(l), static_cast<model::LinearSlot>(s),
-                     quant::QuantLinear(quant::pack(quantized[l][s]).to(runtime.device), runtime.device,
-                                        runtime.dtype));
-    }
-  }
-  return out;
+  // Packed tensors load as they are (the loader checks every shape and infers the group).
+  return model::LlamaModel::from_checkpoint(ck, runtime, specs);
 }
 
 }  // namespace jointnas::search

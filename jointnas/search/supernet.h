@@ -31,8 +31,10 @@ namespace jointnas::search {
 // dense_mask: stored binary masks per choice at weight shape, combined with the probabilities
 // (the paper's vectorization); factorized: the rank-1 expected mask a b^T applied on the fly to
 // row chunks of the weight in a custom autograd function that saves only its input (ours).
-enum class Mixing { kLoop, kDenseMask, kFactorized };
-Mixing parse_mixing(const std::string& name);  // "loop" | "dense_mask" | "factorized"
+// plain: no mixing at all, y = x W^T (+ LoRA) with autograd; only for a space with a single
+// architecture in bf16 (the dense model as the benchmarks' reference, or LoRA finetuning).
+enum class Mixing { kLoop, kDenseMask, kFactorized, kPlain };
+Mixing parse_mixing(const std::string& name);  // "loop" | "dense_mask" | "factorized" | "plain"
 const char* mixing_name(Mixing m);
 
 // softmax: DARTS-like; gumbel: Gumbel-softmax at a temperature; hard: a Gumbel sample, one-hot in

@@ -9,10 +9,12 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/core/error.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/quant/format.h"
 #include "jointnas/search/supernet.h"
 #include "tensor_assert.h"
+#include "tiny_llama.h"
 
 namespace jointnas::search {
 namespace {
@@ -20,10 +22,7 @@ namespace {
 // A random Llama whose widths allow group-128 slicing: hidden 256, MLP 384, 4 heads / 2 KV heads
 // of 64, 3 layers. Weights N(0, 0.05), norms near 1.
 model::Checkpoint random_checkpoint(uint64_t seed, bool tied) {
-  model::Checkpoint ck;
-  ck.format = "hf";
-  ck.config_source = "<random llama>";
-  auto& c = ck.config;
+  model::LlamaConfig c;
   c.vocab_size = 101;
   c.hidden_size = 256;
   c.intermediate_size = 384;
@@ -33,27 +32,7 @@ model::Checkpoint random_checkpoint(uint64_t seed, bool tied) {
   c.head_dim = 64;
   c.max_position_embeddings = 64;
   c.tie_word_embeddings = tied;
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto mat = [&](int64_t r, int64_t k) { return at::normal(0.0, 0.05, {r, k}, gen); };
-  auto norm = [&](int64_t n) { return 1.0 + at::normal(0.0, 0.1, {n}, gen); };
-  auto put = [&](const std::string& n, at::Tensor t) { ck.tensors[n] = std::move(t); };
-  const int64_t H = c.hidden_size, hd = c.head_dim;
-  put("model.embed_tokens.weight", at::normal(0.0, 1.0, {c.vocab_size, H}, gen));
-  put("model.norm.weight", norm(H));
-  if (!tied) put("lm_head.weight", mat(c.vocab_size, H));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const std::string p = fmt::format("model.layers.{}.", l);
-    put(p + "input_layernorm.weight", norm(H));
-    put(p + "post_attention_layernorm.weight", norm(H));
-    put(p + "self_attn.q_proj.weight", mat(c.num_attention_heads * hd, H));
-    put(p + "self_attn.k_proj.weight", mat(c.num_key_value_heads * hd, H));
-    put(p + "self_attn.v_proj.weight", mat(c.num_key_value_heads * hd, H));
-    put(p + "self_attn.o_proj.weight", mat(H, c.num_attention_heads * hd));
-    put(p + "mlp.gate_proj.weight", mat(c.intermediate_size, H));
-    put(p + "mlp.up_proj.weight", mat(c.intermediate_size, H));
-    put(p + "mlp.down_proj.weight", mat(H, c.intermediate_size));
-  }
-  return ck;
+  return testing::random_llama_checkpoint(c, seed, 0.05, 1.0);
 }
 
 constexpr const char* kSpace = R"(
@@ -232,6 +211,31 @@ formats: [bf16, w8a16, w4a16_g128]
     at::Tensor e = net.extract(a, {c10::Device(c10::kCPU), at::kDouble}).forward(ids);
     EXPECT_LE((s - e).abs().max().item<double>(), 1e-4) << a.to_json(space).dump();
   }
+}
+
+}  // namespace
+}  // namespace jointnas::search
+
+namespace jointnas::search {
+namespace {
+
+// `plain` is the dense model through the supernet's code (the benchmarks' reference): equal to
+// the runtime's forward and to the factorized path over the one-architecture space; refused for a
+// space with choices.
+TEST(Supernet, PlainMixingIsTheDenseModel) {
+  model::Checkpoint ck = random_checkpoint(4, false);
+  SupernetOptions o;
+  o.mixing = Mixing::kPlain;
+  Supernet net(ck, SearchSpace::dense(ck.config), {}, o, 1);
+  at::Tensor ids = random_ids(2, 9, ck.config.vocab_size, 2);
+  at::NoGradGuard ng;
+  at::Tensor plain = net.forward(ids, net.distribution(Relaxation::kSoftmax));
+  at::Tensor runtime = model::LlamaModel::from_checkpoint(ck, {}).forward(ids);
+  JNAS_EXPECT_CLOSE(plain, runtime, 1e-4, 0);
+  net.set_mixing(Mixing::kFactorized);
+  JNAS_EXPECT_CLOSE(net.forward(ids, net.distribution(Relaxation::kSoftmax)), plain, 1e-4, 0);
+  Supernet searchable(ck, SearchSpace::from_yaml(kSpace, ck.config, "<test>", "cpu"), {}, SupernetOptions{}, 1);
+  EXPECT_THROW(searchable.set_mixing(Mixing::kPlain), ConfigError);
 }
 
 }  // namespace

@@ -8,10 +8,7 @@
 namespace jointnas::testing {
 
 model::Checkpoint tiny_llama_checkpoint(uint64_t seed, bool tied) {
-  model::Checkpoint ck;
-  ck.format = "hf";
-  ck.config_source = "<tiny llama>";
-  auto& c = ck.config;
+  model::LlamaConfig c;
   c.vocab_size = 97;
   c.hidden_size = 64;
   c.intermediate_size = 96;
@@ -24,17 +21,26 @@ model::Checkpoint tiny_llama_checkpoint(uint64_t seed, bool tied) {
   c.torch_dtype = "float32";
   c.bos_token_id = 1;
   c.eos_token_ids = {2};
+  return random_llama_checkpoint(c, seed, 0.1, 0.1);
+}
+
+model::Checkpoint random_llama_checkpoint(const model::LlamaConfig& c, uint64_t seed,
+                                          double matrix_std, double embed_std) {
+  model::Checkpoint ck;
+  ck.format = "hf";
+  ck.config_source = "<random llama>";
+  ck.config = c;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto mat = [&](int64_t r, int64_t k) { return at::normal(0.0, 0.1, {r, k}, gen); };
+  auto mat = [&](int64_t r, int64_t k) { return at::normal(0.0, matrix_std, {r, k}, gen); };
   auto norm = [&](int64_t n) { return 1.0 + at::normal(0.0, 0.1, {n}, gen); };
   auto put = [&](const std::string& n, at::Tensor t) {
     ck.tensors[n] = std::move(t);
-    ck.tensor_source[n] = "<tiny llama>";
+    ck.tensor_source[n] = ck.config_source;
   };
   const int64_t H = c.hidden_size, hd = c.head_dim;
-  put("model.embed_tokens.weight", mat(c.vocab_size, H));
+  put("model.embed_tokens.weight", at::normal(0.0, embed_std, {c.vocab_size, H}, gen));
   put("model.norm.weight", norm(H));
-  if (!tied) put("lm_head.weight", mat(c.vocab_size, H));
+  if (!c.tie_word_embeddings) put("lm_head.weight", mat(c.vocab_size, H));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = fmt::format("model.layers.{}.", l);
     put(p + "input_layernorm.weight", norm(H));
