@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|all]
 set -uo pipefail
 what="${1:-all}"
 OUT="${OUT:-$PWD/out}"
@@ -78,4 +78,10 @@ if [ "$what" = quant ] || [ "$what" = all ]; then
       --contexts 128 --prefill 2048 --repeats 30 --format json > "$OUT/bench_8b_$f.json" 2>> "$OUT/quant.err"
   done
   python3 scripts/quant_report.py "$OUT"
+fi
+if [ "$what" = supernet ]; then
+  # Issue 5: supernet step at Llama-3.1-8B shapes (4 x 2048 tokens, soft probabilities, LoRA 16).
+  S=build-gpu/bench/supernet_bench; C=configs/llama-3.1-8b.json; Y=configs/spaces/llama-3.1-8b.yaml
+  $S $C $Y 2 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_2layers.jsonl"
+  $S $C $Y 32 plain,factorized | tee "$OUT/supernet_bench_32layers.jsonl"
 fi

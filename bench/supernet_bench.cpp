@@ -1,0 +1,128 @@
+// Supernet training-step benchmark (issue 5, acceptance 2): Llama-3.1-8B shapes with random bf16
+// weights, B x T tokens, soft probabilities over the whole search space, forward + backward with
+// gradients to every architecture logit and LoRA adapter. For each mixing implementation and the
+// plain dense model (same code, no mixing): ms per step (CUDA events, median), tokens/s and peak
+// allocated memory. One JSON line per (mixing, layers); an out-of-memory run is reported as such.
+//   usage: supernet_bench CONFIG.json SPACE.yaml [layers=32] [mixings=plain,factorized,dense_mask,loop]
+//          [batch=4] [tokens=2048] [lora_rank=16] [repeats=3]
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/util/Exception.h>
+#include <fmt/format.h>
+
+#include <sstream>
+
+#include "jointnas/model/config.h"
+#include "jointnas/model/cuda_graph_decoder.h"
+#include "jointnas/profile/profiler.h"
+#include "jointnas/search/supernet.h"
+
+namespace js = jointnas::search;
+namespace jm = jointnas::model;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
+  return out;
+}
+
+// Random N(0, 0.02) weights generated on the GPU in bf16 (an 8B model never passes through host RAM).
+jm::Checkpoint random_gpu_checkpoint(const jm::LlamaConfig& c) {
+  jm::Checkpoint ck;
+  ck.config = c;
+  ck.config_source = "<random 8B>";
+  auto o = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  auto mat = [&](int64_t r, int64_t k) { return at::randn({r, k}, o) * 0.02; };
+  const int64_t H = c.hidden_size, hd = c.head_dim;
+  auto put = [&](const std::string& n, at::Tensor t) { ck.tensors[n] = t; ck.tensor_source[n] = ck.config_source; };
+  put("model.embed_tokens.weight", mat(c.vocab_size, H));
+  put("model.norm.weight", at::ones({H}, o));
+  if (!c.tie_word_embeddings) put("lm_head.weight", mat(c.vocab_size, H));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string p = fmt::format("model.layers.{}.", l);
+    put(p + "input_layernorm.weight", at::ones({H}, o));
+    put(p + "post_attention_layernorm.weight", at::ones({H}, o));
+    put(p + "self_attn.q_proj.weight", mat(c.num_attention_heads * hd, H));
+    put(p + "self_attn.k_proj.weight", mat(c.num_key_value_heads * hd, H));
+    put(p + "self_attn.v_proj.weight", mat(c.num_key_value_heads * hd, H));
+    put(p + "self_attn.o_proj.weight", mat(H, c.num_attention_heads * hd));
+    put(p + "mlp.gate_proj.weight", mat(c.intermediate_size, H));
+    put(p + "mlp.up_proj.weight", mat(c.intermediate_size, H));
+    put(p + "mlp.down_proj.weight", mat(H, c.intermediate_size));
+  }
+  return ck;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    fmt::print(stderr, "usage: supernet_bench CONFIG.json SPACE.yaml [layers] [mixings] [batch] [tokens] [lora_rank] [repeats]\n");
+    return 2;
+  }
+  jm::LlamaConfig config = jm::LlamaConfig::from_file(argv[1]);
+  const int64_t layers = argc > 3 ? std::stoll(argv[3]) : config.num_hidden_layers;
+  const auto mixings = split(argc > 4 ? argv[4] : "plain,factorized,dense_mask,loop");
+  const int64_t B = argc > 5 ? std::stoll(argv[5]) : 4, T = argc > 6 ? std::stoll(argv[6]) : 2048;
+  const int64_t rank = argc > 7 ? std::stoll(argv[7]) : 16;
+  const int repeats = argc > 8 ? std::stoi(argv[8]) : 3;
+  config.num_hidden_layers = layers;
+  const c10::Device dev(at::kCUDA, 0);
+  const at::Tensor ids = at::randint(config.vocab_size, {B, T}, at::TensorOptions().dtype(at::kLong).device(dev));
+  const at::Tensor targets = at::randint(config.vocab_size, {B * T}, at::TensorOptions().dtype(at::kLong).device(dev));
+  for (const auto& name : mixings) {
+    const js::Mixing mixing = js::parse_mixing(name);
+    std::string status = "ok";
+    double ms = 0;
+    int64_t peak = 0, weights = 0;
+    double log10_archs = 0;
+    try {
+      js::SearchSpace space = mixing == js::Mixing::kPlain
+                                  ? js::SearchSpace::dense(config)
+                                  : js::SearchSpace::from_yaml_file(argv[2], config, "cuda");
+      log10_archs = space.log10_num_architectures();
+      js::SupernetOptions o;
+      o.mixing = mixing;
+      o.device = dev;
+      o.dtype = at::kBFloat16;
+      o.lora_rank = rank;
+      js::Supernet net = [&] {
+        jm::Checkpoint ck = random_gpu_checkpoint(config);
+        return js::Supernet(ck, space, {}, o, 1);
+      }();
+      c10::cuda::CUDACachingAllocator::emptyCache();
+      c10::cuda::device_synchronize();
+      weights = c10::cuda::CUDACachingAllocator::getDeviceStats(0)
+                    .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+                    .current;
+      std::vector<at::Tensor> params;
+      for (auto& [n, t] : net.named_arch_parameters()) params.push_back(t);
+      for (auto& [n, t] : net.named_lora_parameters()) params.push_back(t);
+      auto step = [&] {
+        for (auto& t : params) t.mutable_grad() = at::Tensor();
+        at::Tensor logits = net.forward(ids, net.distribution(js::Relaxation::kSoftmax));
+        at::Tensor loss = at::cross_entropy_loss(logits.view({B * T, -1}), targets);
+        loss.backward();
+      };
+      step();  // warm-up (dense_mask builds its stored masks here)
+      jointnas::profile::reset_peak_memory(dev);
+      ms = jm::cuda_time_ms(step, 0, repeats);
+      peak = jointnas::profile::peak_memory(dev);
+    } catch (const c10::OutOfMemoryError& e) {
+      status = "out_of_memory";
+    }
+    c10::cuda::CUDACachingAllocator::emptyCache();
+    fmt::print("{{\"mixing\": \"{}\", \"layers\": {}, \"batch\": {}, \"tokens\": {}, \"lora_rank\": {}, "
+               "\"log10_architectures\": {:.1f}, \"status\": \"{}\", \"ms_per_step\": {:.1f}, "
+               "\"tokens_per_s\": {:.0f}, \"peak_gib\": {:.2f}, \"resident_after_build_gib\": {:.2f}}}\n",
+               name, layers, B, T, rank, log10_archs, status, ms, ms > 0 ? B * T * 1000.0 / ms : 0.0,
+               peak / double(1 << 30), weights / double(1 << 30));
+    std::fflush(stdout);
+  }
+  return 0;
+}
