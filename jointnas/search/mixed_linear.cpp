@@ -6,6 +6,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "jointnas/quant/quantize.h"
+#ifdef JNAS_WITH_CUDA
+#include "jointnas/search/mix_cuda.h"
+#endif
 
 namespace jointnas::search {
 namespace {
@@ -36,6 +39,47 @@ at::Tensor fq_rows(const MixedWeight& w, size_t f, int64_t r0, int64_t n) {
   return quant::fake_quant(rows, *w.formats[f], w.groups[f]);
 }
 
+#ifdef JNAS_WITH_CUDA
+// The fused kernel's description of a class of formats, or false where it does not apply (CPU,
+// non-bf16 weights, a grouped symmetric format, K > 16384).
+bool fused_spec(const MixedWeight& w, const std::vector<size_t>& cls, cuda::MixSpec* spec) {
+  const at::Tensor& W = w.weight;
+  if (!W.is_cuda() || W.scalar_type() != at::kBFloat16 || W.size(1) % 8 != 0 || W.size(1) > 16384 ||
+      cls.size() > static_cast<size_t>(cuda::kMaxMixFormats)) {
+    return false;
+  }
+  spec->num_formats = static_cast<int>(cls.size());
+  for (size_t i = 0; i < cls.size(); ++i) {
+    const quant::QuantFormat& f = *w.formats[cls[i]];
+    cuda::MixFormat& m = spec->formats[i];
+    const bool per_row = w.groups[cls[i]] == W.size(1);
+    if (!f.quantized()) {
+      m.kind = cuda::kMixNone;
+    } else if (f.weight == quant::WeightType::kFp8E4M3 && per_row) {
+      m.kind = cuda::kMixFp8;
+      m.qmax = quant::kFp8E4M3Max;
+    } else if (f.weight == quant::WeightType::kInt && !f.asymmetric && per_row) {
+      m.kind = cuda::kMixSymInt;
+      m.qmin = f.qmin();
+      m.qmax = static_cast<float>(f.qmax());
+    } else if (f.weight == quant::WeightType::kInt && f.asymmetric && w.groups[cls[i]] <= 128) {
+      m.kind = cuda::kMixAsymInt;
+      m.qmin = f.qmin();
+      m.qmax = static_cast<float>(f.qmax());
+      m.group = static_cast<int>(w.groups[cls[i]]);
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+#endif
+
+at::Tensor class_indices(const std::vector<size_t>& cls, const at::Tensor& like) {
+  std::vector<int64_t> idx(cls.begin(), cls.end());
+  return at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(like.device());
+}
+
 struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x2d,
                             const at::Tensor& p, const at::Tensor& a, const at::Tensor& b,
@@ -49,12 +93,22 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
     at::Tensor bd = b.to(dt).unsqueeze(0);
     for (const auto& cls : act_classes(*w)) {
       at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
+#ifdef JNAS_WITH_CUDA
+      cuda::MixSpec spec;
+      const bool fused = fused_spec(*w, cls, &spec);
+      const at::Tensor pc = fused ? p.index_select(0, class_indices(cls, p)) : at::Tensor();
+#endif
       for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
         const int64_t n = std::min(w->row_chunk, N - r0);
         at::Tensor wm;
-        for (size_t f : cls) {
-          at::Tensor t = fq_rows(*w, f, r0, n) * pd[f].to(dt);
-          wm = wm.defined() ? wm + t : t;
+#ifdef JNAS_WITH_CUDA
+        if (fused) wm = cuda::mix_weights(w->weight.narrow(0, r0, n), spec, pc);
+#endif
+        if (!wm.defined()) {
+          for (size_t f : cls) {
+            at::Tensor t = fq_rows(*w, f, r0, n) * pd[f].to(dt);
+            wm = wm.defined() ? wm + t : t;
+          }
         }
         wm = wm * a.narrow(0, r0, n).to(dt).unsqueeze(1) * bd;
         y.narrow(1, r0, n).addmm_(xq, wm.t());
@@ -79,11 +133,32 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
     at::Tensor gb = at::zeros({b.size(0)}, b.options().dtype(at::kDouble));
     for (const auto& cls : act_classes(*w)) {
       at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
+#ifdef JNAS_WITH_CUDA
+      cuda::MixSpec spec;
+      const bool fused = fused_spec(*w, cls, &spec);
+      const at::Tensor ci = fused ? class_indices(cls, p) : at::Tensor();
+      const at::Tensor pc = fused ? p.index_select(0, ci) : at::Tensor();
+#endif
       for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
         const int64_t n = std::min(w->row_chunk, N - r0);
         at::Tensor ar = a.narrow(0, r0, n).to(dt).unsqueeze(1);
         at::Tensor gr = g.narrow(1, r0, n);
         at::Tensor gq = at::mm(gr.t(), xq);  // [n, K] = g^T Qact(x)
+#ifdef JNAS_WITH_CUDA
+        if (fused) {
+          // sums[n, i] = sum_k G FQ_i b: dL/da = sums p, dL/dp_i = sum_n a_n sums[n, i].
+          at::Tensor sums;
+          const at::Tensor bb = b;
+          at::Tensor wm = cuda::mix_weights(w->weight.narrow(0, r0, n), spec, pc, &gq, &bb, &sums);
+          at::Tensor sd = sums.to(at::kDouble);
+          const at::Tensor a_r = a.narrow(0, r0, n).to(at::kDouble);
+          gp.index_add_(0, ci, (sd * a_r.unsqueeze(1)).sum(0));
+          ga.narrow(0, r0, n) += (sd * pc.to(at::kDouble).unsqueeze(0)).sum(1);
+          gb += (gq * wm * ar).sum(0, false, at::kDouble);
+          gx.addmm_(gr, wm * ar * bd);
+          continue;
+        }
+#endif
         at::Tensor wm;
         for (size_t f : cls) {
           at::Tensor wf = fq_rows(*w, f, r0, n);

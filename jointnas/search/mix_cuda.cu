@@ -1,0 +1,203 @@
+// Fused weight mixing of the factorized supernet linear (mixed_linear.cpp) on CUDA: for a chunk of
+// weight rows, W_mix = sum_f p_f bf16(FQ_f(W)) in one pass over W, each FQ_f with exactly the
+// numbers of quant::fake_quant (weight_grid's scales: IEEE division, scales rounded up to their
+// storage dtype, round-half-even, e4m3 RNE), and in the backward pass the per-row sums
+// s[n, f] = sum_k G[n, k] bf16(FQ_f(W))[n, k] b[k] that give every architecture gradient.
+// The ATen path does the same in ~15 fp32 passes per format; this reads W once.
+//
+// One block of 256 threads per row; each thread holds 8 contiguous elements per 2048-wide slice
+// (K <= 16384, K % 8 == 0), so a group of 32 / 64 / 128 columns lives in 4 / 8 / 16 adjacent lanes
+// of one warp: group min / max are warp shuffles, row amax a block reduction.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+
+#include "jointnas/search/mix_cuda.h"
+
+namespace jointnas::search::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kVec = 8;
+constexpr int kSlice = kThreads * kVec;  // 2048 columns per slice
+constexpr int kMaxSlices = 8;            // K <= 16384
+
+__device__ float block_max(float v, float* smem) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  float r = smem[0];
+  for (int i = 1; i < kThreads / 32; ++i) r = fmaxf(r, smem[i]);
+  return r;
+}
+
+__device__ float block_sum(float v, float* smem) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  float r = 0;
+  for (int i = 0; i < kThreads / 32; ++i) r += smem[i];
+  return r;
+}
+
+// Scale of a symmetric per-row format, as weight_grid: fp32 amax / qmax, rounded up (to the next
+// fp32) if the stored scale times qmax falls short of amax in double; 0 -> 1.
+__device__ float sym_scale(float amax, float qmax) {
+  float s = __fdiv_rn(amax, qmax);
+  if (static_cast<double>(s) * qmax < static_cast<double>(amax)) s = nextafterf(s, INFINITY);
+  return s == 0.0f ? 1.0f : s;
+}
+
+__device__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
+
+// The next bf16 above a positive bf16 value x.
+__device__ float bf16_next_up(float x) {
+  __nv_bfloat16 b = __float2bfloat16_rn(x);
+  unsigned short bits = *reinterpret_cast<unsigned short*>(&b);
+  bits += 1;
+  return __bfloat162float(*reinterpret_cast<__nv_bfloat16*>(&bits));
+}
+
+__global__ void mix_kernel(const __nv_bfloat16* __restrict__ w, int64_t K, MixSpec spec,
+                           const float* __restrict__ p, const __nv_bfloat16* __restrict__ g,
+                           const float* __restrict__ b, __nv_bfloat16* __restrict__ out,
+                           float* __restrict__ sums) {
+  __shared__ float smem[kThreads / 32];
+  const int64_t row = blockIdx.x;
+  const int slices = static_cast<int>((K + kSlice - 1) / kSlice);
+  float v[kMaxSlices][kVec];
+  float mix[kMaxSlices][kVec];
+  float amax = 0.0f;
+#pragma unroll
+  for (int s = 0; s < kMaxSlices; ++s) {
+    const int64_t c0 = static_cast<int64_t>(s) * kSlice + threadIdx.x * kVec;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      v[s][j] = 0.0f;
+      mix[s][j] = 0.0f;
+    }
+    if (s < slices && c0 < K) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(w + row * K + c0);
+      const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&raw);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        v[s][j] = __bfloat162float(e[j]);
+        amax = fmaxf(amax, fabsf(v[s][j]));
+      }
+    }
+  }
+  amax = block_max(amax, smem);
+  for (int f = 0; f < spec.num_formats; ++f) {
+    const MixFormat& fm = spec.formats[f];
+    const float pf = p[f];
+    float part = 0.0f;  // sum over this thread's columns of G * fq * b
+    const float row_scale = fm.kind == kMixSymInt || fm.kind == kMixFp8 ? sym_scale(amax, fm.qmax) : 1.0f;
+#pragma unroll
+    for (int s = 0; s < kMaxSlices; ++s) {
+      const int64_t c0 = static_cast<int64_t>(s) * kSlice + threadIdx.x * kVec;
+      const bool live = s < slices && c0 < K;
+      float scale = row_scale, zero = 0.0f;
+      if (fm.kind == kMixAsymInt) {
+        // Group min / max over group / 8 adjacent lanes (every lane takes part in the shuffles).
+        float mn = 0.0f, mx = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          mn = fminf(mn, v[s][j]);
+          mx = fmaxf(mx, v[s][j]);
+        }
+        for (int o = 1; o < fm.group / kVec; o <<= 1) {
+          mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        }
+        const double span = static_cast<double>(mx) - static_cast<double>(mn);
+        float st = round_bf16(__fdiv_rn(mx - mn, fm.qmax));
+        if (static_cast<double>(st) * fm.qmax < span) st = bf16_next_up(st);
+        if (st == 0.0f) st = 1.0f;
+        scale = st;
+        zero = fminf(fmaxf(rintf(__fdiv_rn(-mn, st)), 0.0f), fm.qmax);
+      }
+      if (!live) continue;
+      float gv[kVec], bv[kVec];
+      if (g != nullptr) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(g + row * K + c0);
+        const __nv_bfloat16* e = reinterpret_cast<const __nv_bfloat16*>(&raw);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          gv[j] = __bfloat162float(e[j]);
+          bv[j] = b[c0 + j];
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        float fq = v[s][j];
+        if (fm.kind == kMixSymInt || fm.kind == kMixAsymInt) {
+          const float t = __fdiv_rn(v[s][j], scale);
+          fq = (fminf(fmaxf(rintf(t) + zero, static_cast<float>(fm.qmin)), fm.qmax) - zero) * scale;
+        } else if (fm.kind == kMixFp8) {
+          const float t = fminf(fmaxf(__fdiv_rn(v[s][j], scale), -448.0f), 448.0f);
+          fq = static_cast<float>(__nv_fp8_e4m3(t)) * scale;
+        }
+        fq = round_bf16(fq);  // fake_quant returns the weight's dtype
+        mix[s][j] += pf * fq;
+        if (g != nullptr) part += gv[j] * fq * bv[j];
+      }
+    }
+    if (sums != nullptr) {
+      const float total = block_sum(part, smem);
+      if (threadIdx.x == 0) sums[row * spec.num_formats + f] = total;
+    }
+  }
+#pragma unroll
+  for (int s = 0; s < kMaxSlices; ++s) {
+    const int64_t c0 = static_cast<int64_t>(s) * kSlice + threadIdx.x * kVec;
+    if (s < slices && c0 < K) {
+      uint4 raw;
+      __nv_bfloat16* e = reinterpret_cast<__nv_bfloat16*>(&raw);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) e[j] = __float2bfloat16_rn(mix[s][j]);
+      *reinterpret_cast<uint4*>(out + row * K + c0) = raw;
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor mix_weights(const at::Tensor& w, const MixSpec& spec, const at::Tensor& p,
+                       const at::Tensor* g, const at::Tensor* b, at::Tensor* sums) {
+  TORCH_CHECK(w.is_cuda() && w.scalar_type() == at::kBFloat16 && w.dim() == 2 && w.is_contiguous(),
+              "mix_weights: w must be a contiguous bf16 CUDA matrix");
+  const int64_t N = w.size(0), K = w.size(1);
+  TORCH_CHECK(K % kVec == 0 && K <= int64_t{kSlice} * kMaxSlices, "mix_weights: K = ", K,
+              " must be a multiple of 8 and <= ", kSlice * kMaxSlices);
+  TORCH_CHECK(spec.num_formats >= 1 && spec.num_formats <= kMaxMixFormats, "mix_weights: 1..4 formats");
+  for (int f = 0; f < spec.num_formats; ++f) {
+    const MixFormat& fm = spec.formats[f];
+    TORCH_CHECK(fm.kind != kMixAsymInt || (fm.group % 32 == 0 && fm.group <= 128 && K % fm.group == 0),
+                "mix_weights: group ", fm.group, " must be 32, 64 or 128 and divide K");
+  }
+  at::Tensor pf = p.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty_like(w);
+  at::Tensor gc, bf;
+  if (g != nullptr) {
+    gc = g->contiguous();
+    TORCH_CHECK(gc.sizes() == w.sizes() && gc.scalar_type() == at::kBFloat16, "mix_weights: G like W");
+    bf = b->to(at::kFloat).contiguous();
+    *sums = at::empty({N, spec.num_formats}, w.options().dtype(at::kFloat));
+  }
+  if (N == 0) return out;
+  mix_kernel<<<static_cast<unsigned>(N), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      reinterpret_cast<const __nv_bfloat16*>(w.data_ptr()), K, spec, pf.data_ptr<float>(),
+      g != nullptr ? reinterpret_cast<const __nv_bfloat16*>(gc.data_ptr()) : nullptr,
+      g != nullptr ? bf.data_ptr<float>() : nullptr, reinterpret_cast<__nv_bfloat16*>(out.data_ptr()),
+      g != nullptr ? sums->data_ptr<float>() : nullptr);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace jointnas::search::cuda
