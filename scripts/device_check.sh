@@ -85,5 +85,6 @@ if [ "$what" = supernet ]; then
   # The baselines at 2 layers (loop and dense_mask do not fit 32), same space without the depth choice.
   sed '/depth:/d' $Y > /tmp/space_2layers.yaml
   $S $C /tmp/space_2layers.yaml 2 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_2layers.jsonl"
+  $S $C /tmp/space_2layers.yaml 1 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_1layer.jsonl"
   [ -n "${JNAS_SKIP_32:-}" ] || $S $C $Y 32 plain,factorized | tee "$OUT/supernet_bench_32layers.jsonl"
 fi

@@ -57,8 +57,8 @@ TEST(MixCuda, OneFormatIsBitwiseFakeQuant) {
 }
 
 // Soft probabilities over all formats (one kernel call, up to 4 formats): the fp32 sum of
-// p_f * bf16 values rounded once to bf16, so within half a bf16 ulp (2^-9 relative) of the fp32
-// reference; the backward sums within fp32 reassociation of K products (1e-5 relative of the sum
+// p_f * bf16 values rounded once to bf16, so within half a bf16 ulp of the fp32 reference (bf16
+// keeps 8 significant bits: half an ulp is up to 2^-8 relative); the backward sums within fp32 reassociation of K products (1e-5 relative of the sum
 // of magnitudes).
 TEST(MixCuda, MixtureAndBackwardSums) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
@@ -80,7 +80,7 @@ TEST(MixCuda, MixtureAndBackwardSums) {
   }
   at::Tensor sums;
   at::Tensor got = cuda::mix_weights(w, spec, p, &g, &b, &sums);
-  JNAS_EXPECT_CLOSE(got.to(at::kFloat), ref, 1e-30, 1.0 / 512);
+  JNAS_EXPECT_CLOSE(got.to(at::kFloat), ref, 1e-30, 1.0 / 256);
   for (int i = 0; i < 4; ++i) {
     at::Tensor prod = g.to(at::kFloat) * fq[i] * b;
     at::Tensor want = prod.sum(1);
