@@ -13,22 +13,6 @@
 namespace jointnas::search {
 namespace {
 
-// The formats sharing one activation quantizer share one matmul: their weights are mixed first.
-std::vector<std::vector<size_t>> act_classes(const MixedWeight& w) {
-  std::vector<std::vector<size_t>> classes;
-  std::vector<quant::ActType> keys;
-  for (size_t f = 0; f < w.formats.size(); ++f) {
-    auto it = std::find(keys.begin(), keys.end(), w.formats[f]->act);
-    if (it == keys.end()) {
-      keys.push_back(w.formats[f]->act);
-      classes.push_back({f});
-    } else {
-      classes[it - keys.begin()].push_back(f);
-    }
-  }
-  return classes;
-}
-
 at::Tensor act_input(const at::Tensor& x2d, const quant::QuantFormat& f) {
   return f.act == quant::ActType::kNone ? x2d : quant::fake_quant_act(x2d, f);
 }
@@ -75,11 +59,6 @@ bool fused_spec(const MixedWeight& w, const std::vector<size_t>& cls, cuda::MixS
 }
 #endif
 
-at::Tensor class_indices(const std::vector<size_t>& cls, const at::Tensor& like) {
-  std::vector<int64_t> idx(cls.begin(), cls.end());
-  return at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(like.device());
-}
-
 struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x2d,
                             const at::Tensor& p, const at::Tensor& a, const at::Tensor& b,
@@ -91,12 +70,13 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
     at::Tensor y = at::zeros({T, N}, x2d.options());
     at::Tensor pd = p.to(at::kDouble);
     at::Tensor bd = b.to(dt).unsqueeze(0);
-    for (const auto& cls : act_classes(*w)) {
+    for (size_t c = 0; c < w->classes.size(); ++c) {
+      const auto& cls = w->classes[c];
       at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
 #ifdef JNAS_WITH_CUDA
       cuda::MixSpec spec;
       const bool fused = fused_spec(*w, cls, &spec);
-      const at::Tensor pc = fused ? p.index_select(0, class_indices(cls, p)) : at::Tensor();
+      const at::Tensor pc = fused ? p.index_select(0, w->class_index[c]) : at::Tensor();
 #endif
       for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
         const int64_t n = std::min(w->row_chunk, N - r0);
@@ -131,12 +111,13 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
     at::Tensor gp = at::zeros({p.size(0)}, p.options().dtype(at::kDouble));
     at::Tensor ga = at::zeros({N}, a.options().dtype(at::kDouble));
     at::Tensor gb = at::zeros({b.size(0)}, b.options().dtype(at::kDouble));
-    for (const auto& cls : act_classes(*w)) {
+    for (size_t c = 0; c < w->classes.size(); ++c) {
+      const auto& cls = w->classes[c];
       at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
 #ifdef JNAS_WITH_CUDA
       cuda::MixSpec spec;
       const bool fused = fused_spec(*w, cls, &spec);
-      const at::Tensor ci = fused ? class_indices(cls, p) : at::Tensor();
+      const at::Tensor& ci = w->class_index[c];
       const at::Tensor pc = fused ? p.index_select(0, ci) : at::Tensor();
 #endif
       for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
@@ -180,12 +161,33 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
 
 }  // namespace
 
+void MixedWeight::prepare() {
+  classes.clear();
+  class_index.clear();
+  std::vector<quant::ActType> keys;
+  for (size_t f = 0; f < formats.size(); ++f) {
+    auto it = std::find(keys.begin(), keys.end(), formats[f]->act);
+    if (it == keys.end()) {
+      keys.push_back(formats[f]->act);
+      classes.push_back({f});
+    } else {
+      classes[it - keys.begin()].push_back(f);
+    }
+  }
+  for (const auto& cls : classes) {
+    std::vector<int64_t> idx(cls.begin(), cls.end());
+    class_index.push_back(at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(weight.device()));
+  }
+}
+
 at::Tensor mixed_linear_factorized(const at::Tensor& x, const MixedWeight& w, const at::Tensor& p,
                                    const at::Tensor& a, const at::Tensor& b) {
   const int64_t K = w.weight.size(1), N = w.weight.size(0);
   TORCH_CHECK(x.size(-1) == K && a.numel() == N && b.numel() == K &&
                   p.numel() == static_cast<int64_t>(w.formats.size()),
               "mixed_linear: shapes disagree");
+  TORCH_CHECK(w.classes.size() == w.class_index.size() && !w.classes.empty(),
+              "mixed_linear: MixedWeight::prepare() was not called");
   auto out_shape = x.sizes().vec();
   out_shape.back() = N;
   at::Tensor x2d = x.reshape({-1, K});

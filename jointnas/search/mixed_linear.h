@@ -20,6 +20,11 @@ struct MixedWeight {
   std::vector<const quant::QuantFormat*> formats;  // the decision's candidates
   std::vector<int64_t> groups;                    // quantization group per format
   int64_t row_chunk = 2048;
+  // Formats grouped by activation quantizer (one matmul per group) and each group's indices into
+  // the probabilities, on the weight's device; filled by prepare() once the formats are set.
+  std::vector<std::vector<size_t>> classes;
+  std::vector<at::Tensor> class_index;
+  void prepare();
 };
 
 // x [..., K], p [F] (probabilities of the formats), a [N], b [K] (fp32 masks) -> [..., N].

@@ -1,7 +1,6 @@
 #include "jointnas/search/supernet.h"
 
 #include <cmath>
-#include <numbers>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -399,6 +398,7 @@ Supernet::Supernet(const model::Checkpoint& ckpt, SearchSpace space, std::vector
         mw.formats.push_back(&quant::find_format(name));
         mw.groups.push_back(supernet_group(c, lc, s, name));
       }
+      mw.prepare();
       L.arch_fmt[s] = logits(lc.formats[s].size());
       if (opts.lora_rank > 0) {
         L.lora_a[s] = (at::randn({opts.lora_rank, w[s].size(1)}, gen, at::kFloat) /

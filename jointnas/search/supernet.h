@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,8 +62,8 @@ struct SupernetOptions {
 class Supernet {
  public:
   // `ckpt`: a float checkpoint, importance-permuted (jointnas importance) so that prefixes are
-  // the best sub-matrices. `block_rank`: the depth order (rank 0 = dropped last); identity if
-  // empty. Architecture logits start at zero (uniform), LoRA B at zero, LoRA A ~ N(0, 1/r).
+  // the best sub-matrices. `block_rank[l]`: the rank of layer l in the depth order (rank 0 =
+  // dropped last; importance.json lists the inverse); identity if empty. Architecture logits start at zero (uniform), LoRA B at zero, LoRA A ~ N(0, 1/r).
   Supernet(const model::Checkpoint& ckpt, SearchSpace space, std::vector<int64_t> block_rank,
            SupernetOptions opts, uint64_t seed = 0);
   ~Supernet();
@@ -71,8 +72,8 @@ class Supernet {
   // Architecture logits, named arch_hidden, arch_depth, layers.<l>.arch_{kv_groups, head_dim,
   // intermediate, format_<slot>} (only decisions with more than one choice are listed).
   std::vector<std::pair<std::string, at::Tensor>> named_arch_parameters() const;
-  // LoRA adapters, PEFT-style names: model.layers.<l>.self_attn.q_proj.lora_A, ... (empty when
-  // lora_rank == 0).
+  // LoRA adapters, one pair per fused linear: model.layers.<l>.{self_attn.qkv_proj,
+  // self_attn.o_proj, mlp.gate_up_proj, mlp.down_proj}.lora_{A,B} (empty when lora_rank == 0).
   std::vector<std::pair<std::string, at::Tensor>> named_lora_parameters() const;
   // The frozen weights under their Hugging Face names (views into the fused tensors).
   std::map<std::string, at::Tensor> named_weights() const;
