@@ -16,13 +16,14 @@
 namespace jointnas::search {
 namespace {
 
-// A choice list: YAML `{choices: [...]}` or a bare list. Numbers in (0, 1] are fractions of
-// `full` (rounded down to `multiple`, at least one `multiple`); larger integers are sizes.
+// A choice list: YAML `{choices: [...]}` or a bare list. A number written with a decimal point
+// (0.5, 1.0) is a fraction of `full`, floored to `multiple` (at least one `multiple`); an integer
+// (1, 2, 3072) is a size. So `1` is one KV group and `1.0` all of them.
 std::vector<int64_t> parse_sizes(const YAML::Node& node, int64_t full, int64_t multiple,
                                  const std::string& where) {
   YAML::Node list = node.IsMap() ? node["choices"] : node;
   JNAS_CHECK_CONFIG(list && list.IsSequence() && list.size() > 0,
-                    "{}: expected a non-empty list of choices (sizes, or fractions in (0, 1])",
+                    "{}: expected a non-empty list of choices (sizes, or fractions such as 0.5)",
                     where);
   std::set<int64_t> out;
   for (const auto& item : list) {
@@ -33,8 +34,10 @@ std::vector<int64_t> parse_sizes(const YAML::Node& node, int64_t full, int64_t m
       throw ConfigError(fmt::format("{}: choice '{}' is not a number", where, item.Scalar()));
     }
     JNAS_CHECK_CONFIG(std::isfinite(v) && v > 0, "{}: choice {} must be > 0", where, v);
+    const bool fraction = item.Scalar().find_first_of(".eE") != std::string::npos;
     int64_t size = 0;
-    if (v <= 1.0) {
+    if (fraction) {
+      JNAS_CHECK_CONFIG(v <= 1.0, "{}: fraction {} must be in (0, 1] (write sizes as integers)", where, v);
       size = static_cast<int64_t>(std::floor(v * static_cast<double>(full) / multiple)) * multiple;
       size = std::max(size, multiple);
     } else {

@@ -2,6 +2,7 @@
 // 0 ok / 2 usage / 3 bad model files, for every bad-input case of issue 2.
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -154,4 +155,26 @@ TEST(Cli, BadInputsGiveOneErrorLineAndExitCode) {
   expect_error(run("frobnicate"), 2, "");
   expect_error(run("eval ppl --model " + repo_path("models/stories260K/stories260K.bin") +
                    " --text /nonexistent.txt"), 3, "cannot open");
+}
+
+// `inspect --space`: the size of the search space and its extremes; a space that does not fit the
+// model is one error line with exit code 2.
+TEST(Cli, InspectPrintsSearchSpaceSizeAndExtremes) {
+  const std::string model = jointnas::testing::shared_path("models/ref-17m");
+  JNAS_REQUIRE_FILE(model + "/config.json");
+  CmdResult r = run("inspect " + model + " --space " + repo_path("configs/spaces/ref-17m.yaml") +
+                    " --device cpu --format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = jointnas::parse_json(r.out, "stdout")["search_space"];
+  // 2 hidden x sum_{D=6..8} (2 * 2 * 3 * 5^4)^D
+  const double per_layer = std::log10(2.0 * 2 * 3 * 625);
+  const double want = std::log10(2.0) + 8 * per_layer + std::log10(1 + std::pow(10.0, -per_layer) + std::pow(10.0, -2 * per_layer));
+  EXPECT_NEAR(j["log10_architectures"].get<double>(), want, 1e-9);
+  EXPECT_EQ(j["largest"]["hidden"].get<int64_t>(), 384);
+  EXPECT_EQ(j["smallest"]["hidden"].get<int64_t>(), 256);
+  EXPECT_EQ(j["smallest"]["depth"].get<int64_t>(), 6);
+  EXPECT_LT(j["smallest"]["params"].get<int64_t>(), j["largest"]["params"].get<int64_t>());
+  fs::path d = scratch("space");
+  std::ofstream(d / "bad.yaml") << "hidden: [200]\n";
+  expect_error(run("inspect " + model + " --space " + (d / "bad.yaml").string()), 2, "multiple of");
 }

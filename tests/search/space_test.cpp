@@ -80,3 +80,17 @@ TEST(SearchSpace, ArchSpecsKeepRopeFrequenciesAndScoreScale) {
 
 }  // namespace
 }  // namespace jointnas::search
+
+namespace jointnas::search {
+namespace {
+// `1` is a size (one KV group), `1.0` a fraction (all of them).
+TEST(SearchSpace, IntegersAreSizesDecimalsAreFractions) {
+  model::LlamaConfig c = config_8b_like();
+  EXPECT_EQ(SearchSpace::from_yaml("layers: {heads: [1, 2]}", c, "<t>").layers[0].kv_groups,
+            (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(SearchSpace::from_yaml("layers: {heads: [0.25, 1.0]}", c, "<t>").layers[0].kv_groups,
+            (std::vector<int64_t>{2, 8}));
+  EXPECT_THROW(SearchSpace::from_yaml("hidden: [1.5]", c, "<t>"), ConfigError);
+}
+}  // namespace
+}  // namespace jointnas::search
