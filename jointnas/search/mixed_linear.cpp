@@ -7,6 +7,7 @@
 
 #include "jointnas/quant/quantize.h"
 #ifdef JNAS_WITH_CUDA
+#include "jointnas/quant/qkernels_cuda.h"
 #include "jointnas/search/mix_cuda.h"
 #endif
 
@@ -14,7 +15,18 @@ namespace jointnas::search {
 namespace {
 
 at::Tensor act_input(const at::Tensor& x2d, const quant::QuantFormat& f) {
-  return f.act == quant::ActType::kNone ? x2d : quant::fake_quant_act(x2d, f);
+  if (f.act == quant::ActType::kNone) return x2d;
+#ifdef JNAS_WITH_CUDA
+  // One fused kernel instead of ~10 ATen passes: dequantize(quantize_act) is bitwise
+  // fake_quant_act (tests/search/mix_cuda_test.cpp).
+  if (x2d.is_cuda() && x2d.scalar_type() == at::kBFloat16 && x2d.size(1) <= 16384) {
+    const at::Tensor xc = x2d.contiguous();
+    auto [q, sc] = f.act == quant::ActType::kInt8PerToken ? quant::cuda::quantize_act_int8(xc)
+                                                           : quant::cuda::quantize_act_fp8(xc);
+    return quant::dequantize_act_ref({q, sc}, at::kBFloat16);
+  }
+#endif
+  return quant::fake_quant_act(x2d, f);
 }
 
 // FQ_f of rows [r0, r0 + n) of the weight (per-row / per-group scales: slicing rows is exact).

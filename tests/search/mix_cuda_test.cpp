@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "jointnas/quant/format.h"
+#include "jointnas/quant/qkernels_cuda.h"
 #include "jointnas/quant/quantize.h"
 #include "jointnas/search/mix_cuda.h"
 #include "tensor_assert.h"
@@ -86,6 +87,22 @@ TEST(MixCuda, MixtureAndBackwardSums) {
     at::Tensor want = prod.sum(1);
     at::Tensor scale = prod.abs().sum(1);
     EXPECT_TRUE(((sums.select(1, i) - want).abs() <= scale * 1e-5 + 1e-30).all().item<bool>()) << names[i];
+  }
+}
+
+// The factorized path quantizes activations with the fused per-token kernels: their dequantized
+// values must be bitwise fake_quant_act's (the supernet's definition), on adversarial rows too.
+TEST(MixCuda, FusedActivationQuantizerIsBitwiseFakeQuantAct) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  for (int64_t K : {384, 4096, 14336}) {
+    at::Tensor x = weights(64, K) * 50.0;
+    for (const char* name : {"w8a8", "fp8_e4m3"}) {
+      const auto& f = quant::find_format(name);
+      auto [q, s] = f.act == quant::ActType::kInt8PerToken ? quant::cuda::quantize_act_int8(x)
+                                                           : quant::cuda::quantize_act_fp8(x);
+      at::Tensor got = quant::dequantize_act_ref({q, s}, at::kBFloat16);
+      EXPECT_TRUE(at::equal(got, quant::fake_quant_act(x, f))) << name << " K " << K;
+    }
   }
 }
 
