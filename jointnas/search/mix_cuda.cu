@@ -64,18 +64,21 @@ __device__ float bf16_next_up(float x) {
   return __bfloat162float(*reinterpret_cast<__nv_bfloat16*>(&bits));
 }
 
+// kSlices = ceil(K / 2048) at compile time, so that the row lives in registers (a runtime bound
+// made every thread hold 8 slices and spill).
+template <int kSlices>
 __global__ void mix_kernel(const __nv_bfloat16* __restrict__ w, int64_t K, MixSpec spec,
                            const float* __restrict__ p, const __nv_bfloat16* __restrict__ g,
                            const float* __restrict__ b, __nv_bfloat16* __restrict__ out,
                            float* __restrict__ sums) {
   __shared__ float smem[kThreads / 32];
   const int64_t row = blockIdx.x;
-  const int slices = static_cast<int>((K + kSlice - 1) / kSlice);
-  float v[kMaxSlices][kVec];
-  float mix[kMaxSlices][kVec];
+  constexpr int slices = kSlices;
+  float v[kSlices][kVec];
+  float mix[kSlices][kVec];
   float amax = 0.0f;
 #pragma unroll
-  for (int s = 0; s < kMaxSlices; ++s) {
+  for (int s = 0; s < kSlices; ++s) {
     const int64_t c0 = static_cast<int64_t>(s) * kSlice + threadIdx.x * kVec;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
@@ -99,7 +102,7 @@ __global__ void mix_kernel(const __nv_bfloat16* __restrict__ w, int64_t K, MixSp
     float part = 0.0f;  // sum over this thread's columns of G * fq * b
     const float row_scale = fm.kind == kMixSymInt || fm.kind == kMixFp8 ? sym_scale(amax, fm.qmax) : 1.0f;
 #pragma unroll
-    for (int s = 0; s < kMaxSlices; ++s) {
+    for (int s = 0; s < kSlices; ++s) {
       const int64_t c0 = static_cast<int64_t>(s) * kSlice + threadIdx.x * kVec;
       const bool live = s < slices && c0 < K;
       float scale = row_scale, zero = 0.0f;
@@ -154,7 +157,7 @@ __global__ void mix_kernel(const __nv_bfloat16* __restrict__ w, int64_t K, MixSp
     }
   }
 #pragma unroll
-  for (int s = 0; s < kMaxSlices; ++s) {
+  for (int s = 0; s < kSlices; ++s) {
     const int64_t c0 = static_cast<int64_t>(s) * kSlice + threadIdx.x * kVec;
     if (s < slices && c0 < K) {
       uint4 raw;
@@ -191,11 +194,20 @@ at::Tensor mix_weights(const at::Tensor& w, const MixSpec& spec, const at::Tenso
     *sums = at::empty({N, spec.num_formats}, w.options().dtype(at::kFloat));
   }
   if (N == 0) return out;
-  mix_kernel<<<static_cast<unsigned>(N), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      reinterpret_cast<const __nv_bfloat16*>(w.data_ptr()), K, spec, pf.data_ptr<float>(),
-      g != nullptr ? reinterpret_cast<const __nv_bfloat16*>(gc.data_ptr()) : nullptr,
-      g != nullptr ? bf.data_ptr<float>() : nullptr, reinterpret_cast<__nv_bfloat16*>(out.data_ptr()),
-      g != nullptr ? sums->data_ptr<float>() : nullptr);
+  const auto* wp = reinterpret_cast<const __nv_bfloat16*>(w.data_ptr());
+  const auto* gp = g != nullptr ? reinterpret_cast<const __nv_bfloat16*>(gc.data_ptr()) : nullptr;
+  const float* bp = g != nullptr ? bf.data_ptr<float>() : nullptr;
+  auto* op = reinterpret_cast<__nv_bfloat16*>(out.data_ptr());
+  float* sp = g != nullptr ? sums->data_ptr<float>() : nullptr;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const unsigned grid = static_cast<unsigned>(N);
+  switch ((K + kSlice - 1) / kSlice) {
+#define JNAS_MIX_CASE(S) \
+    case S: mix_kernel<S><<<grid, kThreads, 0, stream>>>(wp, K, spec, pf.data_ptr<float>(), gp, bp, op, sp); break;
+    JNAS_MIX_CASE(1) JNAS_MIX_CASE(2) JNAS_MIX_CASE(3) JNAS_MIX_CASE(4)
+    JNAS_MIX_CASE(5) JNAS_MIX_CASE(6) JNAS_MIX_CASE(7) JNAS_MIX_CASE(8)
+#undef JNAS_MIX_CASE
+  }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }

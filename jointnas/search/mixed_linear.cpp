@@ -147,7 +147,7 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
           const at::Tensor a_r = a.narrow(0, r0, n).to(at::kDouble);
           gp.index_add_(0, ci, (sd * a_r.unsqueeze(1)).sum(0));
           ga.narrow(0, r0, n) += (sd * pc.to(at::kDouble).unsqueeze(0)).sum(1);
-          gb += (gq * wm * ar).sum(0, false, at::kDouble);
+          gb += (gq * wm * ar).sum(0, false, at::kFloat);
           gx.addmm_(gr, wm * ar * bd);
           continue;
         }
