@@ -5,20 +5,15 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/search/space.h"
+#include "tensor_assert.h"
 
 namespace jointnas::search {
 namespace {
 
+// Llama-3.1-8B's own config.json, cut to 4 layers.
 model::LlamaConfig config_8b_like() {
-  model::LlamaConfig c;
-  c.vocab_size = 1000;
-  c.hidden_size = 4096;
-  c.intermediate_size = 14336;
+  model::LlamaConfig c = model::LlamaConfig::from_file(testing::repo_path("configs/llama-3.1-8b.json"));
   c.num_hidden_layers = 4;
-  c.num_attention_heads = 32;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.rope.rope_theta = 500000.0;
   return c;
 }
 
