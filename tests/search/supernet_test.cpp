@@ -240,3 +240,39 @@ TEST(Supernet, PlainMixingIsTheDenseModel) {
 
 }  // namespace
 }  // namespace jointnas::search
+
+namespace jointnas::search {
+namespace {
+
+// Relaxations: every distribution sums to one; `hard` is one-hot in value (up to the rounding of
+// onehot - soft + soft) and still passes the soft gradient to the logits; a fixed generator seed
+// reproduces the Gumbel sample.
+TEST(Supernet, RelaxationsAreDistributionsAndHardIsStraightThrough) {
+  model::Checkpoint ck = random_checkpoint(6, false);
+  Supernet net(ck, SearchSpace::from_yaml(kSpace, ck.config, "<test>", "cpu"), {}, SupernetOptions{}, 1);
+  random_soft(net, 5);
+  for (Relaxation r : {Relaxation::kSoftmax, Relaxation::kGumbel, Relaxation::kHard}) {
+    ArchDist d = net.distribution(r, 0.5, at::make_generator<at::CPUGeneratorImpl>(3));
+    for (const at::Tensor& p : {d.hidden, d.depth, d.kv_groups[0], d.formats[2][3]}) {
+      EXPECT_NEAR(p.sum().item<double>(), 1.0, 1e-6);
+      EXPECT_TRUE((p >= -1e-7).all().item<bool>());
+      if (r == Relaxation::kHard) {
+        at::Tensor oh = at::zeros_like(p).scatter_(0, p.argmax(0, true), 1.0);
+        EXPECT_LE((p - oh).abs().max().item<double>(), 1e-6);
+      }
+    }
+  }
+  ArchDist a = net.distribution(Relaxation::kGumbel, 0.5, at::make_generator<at::CPUGeneratorImpl>(3));
+  ArchDist b = net.distribution(Relaxation::kGumbel, 0.5, at::make_generator<at::CPUGeneratorImpl>(3));
+  EXPECT_TRUE(at::equal(a.intermediate[1], b.intermediate[1]));
+  // The hard sample's gradient reaches the logits.
+  at::Tensor logits = net.named_arch_parameters()[0].second;
+  logits.mutable_grad() = at::Tensor();
+  ArchDist h = net.distribution(Relaxation::kHard, 1.0, at::make_generator<at::CPUGeneratorImpl>(4));
+  (h.hidden * at::arange(h.hidden.numel(), h.hidden.options())).sum().backward();
+  ASSERT_TRUE(logits.grad().defined());
+  EXPECT_GT(logits.grad().abs().sum().item<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace jointnas::search
