@@ -4,7 +4,7 @@
 // plain dense model (same code, no mixing): ms per step (CUDA events, median), tokens/s and peak
 // allocated memory. One JSON line per (mixing, layers); an out-of-memory run is reported as such.
 //   usage: supernet_bench CONFIG.json SPACE.yaml [layers=32] [mixings=plain,factorized,dense_mask,loop]
-//          [batch=4] [tokens=2048] [lora_rank=16] [repeats=3]
+//          [batch=4] [tokens=2048] [lora_rank=16] [repeats=3] [loss=ce|kd]
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -17,6 +17,7 @@
 #include "jointnas/model/config.h"
 #include "jointnas/model/cuda_graph_decoder.h"
 #include "jointnas/profile/profiler.h"
+#include "jointnas/search/head_loss.h"
 #include "jointnas/search/supernet.h"
 
 namespace js = jointnas::search;
@@ -62,7 +63,7 @@ jm::Checkpoint random_gpu_checkpoint(const jm::LlamaConfig& c) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fmt::print(stderr, "usage: supernet_bench CONFIG.json SPACE.yaml [layers] [mixings] [batch] [tokens] [lora_rank] [repeats]\n");
+    fmt::print(stderr, "usage: supernet_bench CONFIG.json SPACE.yaml [layers] [mixings] [batch] [tokens] [lora_rank] [repeats] [loss=ce|kd]\n");
     return 2;
   }
   jm::LlamaConfig config = jm::LlamaConfig::from_file(argv[1]);
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
   const int64_t B = argc > 5 ? std::stoll(argv[5]) : 4, T = argc > 6 ? std::stoll(argv[6]) : 2048;
   const int64_t rank = argc > 7 ? std::stoll(argv[7]) : 16;
   const int repeats = argc > 8 ? std::stoi(argv[8]) : 3;
+  const std::string loss_kind = argc > 9 ? argv[9] : "ce";  // ce | kd
   config.num_hidden_layers = layers;
   const c10::Device dev(at::kCUDA, 0);
   const at::Tensor ids = at::randint(config.vocab_size, {B, T}, at::TensorOptions().dtype(at::kLong).device(dev));
@@ -103,11 +105,17 @@ int main(int argc, char** argv) {
       std::vector<at::Tensor> params;
       for (auto& [n, t] : net.named_arch_parameters()) params.push_back(t);
       for (auto& [n, t] : net.named_lora_parameters()) params.push_back(t);
+      // The loss at the head in row chunks (search/head_loss.h): the [B*T, vocab] logits never
+      // exist in full. kd adds the teacher's forward pass (no gradient) as the search does.
+      js::HeadLossOptions lo;
+      lo.kd_weight = loss_kind == "kd" ? 1.0 : 0.0;
+      lo.ce_weight = loss_kind == "kd" ? 0.0 : 1.0;
+      const at::Tensor head = net.lm_head().detach();
       auto step = [&] {
         for (auto& t : params) t.mutable_grad() = at::Tensor();
-        at::Tensor logits = net.forward(ids, net.distribution(js::Relaxation::kSoftmax));
-        at::Tensor loss = at::cross_entropy_loss(logits.view({B * T, -1}), targets);
-        loss.backward();
+        at::Tensor teacher = lo.kd_weight != 0 ? net.teacher_hidden(ids).view({B * T, -1}) : at::Tensor();
+        at::Tensor h = net.hidden(ids, net.distribution(js::Relaxation::kSoftmax)).view({B * T, -1});
+        js::head_loss(h, head, teacher, targets, lo)[0].backward();
       };
       step();  // warm-up (dense_mask builds its stored masks here)
       jointnas::profile::reset_peak_memory(dev);
@@ -117,10 +125,10 @@ int main(int argc, char** argv) {
       status = "out_of_memory";
     }
     c10::cuda::CUDACachingAllocator::emptyCache();
-    fmt::print("{{\"mixing\": \"{}\", \"layers\": {}, \"batch\": {}, \"tokens\": {}, \"lora_rank\": {}, "
+    fmt::print("{{\"mixing\": \"{}\", \"loss\": \"{}\", \"layers\": {}, \"batch\": {}, \"tokens\": {}, \"lora_rank\": {}, "
                "\"log10_architectures\": {:.1f}, \"status\": \"{}\", \"ms_per_step\": {:.1f}, "
                "\"tokens_per_s\": {:.0f}, \"peak_gib\": {:.2f}, \"resident_after_build_gib\": {:.2f}}}\n",
-               name, layers, B, T, rank, log10_archs, status, ms, ms > 0 ? B * T * 1000.0 / ms : 0.0,
+               name, loss_kind, layers, B, T, rank, log10_archs, status, ms, ms > 0 ? B * T * 1000.0 / ms : 0.0,
                peak / double(1 << 30), weights / double(1 << 30));
     std::fflush(stdout);
   }

@@ -84,7 +84,13 @@ if [ "$what" = supernet ]; then
   S=build-gpu/bench/supernet_bench; C=configs/llama-3.1-8b.json; Y=configs/spaces/llama-3.1-8b.yaml
   # The baselines at 2 layers (loop and dense_mask do not fit 32), same space without the depth choice.
   sed '/depth:/d' $Y > /tmp/space_2layers.yaml
-  $S $C /tmp/space_2layers.yaml 2 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_2layers.jsonl"
+  build-gpu/tests/search/search_test --gtest_filter='HeadLoss*' 2>&1 | tail -3
   $S $C /tmp/space_2layers.yaml 1 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_1layer.jsonl"
-  [ -n "${JNAS_SKIP_32:-}" ] || $S $C $Y 32 plain,factorized | tee "$OUT/supernet_bench_32layers.jsonl"
+  $S $C /tmp/space_2layers.yaml 2 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_2layers.jsonl"
+  if [ -z "${JNAS_SKIP_32:-}" ]; then
+    $S $C $Y 32 plain,factorized | tee "$OUT/supernet_bench_32layers.jsonl"
+    # The search's own step: distillation from the teacher's forward pass (no gradient).
+    $S $C $Y 32 factorized 4 2048 16 3 kd | tee -a "$OUT/supernet_bench_32layers.jsonl"
+  fi
+  nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
 fi

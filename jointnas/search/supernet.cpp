@@ -293,7 +293,9 @@ struct Supernet::Impl {
     return at::cat({-t.narrow(-1, half, half), t.narrow(-1, 0, half)}, -1);
   }
 
-  at::Tensor forward(const at::Tensor& ids, const ArchDist& d) const {
+  // The final normed hidden states [B, T, H]. `teacher`: the original model (every linear plain,
+  // no LoRA, no quantization) under the one-hot largest architecture.
+  at::Tensor hidden_states(const at::Tensor& ids, const ArchDist& d, bool teacher = false) const {
     const int64_t B = ids.size(0), T = ids.size(1);
     JNAS_CHECK_CONFIG(T <= config.max_position_embeddings, "sequence of {} tokens exceeds max_position_embeddings = {}",
                       T, config.max_position_embeddings);
@@ -309,7 +311,10 @@ struct Supernet::Impl {
       LayerProbsView pv{d.hidden, d.kv_groups[l], d.head_dims[l], d.intermediate[l]};
       at::Tensor kl = keep[l];
       at::Tensor h = rms_norm(x, L.ln1, width);
-      at::Tensor qkv = linear(l, kQkv, h, pv, d.formats[l][kQkv], kl);
+      auto lin = [&](int slot, const at::Tensor& in) {
+        return teacher ? at::matmul(in, layers[l].w[slot].weight.t()) : linear(l, slot, in, pv, d.formats[l][slot], kl);
+      };
+      at::Tensor qkv = lin(kQkv, h);
       at::Tensor q = qkv.narrow(-1, 0, nh * hd).view({B, T, nh, hd}).transpose(1, 2);
       at::Tensor k = qkv.narrow(-1, nh * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
       at::Tensor v = qkv.narrow(-1, (nh + nkv) * hd, nkv * hd).view({B, T, nkv, hd}).transpose(1, 2);
@@ -317,14 +322,13 @@ struct Supernet::Impl {
       k = k * cos + rotate_half(k) * sin;
       at::Tensor attn = at::scaled_dot_product_attention(q, k, v, {}, 0.0, T > 1, scale, nh != nkv);
       attn = attn.transpose(1, 2).reshape({B, T, nh * hd});
-      x = x + linear(l, kO, attn, pv, d.formats[l][kO], kl);
+      x = x + lin(kO, attn);
       h = rms_norm(x, L.ln2, width);
-      at::Tensor gu = linear(l, kGateUp, h, pv, d.formats[l][kGateUp], kl);
+      at::Tensor gu = lin(kGateUp, h);
       at::Tensor act = at::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
-      x = x + linear(l, kDown, act, pv, d.formats[l][kDown], kl);
+      x = x + lin(kDown, act);
     }
-    x = rms_norm(x, norm, width);
-    return at::matmul(x, lm_head.t()).to(prob_dtype());
+    return rms_norm(x, norm, width);
   }
 };
 
@@ -578,9 +582,21 @@ Arch Supernet::argmax() const {
 }
 
 at::Tensor Supernet::forward(const at::Tensor& ids, const ArchDist& dist) const {
-  TORCH_CHECK(ids.dim() == 2, "expected ids [B, T], got ", ids.sizes());
-  return impl_->forward(ids, dist);
+  return at::matmul(hidden(ids, dist), impl_->lm_head.t()).to(impl_->prob_dtype());
 }
+
+at::Tensor Supernet::hidden(const at::Tensor& ids, const ArchDist& dist) const {
+  TORCH_CHECK(ids.dim() == 2, "Supernet::hidden: ids must be [batch, tokens]");
+  return impl_->hidden_states(ids, dist);
+}
+
+at::Tensor Supernet::teacher_hidden(const at::Tensor& ids) const {
+  TORCH_CHECK(ids.dim() == 2, "Supernet::teacher_hidden: ids must be [batch, tokens]");
+  at::NoGradGuard no_grad;
+  return impl_->hidden_states(ids, one_hot(largest_arch(impl_->space)), true);
+}
+
+const at::Tensor& Supernet::lm_head() const { return impl_->lm_head; }
 
 // ---- extraction --------------------------------------------------------------------------------
 

@@ -88,6 +88,14 @@ class Supernet {
 
   // ids [B, T] -> logits float32 [B, T, V], differentiable in the probabilities and adapters.
   at::Tensor forward(const at::Tensor& ids, const ArchDist& dist) const;
+  // The final normed hidden states [B, T, H] (dtype of the supernet); forward() = hidden @ head^T.
+  // With head_loss() (search/head_loss.h) the full logits never exist.
+  at::Tensor hidden(const at::Tensor& ids, const ArchDist& dist) const;
+  // The original model's final hidden states (no quantization, no LoRA, largest architecture),
+  // without gradient: the distillation teacher, sharing the supernet's weights.
+  at::Tensor teacher_hidden(const at::Tensor& ids) const;
+  // The frozen LM head [V, H] (the embedding when tied).
+  const at::Tensor& lm_head() const;
 
   // The sub-network of `arch` as the plain runtime runs it: weights sliced from the supernet's,
   // quantized in each layer's format on the supernet's grid (so that the numbers are the ones the
