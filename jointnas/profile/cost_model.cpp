@@ -315,7 +315,7 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
   check_probs(pr.hidden, sp.hidden.size(), "hidden", -1);
   const at::Tensor pH = pr.hidden.to(at::kDouble);
   const auto& Hs = sp.hidden;
-  const int64_t nH = static_cast<int64_t>(Hs.size()), V = c.vocab_size, kvh = sp.kv_heads, hd = sp.head_dim;
+  const int64_t nH = static_cast<int64_t>(Hs.size()), V = c.vocab_size;
   const at::Tensor one = at::ones({1}, at::kDouble);
   auto hvec = [&](auto f) {
     std::vector<double> v;
@@ -336,29 +336,33 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
       const LayerSpace& L = sp.layers[l];
       const LayerProbs& P = pr.layers[l];
       const int64_t li = static_cast<int64_t>(l);
-      check_probs(P.heads, L.heads.size(), "heads", li);
+      check_probs(P.attention, L.attention.size(), "attention", li);
       check_probs(P.intermediate, L.intermediate.size(), "intermediate", li);
       check_probs(P.qkv, L.formats_qkv.size(), "qkv format", li);
       check_probs(P.o, L.formats_o.size(), "o format", li);
       check_probs(P.gate_up, L.formats_gate_up.size(), "gate_up format", li);
       check_probs(P.down, L.formats_down.size(), "down format", li);
-      const at::Tensor ph = P.heads.to(at::kDouble), pi = P.intermediate.to(at::kDouble);
-      const int64_t nh = static_cast<int64_t>(L.heads.size()), ni = static_cast<int64_t>(L.intermediate.size());
+      const at::Tensor pa = P.attention.to(at::kDouble), pi = P.intermediate.to(at::kDouble);
+      const int64_t na = static_cast<int64_t>(L.attention.size()), ni = static_cast<int64_t>(L.intermediate.size());
+      auto attn_vec = [&](auto f) {
+        std::vector<double> v;
+        for (const AttnChoice& a : L.attention) v.push_back(static_cast<double>(f(a)));
+        return vec(v);
+      };
       at::Tensor block =
-          expect3(pH, ph, P.qkv.to(at::kDouble), nH, nh, static_cast<int64_t>(L.formats_qkv.size()),
+          expect3(pH, pa, P.qkv.to(at::kDouble), nH, na, static_cast<int64_t>(L.formats_qkv.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
-                    return linear_ms(table, s.m, Hs[a], (L.heads[b] + 2 * kvh) * hd, L.formats_qkv[f]);
+                    const AttnChoice& A = L.attention[b];
+                    return linear_ms(table, s.m, Hs[a], (A.heads + 2 * A.kv_heads) * A.head_dim, L.formats_qkv[f]);
                   }) +
-          at::dot(ph, vec([&] {
-                    std::vector<double> v;
-                    for (int64_t h : L.heads) {
-                      v.push_back(table.ms(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context, h, kvh, hd)));
-                    }
-                    return v;
-                  }())) +
-          expect3(pH, ph, P.o.to(at::kDouble), nH, nh, static_cast<int64_t>(L.formats_o.size()),
+          at::dot(pa, attn_vec([&](const AttnChoice& A) {
+                    return table.ms(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context, A.heads,
+                                                                A.kv_heads, A.head_dim));
+                  })) +
+          expect3(pH, pa, P.o.to(at::kDouble), nH, na, static_cast<int64_t>(L.formats_o.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
-                    return linear_ms(table, s.m, L.heads[b] * hd, Hs[a], L.formats_o[f]);
+                    const AttnChoice& A = L.attention[b];
+                    return linear_ms(table, s.m, A.heads * A.head_dim, Hs[a], L.formats_o[f]);
                   }) +
           expect3(pH, pi, P.gate_up.to(at::kDouble), nH, ni, static_cast<int64_t>(L.formats_gate_up.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
@@ -373,7 +377,9 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
           });
       const at::Tensor keep = P.keep.defined() ? P.keep.to(at::kDouble).reshape({}) : at::ones({}, at::kDouble);
       lat = lat + keep * block;
-      kvb = kvb + keep * static_cast<double>(2 * w.batch * s.kv_len * kvh * hd * dtype_bytes);
+      kvb = kvb + keep * at::dot(pa, attn_vec([&](const AttnChoice& A) {
+                                   return 2 * w.batch * s.kv_len * A.kv_heads * A.head_dim * dtype_bytes;
+                                 }));
     }
     e.latency_ms = e.latency_ms + weight * lat;
     e.kv_cache_bytes = prefill && w.kind == "mix" ? at::maximum(e.kv_cache_bytes, kvb) : e.kv_cache_bytes + kvb;
@@ -388,8 +394,8 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
   for (size_t l = 0; l < sp.layers.size(); ++l) {
     const LayerSpace& L = sp.layers[l];
     const LayerProbs& P = pr.layers[l];
-    const at::Tensor ph = P.heads.to(at::kDouble), pi = P.intermediate.to(at::kDouble);
-    const int64_t nh = static_cast<int64_t>(L.heads.size()), ni = static_cast<int64_t>(L.intermediate.size());
+    const at::Tensor pa = P.attention.to(at::kDouble), pi = P.intermediate.to(at::kDouble);
+    const int64_t na = static_cast<int64_t>(L.attention.size()), ni = static_cast<int64_t>(L.intermediate.size());
     auto bytes = [&](const at::Tensor& pw, const at::Tensor& pf, int64_t nw, const std::vector<std::string>& fs,
                      auto nk) {
       return expect3(pH, pw, pf.to(at::kDouble), nH, nw, static_cast<int64_t>(fs.size()),
@@ -398,15 +404,17 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
                        return static_cast<double>(linear_bytes(n, k, fs[f], dtype_bytes));
                      });
     };
+    auto qkv_rows = [&](int64_t b) { const AttnChoice& A = L.attention[b]; return (A.heads + 2 * A.kv_heads) * A.head_dim; };
+    auto q_width = [&](int64_t b) { const AttnChoice& A = L.attention[b]; return A.heads * A.head_dim; };
     at::Tensor wb =
-        bytes(ph, P.qkv, nh, L.formats_qkv, [&](int64_t H, int64_t b) { return std::pair{(L.heads[b] + 2 * kvh) * hd, H}; }) +
-        bytes(ph, P.o, nh, L.formats_o, [&](int64_t H, int64_t b) { return std::pair{H, L.heads[b] * hd}; }) +
+        bytes(pa, P.qkv, na, L.formats_qkv, [&](int64_t H, int64_t b) { return std::pair{qkv_rows(b), H}; }) +
+        bytes(pa, P.o, na, L.formats_o, [&](int64_t H, int64_t b) { return std::pair{H, q_width(b)}; }) +
         bytes(pi, P.gate_up, ni, L.formats_gate_up, [&](int64_t H, int64_t b) { return std::pair{2 * L.intermediate[b], H}; }) +
         bytes(pi, P.down, ni, L.formats_down, [&](int64_t H, int64_t b) { return std::pair{H, L.intermediate[b]}; }) +
         at::dot(pH, hvec([&](int64_t H) { return 2 * H * dtype_bytes; }));
-    at::Tensor np = expect3(pH, ph, one, nH, nh, 1, [&](int64_t a, int64_t b, int64_t) {
-                      const double H = static_cast<double>(Hs[a]), q = static_cast<double>(L.heads[b] * hd);
-                      return H * (q + 2.0 * kvh * hd) + q * H;
+    at::Tensor np = expect3(pH, pa, one, nH, na, 1, [&](int64_t a, int64_t b, int64_t) {
+                      const double H = static_cast<double>(Hs[a]);
+                      return H * static_cast<double>(qkv_rows(b)) + static_cast<double>(q_width(b)) * H;
                     }) +
                     expect3(pH, pi, one, nH, ni, 1, [&](int64_t a, int64_t b, int64_t) {
                       return 3.0 * static_cast<double>(Hs[a]) * static_cast<double>(L.intermediate[b]);
@@ -422,15 +430,16 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
 std::vector<std::string> required_keys(const model::LlamaConfig& c, const CostSpace& sp,
                                        const Workload& w) {
   std::set<std::string> keys;
-  const int64_t kvh = sp.kv_heads, hd = sp.head_dim;
   for (auto [prefill, weight] : regimes(w)) {
     const Shape s = shape_of(w, prefill);
     for (int64_t H : sp.hidden) {
       keys.insert(LatencyTable::head_key(s.scored, H, c.vocab_size));
       for (const LayerSpace& L : sp.layers) {
-        for (int64_t h : L.heads) {
-          for (const auto& f : L.formats_qkv) keys.insert(LatencyTable::linear_key(s.m, H, (h + 2 * kvh) * hd, f));
-          for (const auto& f : L.formats_o) keys.insert(LatencyTable::linear_key(s.m, h * hd, H, f));
+        for (const AttnChoice& A : L.attention) {
+          for (const auto& f : L.formats_qkv) {
+            keys.insert(LatencyTable::linear_key(s.m, H, (A.heads + 2 * A.kv_heads) * A.head_dim, f));
+          }
+          for (const auto& f : L.formats_o) keys.insert(LatencyTable::linear_key(s.m, A.heads * A.head_dim, H, f));
         }
         for (int64_t I : L.intermediate) {
           for (const auto& f : L.formats_gate_up) keys.insert(LatencyTable::linear_key(s.m, H, 2 * I, f));
@@ -440,8 +449,8 @@ std::vector<std::string> required_keys(const model::LlamaConfig& c, const CostSp
       }
     }
     for (const LayerSpace& L : sp.layers) {
-      for (int64_t h : L.heads) {
-        keys.insert(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context, h, kvh, hd));
+      for (const AttnChoice& A : L.attention) {
+        keys.insert(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context, A.heads, A.kv_heads, A.head_dim));
       }
     }
   }
@@ -454,7 +463,7 @@ Selection random_selection(const CostSpace& sp, std::mt19937_64& rng, double dro
   Selection s;
   s.hidden = pick(sp.hidden.size());
   for (const LayerSpace& L : sp.layers) {
-    s.heads.push_back(pick(L.heads.size()));
+    s.attention.push_back(pick(L.attention.size()));
     s.intermediate.push_back(pick(L.intermediate.size()));
     s.qkv.push_back(pick(L.formats_qkv.size()));
     s.o.push_back(pick(L.formats_o.size()));
@@ -473,11 +482,12 @@ std::pair<model::LlamaConfig, std::vector<model::LayerSpec>> select(const model:
   for (size_t l = 0; l < sp.layers.size(); ++l) {
     const LayerSpace& L = sp.layers[l];
     model::LayerSpec x;
-    x.num_attention_heads = L.heads.at(static_cast<size_t>(s.heads[l]));
-    x.num_key_value_heads = sp.kv_heads;
-    x.head_dim = sp.head_dim;
+    const AttnChoice& A = L.attention.at(static_cast<size_t>(s.attention[l]));
+    x.num_attention_heads = A.heads;
+    x.num_key_value_heads = A.kv_heads;
+    x.head_dim = A.head_dim;
     x.intermediate_size = L.intermediate.at(static_cast<size_t>(s.intermediate[l]));
-    x.rope_theta = base.rope.rope_theta;
+    x.rope_theta = A.rope_theta > 0 ? A.rope_theta : base.rope.rope_theta;
     x.skip = !s.keep[l];
     x.format_qkv = L.formats_qkv.at(static_cast<size_t>(s.qkv[l]));
     x.format_o = L.formats_o.at(static_cast<size_t>(s.o[l]));

@@ -100,20 +100,26 @@ Cost predict(const model::LlamaConfig& config, const std::vector<model::LayerSpe
              const LatencyTable& table, const Workload& w, int64_t dtype_bytes = 2);
 
 // The decisions of the search space as the cost model sees them: candidate values per decision.
+// One attention shape a layer may take: query heads, KV heads and head size (the search cuts
+// whole KV groups, so heads and KV heads move together, and shrinks the head size).
+struct AttnChoice {
+  int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  double rope_theta = 0;  // the RoPE base at this head size (0: the model's)
+  bool operator==(const AttnChoice&) const = default;
+};
 struct LayerSpace {
-  std::vector<int64_t> heads;          // query heads (multiples of the kv heads)
+  std::vector<AttnChoice> attention;   // joint (heads, kv heads, head size) choices
   std::vector<int64_t> intermediate;   // MLP widths
   std::vector<std::string> formats_qkv, formats_o, formats_gate_up, formats_down;
   bool can_skip = false;
 };
 struct CostSpace {
   std::vector<int64_t> hidden;  // global hidden size choices
-  int64_t kv_heads = 0, head_dim = 0;
   std::vector<LayerSpace> layers;
 };
 // Probabilities (1-D tensors, each summing to 1) over the choices of a CostSpace, in its order.
 struct LayerProbs {
-  at::Tensor heads, intermediate, qkv, o, gate_up, down;
+  at::Tensor attention, intermediate, qkv, o, gate_up, down;
   at::Tensor keep;  // scalar probability that the block runs (1 when it cannot be skipped)
 };
 struct ArchProbs {
@@ -148,7 +154,7 @@ LatencyTable::Calibration fit_calibration(const std::vector<std::array<double, 3
 // The architecture (config + specs) selected by choice indices, for tests and discretisation.
 struct Selection {
   int64_t hidden = 0;
-  std::vector<int64_t> heads, intermediate, qkv, o, gate_up, down;
+  std::vector<int64_t> attention, intermediate, qkv, o, gate_up, down;
   std::vector<bool> keep;
 };
 // A uniformly random choice per decision; a droppable block is dropped with `drop_probability`.

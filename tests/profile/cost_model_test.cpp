@@ -29,10 +29,9 @@ model::LlamaConfig base_config() {
 CostSpace space() {
   CostSpace s;
   s.hidden = {64, 128};
-  s.kv_heads = 2;
-  s.head_dim = 16;
   LayerSpace l;
-  l.heads = {2, 4, 6};
+  // Whole KV groups (3 query heads each) and a halved head size with its own RoPE base.
+  l.attention = {{3, 1, 16, 0}, {6, 2, 16, 0}, {3, 1, 8, 100.0}, {6, 2, 8, 100.0}};
   l.intermediate = {64, 128, 192};
   l.formats_qkv = l.formats_o = {"bf16", "w8a8", "w4a16_g128"};
   l.formats_gate_up = l.formats_down = {"bf16", "fp8_e4m3", "w4a16_g128", "w8a16"};
@@ -61,7 +60,7 @@ ArchProbs one_hot(const CostSpace& sp, const Selection& s) {
   p.hidden = oh(sp.hidden.size(), s.hidden);
   for (size_t l = 0; l < sp.layers.size(); ++l) {
     const LayerSpace& L = sp.layers[l];
-    p.layers.push_back({oh(L.heads.size(), s.heads[l]), oh(L.intermediate.size(), s.intermediate[l]),
+    p.layers.push_back({oh(L.attention.size(), s.attention[l]), oh(L.intermediate.size(), s.intermediate[l]),
                         oh(L.formats_qkv.size(), s.qkv[l]), oh(L.formats_o.size(), s.o[l]),
                         oh(L.formats_gate_up.size(), s.gate_up[l]), oh(L.formats_down.size(), s.down[l]),
                         at::full({}, s.keep[l] ? 1.0 : 0.0, at::kDouble)});
@@ -115,7 +114,7 @@ TEST(CostModel, ExpectedCostGradientMatchesFiniteDifferences) {
   const at::Tensor lh = make(sp.hidden.size());
   std::vector<std::array<at::Tensor, 7>> ll;
   for (const LayerSpace& L : sp.layers) {
-    ll.push_back({make(L.heads.size()), make(L.intermediate.size()), make(L.formats_qkv.size()),
+    ll.push_back({make(L.attention.size()), make(L.intermediate.size()), make(L.formats_qkv.size()),
                   make(L.formats_o.size()), make(L.formats_gate_up.size()), make(L.formats_down.size()),
                   make(1)});
   }

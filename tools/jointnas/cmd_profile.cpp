@@ -11,6 +11,7 @@
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/profile/profiler.h"
+#include "jointnas/search/cost.h"
 
 namespace jointnas::cli {
 namespace {
@@ -43,11 +44,11 @@ profile::CostSpace space_from_json(const Json& j, const model::LlamaConfig& c, c
     return v;
   };
   s.hidden = ints(j, "hidden", {c.hidden_size});
-  s.kv_heads = get_int(j, "kv_heads", src).value_or(c.num_key_value_heads);
-  s.head_dim = get_int(j, "head_dim", src).value_or(c.head_dim);
+  const int64_t kv_heads = get_int(j, "kv_heads", src).value_or(c.num_key_value_heads);
+  const int64_t head_dim = get_int(j, "head_dim", src).value_or(c.head_dim);
   auto layer = [&](const Json& o) {
     profile::LayerSpace l;
-    l.heads = ints(o, "heads", {c.num_attention_heads});
+    for (int64_t h : ints(o, "heads", {c.num_attention_heads})) l.attention.push_back({h, kv_heads, head_dim, 0});
     l.intermediate = ints(o, "intermediate", {c.intermediate_size});
     std::vector<std::string> formats{"bf16"};
     if (o.contains("formats")) {
@@ -73,8 +74,15 @@ void run(ProfileFlags& f) {
   model::RuntimeOptions ro = runtime_options(f.run);
   JNAS_CHECK_CONFIG(!f.config.empty(), "profile needs --config CONFIG.json (the model's shapes)");
   const model::LlamaConfig cfg = model::LlamaConfig::from_file(f.config);
+  auto is_yaml = [](const std::string& p) {
+    return p.size() > 5 && (p.ends_with(".yaml") || p.ends_with(".yml"));
+  };
+  // The run config's search space (YAML, issue 5) or the older JSON cost-space description.
   const profile::CostSpace space =
-      f.space.empty() ? space_from_json(Json::object(), cfg, "(dense)") : space_from_json(read_json_file(f.space), cfg, f.space);
+      f.space.empty() ? space_from_json(Json::object(), cfg, "(dense)")
+      : is_yaml(f.space)
+          ? search::cost_space(search::SearchSpace::from_yaml_file(f.space, cfg, ro.device.is_cuda() ? "cuda" : "cpu"), cfg, {})
+          : space_from_json(read_json_file(f.space), cfg, f.space);
   profile::Workload w;
   w.kind = f.workload_kind;
   w.batch = f.batch;
@@ -225,7 +233,7 @@ void register_profile(CLI::App& app) {
   auto* sub = app.add_subcommand("profile", "Measure the latency table of a search space on this device");
   add_run_flags(sub, f->run, /*model_required=*/false);
   sub->add_option("--config", f->config, "config.json of the model whose shapes to profile")->required();
-  sub->add_option("--space", f->space, "Search space JSON (hidden, heads, intermediate, formats); default: the dense model");
+  sub->add_option("--space", f->space, "Search space: the run config's YAML (docs/search.md) or a JSON cost space (hidden, heads, intermediate, formats); default: the dense model");
   sub->add_option("--workload", f->workload_kind, "decode | prefill")
       ->check(CLI::IsMember({"decode", "prefill"}))
       ->capture_default_str();
