@@ -57,5 +57,6 @@ void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_profile(CLI::App& app);
 void register_importance(CLI::App& app);
+void register_search(CLI::App& app);
 
 }  // namespace jointnas::cli

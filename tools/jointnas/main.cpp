@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_quantize(app);
   jointnas::cli::register_profile(app);
   jointnas::cli::register_importance(app);
+  jointnas::cli::register_search(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

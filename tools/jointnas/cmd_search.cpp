@@ -1,0 +1,190 @@
+// `jointnas search`: the differentiable joint search (search/dnas.h) over a model, a search space,
+// a latency table and budgets. Writes arch.json and search_log.jsonl into --out.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "common.h"
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/core/mapped_file.h"
+#include "jointnas/core/paths.h"
+#include "jointnas/eval/perplexity.h"
+#include "jointnas/model/checkpoint.h"
+#include "jointnas/search/dnas.h"
+
+namespace jointnas::cli {
+namespace {
+
+struct SearchFlags {
+  RunFlags run;
+  std::string space, table, text, out, importance, mixing = "factorized", relaxation = "gumbel";
+  std::string workload_kind = "decode";
+  int64_t wl_batch = 1, context = 512, tokens = 2048;
+  std::string latency;  // "12.5" ms, or "0.6x" of the dense model's predicted latency
+  double memory_mib = 0, params = 0;
+  search::DnasOptions o;
+  int64_t lora_rank = 8;
+  int64_t max_tokens = 200000;
+};
+
+// importance.json lists block_rank[r] = layer at rank r; the supernet wants the rank of each layer.
+std::vector<int64_t> ranks_from_importance(const std::string& path, int64_t layers) {
+  const Json j = read_json_file(path);
+  JNAS_CHECK_IO(j.contains("block_rank") && j["block_rank"].is_array(), "{}: no 'block_rank' list", path);
+  std::vector<int64_t> rank_of(static_cast<size_t>(layers), -1);
+  JNAS_CHECK_IO(static_cast<int64_t>(j["block_rank"].size()) == layers, "{}: block_rank lists {} blocks, the model has {}",
+                path, j["block_rank"].size(), layers);
+  for (size_t r = 0; r < j["block_rank"].size(); ++r) {
+    const Json& v = j["block_rank"][r];
+    JNAS_CHECK_IO(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < layers &&
+                      rank_of[v.get<size_t>()] < 0,
+                  "{}: block_rank must be a permutation of 0..{}", path, layers - 1);
+    rank_of[v.get<size_t>()] = static_cast<int64_t>(r);
+  }
+  return rank_of;
+}
+
+void run(SearchFlags& f) {
+  JNAS_CHECK_CONFIG(!f.out.empty(), "search needs --out DIR");
+  model::RuntimeOptions ro = runtime_options(f.run);
+  model::Checkpoint ck = model::load_checkpoint(f.run.model);
+  const model::LlamaConfig& cfg = ck.config;
+  const std::string dev = ro.device.is_cuda() ? "cuda" : "cpu";
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(f.space, cfg, dev);
+  const std::vector<int64_t> rank =
+      f.importance.empty() ? std::vector<int64_t>{} : ranks_from_importance(f.importance, cfg.num_hidden_layers);
+  const profile::LatencyTable table = profile::LatencyTable::load(f.table);
+  search::CostContext cc;
+  cc.config = &cfg;
+  cc.space = &space;
+  cc.block_rank = rank;
+  cc.table = &table;
+  cc.workload.kind = f.workload_kind;
+  cc.workload.batch = f.wl_batch;
+  cc.workload.context = f.context;
+  cc.workload.tokens = f.tokens;
+  cc.dtype_bytes = at::elementSize(ro.dtype);
+
+  search::Budget budget;
+  const profile::Cost dense = search::arch_cost(cc, search::largest_arch(space));
+  if (!f.latency.empty()) {
+    try {
+      budget.latency_ms = f.latency.back() == 'x' ? std::stod(f.latency.substr(0, f.latency.size() - 1)) * dense.latency_ms
+                                                  : std::stod(f.latency);
+    } catch (const std::exception&) {
+      throw ConfigError(fmt::format("--latency '{}': give milliseconds (12.5) or a fraction of the dense model (0.6x)", f.latency));
+    }
+  }
+  budget.memory_bytes = f.memory_mib * 1024.0 * 1024.0;
+  budget.params = f.params;
+  JNAS_CHECK_CONFIG(budget.any(), "search needs a budget: --latency, --memory-mib or --params");
+  JNAS_LOG_INFO("[search] dense model by the table: {:.4f} ms, {:.2f} MiB weights + KV; budget {}", dense.latency_ms,
+                (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0, budget.to_json().dump());
+  // Fails here, before loading data or building the supernet, when the space cannot meet the budget.
+  search::check_budget_feasible(cc, budget);
+
+  auto tok = load_tokenizer_for(f.run.model, cfg.vocab_size);
+  JNAS_CHECK_CONFIG(tok != nullptr, "{}: no tokenizer beside the model", f.run.model);
+  eval::PplProtocol p;
+  const int64_t bos = cfg.bos_token_id >= 0 ? cfg.bos_token_id : tok->bos_id();
+  const int64_t eos = !cfg.eos_token_ids.empty() ? cfg.eos_token_ids[0] : tok->eos_id();
+  std::vector<int64_t> stream = eval::build_stream(eval::split_documents(read_text_file(f.text), p.documents), *tok, p, bos, eos);
+  if (f.max_tokens > 0 && static_cast<int64_t>(stream.size()) > f.max_tokens) stream.resize(static_cast<size_t>(f.max_tokens));
+  f.o.seq_len = std::min(f.o.seq_len, cfg.max_position_embeddings);
+
+  search::SupernetOptions so;
+  so.mixing = search::parse_mixing(f.mixing);
+  so.device = ro.device;
+  so.dtype = ro.dtype;
+  so.lora_rank = f.lora_rank;
+  search::Supernet net(ck, space, rank, so, f.o.seed);
+  f.o.relaxation = search::parse_relaxation(f.relaxation);
+
+  std::error_code ec;
+  std::filesystem::create_directories(f.out, ec);
+  JNAS_CHECK_IO(!ec && dir_exists(f.out), "cannot create the output directory {}: {}", f.out, ec.message());
+  const std::string arch_path = f.out + "/arch.json", log_path = f.out + "/search_log.jsonl";
+  std::ofstream log(log_path, std::ios::trunc);
+  JNAS_CHECK_IO(log.good(), "cannot write {}", log_path);
+  search::LocalProcessGroup pg;
+  JNAS_LOG_INFO("[search] {} tokens, {} decisions, 10^{:.1f} architectures, {} steps", stream.size(),
+                net.named_arch_parameters().size(), space.log10_num_architectures(rank), f.o.steps);
+  const search::DnasResult r = search::run_dnas(net, stream, cc, budget, f.o, pg, [&](const Json& rec) {
+    log << rec.dump() << "\n";
+    log.flush();
+    const int64_t s = rec["step"].get<int64_t>();
+    if (s % 10 == 0 || s + 1 == f.o.steps) {
+      JNAS_LOG_INFO("[search] step {}/{} tau {:.3f} kd {:.4f} E[lat] {:.4f} ms penalty {:.4f} entropy {:.3f} decided {}/{} ({:.0f} ms)",
+                    s + 1, f.o.steps, rec["tau"].get<double>(), rec.value("kd", 0.0), rec.value("expected_latency_ms", 0.0),
+                    rec.value("penalty", 0.0), rec["mean_entropy"].get<double>(), rec["decided"].get<int64_t>(),
+                    rec["decisions"].get<int64_t>(), rec["ms"].get<double>());
+    }
+  });
+  const Json aj = search::arch_json(cc, r, budget);
+  write_file_atomic(arch_path, aj.dump(1) + "\n");
+  Json summary{{"arch", arch_path}, {"log", log_path}, {"predicted", r.predicted.to_json()},
+               {"dense", dense.to_json()}, {"budget", budget.to_json()}, {"steps_run", r.steps_run},
+               {"stop_reason", r.stop_reason}};
+  summary["repairs"] = r.repairs;
+  emit(f.run.format, summary,
+       [&] {
+         std::cout << fmt::format("searched {} steps (stop: {}); wrote {}\n", r.steps_run, r.stop_reason,
+                                  arch_path);
+         std::cout << fmt::format("  {:<28} {:>12} {:>12} {:>12}\n", "", "dense", "found", "budget");
+         std::cout << fmt::format("  {:<28} {:>12.4f} {:>12.4f} {:>12}\n", "latency (ms, table)", dense.latency_ms,
+                                  r.predicted.latency_ms, budget.latency_ms > 0 ? fmt::format("{:.4f}", budget.latency_ms) : "-");
+         std::cout << fmt::format("  {:<28} {:>12.2f} {:>12.2f} {:>12}\n", "weights + KV (MiB)",
+                                  (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0,
+                                  (r.predicted.weight_bytes + r.predicted.kv_cache_bytes) / 1048576.0,
+                                  budget.memory_bytes > 0 ? fmt::format("{:.2f}", budget.memory_bytes / 1048576.0) : "-");
+         std::cout << fmt::format("  {:<28} {:>12} {:>12} {:>12}\n", "parameters", dense.params, r.predicted.params,
+                                  budget.params > 0 ? fmt::format("{:.0f}", budget.params) : "-");
+         for (const auto& m : r.repairs) std::cout << "  repair: " << m << "\n";
+       });
+}
+
+}  // namespace
+
+void register_search(CLI::App& app) {
+  auto f = std::make_shared<SearchFlags>();
+  auto* sub = app.add_subcommand("search", "Differentiable joint search of architecture and per-layer formats under a budget");
+  add_run_flags(sub, f->run);
+  sub->add_option("--space", f->space, "Search space YAML (docs/search.md)")->required();
+  sub->add_option("--table", f->table, "Latency table from `jointnas profile` for this space and workload")->required();
+  sub->add_option("--text", f->text, "Training text (distillation data), e.g. wikitext2 train")->required();
+  sub->add_option("--out", f->out, "Output directory (arch.json, search_log.jsonl)")->required();
+  sub->add_option("--importance", f->importance, "importance.json of the (permuted) model: the depth order");
+  sub->add_option("--workload", f->workload_kind, "decode | prefill (as profiled)");
+  sub->add_option("--batch", f->wl_batch, "Workload batch");
+  sub->add_option("--context", f->context, "Decode context");
+  sub->add_option("--tokens", f->tokens, "Prefill tokens");
+  sub->add_option("--latency", f->latency, "Latency budget: ms, or a fraction of the dense model with 'x' (0.6x)");
+  sub->add_option("--memory-mib", f->memory_mib, "Memory budget (weights + KV cache), MiB");
+  sub->add_option("--params", f->params, "Parameter budget");
+  sub->add_option("--steps", f->o.steps, "Alternating steps (default 100)");
+  sub->add_option("--train-batch", f->o.batch, "Windows per step (default 4)");
+  sub->add_option("--seq-len", f->o.seq_len, "Tokens per window (default 128)");
+  sub->add_option("--max-tokens", f->max_tokens, "Tokens of --text used (default 200000; 0 = all)");
+  sub->add_option("--lora-rank", f->lora_rank, "LoRA rank (0: frozen weights)");
+  sub->add_flag("--frozen-weights", [f](int64_t) { f->o.train_lora = false; }, "Architecture updates only");
+  sub->add_option("--mixing", f->mixing, "factorized | dense_mask | loop");
+  sub->add_option("--relaxation", f->relaxation, "gumbel | hard | softmax");
+  sub->add_option("--tau", f->o.tau_start, "Initial Gumbel temperature (default 1)");
+  sub->add_option("--tau-end", f->o.tau_end, "Final Gumbel temperature (default 0.1)");
+  sub->add_option("--lr-arch", f->o.lr_arch, "Adam step of the architecture logits (default 0.05)");
+  sub->add_option("--lr-lora", f->o.lr_lora, "Adam step of the LoRA adapters (default 1e-3)");
+  sub->add_option("--penalty", f->o.penalty_weight, "Budget penalty weight (default 2)");
+  sub->add_option("--entropy-threshold", f->o.entropy_threshold, "Per-decision freeze threshold (default 0.15)");
+  sub->add_option("--stop-entropy", f->o.stop_entropy, "Mean entropy that ends the search (default 0.05)");
+  sub->add_option("--warmup", f->o.warmup_steps, "LoRA-only steps first");
+  sub->add_option("--kd-temperature", f->o.loss.temperature, "Distillation temperature (default 1)");
+  sub->add_option("--seed", f->o.seed, "Seed (data order, Gumbel noise, LoRA init)");
+  sub->callback([f] { run(*f); });
+}
+
+}  // namespace jointnas::cli
