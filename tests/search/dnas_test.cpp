@@ -1,0 +1,211 @@
+// The search loop (search/dnas.h): the budget check before training, budget repair, a short
+// search on a tiny random model (meets the budget, entropy falls, deterministic by seed), and the
+// arch.json round trip.
+#include <random>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/search/cost.h"
+#include "jointnas/search/dnas.h"
+#include "tiny_llama.h"
+
+namespace jointnas::search {
+namespace {
+
+model::LlamaConfig config() {
+  model::LlamaConfig c;
+  c.vocab_size = 101;
+  c.hidden_size = 256;
+  c.intermediate_size = 256;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 64;
+  c.max_position_embeddings = 64;
+  return c;
+}
+
+constexpr const char* kSpace = R"(
+hidden: [128, 256]
+depth: [1, 2]
+layers:
+  heads: [1, 2]
+  head_dim: [32, 64]
+  intermediate: [128, 256]
+formats: [bf16, w8a16]
+)";
+
+// A table of product form: ms = K * N * (bytes per weight of the format) * 1e-6 (+ small fixed
+// costs), monotone in every width and format, as a real device's roughly is.
+profile::LatencyTable product_table(const model::LlamaConfig& c, const profile::CostSpace& cs,
+                                    const profile::Workload& w) {
+  profile::LatencyTable t;
+  for (const std::string& k : profile::required_keys(c, cs, w)) {
+    double ms = 0.01;
+    int64_t m = 0, K = 0, N = 0;
+    char fmt_name[64] = {};
+    if (std::sscanf(k.c_str(), "linear/m%ld/k%ld/n%ld/%63s", &m, &K, &N, fmt_name) == 4) {
+      ms = static_cast<double>(K * N) * (std::string(fmt_name) == "bf16" ? 2.0 : 1.0) * 1e-6;
+    } else if (k.rfind("attention", 0) == 0) {
+      int64_t b, q, ctx, h, kv, d;
+      std::sscanf(k.c_str(), "attention/b%ld/q%ld/c%ld/h%ld/kv%ld/d%ld", &b, &q, &ctx, &h, &kv, &d);
+      ms = static_cast<double>(h * d) * 1e-4;
+    }
+    t.set(k, {ms, ms, ms, 1});
+  }
+  return t;
+}
+
+struct Fixture {
+  model::LlamaConfig c = config();
+  SearchSpace space = SearchSpace::from_yaml(kSpace, c, "<test>", "cpu");
+  std::vector<int64_t> rank = {1, 0};
+  profile::CostSpace cs = cost_space(space, c, rank);
+  profile::Workload w;
+  profile::LatencyTable table;
+  CostContext cc;
+  Fixture() {
+    w.context = 32;
+    table = product_table(c, cs, w);
+    cc.config = &c;
+    cc.space = &space;
+    cc.block_rank = rank;
+    cc.table = &table;
+    cc.workload = w;
+  }
+  // The true minimum latency by enumerating every architecture of the (small) space.
+  double brute_min_latency() {
+    Arch a = largest_arch(space);
+    std::vector<Decision> ds = decisions(space, a);
+    double best = 1e300;
+    std::function<void(size_t)> rec = [&](size_t i) {
+      if (i == ds.size()) {
+        best = std::min(best, arch_cost(cc, a).latency_ms);
+        return;
+      }
+      for (int64_t v = 0; v < ds[i].choices; ++v) {
+        *ds[i].index = v;
+        rec(i + 1);
+      }
+    };
+    rec(0);
+    return best;
+  }
+};
+
+TEST(Dnas, BudgetFeasibilityUsesTheTrueMinimumAndNamesIt) {
+  Fixture fx;
+  const double mn = fx.brute_min_latency();
+  Budget b;
+  b.latency_ms = mn * 1.0001;
+  EXPECT_NO_THROW(check_budget_feasible(fx.cc, b));
+  b.latency_ms = mn * 0.9999;
+  try {
+    check_budget_feasible(fx.cc, b);
+    FAIL() << "a budget below the minimum must throw";
+  } catch (const ConfigError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("smallest achievable"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(fmt::format("{:.4f} ms", mn)), std::string::npos) << msg;
+  }
+  // Parameters too: the smallest architecture is the one with the fewest.
+  Budget p;
+  p.params = 1000;
+  EXPECT_THROW(check_budget_feasible(fx.cc, p), ConfigError);
+}
+
+TEST(Dnas, RepairMeetsTheBudgetAndSpendsTheLeastLikelyChoices) {
+  Fixture fx;
+  const Arch big = largest_arch(fx.space);
+  const double dense = arch_cost(fx.cc, big).latency_ms;
+  Budget b;
+  b.latency_ms = 0.7 * dense;
+  // The logits strongly prefer the full MLP width of layer 0: the repair must cut elsewhere first.
+  std::map<std::string, std::vector<double>> lp{{"layers.0.arch_intermediate", {-20.0, 0.0}}};
+  const Repair r = repair_to_budget(fx.cc, b, big, lp);
+  EXPECT_LE(arch_cost(fx.cc, r.arch).latency_ms, b.latency_ms);
+  EXPECT_FALSE(r.moves.empty());
+  EXPECT_EQ(r.arch.intermediate[0], 1) << "repair cut the choice the logits protect";
+  // Already inside the budget: nothing to do.
+  EXPECT_TRUE(repair_to_budget(fx.cc, b, r.arch, lp).moves.empty());
+  Budget impossible;
+  impossible.latency_ms = 1e-9;
+  EXPECT_THROW(repair_to_budget(fx.cc, impossible, big, lp), ConfigError);
+}
+
+// Tight: below the expected latency of the uniform start, so the penalty acts from step 0.
+double search_budget(Fixture& fx) { return 1.3 * fx.brute_min_latency(); }
+
+DnasResult short_search(Fixture& fx, std::vector<Json>* log, uint64_t seed) {
+  model::Checkpoint ck = testing::random_llama_checkpoint(fx.c, 3, 0.05, 1.0);
+  SupernetOptions so;
+  so.lora_rank = 4;
+  Supernet net(ck, fx.space, fx.rank, so, seed);
+  std::mt19937_64 rng(7);
+  std::vector<int64_t> tokens(2048);
+  for (auto& t : tokens) t = static_cast<int64_t>(rng() % 101);
+  DnasOptions o;
+  o.steps = 25;
+  o.batch = 2;
+  o.seq_len = 16;
+  o.lr_arch = 0.3;
+  o.seed = seed;
+  Budget b;
+  b.latency_ms = search_budget(fx);
+  LocalProcessGroup pg;
+  return run_dnas(net, tokens, fx.cc, b, o, pg, [&](const Json& j) { log->push_back(j); });
+}
+
+TEST(Dnas, ShortSearchMeetsBudgetEntropyFallsAndIsDeterministic) {
+  Fixture fx;
+  std::vector<Json> log1, log2;
+  const DnasResult r1 = short_search(fx, &log1, 11);
+  const double budget = search_budget(fx);
+  ASSERT_GT(log1.size(), 0u);
+  ASSERT_GT(log1.front()["expected_latency_ms"].get<double>(), budget);
+  EXPECT_LE(r1.predicted.latency_ms, budget);
+  EXPECT_EQ(r1.predicted.latency_ms, arch_cost(fx.cc, r1.arch).latency_ms);
+  ASSERT_FALSE(log1.empty());
+  EXPECT_LT(log1.back()["mean_entropy"].get<double>(), log1.front()["mean_entropy"].get<double>() - 0.1);
+  for (const Json& j : log1) {
+    EXPECT_TRUE(std::isfinite(j["kd"].get<double>()));
+    EXPECT_TRUE(j.contains("expected_latency_ms"));
+  }
+  // The penalty pulls the expected latency down towards the budget.
+  EXPECT_LT(log1.back()["expected_latency_ms"].get<double>(), log1.front()["expected_latency_ms"].get<double>());
+  const DnasResult r2 = short_search(fx, &log2, 11);
+  Budget b;
+  b.latency_ms = budget;
+  Json j1 = arch_json(fx.cc, r1, b), j2 = arch_json(fx.cc, r2, b);
+  EXPECT_EQ(j1.dump(), j2.dump()) << "same seed, same architecture";
+  ASSERT_EQ(log1.size(), log2.size());
+  for (size_t i = 0; i < log1.size(); ++i) EXPECT_EQ(log1[i]["kd"], log2[i]["kd"]) << "step " << i;
+  // arch.json round trip.
+  const Arch back = arch_from_json(j1, fx.space, "<arch.json>");
+  EXPECT_EQ(back.to_json(fx.space).dump(), r1.arch.to_json(fx.space).dump());
+  Json bad = j1;
+  bad["indices"]["arch_hidden"] = 7;
+  EXPECT_THROW(arch_from_json(bad, fx.space, "<bad>"), IoError);
+}
+
+TEST(Dnas, InfeasibleBudgetFailsBeforeAnyTraining) {
+  Fixture fx;
+  model::Checkpoint ck = testing::random_llama_checkpoint(fx.c, 3, 0.05, 1.0);
+  SupernetOptions so;
+  so.lora_rank = 2;
+  Supernet net(ck, fx.space, fx.rank, so, 1);
+  const at::Tensor before = net.named_lora_parameters()[1].second.clone();
+  Budget b;
+  b.latency_ms = 0.5 * fx.brute_min_latency();
+  int calls = 0;
+  LocalProcessGroup pg;
+  EXPECT_THROW(run_dnas(net, std::vector<int64_t>(4096, 5), fx.cc, b, DnasOptions{}, pg, [&](const Json&) { ++calls; }),
+               ConfigError);
+  EXPECT_EQ(calls, 0);
+  EXPECT_TRUE(at::equal(before, net.named_lora_parameters()[1].second));
+}
+
+}  // namespace
+}  // namespace jointnas::search
