@@ -40,6 +40,37 @@ void PplProtocol::validate() const {
   JNAS_CHECK_CONFIG(window >= 2, "window must be >= 2 tokens, got {}", window);
   JNAS_CHECK_CONFIG(stride >= 0 && stride < window + 1, "stride must be in [0, window], got {}", stride);
   JNAS_CHECK_CONFIG(batch >= 1, "batch must be >= 1, got {}", batch);
+  JNAS_CHECK_CONFIG(score_first >= 0 && score_first < window - 1,
+                    "score_first must be in [0, window - 1), got {} for window {}", score_first,
+                    window);
+  JNAS_CHECK_CONFIG((score_first == 0 && window_bos_id < 0) || stride == 0 || stride == window,
+                    "score_first / window_bos_id need non-overlapping windows (stride 0), got "
+                    "stride {}",
+                    stride);
+}
+
+PplProtocol ppl_protocol(const std::string& name, int64_t context, int64_t bos_id) {
+  PplProtocol p;
+  if (name == "stream") return p;
+  JNAS_CHECK_CONFIG(name == "gptq" || name == "llamacpp",
+                    "unknown perplexity protocol '{}': expected stream, gptq or llamacpp", name);
+  JNAS_CHECK_CONFIG(context >= 2, "protocol {} needs the model's context, got {}", name, context);
+  p.documents = "whole";
+  p.add_bos = true;
+  p.add_eos = false;
+  if (name == "gptq") {
+    // GPTQ datautils.get_wikitext2: tokenizer("\n\n".join(test["text"])) adds BOS once;
+    // eval: nsamples = numel // seqlen windows of model.seqlen (= max_position_embeddings).
+    p.window = context;
+  } else {
+    // llama.cpp examples/perplexity: n_ctx 512 (its default for published tables), BOS as the
+    // first token of every chunk, the first n_ctx / 2 logits of a chunk are context only.
+    p.window = std::min<int64_t>(512, context);
+    p.window_bos_id = bos_id;
+    p.score_first = p.window / 2;
+    JNAS_CHECK_CONFIG(bos_id >= 0, "protocol llamacpp needs a BOS token, the tokenizer has none");
+  }
+  return p;
 }
 
 std::vector<std::string> split_documents(const std::string& text, const std::string& mode) {
@@ -81,15 +112,23 @@ std::vector<int64_t> build_stream(const std::vector<std::string>& docs, const to
 }
 
 PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>& stream,
-                     const PplProtocol& p, const std::function<void(int64_t, int64_t)>& progress) {
+                     const PplProtocol& p, const std::function<void(int64_t, int64_t)>& progress,
+                     const model::LlamaModel* teacher) {
   p.validate();
+  if (teacher != nullptr) {
+    JNAS_CHECK_CONFIG(teacher->config().vocab_size == model.config().vocab_size,
+                      "teacher vocabulary {} differs from the model's {}: expected the same "
+                      "tokenizer",
+                      teacher->config().vocab_size, model.config().vocab_size);
+  }
   const int64_t W = p.window;
   const int64_t S = p.stride == 0 ? W : p.stride;
   JNAS_CHECK_CONFIG(W - 1 <= model.config().max_position_embeddings,
                     "window of {} tokens exceeds the model's context ({} positions)", W,
                     model.config().max_position_embeddings);
   // Window k covers [k*S, k*S + W). The first window scores all W-1 predictions; later ones only
-  // the predictions not scored before (the last S when S < W; all W-1 when S == W).
+  // the predictions not scored before (the last S when S < W; all W-1 when S == W). With
+  // score_first (llama.cpp) every window scores its last W-1-score_first predictions.
   std::vector<int64_t> starts;
   for (int64_t s = 0; s + W <= static_cast<int64_t>(stream.size()); s += S) {
     starts.push_back(s);
@@ -98,21 +137,35 @@ PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>&
   JNAS_CHECK_CONFIG(!starts.empty(), "text too short: {} tokens, need at least one window of {}",
                     stream.size(), W);
   at::Tensor all = at::tensor(stream, at::kLong);
-  double total = 0.0;
-  int64_t count = 0;
+  double total = 0.0, kl_total = 0.0;
+  int64_t count = 0, agree = 0;
   c10::InferenceMode inference_mode;  // no autograd records, no version counters
   for (size_t b = 0; b < starts.size(); b += p.batch) {
     const size_t e = std::min(starts.size(), b + static_cast<size_t>(p.batch));
     std::vector<at::Tensor> rows;
     for (size_t i = b; i < e; ++i) rows.push_back(all.narrow(0, starts[i], W));
     at::Tensor x = at::stack(rows);                                  // [n, W]
+    if (p.window_bos_id >= 0) x.select(1, 0).fill_(p.window_bos_id);  // stack copied: safe
     at::Tensor logits = model.forward(x.narrow(1, 0, W - 1));         // [n, W-1, V] float32
     at::Tensor target = x.narrow(1, 1, W - 1).to(logits.device());    // [n, W-1]
     at::Tensor nll = at::cross_entropy_loss(logits.transpose(1, 2), target, {}, at::Reduction::None);
+    at::Tensor kl, same;  // [n, W-1] each, teacher comparison
+    if (teacher != nullptr) {
+      at::Tensor t_logits = teacher->forward(x.narrow(1, 0, W - 1).to(teacher->options().device))
+                                .to(logits.device());
+      at::Tensor lp_s = at::log_softmax(logits, -1);    // [n, W-1, V] fp32
+      at::Tensor lp_t = at::log_softmax(t_logits, -1);  // [n, W-1, V] fp32
+      kl = (lp_t.exp() * (lp_t - lp_s)).sum(-1);
+      same = lp_t.argmax(-1).eq(lp_s.argmax(-1));
+    }
     for (size_t i = b; i < e; ++i) {
-      const int64_t scored = (i == 0 || S >= W) ? W - 1 : S;
-      at::Tensor row = nll[static_cast<int64_t>(i - b)].narrow(0, W - 1 - scored, scored);
-      total += row.to(at::kDouble).sum().item<double>();
+      const int64_t scored = (i == 0 || S >= W) ? W - 1 - p.score_first : S;
+      const int64_t r = static_cast<int64_t>(i - b);
+      total += nll[r].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
+      if (teacher != nullptr) {
+        kl_total += kl[r].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
+        agree += same[r].narrow(0, W - 1 - scored, scored).sum().item<int64_t>();
+      }
       count += scored;
     }
     if (progress) progress(static_cast<int64_t>(e), static_cast<int64_t>(starts.size()));
@@ -123,6 +176,11 @@ PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>&
   r.tokens = count;
   r.windows = static_cast<int64_t>(starts.size());
   r.stream_tokens = static_cast<int64_t>(stream.size());
+  if (teacher != nullptr) {
+    r.has_teacher = true;
+    r.kl_teacher = kl_total / static_cast<double>(count);
+    r.top1_agreement = static_cast<double>(agree) / static_cast<double>(count);
+  }
   return r;
 }
 

@@ -24,9 +24,25 @@ struct PplProtocol {
   int64_t stride = 0;    // 0 = window (non-overlapping); < window scores only the new tail
   int64_t max_windows = 0;  // 0 = all full windows
   int64_t batch = 8;        // windows per forward
+  // llama.cpp's perplexity tool: the first token of every window is replaced by this id (>= 0),
+  // and only predictions from index `score_first` of each window on are scored (its n_ctx / 2).
+  // Both need non-overlapping windows (stride 0).
+  int64_t window_bos_id = -1;
+  int64_t score_first = 0;
 
   void validate() const;
 };
+
+// Named protocols (docs/eval.md). `context` is the model's max_position_embeddings.
+//  "stream": the defaults above (the ref-17m MANIFEST protocol: paragraphs, BOS/EOS, window 513).
+//  "gptq":   GPTQ's datautils / eval (Frantar et al. 2022, and SparseGPT, Wanda, AWQ after it):
+//            the whole file is one document tokenized once with BOS and no EOS, cut into
+//            non-overlapping windows of the model's context; every window scores its
+//            window - 1 next-token predictions, the last partial window is dropped.
+//  "llamacpp": llama.cpp's `perplexity` tool: the whole file with BOS, windows of n_ctx = 512
+//            tokens, each window's first token replaced by BOS, only the second half scored.
+// Throws ConfigError for an unknown name.
+PplProtocol ppl_protocol(const std::string& name, int64_t context, int64_t bos_id);
 
 struct PplResult {
   double nll = 0;        // mean next-token NLL in nats
@@ -35,6 +51,11 @@ struct PplResult {
   int64_t windows = 0;
   int64_t stream_tokens = 0;
   int64_t documents = 0;
+  // Teacher comparison over the same scored predictions (only when a teacher is given):
+  // mean KL(teacher || model) in nats and the fraction of positions whose argmax agrees.
+  bool has_teacher = false;
+  double kl_teacher = 0;
+  double top1_agreement = 0;
 };
 
 // Splits text into documents per protocol.documents.
@@ -44,8 +65,11 @@ std::vector<int64_t> build_stream(const std::vector<std::string>& docs, const to
                                   const PplProtocol& p, int64_t bos_id, int64_t eos_id);
 
 // Scores `stream` with `model`. `progress(done, total)` is called after each batch when set.
+// With a `teacher` (same vocabulary; e.g. the uncompressed model) the result also carries
+// KL(teacher || model) and top-1 agreement over exactly the predictions that are scored.
 PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>& stream,
                      const PplProtocol& p,
-                     const std::function<void(int64_t, int64_t)>& progress = {});
+                     const std::function<void(int64_t, int64_t)>& progress = {},
+                     const model::LlamaModel* teacher = nullptr);
 
 }  // namespace jointnas::eval
