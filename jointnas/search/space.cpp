@@ -269,6 +269,30 @@ Json Arch::to_json(const SearchSpace& s) const {
   return Json{{"hidden", s.hidden[hidden]}, {"depth", s.depth[depth]}, {"layers", layers_j}};
 }
 
+SearchSpace restrict_to(const SearchSpace& s, const Arch& a) {
+  SearchSpace r = s;
+  r.hidden = {s.hidden.at(static_cast<size_t>(a.hidden))};
+  r.depth = {s.depth.at(static_cast<size_t>(a.depth))};
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const LayerChoices& lc = s.layers[l];
+    LayerChoices& rc = r.layers[l];
+    rc.kv_groups = {lc.kv_groups.at(static_cast<size_t>(a.kv_groups.at(l)))};
+    rc.head_dims = {lc.head_dims.at(static_cast<size_t>(a.head_dims.at(l)))};
+    rc.intermediate = {lc.intermediate.at(static_cast<size_t>(a.intermediate.at(l)))};
+    for (int k = 0; k < kNumFormatSlots; ++k) rc.formats[k] = {lc.formats[k].at(static_cast<size_t>(a.formats.at(l)[k]))};
+  }
+  return r;
+}
+
+Arch first_arch(const SearchSpace& s) {
+  Arch a;
+  a.kv_groups.assign(s.layers.size(), 0);
+  a.head_dims.assign(s.layers.size(), 0);
+  a.intermediate.assign(s.layers.size(), 0);
+  a.formats.assign(s.layers.size(), {0, 0, 0, 0});
+  return a;
+}
+
 Arch largest_arch(const SearchSpace& s) {
   Arch a;
   a.hidden = static_cast<int64_t>(s.hidden.size()) - 1;

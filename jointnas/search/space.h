@@ -65,6 +65,12 @@ struct Arch {
 Arch largest_arch(const SearchSpace& space);
 Arch smallest_arch(const SearchSpace& space, const model::LlamaConfig& config);
 
+// The space whose only architecture is `arch` (every list cut to the chosen value): a supernet
+// over it computes exactly that sub-network, which is how finetuning trains it.
+SearchSpace restrict_to(const SearchSpace& space, const Arch& arch);
+// Index 0 everywhere: the architecture of a restricted space.
+Arch first_arch(const SearchSpace& space);
+
 // Whether block l is kept at `depth` blocks under `block_rank` (rank 0 = most important).
 bool block_kept(const std::vector<int64_t>& block_rank, int64_t layer, int64_t depth);
 

@@ -294,15 +294,18 @@ struct Supernet::Impl {
   }
 
   // The final normed hidden states [B, T, H]. `teacher`: the original model (every linear plain,
-  // no LoRA, no quantization) under the one-hot largest architecture.
+  // no LoRA, no quantization, every width and block; `d` only supplies shapes).
   at::Tensor hidden_states(const at::Tensor& ids, const ArchDist& d, bool teacher = false) const {
     const int64_t B = ids.size(0), T = ids.size(1);
     JNAS_CHECK_CONFIG(T <= config.max_position_embeddings, "sequence of {} tokens exceeds max_position_embeddings = {}",
                       T, config.max_position_embeddings);
     at::Tensor dev_ids = ids.to(opts.device, at::kLong);
-    at::Tensor mh = at::matmul(d.hidden, ind_hidden);
+    // The teacher is the whole original model whatever the space (a restricted space's largest
+    // architecture is the sub-network, not the model).
+    at::Tensor mh = teacher ? at::ones({H}, fopts()) : at::matmul(d.hidden, ind_hidden);
     at::Tensor width = mh.sum();
-    at::Tensor keep = at::matmul(d.depth, ind_depth);  // [L]
+    at::Tensor keep = teacher ? at::ones({static_cast<int64_t>(layers.size())}, fopts())
+                              : at::matmul(d.depth, ind_depth);  // [L]
     at::Tensor x = at::embedding(embed, dev_ids) * mh.to(opts.dtype);
     at::Tensor cos = rope_cos.narrow(0, 0, T).to(opts.dtype), sin = rope_sin.narrow(0, 0, T).to(opts.dtype);
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
@@ -601,6 +604,13 @@ const at::Tensor& Supernet::lm_head() const { return impl_->lm_head; }
 // ---- extraction --------------------------------------------------------------------------------
 
 model::LlamaModel Supernet::extract(const Arch& arch, model::RuntimeOptions runtime) const {
+  model::Checkpoint ck = extract_checkpoint(arch);
+  const std::vector<model::LayerSpec> specs = ck.config.layer_specs;
+  // Packed tensors load as they are (the loader checks every shape and infers the group).
+  return model::LlamaModel::from_checkpoint(ck, runtime, specs);
+}
+
+model::Checkpoint Supernet::extract_checkpoint(const Arch& arch) const {
   const Impl& m = *impl_;
   auto [config, specs] = arch_specs(m.config, m.space, arch, m.block_rank);
   const int64_t h = config.hidden_size;
@@ -684,8 +694,8 @@ model::LlamaModel Supernet::extract(const Arch& arch, model::RuntimeOptions runt
     }
   }
   for (const auto& [name, t] : ck.tensors) ck.tensor_source[name] = ck.config_source;
-  // Packed tensors load as they are (the loader checks every shape and infers the group).
-  return model::LlamaModel::from_checkpoint(ck, runtime, specs);
+  ck.config.layer_specs = specs;
+  return ck;
 }
 
 }  // namespace jointnas::search

@@ -101,6 +101,9 @@ class Supernet {
   // quantized in each layer's format on the supernet's grid (so that the numbers are the ones the
   // supernet's fake quantization used), LoRA merged into the float weight first.
   model::LlamaModel extract(const Arch& arch, model::RuntimeOptions runtime) const;
+  // The same sub-network as a checkpoint (CPU tensors, packed formats, config with its per-layer
+  // specs): what `save_hf_directory` exports.
+  model::Checkpoint extract_checkpoint(const Arch& arch) const;
 
   const SearchSpace& space() const;
   const model::LlamaConfig& config() const;

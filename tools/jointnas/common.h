@@ -58,5 +58,6 @@ void register_quantize(CLI::App& app);
 void register_profile(CLI::App& app);
 void register_importance(CLI::App& app);
 void register_search(CLI::App& app);
+void register_finetune(CLI::App& app);
 
 }  // namespace jointnas::cli

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_profile(app);
   jointnas::cli::register_importance(app);
   jointnas::cli::register_search(app);
+  jointnas::cli::register_finetune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
