@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|all]
 set -uo pipefail
 what="${1:-all}"
 OUT="${OUT:-$PWD/out}"
@@ -93,4 +93,10 @@ if [ "$what" = supernet ]; then
     $S $C $Y 32 factorized 4 2048 16 3 kd | tee -a "$OUT/supernet_bench_32layers.jsonl"
   fi
   nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv | tee "$OUT/gpu.txt"
+fi
+if [ "$what" = search ]; then
+  # Issue 6: DNAS and finetune steps at Llama-3.1-8B shapes (4 x 2048 tokens, LoRA 16).
+  build-gpu/tests/search/search_cuda_test 2>&1 | tail -2
+  build-gpu/bench/search_bench configs/llama-3.1-8b.json configs/spaces/llama-3.1-8b.yaml 4 4 2048 16 | tee "$OUT/search_bench.jsonl"
+  nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
 fi
