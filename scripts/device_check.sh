@@ -24,7 +24,7 @@ fi
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON -DJNAS_BUILD_BENCH=ON "${PREFIX_ARGS[@]}" \
   -DJNAS_SHARED_DIR="$SHARED" -DPython3_EXECUTABLE="$(command -v python3)" > "$OUT/cmake.log" 2>&1 \
   || { tail -30 "$OUT/cmake.log"; exit 1; }
-ninja -C build-gpu -j16 -k 0 > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
+ninja -C build-gpu -j16 -k 0 ${JNAS_TARGETS:-} > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
 if [ "$what" = tests ] || [ "$what" = all ]; then
   (cd build-gpu && ctest -L "${JNAS_CTEST_LABEL:-cuda|cpu}" --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
