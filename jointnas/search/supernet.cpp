@@ -525,7 +525,8 @@ ArchDist Supernet::distribution(Relaxation r, double temperature, std::optional<
   const Impl& m = *impl_;
   auto relax = [&](const at::Tensor& logits) -> at::Tensor {
     if (r == Relaxation::kSoftmax) return at::softmax(logits, 0);
-    at::Tensor u = at::rand(logits.sizes(), gen, m.fopts()).clamp(1e-10, 1.0 - 1e-7);
+    // Noise drawn on the CPU (a CPU generator seeds it; the same numbers on every device), then moved.
+    at::Tensor u = at::rand(logits.sizes(), gen, m.fopts().device(at::kCPU)).to(logits.device()).clamp(1e-10, 1.0 - 1e-7);
     at::Tensor soft = at::softmax((logits - at::log(-at::log(u))) / temperature, 0);
     if (r == Relaxation::kGumbel) return soft;
     at::Tensor hard = at::zeros_like(soft).scatter_(0, soft.argmax(0, true), 1.0);
