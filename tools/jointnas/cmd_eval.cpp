@@ -109,6 +109,10 @@ struct TaskFlags {
   int64_t num_fewshot = -1;
   int64_t max_length = 0;
   bool items = false;
+  // Throughput at a model's shapes without its weights (never for accuracy).
+  bool random_weights = false;
+  std::string config, tokenizer;
+  uint64_t seed = 0;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -146,7 +150,20 @@ void run_tasks(TaskFlags& f) {
   std::vector<eval::TaskConfig> cfgs;
   for (const auto& name : split_commas(f.tasks)) cfgs.push_back(eval::load_task_config(task_file(f, name)));
   JNAS_CHECK_CONFIG(!cfgs.empty(), "--tasks is empty: expected e.g. boolq,piqa,hellaswag");
-  LoadedModel lm = load_model(f.run, /*need_tokenizer=*/true);
+  LoadedModel lm;
+  if (f.random_weights) {
+    JNAS_CHECK_CONFIG(!f.config.empty() && !f.tokenizer.empty(),
+                      "--random-weights needs --config CONFIG.json and --tokenizer DIR");
+    lm.ckpt.config = model::LlamaConfig::from_file(f.config);
+    JNAS_LOG_INFO("[eval tasks] random weights at the shapes of {} (throughput only)", f.config);
+    lm.model = std::make_unique<model::LlamaModel>(
+        model::LlamaModel::random(lm.ckpt.config, runtime_options(f.run), f.seed));
+    lm.tokenizer = tok::load_tokenizer(f.tokenizer);
+    f.run.model = f.config + " (random weights)";
+  } else {
+    JNAS_CHECK_CONFIG(!f.run.model.empty(), "eval tasks needs --model, or --random-weights");
+    lm = load_model(f.run, /*need_tokenizer=*/true);
+  }
   const auto& cfg = lm.ckpt.config;
   // lm-eval's tok_encode adds BOS exactly when the tokenizer's add_special_tokens does.
   const int64_t bos = !lm.tokenizer->add_bos() ? -1
@@ -240,7 +257,12 @@ void register_eval(CLI::App& app) {
 
   auto t = std::make_shared<TaskFlags>();
   auto* ts = ev->add_subcommand("tasks", "Multiple-choice tasks with lm-eval semantics (docs/eval.md)");
-  add_run_flags(ts, t->run);
+  add_run_flags(ts, t->run, /*model_required=*/false);
+  ts->add_flag("--random-weights", t->random_weights,
+               "Random weights at --config's shapes with --tokenizer (throughput only)");
+  ts->add_option("--config", t->config, "config.json whose shapes to run (with --random-weights)");
+  ts->add_option("--tokenizer", t->tokenizer, "Tokenizer directory (with --random-weights)");
+  ts->add_option("--seed", t->seed, "Seed of the random weights")->capture_default_str();
   ts->add_option("--tasks", t->tasks,
                  "Comma-separated task names (<task-dir>/<name>.yaml) or task files: boolq, piqa, "
                  "hellaswag, winogrande, arc_easy, arc_challenge, mmlu, mmlu_5shot")
