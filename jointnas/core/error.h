@@ -37,6 +37,14 @@ class IoError : public Error {
   int exit_code() const override { return 3; }
 };
 
+// SIGINT / SIGTERM: the work was checkpointed and the run stops (exit 130, as a shell reports
+// a process killed by SIGINT); running the same command again resumes.
+class Interrupted : public Error {
+ public:
+  using Error::Error;
+  int exit_code() const override { return 130; }
+};
+
 }  // namespace jointnas
 
 // JNAS_CHECK_IO(cond, "fmt {}", args...) throws IoError with the formatted message.

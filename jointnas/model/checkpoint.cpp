@@ -156,4 +156,22 @@ void save_hf_directory(const Checkpoint& ck, const std::string& dir, const std::
   write_file_atomic((fs::path(dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
 }
 
+void save_tensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors) {
+  std::vector<at::Tensor> keep;
+  std::vector<StWriteTensor> out;
+  for (const auto& [name, t] : tensors) {
+    at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    keep.push_back(c);
+    out.push_back({name, to_st_dtype(c.scalar_type()), c.sizes().vec(), c.data_ptr(), static_cast<size_t>(c.nbytes())});
+  }
+  write_safetensors(path, out, {{"format", "jointnas-state"}});
+}
+
+std::map<std::string, at::Tensor> load_tensors(const std::string& path) {
+  auto st = SafetensorsFile::open(path);
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, e] : st->entries()) out[name] = tensor_from_entry(st, e).clone();
+  return out;
+}
+
 }  // namespace jointnas::model

@@ -37,6 +37,11 @@ Checkpoint load_hf_directory(const std::string& dir);
 // Zero-copy at::Tensor over a safetensors entry; keeps the mapping alive.
 at::Tensor tensor_from_entry(const std::shared_ptr<SafetensorsFile>& file, const StEntry& e);
 
+// A flat name -> tensor file (safetensors, written atomically): training state, not models.
+void save_tensors(const std::string& path, const std::map<std::string, at::Tensor>& tensors);
+// Reads every tensor of a safetensors file into owned CPU tensors (the file may then go away).
+std::map<std::string, at::Tensor> load_tensors(const std::string& path);
+
 // Writes `ckpt` as an HF directory (config.json, model.safetensors) with tensors in `dtype_name`
 // ("float32", "bfloat16", "float16"). Creates `dir` if needed.
 void save_hf_directory(const Checkpoint& ckpt, const std::string& dir, const std::string& dtype_name);

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <random>
+#include <sstream>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -14,6 +17,9 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/core/mapped_file.h"
+#include "jointnas/core/paths.h"
+#include "jointnas/model/checkpoint.h"
 #include "jointnas/search/adam.h"
 #include "jointnas/search/cost.h"
 
@@ -203,6 +209,9 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
                     const DnasOptions& o, ProcessGroup& pg, const std::function<void(const Json&)>& log) {
   JNAS_CHECK_CONFIG(o.steps > 0 && o.batch > 0 && o.seq_len > 1, "search: steps, batch and seq_len must be positive");
   JNAS_CHECK_CONFIG(o.tau_start > 0 && o.tau_end > 0, "search: Gumbel temperatures must be > 0");
+  JNAS_CHECK_CONFIG(o.penalty_form == "target" || o.penalty_form == "hinge",
+                    "search: penalty form '{}' is not one of target, hinge", o.penalty_form);
+  JNAS_CHECK_CONFIG(o.penalty_weight >= 0 && o.entropy_weight >= 0, "search: penalty and entropy weights must be >= 0");
   check_budget_feasible(cc, budget);
   // Windows of seq_len, alternately to the weight split (even) and the architecture split (odd).
   const int64_t nwin = static_cast<int64_t>(tokens.size()) / o.seq_len;
@@ -236,9 +245,16 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
   const Budget& B = budget;
   auto penalty_of = [&](const profile::ExpectedCost& e) {
     at::Tensor p = at::zeros({}, at::kDouble);
-    if (B.latency_ms > 0) p = p + at::relu(e.latency_ms / B.latency_ms - 1.0);
-    if (B.memory_bytes > 0) p = p + at::relu((e.weight_bytes + e.kv_cache_bytes) / B.memory_bytes - 1.0);
-    if (B.params > 0) p = p + at::relu(e.params / B.params - 1.0);
+    const bool target = o.penalty_form == "target";
+    bool primary = true;  // the first budget set, in the order latency, memory, params
+    auto term = [&](const at::Tensor& r) {
+      const at::Tensor t = target && primary ? at::abs(r - 1.0) : at::relu(r - 1.0);
+      primary = false;
+      return t;
+    };
+    if (B.latency_ms > 0) p = p + term(e.latency_ms / B.latency_ms);
+    if (B.memory_bytes > 0) p = p + term((e.weight_bytes + e.kv_cache_bytes) / B.memory_bytes);
+    if (B.params > 0) p = p + term(e.params / B.params);
     return p * o.penalty_weight;
   };
   auto loss_on = [&](const at::Tensor& ids, double tau) {
@@ -251,7 +267,91 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
   DnasResult res;
   res.stop_reason = "steps";
   std::vector<bool> frozen(arch_params.size(), false);
-  for (int64_t step = 0; step < o.steps; ++step) {
+
+  // ---- checkpoints ----
+  auto ckpt_file = [&](int64_t step, const char* ext) { return fmt::format("{}/ckpt-{:06d}.{}", o.checkpoint_dir, step, ext); };
+  auto save = [&](int64_t next_step) {
+    std::map<std::string, at::Tensor> t;
+    auto put = [&](const std::string& prefix, const std::vector<at::Tensor>& v) {
+      for (size_t i = 0; i < v.size(); ++i) t[fmt::format("{}/{:05d}", prefix, i)] = v[i];
+    };
+    put("arch", arch_params);
+    put("arch_m", arch_opt.m);
+    put("arch_v", arch_opt.v);
+    put("lora", lora_params);
+    put("lora_m", lora_opt.m);
+    put("lora_v", lora_opt.v);
+    t["gumbel_rng"] = gen.get_state();
+    model::save_tensors(ckpt_file(next_step, "safetensors"), t);
+    std::ostringstream rs;
+    rs << rng;
+    Json j{{"format", "jointnas-search-checkpoint"}, {"step", next_step}, {"arch_t", arch_opt.t}, {"lora_t", lora_opt.t},
+           {"data_rng", rs.str()}, {"names", names}, {"seed", o.seed},
+           {"stop_reason", res.stop_reason}, {"steps_run", res.steps_run}};
+    j["frozen"] = std::vector<bool>(frozen.begin(), frozen.end());
+    write_file_atomic(ckpt_file(next_step, "json"), j.dump() + "\n");
+    // The commit point: latest.json names a complete pair; older pairs go after it.
+    const std::string prev = file_exists(o.checkpoint_dir + "/latest.json")
+                                 ? read_json_file(o.checkpoint_dir + "/latest.json").value("step", Json(-1)).dump()
+                                 : "-1";
+    write_file_atomic(o.checkpoint_dir + "/latest.json", Json{{"step", next_step}}.dump() + "\n");
+    const int64_t p = std::stoll(prev);
+    if (p >= 0 && p != next_step) {
+      std::remove(ckpt_file(p, "safetensors").c_str());
+      std::remove(ckpt_file(p, "json").c_str());
+    }
+  };
+  int64_t start = 0;
+  if (!o.checkpoint_dir.empty() && file_exists(o.checkpoint_dir + "/latest.json")) {
+    const std::string src = o.checkpoint_dir + "/latest.json";
+    const auto step = get_int(read_json_file(src), "step", src);
+    JNAS_CHECK_IO(step && *step >= 0 && *step <= o.steps, "{}: 'step' must be in [0, {}]", src, o.steps);
+    const std::string jp = ckpt_file(*step, "json");
+    const Json j = read_json_file(jp);
+    JNAS_CHECK_IO(j.value("format", "") == "jointnas-search-checkpoint" && j.contains("names") &&
+                      j["names"] == Json(names) && j.value("seed", Json(0)) == Json(o.seed),
+                  "{}: a checkpoint of another search (decisions or seed differ); remove {} to start over", jp,
+                  o.checkpoint_dir);
+    std::map<std::string, at::Tensor> t = model::load_tensors(ckpt_file(*step, "safetensors"));
+    auto get = [&](const std::string& prefix, std::vector<at::Tensor>& v) {
+      at::NoGradGuard ng;
+      for (size_t i = 0; i < v.size(); ++i) {
+        const auto it = t.find(fmt::format("{}/{:05d}", prefix, i));
+        JNAS_CHECK_IO(it != t.end() && it->second.sizes() == v[i].sizes(), "{}: tensor {}/{} missing or of another shape",
+                      ckpt_file(*step, "safetensors"), prefix, i);
+        v[i].copy_(it->second);
+      }
+    };
+    get("arch", arch_params);
+    get("arch_m", arch_opt.m);
+    get("arch_v", arch_opt.v);
+    get("lora", lora_params);
+    get("lora_m", lora_opt.m);
+    get("lora_v", lora_opt.v);
+    JNAS_CHECK_IO(t.count("gumbel_rng") != 0, "{}: no gumbel_rng", ckpt_file(*step, "safetensors"));
+    gen.set_state(t["gumbel_rng"]);
+    std::istringstream rs(j.value("data_rng", std::string()));
+    rs >> rng;
+    JNAS_CHECK_IO(!rs.fail(), "{}: unreadable data_rng", jp);
+    arch_opt.t = j.value("arch_t", int64_t{0});
+    lora_opt.t = j.value("lora_t", int64_t{0});
+    const std::vector<bool> fz = j.value("frozen", std::vector<bool>{});
+    JNAS_CHECK_IO(fz.size() == frozen.size(), "{}: 'frozen' lists {} decisions, the search has {}", jp, fz.size(), frozen.size());
+    frozen = fz;
+    for (size_t i = 0; i < frozen.size(); ++i) arch_opt.frozen[i] = frozen[i];
+    start = *step;
+    res.stop_reason = j.value("stop_reason", std::string("steps"));
+    res.steps_run = j.value("steps_run", start);
+    if (res.stop_reason != "steps") start = o.steps;  // it had stopped: only the ending is left
+    JNAS_LOG_INFO("[search] resuming from {} at step {}", jp, start);
+    if (o.on_resume) o.on_resume(start);
+  } else if (!o.checkpoint_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.checkpoint_dir, ec);
+    JNAS_CHECK_IO(!ec, "cannot create {}: {}", o.checkpoint_dir, ec.message());
+  }
+
+  for (int64_t step = start; step < o.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     const double frac = o.steps > 1 ? static_cast<double>(step) / static_cast<double>(o.steps - 1) : 1.0;
     const double tau = o.tau_start * std::pow(o.tau_end / o.tau_start, frac);
@@ -276,7 +376,19 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
           *cc.config, cspace, arch_probs(*cc.space, to_cpu_double(net.distribution(Relaxation::kSoftmax)), cc.block_rank),
           *cc.table, cc.workload, cc.dtype_bytes);
       const at::Tensor pen = penalty_of(e);
-      (out[0] + pen.to(out.device(), out.scalar_type())).backward();
+      // Entropy ramp over the undecided decisions (mean normalised entropy, differentiable).
+      at::Tensor ent = at::zeros({}, at::kDouble);
+      int64_t undecided = 0;
+      for (size_t i = 0; i < arch_params.size(); ++i) {
+        if (frozen[i]) continue;
+        const at::Tensor lp = at::log_softmax(arch_params[i].to(at::kCPU).to(at::kDouble), 0);
+        ent = ent - (lp.exp() * lp).sum() / std::log(static_cast<double>(arch_params[i].numel()));
+        ++undecided;
+      }
+      const double ramp = o.entropy_weight * frac;
+      const at::Tensor ent_term = undecided > 0 ? ent * (ramp / static_cast<double>(undecided)) : ent;
+      (out[0] + (pen + ent_term).to(out.device(), out.scalar_type())).backward();
+      rec["entropy_term"] = ent_term.item<double>();
       std::vector<at::Tensor> grads;
       for (auto& p : arch_params) grads.push_back(p.grad());
       pg.all_reduce_mean(grads);
@@ -318,11 +430,20 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
     res.steps_run = step + 1;
     if (step >= o.warmup_steps && decided == static_cast<int64_t>(arch_params.size())) {
       res.stop_reason = "decided";
-      break;
-    }
-    if (step >= o.warmup_steps && mean_h < o.stop_entropy) {
+    } else if (step >= o.warmup_steps && mean_h < o.stop_entropy) {
       res.stop_reason = "entropy";
-      break;
+    }
+    const bool stop = res.stop_reason != "steps";
+    const bool interrupted = o.interrupt != nullptr && o.interrupt->load();
+    if (!o.checkpoint_dir.empty() &&
+        ((step + 1) % std::max<int64_t>(1, o.checkpoint_every) == 0 || interrupted || stop || step + 1 == o.steps)) {
+      save(step + 1);
+    }
+    if (stop) break;
+    if (interrupted) {
+      throw Interrupted(fmt::format("search interrupted after step {}{}", step + 1,
+                                    o.checkpoint_dir.empty() ? " (no checkpoint directory: the progress is lost)"
+                                                             : "; checkpoint written, run the same command again to resume"));
     }
   }
   res.argmax = net.argmax();

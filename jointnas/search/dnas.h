@@ -8,6 +8,7 @@
 // Then the argmax architecture is repaired until the table says it meets every budget.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -79,13 +80,34 @@ struct DnasOptions {
   bool train_lora = true;        // false: frozen-weights mode (architecture updates only)
   int64_t warmup_steps = 0;      // LoRA-only steps before the architecture moves
   HeadLossOptions loss;          // KD temperature and weights, head chunking
-  // penalty = weight * sum_b max(0, E[cost_b] / budget_b - 1): relative, so one weight serves
-  // milliseconds, bytes and parameters; linear, so its push does not fade near the budget (a
-  // squared hinge lets the search settle just above it); the repair makes the result exact.
+  // Per budget b, with r_b = E[cost_b] / budget_b (relative, so one weight serves milliseconds,
+  // bytes and parameters; linear, so the push does not fade near the budget):
+  //   "target": weight * |r_b - 1| on the primary budget (latency if set, else memory, else
+  //             params) and max(0, r_b - 1) on the others. The default: a budget is capacity to
+  //             spend, and distillation alone pushes back too weakly against a one-sided penalty
+  //             (measured: ref-17m at a 0.6x budget ended at 0.43x, docs/results.md).
+  //   "hinge":  weight * max(0, r_b - 1) on every budget (smaller models are free).
+  // The repair makes the final architecture meet every budget exactly either way.
+  std::string penalty_form = "target";
   double penalty_weight = 2.0;
+  // weight * t/steps * mean normalised entropy of the undecided decisions: a ramp that pushes
+  // every decision towards one choice as the search ends, so that the entropy threshold is
+  // reached and the expected cost becomes the argmax's.
+  double entropy_weight = 1.0;
   double entropy_threshold = 0.15;  // per decision: normalised entropy below which it freezes
   double stop_entropy = 0.05;       // global: mean normalised entropy that ends the search
   uint64_t seed = 0;
+  // Checkpoints (docs/search.md "Checkpoints"): every `checkpoint_every` steps the whole state
+  // (logits, LoRA, both Adam states, frozen flags, data-order and Gumbel RNG states, step) goes
+  // to `checkpoint_dir`, atomically; a run that finds one resumes from it, bit-identically on the
+  // CPU. Empty dir: no checkpoints.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 10;
+  // Set asynchronously (SIGINT / SIGTERM handler): the loop checkpoints after the current step and
+  // throws Interrupted.
+  const std::atomic<bool>* interrupt = nullptr;
+  // Called with the step a resumed search continues from (the caller trims its log).
+  std::function<void(int64_t)> on_resume;
 };
 
 struct DnasResult {

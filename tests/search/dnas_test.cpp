@@ -1,12 +1,15 @@
 // The search loop (search/dnas.h): the budget check before training, budget repair, a short
 // search on a tiny random model (meets the budget, entropy falls, deterministic by seed), and the
 // arch.json round trip.
+#include <atomic>
+#include <functional>
 #include <random>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/paths.h"
 #include "jointnas/search/cost.h"
 #include "jointnas/search/dnas.h"
 #include "tiny_llama.h"
@@ -138,7 +141,8 @@ TEST(Dnas, RepairMeetsTheBudgetAndSpendsTheLeastLikelyChoices) {
 // Tight: below the expected latency of the uniform start, so the penalty acts from step 0.
 double search_budget(Fixture& fx) { return 1.3 * fx.brute_min_latency(); }
 
-DnasResult short_search(Fixture& fx, std::vector<Json>* log, uint64_t seed) {
+DnasResult short_search(Fixture& fx, std::vector<Json>* log, uint64_t seed,
+                        const std::function<void(DnasOptions&)>& tweak = {}) {
   model::Checkpoint ck = testing::random_llama_checkpoint(fx.c, 3, 0.05, 1.0);
   SupernetOptions so;
   so.lora_rank = 4;
@@ -152,6 +156,7 @@ DnasResult short_search(Fixture& fx, std::vector<Json>* log, uint64_t seed) {
   o.seq_len = 16;
   o.lr_arch = 0.3;
   o.seed = seed;
+  if (tweak) tweak(o);
   Budget b;
   b.latency_ms = search_budget(fx);
   LocalProcessGroup pg;
@@ -205,6 +210,84 @@ TEST(Dnas, InfeasibleBudgetFailsBeforeAnyTraining) {
                ConfigError);
   EXPECT_EQ(calls, 0);
   EXPECT_TRUE(at::equal(before, net.named_lora_parameters()[1].second));
+}
+
+// Issue 6, acceptance 3 (library level): a search killed mid-way (the process dies after step 6,
+// the last checkpoint is step 4) or interrupted (SIGINT: checkpoint after the current step) and
+// then run again ends with the same arch.json and the same per-step losses as an uninterrupted
+// run with the same seed.
+TEST(Dnas, ResumeAfterKillOrInterruptIsBitIdentical) {
+  Fixture fx;
+  const std::string root = ::testing::TempDir() + "/jnas_dnas_resume";
+  remove_tree(root);
+  std::vector<Json> ref_log;
+  const DnasResult ref = short_search(fx, &ref_log, 5, [&](DnasOptions& o) {
+    o.checkpoint_dir = root + "/ref";
+    o.checkpoint_every = 4;
+  });
+  Budget b;
+  b.latency_ms = search_budget(fx);
+  const std::string want = arch_json(fx.cc, ref, b).dump();
+  struct Killed {};
+  for (const bool sigint : {false, true}) {
+    const std::string dir = root + (sigint ? "/interrupted" : "/killed");
+    std::atomic<bool> flag{false};
+    std::vector<Json> log;
+    auto first = [&](DnasOptions& o) {
+      o.checkpoint_dir = dir;
+      o.checkpoint_every = 4;
+      o.interrupt = &flag;
+    };
+    // The log callback runs inside the step loop: dying there is dying mid-search.
+    try {
+      model::Checkpoint ck = testing::random_llama_checkpoint(fx.c, 3, 0.05, 1.0);
+      SupernetOptions so;
+      so.lora_rank = 4;
+      Supernet net(ck, fx.space, fx.rank, so, 5);
+      std::mt19937_64 rng(7);
+      std::vector<int64_t> tokens(2048);
+      for (auto& t : tokens) t = static_cast<int64_t>(rng() % 101);
+      DnasOptions o;
+      o.steps = 25;
+      o.batch = 2;
+      o.seq_len = 16;
+      o.lr_arch = 0.3;
+      o.seed = 5;
+      first(o);
+      LocalProcessGroup pg;
+      run_dnas(net, tokens, fx.cc, b, o, pg, [&](const Json& j) {
+        log.push_back(j);
+        if (j["step"].get<int64_t>() == 6) {
+          if (sigint) {
+            flag = true;  // the loop checkpoints after this step, then throws Interrupted
+          } else {
+            throw Killed{};
+          }
+        }
+      });
+      FAIL() << "the search should have stopped at step 6";
+    } catch (const Killed&) {
+      EXPECT_FALSE(sigint);
+    } catch (const Interrupted&) {
+      EXPECT_TRUE(sigint);
+    }
+    int64_t resumed_at = -1;
+    std::vector<Json> log2;
+    const DnasResult r = short_search(fx, &log2, 5, [&](DnasOptions& o) {
+      o.checkpoint_dir = dir;
+      o.checkpoint_every = 4;
+      o.on_resume = [&](int64_t s) { resumed_at = s; };
+    });
+    EXPECT_EQ(resumed_at, sigint ? 7 : 4);
+    EXPECT_EQ(arch_json(fx.cc, r, b).dump(), want) << (sigint ? "interrupted" : "killed");
+    ASSERT_EQ(static_cast<int64_t>(log2.size()) + resumed_at, static_cast<int64_t>(ref_log.size()));
+    for (size_t i = 0; i < log2.size(); ++i) {
+      EXPECT_EQ(log2[i]["kd"], ref_log[i + static_cast<size_t>(resumed_at)]["kd"]) << "step " << i + resumed_at;
+    }
+  }
+  // A checkpoint of another search is refused, not silently mixed in.
+  EXPECT_THROW(short_search(fx, &ref_log, 6, [&](DnasOptions& o) { o.checkpoint_dir = root + "/ref"; }), IoError);
+  remove_tree(root);
 }
 
 }  // namespace

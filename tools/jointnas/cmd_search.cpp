@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -109,8 +110,23 @@ void run(SearchFlags& f) {
   std::filesystem::create_directories(f.out, ec);
   JNAS_CHECK_IO(!ec && dir_exists(f.out), "cannot create the output directory {}: {}", f.out, ec.message());
   const std::string arch_path = f.out + "/arch.json", log_path = f.out + "/search_log.jsonl";
+  // A resumed search keeps the log lines of the steps before its checkpoint.
+  std::vector<std::string> old_lines;
+  if (file_exists(log_path)) {
+    std::istringstream in(read_text_file(log_path));
+    for (std::string line; std::getline(in, line);) old_lines.push_back(line);
+  }
   std::ofstream log(log_path, std::ios::trunc);
   JNAS_CHECK_IO(log.good(), "cannot write {}", log_path);
+  f.o.checkpoint_dir = f.out + "/checkpoint";
+  f.o.interrupt = &install_interrupt_handler();
+  f.o.on_resume = [&](int64_t step) {
+    for (const std::string& line : old_lines) {
+      Json j = Json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.is_object() && j.value("step", step) < step) log << line << "\n";
+    }
+    log.flush();
+  };
   search::LocalProcessGroup pg;
   JNAS_LOG_INFO("[search] {} tokens, {} decisions, 10^{:.1f} architectures, {} steps", stream.size(),
                 net.named_arch_parameters().size(), space.log10_num_architectures(rank), f.o.steps);
@@ -179,11 +195,15 @@ void register_search(CLI::App& app) {
   sub->add_option("--lr-arch", f->o.lr_arch, "Adam step of the architecture logits (default 0.05)");
   sub->add_option("--lr-lora", f->o.lr_lora, "Adam step of the LoRA adapters (default 1e-3)");
   sub->add_option("--penalty", f->o.penalty_weight, "Budget penalty weight (default 2)");
+  sub->add_option("--penalty-form", f->o.penalty_form, "target (default: spend the primary budget) | hinge (only excess)");
+  sub->add_option("--entropy-weight", f->o.entropy_weight, "Final weight of the entropy ramp (default 1)");
   sub->add_option("--entropy-threshold", f->o.entropy_threshold, "Per-decision freeze threshold (default 0.15)");
   sub->add_option("--stop-entropy", f->o.stop_entropy, "Mean entropy that ends the search (default 0.05)");
   sub->add_option("--warmup", f->o.warmup_steps, "LoRA-only steps first");
   sub->add_option("--kd-temperature", f->o.loss.temperature, "Distillation temperature (default 1)");
   sub->add_option("--seed", f->o.seed, "Seed (data order, Gumbel noise, LoRA init)");
+  sub->add_option("--checkpoint-every", f->o.checkpoint_every,
+                  "Steps between checkpoints in OUT/checkpoint (default 10); a rerun resumes from the last one");
   sub->callback([f] { run(*f); });
 }
 

@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -108,6 +109,20 @@ void emit(const std::string& format, const Json& j, const std::function<void()>&
   } else {
     text();
   }
+}
+
+namespace {
+std::atomic<bool> g_interrupt{false};
+extern "C" void on_interrupt_signal(int sig) {
+  g_interrupt.store(true);
+  std::signal(sig, SIG_DFL);  // a second signal terminates at once
+}
+}  // namespace
+
+const std::atomic<bool>& install_interrupt_handler() {
+  std::signal(SIGINT, on_interrupt_signal);
+  std::signal(SIGTERM, on_interrupt_signal);
+  return g_interrupt;
 }
 
 }  // namespace jointnas::cli

@@ -1,6 +1,7 @@
 // Helpers shared by the subcommands: output format, device/dtype flags, model loading.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -44,6 +45,10 @@ std::unique_ptr<tok::Tokenizer> load_tokenizer_for(const std::string& model_path
 // Returns the name of the main file copied ("" when none).
 std::string copy_tokenizer(const model::Checkpoint& ck, const std::string& model_path,
                            const std::string& out);
+
+// SIGINT / SIGTERM set the returned flag (long stages checkpoint and stop with exit 130); a
+// second signal gets the default action (immediate termination).
+const std::atomic<bool>& install_interrupt_handler();
 
 // Prints `j` as JSON (format == "json") or calls `text()` for the human form.
 void emit(const std::string& format, const Json& j, const std::function<void()>& text);
