@@ -1,6 +1,9 @@
 // The binary's contract: JSON on stdout, one `error:` line (+ `hint:`) on stderr, exit codes
 // 0 ok / 2 usage / 3 bad model files, for every bad-input case of issue 2.
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <cmath>
 #include <cstdio>
@@ -16,6 +19,7 @@
 
 using jointnas::testing::fixture_path;
 using jointnas::testing::repo_path;
+using jointnas::testing::shared_path;
 namespace fs = std::filesystem;
 
 namespace {
@@ -177,4 +181,75 @@ TEST(Cli, InspectPrintsSearchSpaceSizeAndExtremes) {
   fs::path d = scratch("space");
   std::ofstream(d / "bad.yaml") << "hidden: [200]\n";
   expect_error(run("inspect " + model + " --space " + (d / "bad.yaml").string()), 2, "multiple of");
+}
+
+// Issue 6, acceptance 3: `jointnas run` killed with SIGKILL mid-search (the whole process group,
+// as a crash or an OOM killer would) and started again ends with the same arch.json and the same
+// exported weights, byte for byte, as an uninterrupted run with the same seed. Both runs share
+// one measured latency table (`table:`), since two profilings measure different numbers.
+TEST(Cli, RunResumesAfterKillMidSearch) {
+  const std::string text = shared_path("data/text/tinystories/tinystories_val_head.txt");
+  if (!fs::exists(text)) GTEST_SKIP() << "no " << text;
+  const fs::path root = scratch("run_resume");
+  auto write_config = [&](const std::string& name, const std::string& table_line) {
+    const fs::path p = root / (name + ".yaml");
+    std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\n"
+                     << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
+                     << "run_dir: " << (root / name).string() << "\n" << table_line
+                     << "data: {calibration: " << text << "}\n"
+                     << "workload: {kind: decode, batch: 1, context: 64}\n"
+                     << "budget: {latency: 0.7x}\n"
+                     << "importance: {windows: 4, seq_len: 64}\n"
+                     << "profile: {repeats: 3}\n"
+                     << "search: {steps: 40, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3}\n"
+                     << "finetune: {steps: 4, batch: 2, seq_len: 64}\n"
+                     << "eval: {bench_repeats: 3}\n";
+    return p.string();
+  };
+  const CmdResult ref = run("run " + write_config("ref", ""));
+  ASSERT_EQ(ref.code, 0) << ref.err;
+  const std::string table = "table: " + (root / "ref" / "table.json").string() + "\n";
+  const CmdResult ref2 = run("run " + write_config("ref2", table));  // the uninterrupted reference on that table
+  ASSERT_EQ(ref2.code, 0) << ref2.err;
+  const std::string cfg = write_config("killed", table);
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    setpgid(0, 0);
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen("/dev/null", "w", stderr);
+    execl(JNAS_BIN, JNAS_BIN, "run", cfg.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  const fs::path latest = root / "killed" / "search" / "checkpoint" / "latest.json";
+  bool killed = false;
+  for (int i = 0; i < 6000 && !killed; ++i) {  // up to 10 min
+    usleep(100 * 1000);
+    if (fs::exists(latest)) {
+      const jointnas::Json j = jointnas::read_json_file(latest.string());
+      if (j.value("step", 0) >= 9) {
+        kill(-pid, SIGKILL);
+        killed = true;
+      }
+    }
+    int st = 0;
+    if (!killed && waitpid(pid, &st, WNOHANG) == pid) break;  // finished before we could kill it
+  }
+  ASSERT_TRUE(killed) << "the search ended before step 9";
+  int st = 0;
+  waitpid(pid, &st, 0);
+  EXPECT_FALSE(fs::exists(root / "killed" / "search" / "arch.json"));
+  const CmdResult again = run("run " + cfg);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.err.find("resuming from"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("importance: done earlier, skipped"), std::string::npos) << again.err;
+  auto slurp = [](const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  EXPECT_EQ(slurp(root / "killed" / "search" / "arch.json"), slurp(root / "ref2" / "search" / "arch.json"));
+  EXPECT_EQ(slurp(root / "killed" / "model" / "model.safetensors"), slurp(root / "ref2" / "model" / "model.safetensors"));
+  EXPECT_FALSE(slurp(root / "ref2" / "model" / "model.safetensors").empty());
 }

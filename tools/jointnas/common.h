@@ -64,5 +64,6 @@ void register_profile(CLI::App& app);
 void register_importance(CLI::App& app);
 void register_search(CLI::App& app);
 void register_finetune(CLI::App& app);
+void register_run(CLI::App& app);
 
 }  // namespace jointnas::cli

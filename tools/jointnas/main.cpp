@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_importance(app);
   jointnas::cli::register_search(app);
   jointnas::cli::register_finetune(app);
+  jointnas::cli::register_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
