@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "jointnas/core/paths.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/model/checkpoint.h"
@@ -122,6 +123,25 @@ void run(BenchFlags& f) {
     JNAS_LOG_INFO("[bench] prefill {}: {:.2f} ms", s, st.median);
   }
   j["prefill"] = prefill;
+  // An export of `jointnas finetune` carries the table's prediction for its workload: show the
+  // measurement against it (the closed loop of method.md).
+  Json predicted;
+  if (!f.run.model.empty() && file_exists(f.run.model + "/jointnas_export.json")) {
+    const Json ex = read_json_file(f.run.model + "/jointnas_export.json");
+    if (ex.contains("predicted") && ex["predicted"].is_object() && ex.contains("workload") && ex["workload"].is_object()) {
+      const Json& w = ex["workload"];
+      predicted = Json{{"workload", w}, {"cost", ex["predicted"]}};
+      for (auto& r : j["decode"]) {
+        if (w.value("kind", "") == "decode" && w.value("context", int64_t{-1}) == r["context"].get<int64_t>() &&
+            w.value("batch", int64_t{-1}) == f.batch) {
+          const double p = ex["predicted"].value("latency_ms", 0.0);
+          r["predicted_ms"] = p;
+          if (p > 0) r["measured_over_predicted"] = r["ms"].get<double>() / p;
+        }
+      }
+      j["predicted"] = predicted;
+    }
+  }
   emit(f.run.format, j, [&] {
     std::cout << fmt::format("{} | {} {} | {:.1f} M params | {:.2f} GB weights{}\n", source,
                              f.run.device, c10::toString(opts.dtype), m->num_parameters() / 1e6,
@@ -135,6 +155,19 @@ void run(BenchFlags& f) {
                                r["ms_p90"].get<double>(), r["tok_s"].get<double>(),
                                r.contains("floor_ms") ? fmt::format("{:.3f}", r["floor_ms"].get<double>()) : "-",
                                r.contains("ratio_to_floor") ? fmt::format("{:.2f}", r["ratio_to_floor"].get<double>()) : "-");
+    }
+    for (const auto& r : j["decode"]) {
+      if (r.contains("predicted_ms")) {
+        std::cout << fmt::format("context {}: measured {:.4f} ms, predicted by the search's table {:.4f} ms ({:+.1f}%)\n",
+                                 r["context"].get<int64_t>(), r["ms"].get<double>(), r["predicted_ms"].get<double>(),
+                                 100.0 * (r["measured_over_predicted"].get<double>() - 1.0));
+      }
+    }
+    if (predicted.is_object()) {
+      const Json& c = predicted["cost"];
+      std::cout << fmt::format("predicted memory: weights {:.2f} MiB + KV cache {:.2f} MiB (measured weights {:.2f} MiB)\n",
+                               c.value("weight_bytes", 0.0) / 1048576.0, c.value("kv_cache_bytes", 0.0) / 1048576.0,
+                               m->weight_bytes() / 1048576.0);
     }
     for (const auto& r : prefill) {
       std::cout << fmt::format("prefill {:>6} tokens: {:.2f} ms ({:.0f} tok/s)\n",
