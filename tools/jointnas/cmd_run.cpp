@@ -220,6 +220,7 @@ void write_report(const std::string& run_dir, const Json& stages) {
 
 struct RunFlagsR {
   std::string config, out;
+  int closed_loop = -1;  // -1: the config's `closed_loop` (default 2)
 };
 
 void run(const RunFlagsR& f) {
@@ -356,7 +357,7 @@ void run(const RunFlagsR& f) {
   // is held to, the search's final logits are repaired again (the search resumes at its end), and
   // the result is finetuned and measured again. At most `closed_loop` rounds (default 2).
   const double budget_ms = stages.value("budget_latency_ms", 0.0);
-  const int rounds = std::stoi(rc.num(rc.j, "closed_loop", "2"));
+  const int rounds = f.closed_loop >= 0 ? f.closed_loop : std::stoi(rc.num(rc.j, "closed_loop", "2"));
   for (int k = 1; k <= rounds && budget_ms > 0; ++k) {
     const double measured = json_ms(read_json_or_null(run_dir + "/logs/bench_found.json"));
     const double predicted = read_json_file(search_dir + "/arch.json")["predicted"].value("latency_ms", 0.0);
@@ -397,6 +398,7 @@ void register_run(CLI::App& app) {
   auto* sub = app.add_subcommand("run", "Every stage in one run directory (resumes past finished stages)");
   sub->add_option("config", f->config, "Run config YAML (configs/runs/)")->required();
   sub->add_option("--out", f->out, "Run directory (default: run_dir of the config)");
+  sub->add_option("--closed-loop", f->closed_loop, "Closed-loop correction rounds (overrides the config's closed_loop; 0 = off)");
   sub->callback([f] { run(*f); });
 }
 
