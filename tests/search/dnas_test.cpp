@@ -119,6 +119,22 @@ TEST(Dnas, BudgetFeasibilityUsesTheTrueMinimumAndNamesIt) {
   EXPECT_THROW(check_budget_feasible(fx.cc, p), ConfigError);
 }
 
+// The repair and arch.json find the supernet's logits by name: decisions() must name exactly
+// the supernet's arch_* parameters, in the same order, with the same numbers of choices.
+TEST(Dnas, DecisionNamesAreTheSupernetsLogitNames) {
+  Fixture fx;
+  model::Checkpoint ck = testing::random_llama_checkpoint(fx.c, 3, 0.05, 1.0);
+  Supernet net(ck, fx.space, fx.rank, SupernetOptions{}, 1);
+  Arch a = largest_arch(fx.space);
+  const std::vector<Decision> ds = decisions(fx.space, a);
+  const auto params = net.named_arch_parameters();
+  ASSERT_EQ(ds.size(), params.size());
+  for (size_t i = 0; i < ds.size(); ++i) {
+    EXPECT_EQ(ds[i].name, params[i].first);
+    EXPECT_EQ(ds[i].choices, params[i].second.numel()) << ds[i].name;
+  }
+}
+
 TEST(Dnas, RepairMeetsTheBudgetAndSpendsTheLeastLikelyChoices) {
   Fixture fx;
   const Arch big = largest_arch(fx.space);
