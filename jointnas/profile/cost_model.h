@@ -66,7 +66,8 @@ class LatencyTable {
   // end-to-end runs: latency = scale * sum(entries) + per_block_ms * kept blocks + constant_ms.
   struct Calibration {
     double scale = 1.0, per_block_ms = 0.0, constant_ms = 0.0;
-    int runs = 0;
+    int runs = 0;      // runs the fit used
+    int outliers = 0;  // runs it set aside (see fit_calibration)
   };
   std::map<std::string, Calibration> calibration;  // by Workload::name()
   const Calibration* calibration_for(const Workload& w) const;
@@ -147,8 +148,17 @@ ExpectedCost expected_cost(const model::LlamaConfig& config, const CostSpace& sp
 std::vector<std::string> required_keys(const model::LlamaConfig& config, const CostSpace& space,
                                        const Workload& w);
 
-// Least-squares fit of LatencyTable::Calibration from (uncalibrated prediction, kept blocks,
-// measured ms) triples; needs >= 3 runs with different block counts.
+// Fit of LatencyTable::Calibration from (uncalibrated prediction, kept blocks, measured ms)
+// triples, >= 3 runs with positive predictions and measurements. A few end-to-end runs on a
+// noisy machine do not pin down three parameters when the block count moves with the prediction,
+// so the fit is guarded:
+// - it minimises relative error (residuals divided by the measurement);
+// - it considers the nested models {scale}, {scale, constant}, {scale, per block} and all three,
+//   keeps those with scale > 0 whose calibrated prediction is positive on every run, and picks
+//   the one with the smallest leave-one-out relative error (a term fitted to noise predicts the
+//   held-out run worse, so it drops out); scale alone always qualifies;
+// - a run whose residual exceeds both 10 % and 4x the median residual is set aside as an outlier
+//   (a burst of load on the machine) and the fit repeated, at most n/4 runs in all.
 LatencyTable::Calibration fit_calibration(const std::vector<std::array<double, 3>>& runs);
 
 // The architecture (config + specs) selected by choice indices, for tests and discretisation.

@@ -128,7 +128,9 @@ void run(ProfileFlags& f) {
   // Random heterogeneous sub-architectures of the space, run end to end by the runtime (random
   // weights at their exact shapes and formats): {architecture, predicted, kept blocks, measured}.
   const int64_t elt = static_cast<int64_t>(c10::elementSize(ro.dtype));
-  auto sample = [&](int n, uint64_t seed, const char* what) {
+  // Calibration spreads the block count (drop probability 0 .. 0.6 across its runs) so that the
+  // per-block term is not collinear with the op sum; validation drops with probability 0.2.
+  auto sample = [&](int n, uint64_t seed, const char* what, bool spread_depth) {
     std::mt19937_64 rng(seed);
     struct Run {
       std::vector<model::LayerSpec> specs;
@@ -140,7 +142,8 @@ void run(ProfileFlags& f) {
     };
     std::vector<Run> out;
     for (int i = 0; i < n; ++i) {
-      const profile::Selection sel = profile::random_selection(space, rng, 0.2);
+      const double drop = spread_depth ? (n > 1 ? 0.6 * i / (n - 1) : 0.2) : 0.2;
+      const profile::Selection sel = profile::random_selection(space, rng, drop);
       auto [c, specs] = profile::select(cfg, space, sel);
       const profile::Cost cost = profile::predict(c, specs, table, w, elt);
       const double pred = cost.latency_ms;
@@ -164,22 +167,23 @@ void run(ProfileFlags& f) {
   if (f.calibrate > 0) {
     table.calibration.erase(w.name());
     std::vector<std::array<double, 3>> runs;
-    for (const auto& r : sample(f.calibrate, f.seed + 1000003, "calibrate")) {
+    for (const auto& r : sample(f.calibrate, f.seed + 1000003, "calibrate", true)) {
       runs.push_back({r.pred, static_cast<double>(r.kept), r.ms});
     }
     const profile::LatencyTable::Calibration cal = profile::fit_calibration(runs);
     table.calibration[w.name()] = cal;
     table.save(f.out);
     j["calibration"] = {{"scale", cal.scale}, {"per_block_ms", cal.per_block_ms}, {"constant_ms", cal.constant_ms},
-                        {"runs", cal.runs}};
-    JNAS_LOG_INFO("[calibrate] {}: latency = {:.4f} x sum + {:.4f} ms x blocks + {:.4f} ms", w.name(), cal.scale,
-                  cal.per_block_ms, cal.constant_ms);
+                        {"runs", cal.runs}, {"outliers", cal.outliers}};
+    JNAS_LOG_INFO("[calibrate] {}: latency = {:.4f} x sum + {:.4f} ms x blocks + {:.4f} ms ({} runs, {} set aside as "
+                  "outliers)",
+                  w.name(), cal.scale, cal.per_block_ms, cal.constant_ms, cal.runs, cal.outliers);
   }
   if (f.validate > 0) {
     Json rows = Json::array();
     std::vector<double> errs;
     std::vector<double> mem_errs;
-    for (const auto& r : sample(f.validate, f.seed, "validate")) {
+    for (const auto& r : sample(f.validate, f.seed, "validate", false)) {
       const double err = (r.pred - r.ms) / r.ms;
       errs.push_back(std::abs(err));
       std::string layers;
