@@ -1,15 +1,55 @@
 // Checked JSON getters.
 #include "jointnas/core/json_util.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "jointnas/core/error.h"
 #include "jointnas/core/mapped_file.h"
 
 namespace jointnas {
 
+namespace {
+
+// nlohmann's parser is iterative, but dump(), copies and comparisons recurse once per level, so a
+// document of 100k nested brackets (200 KB) parses and then overflows the stack wherever it is
+// copied or printed in an error message. Real files (configs, tokenizers, tables, arch.json) nest
+// fewer than 10 levels.
+constexpr size_t kMaxJsonDepth = 128;
+
+// Deepest bracket nesting of `text`, brackets inside strings not counted (a linear scan that
+// needs no valid JSON: it runs before the parser).
+size_t json_depth(std::string_view text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 Json parse_json(const std::string& text, const std::string& source) {
-  // Depth is bounded by nlohmann's recursive parser; refuse absurd inputs before parsing.
+  // Refuse absurd inputs before parsing.
   JNAS_CHECK_IO(text.size() < (size_t(1) << 30), "{}: JSON document too large ({} bytes)", source,
                 text.size());
+  JNAS_CHECK_IO(json_depth(text) <= kMaxJsonDepth, "{}: JSON nested deeper than {} levels", source,
+                kMaxJsonDepth);
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     // Re-parse with exceptions only to obtain the position of the error for the message.
@@ -23,6 +63,38 @@ Json parse_json(const std::string& text, const std::string& source) {
   return j;
 }
 
+std::optional<size_t> find_invalid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    // Sequence length and the allowed range of the second byte (RFC 3629, table 3-7 of Unicode):
+    // E0 / F0 exclude overlong forms, ED excludes surrogates, F4 stops at U+10FFFF.
+    size_t n = 0;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c < 0x80) {
+      n = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (n > s.size() - i) return i;
+    for (size_t k = 1; k < n; ++k) {
+      const auto b = static_cast<uint8_t>(s[i + k]);
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return i;
+    }
+    i += n;
+  }
+  return std::nullopt;
+}
+
 Json read_json_file(const std::string& path) { return parse_json(read_text_file(path), path); }
 
 std::optional<int64_t> get_int(const Json& j, const char* key, const std::string& source) {
@@ -30,8 +102,10 @@ std::optional<int64_t> get_int(const Json& j, const char* key, const std::string
   const Json& v = j.at(key);
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_number_float()) {
-    double d = v.get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    // An integral value written as a float (4096.0). Range first: converting a double outside
+    // int64 (1e300) is undefined behaviour, not an error. [-2^63, 2^63) is exactly representable.
+    const double d = v.get<double>();
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::floor(d)) return static_cast<int64_t>(d);
   }
   throw IoError(fmt::format("{}: '{}' must be an integer, got {}", source, key, v.dump()));
 }

@@ -1,4 +1,6 @@
 // Checked JSON getters: wrong types and malformed documents are IoErrors naming the source.
+#include <cstdint>
+
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
@@ -26,4 +28,44 @@ TEST(JsonUtil, TypedGetters) {
   EXPECT_THROW(get_bool(j, "i", "t"), IoError);
   EXPECT_THROW(get_string(j, "i", "t"), IoError);
   EXPECT_DOUBLE_EQ(*get_number(j, "f", "t"), 2.0);
+}
+
+// Found by fuzz/fuzz_config (a config.json with "vocab_size": 1e300): the integral-float path cast
+// the double to int64 before knowing it fits, which is undefined behaviour (UBSan report).
+TEST(JsonUtil, IntegralFloatsOutsideInt64AreErrors) {
+  Json j = parse_json(R"({"big": 1e300, "neg": -1e300, "edge": 9223372036854775808.0,
+                          "min": -9223372036854775808.0, "half": 2.5})", "t");
+  EXPECT_THROW(get_int(j, "big", "t"), IoError);
+  EXPECT_THROW(get_int(j, "neg", "t"), IoError);
+  EXPECT_THROW(get_int(j, "edge", "t"), IoError);  // 2^63 is one past INT64_MAX
+  EXPECT_EQ(*get_int(j, "min", "t"), INT64_MIN);   // -2^63 is exactly representable
+  EXPECT_THROW(get_int(j, "half", "t"), IoError);
+}
+
+// nlohmann parses deep nesting iteratively, but dump() / copies recurse: a 200 KB config.json of
+// nested brackets overflowed the stack in the error message naming the bad value (ASan
+// stack-overflow through fuzz/fuzz_config). parse_json now refuses more than 128 levels.
+TEST(JsonUtil, DeepNestingIsAnError) {
+  const size_t deep = 100000;
+  const std::string text = "{\"vocab_size\": " + std::string(deep, '[') + std::string(deep, ']') + "}";
+  try {
+    parse_json(text, "config.json");
+    FAIL() << "no throw";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper than 128"), std::string::npos) << e.what();
+  }
+  const std::string ok = std::string(127, '[') + std::string(127, ']');
+  EXPECT_NO_THROW(parse_json("{\"a\": " + ok + "}", "t"));  // 128 levels with the object
+  // Brackets inside strings are text, not nesting.
+  EXPECT_NO_THROW(parse_json("{\"a\": \"" + std::string(1000, '[') + "\\\"{\"}", "t"));
+}
+
+TEST(JsonUtil, FindInvalidUtf8) {
+  EXPECT_EQ(find_invalid_utf8("plain ascii"), std::nullopt);
+  EXPECT_EQ(find_invalid_utf8("h\xc3\xa9llo \xe6\x97\xa5 \xf0\x9f\x98\x80"), std::nullopt);
+  EXPECT_EQ(find_invalid_utf8("ab\xff"), 2u);
+  EXPECT_EQ(find_invalid_utf8("a\xc3"), 1u);              // truncated sequence
+  EXPECT_EQ(find_invalid_utf8("\xc0\xaf"), 0u);          // overlong '/'
+  EXPECT_EQ(find_invalid_utf8("x\xed\xa0\x80"), 1u);     // UTF-16 surrogate
+  EXPECT_EQ(find_invalid_utf8("\xf4\x90\x80\x80"), 0u);  // above U+10FFFF
 }
