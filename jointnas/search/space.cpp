@@ -42,6 +42,9 @@ std::vector<int64_t> parse_sizes(const YAML::Node& node, int64_t full, int64_t m
       size = std::max(size, multiple);
     } else {
       JNAS_CHECK_CONFIG(v == std::floor(v), "{}: size {} must be an integer", where, v);
+      // Before the cast: a double beyond int64's range does not convert (undefined behaviour).
+      JNAS_CHECK_CONFIG(v <= static_cast<double>(full), "{}: choice {} exceeds the model's {}", where,
+                        v, full);
       size = static_cast<int64_t>(v);
     }
     JNAS_CHECK_CONFIG(size <= full, "{}: choice {} exceeds the model's {}", where, size, full);

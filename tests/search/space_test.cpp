@@ -87,5 +87,15 @@ TEST(SearchSpace, IntegersAreSizesDecimalsAreFractions) {
             (std::vector<int64_t>{2, 8}));
   EXPECT_THROW(SearchSpace::from_yaml("hidden: [1.5]", c, "<t>"), ConfigError);
 }
+
+// Found by fuzz/fuzz_space_yaml: an integer choice beyond int64 (heads: [8888...4], 8.9e38) was
+// cast from double before the size check, undefined behaviour (UBSan report); now a ConfigError.
+TEST(SearchSpace, HugeIntegerChoicesAreErrors) {
+  model::LlamaConfig c = config_8b_like();
+  for (const char* y : {"layers: {heads: [2, 888888888888888888888888888888888888884]}",
+                        "hidden: [99999999999999999999]", "layers: {intermediate: [1e300]}"}) {
+    EXPECT_THROW(SearchSpace::from_yaml(y, c, "<t>"), ConfigError) << y;
+  }
+}
 }  // namespace
 }  // namespace jointnas::search
