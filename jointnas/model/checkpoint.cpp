@@ -86,24 +86,14 @@ Checkpoint load_hf_directory(const std::string& dir) {
   const std::string single = (fs::path(dir) / "model.safetensors").string();
   const std::string index = (fs::path(dir) / "model.safetensors.index.json").string();
   if (file_exists(index)) {
-    Json j = read_json_file(index);
-    JNAS_CHECK_IO(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
-                  "{}: missing 'weight_map' object", index);
-    std::map<std::string, std::set<std::string>> by_shard;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      JNAS_CHECK_IO(it.value().is_string(), "{}: weight_map['{}'] must be a file name", index,
-                    it.key());
-      by_shard[it.value().get<std::string>()].insert(it.key());
-    }
-    JNAS_CHECK_IO(!by_shard.empty(), "{}: weight_map is empty", index);
-    for (const auto& [shard, names] : by_shard) {
-      const std::string path = join_inside(dir, shard, index);
+    const auto shards = read_safetensors_index(read_json_file(index), dir, index);
+    for (const auto& [path, names] : shards) {
       JNAS_CHECK_IO(file_exists(path), "{}: shard '{}' listed in the index does not exist", index,
-                    shard);
+                    fs::path(path).filename().string());
       add_file(ck, path, &names);
       for (const auto& n : names) {
         JNAS_CHECK_IO(ck.tensors.count(n) != 0, "{}: tensor '{}' is listed for shard '{}' but is not in it",
-                      index, n, shard);
+                      index, n, fs::path(path).filename().string());
       }
     }
   } else if (file_exists(single)) {

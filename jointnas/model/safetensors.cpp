@@ -10,8 +10,10 @@
 #include <cstring>
 #include <limits>
 
+#include "jointnas/core/atomic_file.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/json_util.h"
+#include "jointnas/core/paths.h"
 
 namespace jointnas::model {
 namespace {
@@ -56,24 +58,22 @@ int64_t StEntry::numel() const {
   return n;
 }
 
-std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  auto st = std::make_shared<SafetensorsFile>();
-  st->file_ = MappedFile::open(path);
-  const uint64_t size = st->file_->size();
+StHeader parse_safetensors_header(const uint8_t* data, uint64_t size, const std::string& path) {
+  StHeader st;
   const std::string hint = "the file is truncated or not a safetensors file; re-export or re-copy it";
   if (size < 8) {
     throw IoError(fmt::format("{}: truncated safetensors file ({} bytes, need at least 8)", path, size),
                   hint);
   }
   uint64_t n = 0;
-  std::memcpy(&n, st->file_->data(), 8);  // little-endian on every platform we build for
+  std::memcpy(&n, data, 8);  // little-endian on every platform we build for
   if (n > kMaxHeaderBytes || n > size - 8) {
     throw IoError(fmt::format("{}: header length {} runs past the file ({} bytes)", path, n, size),
                   hint);
   }
-  st->data_start_ = 8 + n;
-  const uint64_t data_size = size - st->data_start_;
-  std::string header(reinterpret_cast<const char*>(st->file_->data() + 8), n);
+  st.data_start = 8 + n;
+  const uint64_t data_size = size - st.data_start;
+  std::string header(reinterpret_cast<const char*>(data + 8), n);
   Json j = parse_json(header, path + " (safetensors header)");
   JNAS_CHECK_IO(j.is_object(), "{}: safetensors header must be a JSON object", path);
 
@@ -85,7 +85,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
       JNAS_CHECK_IO(v.is_object(), "{}: __metadata__ must be an object", path);
       for (auto m = v.begin(); m != v.end(); ++m) {
         JNAS_CHECK_IO(m.value().is_string(), "{}: __metadata__ values must be strings", path);
-        st->metadata_[m.key()] = m.value().get<std::string>();
+        st.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
@@ -131,9 +131,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     JNAS_CHECK_IO(e.end - e.begin == bytes,
                   "{}: tensor '{}': {} bytes at [{}, {}) but dtype {} x shape {} needs {}", path,
                   name, e.end - e.begin, e.begin, e.end, dt, v["shape"].dump(), bytes);
-    st->entries_[name] = std::move(e);
+    st.entries[name] = std::move(e);
   }
-  for (const auto& [name, e] : st->entries_) by_offset.push_back(&e);
+  for (const auto& [name, e] : st.entries) by_offset.push_back(&e);
   std::sort(by_offset.begin(), by_offset.end(),
             [](const StEntry* a, const StEntry* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
@@ -149,9 +149,40 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   return st;
 }
 
+std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  auto st = std::make_shared<SafetensorsFile>();
+  st->file_ = MappedFile::open(path);
+  StHeader h = parse_safetensors_header(st->file_->data(), st->file_->size(), path);
+  st->data_start_ = h.data_start;
+  st->entries_ = std::move(h.entries);
+  st->metadata_ = std::move(h.metadata);
+  return st;
+}
+
 const StEntry* SafetensorsFile::find(const std::string& name) const {
   auto it = entries_.find(name);
   return it == entries_.end() ? nullptr : &it->second;
+}
+
+std::map<std::string, std::set<std::string>> read_safetensors_index(const Json& j,
+                                                                     const std::string& dir,
+                                                                     const std::string& index) {
+  JNAS_CHECK_IO(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
+                "{}: missing 'weight_map' object", index);
+  std::map<std::string, std::set<std::string>> by_shard;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    JNAS_CHECK_IO(it.value().is_string(), "{}: weight_map['{}'] must be a file name", index,
+                  it.key());
+    by_shard[it.value().get<std::string>()].insert(it.key());
+  }
+  JNAS_CHECK_IO(!by_shard.empty(), "{}: weight_map is empty", index);
+  std::map<std::string, std::set<std::string>> by_path;
+  for (auto& [shard, names] : by_shard) {
+    // Two spellings of one file ("a.safetensors", "./a.safetensors") cannot reach join_inside
+    // (it refuses "." components), so paths stay one-to-one with shard names.
+    by_path[join_inside(dir, shard, index)] = std::move(names);
+  }
+  return by_path;
 }
 
 void write_safetensors(const std::string& path, const std::vector<StWriteTensor>& tensors,
@@ -177,28 +208,12 @@ void write_safetensors(const std::string& path, const std::vector<StWriteTensor>
   }
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');  // keep the data buffer 8-byte aligned
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    throw IoError(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)),
-                  "check that the output directory exists and is writable");
-  }
-  bool ok = true;
-  uint64_t n = h.size();
-  ok &= std::fwrite(&n, 8, 1, f) == 1;
-  ok &= std::fwrite(h.data(), 1, h.size(), f) == h.size();
-  for (const auto* t : sorted) {
-    if (t->nbytes > 0) ok &= std::fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
-  }
-  ok &= std::fflush(f) == 0;
-  ok &= ::fsync(fileno(f)) == 0;
-  ok &= std::fclose(f) == 0;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    throw IoError(fmt::format("failed writing '{}': {}", path, std::strerror(err)),
-                  "is the disk full or the directory read-only?");
-  }
+  AtomicFile f(path);
+  const uint64_t n = h.size();
+  f.write(&n, 8);
+  f.write(h.data(), h.size());
+  for (const auto* t : sorted) f.write(t->data, t->nbytes);
+  f.commit();
 }
 
 }  // namespace jointnas::model

@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "jointnas/core/json_util.h"
 #include "jointnas/core/mapped_file.h"
 
 namespace jointnas::model {
@@ -29,12 +31,25 @@ struct StEntry {
   int64_t numel() const;
 };
 
+// The parsed header of a safetensors file: where the data buffer starts (8 + header length) and
+// every entry, its offsets checked against the data buffer.
+struct StHeader {
+  uint64_t data_start = 0;
+  std::map<std::string, StEntry> entries;
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses and validates the `size` bytes of a whole safetensors file at `data` (in memory, so that
+// it can be fuzzed without a file); `source` names the file in errors. Throws IoError as
+// SafetensorsFile::open documents.
+StHeader parse_safetensors_header(const uint8_t* data, uint64_t size, const std::string& source);
+
 class SafetensorsFile {
  public:
-  // Maps and validates `path`. Throws IoError naming the file and the offending tensor for: a file
-  // shorter than its header, a header that is not a JSON object, unknown dtypes, negative or
-  // overflowing shapes, offsets past the end of the file, sizes that disagree with dtype x shape,
-  // and overlapping tensors.
+  // Maps and validates `path` (parse_safetensors_header). Throws IoError naming the file and the
+  // offending tensor for: a file shorter than its header, a header that is not a JSON object,
+  // unknown dtypes, negative or overflowing shapes, offsets past the end of the file, sizes that
+  // disagree with dtype x shape, and overlapping tensors.
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
 
   const std::string& path() const { return file_->path(); }
@@ -51,6 +66,15 @@ class SafetensorsFile {
   std::map<std::string, StEntry> entries_;
   std::map<std::string, std::string> metadata_;
 };
+
+// A sharded checkpoint's index (model.safetensors.index.json, already parsed from `source`):
+// shard path -> the tensor names the index assigns to it. Each shard name is joined to `dir` with
+// join_inside, so a name that is absolute, contains "..", or leads out of `dir` through a symlink
+// is an IoError (an index must not make us open files outside the model directory). Whether the
+// shards exist is left to the caller.
+std::map<std::string, std::set<std::string>> read_safetensors_index(const Json& index,
+                                                                     const std::string& dir,
+                                                                     const std::string& source);
 
 // Raw tensor for writing: name, dtype, shape, bytes (row-major, little-endian).
 struct StWriteTensor {

@@ -106,3 +106,49 @@ TEST(Safetensors, RejectsCorruptFiles) {
   expect_io_error(write_raw(d / "nooff.st", R"({"a":{"dtype":"F32","shape":[2]}})", 8), "data_offsets");
   expect_io_error((d / "does-not-exist.st").string(), "cannot open");
 }
+
+// parse_safetensors_header is what open() runs on the mapping and what fuzz/fuzz_safetensors
+// drives in memory: same checks, same messages, no file needed.
+TEST(Safetensors, ParsesFromMemory) {
+  const std::string header = R"({"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},"__metadata__":{"k":"v"}})";
+  std::string bytes(8, '\0');
+  const uint64_t n = header.size();
+  std::memcpy(bytes.data(), &n, 8);
+  bytes += header + "xy";
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const StHeader h = parse_safetensors_header(p, bytes.size(), "mem.st");
+  EXPECT_EQ(h.data_start, 8 + n);
+  ASSERT_EQ(h.entries.count("a"), 1u);
+  EXPECT_EQ(h.entries.at("a").end, 2u);
+  EXPECT_EQ(h.metadata.at("k"), "v");
+  EXPECT_THROW(parse_safetensors_header(p, bytes.size() - 1, "mem.st"), IoError);  // data cut short
+  EXPECT_THROW(parse_safetensors_header(p, 7, "mem.st"), IoError);
+}
+
+// Shard names of a sharded index: plain relative names inside the directory, also after symlinks.
+TEST(Safetensors, IndexShardNamesStayInside) {
+  fs::path d = tmp_dir("index");
+  fs::create_directories(d / "model" / "sub");
+  fs::create_directory_symlink("..", d / "model" / "up");
+  const std::string dir = (d / "model").string();
+  auto index = [](const std::string& shard) {
+    return Json{{"weight_map", {{"a", "model-1.safetensors"}, {"b", shard}}}};
+  };
+  const auto ok = read_safetensors_index(index("sub/model-2.safetensors"), dir, "index.json");
+  ASSERT_EQ(ok.size(), 2u);
+  EXPECT_EQ(ok.begin()->first, dir + "/model-1.safetensors");
+  EXPECT_EQ(ok.begin()->second, std::set<std::string>{"a"});
+  fs::create_directories(d / "outside");
+  std::ofstream(d / "outside" / "x.safetensors") << "x";
+  for (const char* bad : {"../outside/x.safetensors", "/etc/passwd", "./model-1.safetensors",
+                          "sub//x.safetensors", "up/outside/x.safetensors", ""}) {
+    try {
+      read_safetensors_index(index(bad), dir, "index.json");
+      FAIL() << "accepted shard name '" << bad << "'";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("refusing file name"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(read_safetensors_index(Json{{"weight_map", Json::object()}}, dir, "index.json"), IoError);
+  EXPECT_THROW(read_safetensors_index(Json{{"weight_map", {{"a", 3}}}}, dir, "index.json"), IoError);
+}
