@@ -17,9 +17,9 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <yaml-cpp/yaml.h>
 
 #include "common.h"
+#include "run_config.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/mapped_file.h"
@@ -29,80 +29,6 @@ namespace jointnas::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-Json yaml_to_json(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: {
-      Json j = Json::object();
-      for (const auto& kv : n) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      Json j = Json::array();
-      for (const auto& e : n) j.push_back(yaml_to_json(e));
-      return j;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string s = n.Scalar();
-      if (n.Tag() == "!") return s;  // quoted
-      if (s == "true" || s == "false") return s == "true";
-      char* end = nullptr;
-      const long long i = std::strtoll(s.c_str(), &end, 10);
-      if (!s.empty() && *end == '\0') return static_cast<int64_t>(i);
-      const double d = std::strtod(s.c_str(), &end);
-      if (!s.empty() && *end == '\0') return d;
-      return s;
-    }
-    default: return nullptr;
-  }
-}
-
-struct RunConfig {
-  std::string source, dir;  // the config file and its folder (relative paths start there)
-  Json j;
-  std::string str(const Json& o, const char* key, const std::string& dflt) const {
-    if (!o.contains(key)) return dflt;
-    JNAS_CHECK_CONFIG(o[key].is_string(), "{}: '{}' must be a string", source, key);
-    return o[key].get<std::string>();
-  }
-  std::string num(const Json& o, const char* key, const std::string& dflt) const {
-    if (!o.contains(key)) return dflt;
-    JNAS_CHECK_CONFIG(o[key].is_number() || o[key].is_string(), "{}: '{}' must be a number", source, key);
-    return o[key].is_string() ? o[key].get<std::string>() : o[key].dump();
-  }
-  // A path of the config: "$SHARED/..." is the shared data folder (JNAS_SHARED_DIR, else
-  // ../shared beside the repository); others are relative to the config file.
-  std::string path(const std::string& p) const {
-    if (p.rfind("$SHARED/", 0) == 0) {
-      const char* env = std::getenv("JNAS_SHARED_DIR");
-      const std::string shared = env && *env ? env : (fs::path(JNAS_SOURCE_DIR) / ".." / "shared").string();
-      return (fs::path(shared) / p.substr(8)).lexically_normal().string();
-    }
-    return fs::path(p).is_absolute() ? p : (fs::path(dir) / p).lexically_normal().string();
-  }
-  const Json& section(const char* key) const {
-    static const Json empty = Json::object();
-    if (!j.contains(key)) return empty;
-    JNAS_CHECK_CONFIG(j[key].is_object(), "{}: '{}' must be a mapping", source, key);
-    return j[key];
-  }
-};
-
-RunConfig load_run_config(const std::string& path) {
-  RunConfig rc;
-  rc.source = path;
-  rc.dir = fs::path(path).parent_path().string();
-  if (rc.dir.empty()) rc.dir = ".";
-  try {
-    rc.j = yaml_to_json(YAML::Load(read_text_file(path)));
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(fmt::format("{}: not valid YAML: {}", path, e.what()));
-  }
-  JNAS_CHECK_CONFIG(rc.j.is_object(), "{}: a run config is a mapping (model, search_space, budget, ...)", path);
-  JNAS_CHECK_CONFIG(rc.j.contains("model") && rc.j.contains("search_space") && rc.j.contains("budget"),
-                    "{}: needs 'model', 'search_space' and 'budget' (see configs/runs/)", path);
-  return rc;
-}
 
 // Runs this binary with `args`; stdout goes to `stdout_path`, stderr stays on the terminal.
 int run_child(const std::vector<std::string>& args, const std::string& stdout_path) {
@@ -357,7 +283,7 @@ void run(const RunFlagsR& f) {
   // is held to, the search's final logits are repaired again (the search resumes at its end), and
   // the result is finetuned and measured again. At most `closed_loop` rounds (default 2).
   const double budget_ms = stages.value("budget_latency_ms", 0.0);
-  const int rounds = f.closed_loop >= 0 ? f.closed_loop : std::stoi(rc.num(rc.j, "closed_loop", "2"));
+  const int rounds = f.closed_loop >= 0 ? f.closed_loop : static_cast<int>(rc.integer(rc.j, "closed_loop", 2, 0, 1000));
   for (int k = 1; k <= rounds && budget_ms > 0; ++k) {
     const double measured = json_ms(read_json_or_null(run_dir + "/logs/bench_found.json"));
     const double predicted = read_json_file(search_dir + "/arch.json")["predicted"].value("latency_ms", 0.0);
