@@ -84,5 +84,9 @@ TEST(LlamaConfig, RejectsBadValues) {
   expect_rejected(j, "even");
   j = base(); j["vocab_size"] = int64_t(1) << 40;
   expect_rejected(j, "vocab_size");
+  // 16 bytes of config.json made the per-layer specs take 3.4 GB and 10 s (measured through
+  // fuzz/fuzz_config with a crafted input).
+  j = base(); j["num_hidden_layers"] = int64_t(1) << 24;
+  expect_rejected(j, "'num_hidden_layers' must be in [1, 4096]");
   expect_rejected(Json::array(), "object");
 }
