@@ -1,6 +1,8 @@
 // join_inside: the guard for names read from model files.
 #include "jointnas/core/paths.h"
 
+#include <fcntl.h>
+
 #include <ftw.h>
 #include <sys/stat.h>
 #include <cerrno>
@@ -12,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "jointnas/core/atomic_file.h"
 #include "jointnas/core/error.h"
 
 namespace jointnas {
@@ -66,23 +69,78 @@ bool dir_exists(const std::string& path) {
   return fs::is_directory(path, ec);
 }
 
-void write_file_atomic(const std::string& path, std::string_view bytes) {
-  const std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    throw IoError(fmt::format("cannot write '{}': {}", tmp, std::strerror(errno)),
-                  "check that the output directory exists and is writable");
-  }
-  bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  ok &= std::fflush(f) == 0;
-  ok &= ::fsync(fileno(f)) == 0;
-  ok &= std::fclose(f) == 0;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  if (f_ == nullptr) {
     const int err = errno;
-    std::remove(tmp.c_str());
-    throw IoError(fmt::format("failed writing '{}': {}", path, std::strerror(err)),
-                  "is the disk full or the directory read-only?");
+    throw IoError(fmt::format("cannot write '{}': {}", tmp_, std::strerror(err)),
+                  err == EROFS || err == EACCES || err == EPERM
+                      ? "the output directory is read-only: choose another one (--out) or fix its permissions"
+                      : "check that the output directory exists and is writable");
   }
+}
+
+AtomicFile::~AtomicFile() {
+  if (f_ != nullptr) {
+    std::fclose(f_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void AtomicFile::fail(int err) {
+  if (f_ != nullptr) std::fclose(f_);
+  f_ = nullptr;
+  std::remove(tmp_.c_str());
+  throw IoError(fmt::format("failed writing '{}': {}", path_, std::strerror(err)),
+                err == ENOSPC || err == EDQUOT || err == EFBIG
+                    ? fmt::format("the disk is full: free space where '{}' lives (the previous file, if any, is "
+                                  "intact) and run again",
+                                  path_)
+                    : "is the directory read-only? The previous file, if any, is intact");
+}
+
+void AtomicFile::write(const void* data, size_t bytes) {
+  if (bytes > 0 && std::fwrite(data, 1, bytes, f_) != bytes) fail(errno != 0 ? errno : EIO);
+}
+
+void AtomicFile::commit() {
+  errno = 0;
+  if (std::fflush(f_) != 0 || ::fsync(fileno(f_)) != 0) fail(errno != 0 ? errno : EIO);
+  std::FILE* f = f_;
+  f_ = nullptr;
+  if (std::fclose(f) != 0 || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int err = errno != 0 ? errno : EIO;
+    std::remove(tmp_.c_str());
+    f_ = nullptr;
+    throw IoError(fmt::format("failed writing '{}': {}", path_, std::strerror(err)),
+                  "is the disk full or the directory read-only? The previous file, if any, is intact");
+  }
+  // The rename is durable once the directory is synced (best effort: not every file system can).
+  const std::string dir = fs::path(path_).parent_path().string();
+  const int d = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (d >= 0) {
+    ::fsync(d);
+    ::close(d);
+  }
+}
+
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  AtomicFile f(path);
+  f.write(bytes.data(), bytes.size());
+  f.commit();
+}
+
+void copy_file_atomic(const std::string& src, const std::string& dst) {
+  std::FILE* in = std::fopen(src.c_str(), "rb");
+  if (in == nullptr) throw IoError(fmt::format("cannot read '{}': {}", src, std::strerror(errno)));
+  AtomicFile out(dst);
+  char buf[1 << 16];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, in)) > 0) out.write(buf, n);
+  const bool bad = std::ferror(in) != 0;
+  std::fclose(in);
+  if (bad) throw IoError(fmt::format("error reading '{}'", src));
+  out.commit();
 }
 
 }  // namespace jointnas

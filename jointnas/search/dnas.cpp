@@ -269,87 +269,58 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
   std::vector<bool> frozen(arch_params.size(), false);
 
   // ---- checkpoints ----
-  auto ckpt_file = [&](int64_t step, const char* ext) { return fmt::format("{}/ckpt-{:06d}.{}", o.checkpoint_dir, step, ext); };
+  CheckpointDir ckpt(o.checkpoint, "jointnas-search-checkpoint");
   auto save = [&](int64_t next_step) {
     std::map<std::string, at::Tensor> t;
-    auto put = [&](const std::string& prefix, const std::vector<at::Tensor>& v) {
-      for (size_t i = 0; i < v.size(); ++i) t[fmt::format("{}/{:05d}", prefix, i)] = v[i];
-    };
-    put("arch", arch_params);
-    put("arch_m", arch_opt.m);
-    put("arch_v", arch_opt.v);
-    put("lora", lora_params);
-    put("lora_m", lora_opt.m);
-    put("lora_v", lora_opt.v);
+    CheckpointDir::put(t, "arch", arch_params);
+    CheckpointDir::put(t, "arch_m", arch_opt.m);
+    CheckpointDir::put(t, "arch_v", arch_opt.v);
+    CheckpointDir::put(t, "lora", lora_params);
+    CheckpointDir::put(t, "lora_m", lora_opt.m);
+    CheckpointDir::put(t, "lora_v", lora_opt.v);
     t["gumbel_rng"] = gen.get_state();
-    model::save_tensors(ckpt_file(next_step, "safetensors"), t);
     std::ostringstream rs;
     rs << rng;
-    Json j{{"format", "jointnas-search-checkpoint"}, {"step", next_step}, {"arch_t", arch_opt.t}, {"lora_t", lora_opt.t},
-           {"data_rng", rs.str()}, {"names", names}, {"seed", o.seed},
+    Json j{{"arch_t", arch_opt.t}, {"lora_t", lora_opt.t}, {"data_rng", rs.str()}, {"names", names}, {"seed", o.seed},
            {"stop_reason", res.stop_reason}, {"steps_run", res.steps_run}};
     j["frozen"] = std::vector<bool>(frozen.begin(), frozen.end());
-    write_file_atomic(ckpt_file(next_step, "json"), j.dump() + "\n");
-    // The commit point: latest.json names a complete pair; older pairs go after it.
-    const std::string prev = file_exists(o.checkpoint_dir + "/latest.json")
-                                 ? read_json_file(o.checkpoint_dir + "/latest.json").value("step", Json(-1)).dump()
-                                 : "-1";
-    write_file_atomic(o.checkpoint_dir + "/latest.json", Json{{"step", next_step}}.dump() + "\n");
-    const int64_t p = std::stoll(prev);
-    if (p >= 0 && p != next_step) {
-      std::remove(ckpt_file(p, "safetensors").c_str());
-      std::remove(ckpt_file(p, "json").c_str());
-    }
+    ckpt.save(next_step, t, std::move(j));
   };
   int64_t start = 0;
-  if (!o.checkpoint_dir.empty() && file_exists(o.checkpoint_dir + "/latest.json")) {
-    const std::string src = o.checkpoint_dir + "/latest.json";
-    const auto step = get_int(read_json_file(src), "step", src);
-    JNAS_CHECK_IO(step && *step >= 0 && *step <= o.steps, "{}: 'step' must be in [0, {}]", src, o.steps);
-    const std::string jp = ckpt_file(*step, "json");
-    const Json j = read_json_file(jp);
-    JNAS_CHECK_IO(j.value("format", "") == "jointnas-search-checkpoint" && j.contains("names") &&
-                      j["names"] == Json(names) && j.value("seed", Json(0)) == Json(o.seed),
-                  "{}: a checkpoint of another search (decisions or seed differ); remove {} to start over", jp,
-                  o.checkpoint_dir);
-    std::map<std::string, at::Tensor> t = model::load_tensors(ckpt_file(*step, "safetensors"));
-    auto get = [&](const std::string& prefix, std::vector<at::Tensor>& v) {
-      at::NoGradGuard ng;
-      for (size_t i = 0; i < v.size(); ++i) {
-        const auto it = t.find(fmt::format("{}/{:05d}", prefix, i));
-        JNAS_CHECK_IO(it != t.end() && it->second.sizes() == v[i].sizes(), "{}: tensor {}/{} missing or of another shape",
-                      ckpt_file(*step, "safetensors"), prefix, i);
-        v[i].copy_(it->second);
-      }
-    };
-    get("arch", arch_params);
-    get("arch_m", arch_opt.m);
-    get("arch_v", arch_opt.v);
-    get("lora", lora_params);
-    get("lora_m", lora_opt.m);
-    get("lora_v", lora_opt.v);
-    JNAS_CHECK_IO(t.count("gumbel_rng") != 0, "{}: no gumbel_rng", ckpt_file(*step, "safetensors"));
-    gen.set_state(t["gumbel_rng"]);
+  if (const auto l = ckpt.load_latest(o.steps)) {
+    const Json& j = l->meta;
+    JNAS_CHECK_IO(j.contains("names") && j["names"] == Json(names) && j.value("seed", Json(0)) == Json(o.seed),
+                  "{}: a checkpoint of another search (decisions or seed differ); remove {} to start over",
+                  l->json_path, o.checkpoint.dir);
+    CheckpointDir::get(*l, "arch", arch_params);
+    CheckpointDir::get(*l, "arch_m", arch_opt.m);
+    CheckpointDir::get(*l, "arch_v", arch_opt.v);
+    CheckpointDir::get(*l, "lora", lora_params);
+    CheckpointDir::get(*l, "lora_m", lora_opt.m);
+    CheckpointDir::get(*l, "lora_v", lora_opt.v);
+    JNAS_CHECK_IO(l->tensors.count("gumbel_rng") != 0, "{}: no gumbel_rng", l->tensors_path);
+    gen.set_state(l->tensors.at("gumbel_rng"));
     std::istringstream rs(j.value("data_rng", std::string()));
     rs >> rng;
-    JNAS_CHECK_IO(!rs.fail(), "{}: unreadable data_rng", jp);
+    JNAS_CHECK_IO(!rs.fail(), "{}: unreadable data_rng", l->json_path);
     arch_opt.t = j.value("arch_t", int64_t{0});
     lora_opt.t = j.value("lora_t", int64_t{0});
     const std::vector<bool> fz = j.value("frozen", std::vector<bool>{});
-    JNAS_CHECK_IO(fz.size() == frozen.size(), "{}: 'frozen' lists {} decisions, the search has {}", jp, fz.size(), frozen.size());
+    JNAS_CHECK_IO(fz.size() == frozen.size(), "{}: 'frozen' lists {} decisions, the search has {}", l->json_path,
+                  fz.size(), frozen.size());
     frozen = fz;
     for (size_t i = 0; i < frozen.size(); ++i) arch_opt.frozen[i] = frozen[i];
-    start = *step;
+    start = l->step;
     res.stop_reason = j.value("stop_reason", std::string("steps"));
     res.steps_run = j.value("steps_run", start);
     if (res.stop_reason != "steps") start = o.steps;  // it had stopped: only the ending is left
-    JNAS_LOG_INFO("[search] resuming from {} at step {}", jp, start);
-    if (o.on_resume) o.on_resume(start);
-  } else if (!o.checkpoint_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(o.checkpoint_dir, ec);
-    JNAS_CHECK_IO(!ec, "cannot create {}: {}", o.checkpoint_dir, ec.message());
+    JNAS_LOG_INFO("[search] resuming from {} at step {}", l->json_path, start);
+    if (o.checkpoint.on_resume) o.checkpoint.on_resume(start);
   }
+  // Names for the NaN/Inf guard.
+  std::vector<std::pair<std::string, at::Tensor>> guarded;
+  for (auto& [n, t] : net.named_arch_parameters()) guarded.emplace_back(n, t);
+  for (auto& [n, t] : net.named_lora_parameters()) guarded.emplace_back(n, t);
 
   for (int64_t step = start; step < o.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -360,6 +331,7 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       arch_opt.set_requires_grad(false);
       lora_opt.zero_grad();
       const at::Tensor out = loss_on(batch_of(split_w), tau);
+      check_finite(out, step, "search (weight update)", guarded, o.checkpoint.dir);
       out[0].backward();
       std::vector<at::Tensor> grads;
       for (auto& p : lora_params) grads.push_back(p.grad());
@@ -387,7 +359,9 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       }
       const double ramp = o.entropy_weight * frac;
       const at::Tensor ent_term = undecided > 0 ? ent * (ramp / static_cast<double>(undecided)) : ent;
-      (out[0] + (pen + ent_term).to(out.device(), out.scalar_type())).backward();
+      const at::Tensor total = out[0] + (pen + ent_term).to(out.device(), out.scalar_type());
+      check_finite(at::cat({out, total.reshape({1})}), step, "search (architecture update)", guarded, o.checkpoint.dir);
+      total.backward();
       rec["entropy_term"] = ent_term.item<double>();
       std::vector<at::Tensor> grads;
       for (auto& p : arch_params) grads.push_back(p.grad());
@@ -434,15 +408,12 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       res.stop_reason = "entropy";
     }
     const bool stop = res.stop_reason != "steps";
-    const bool interrupted = o.interrupt != nullptr && o.interrupt->load();
-    if (!o.checkpoint_dir.empty() &&
-        ((step + 1) % std::max<int64_t>(1, o.checkpoint_every) == 0 || interrupted || stop || step + 1 == o.steps)) {
-      save(step + 1);
-    }
+    const bool interrupted = ckpt.interrupted();
+    if (ckpt.due(step + 1, stop || step + 1 == o.steps)) save(step + 1);
     if (stop) break;
     if (interrupted) {
       throw Interrupted(fmt::format("search interrupted after step {}{}", step + 1,
-                                    o.checkpoint_dir.empty() ? " (no checkpoint directory: the progress is lost)"
+                                    !ckpt.enabled() ? " (no checkpoint directory: the progress is lost)"
                                                              : "; checkpoint written, run the same command again to resume"));
     }
   }

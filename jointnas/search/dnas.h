@@ -19,6 +19,7 @@
 #include "jointnas/search/head_loss.h"
 #include "jointnas/search/space.h"
 #include "jointnas/search/supernet.h"
+#include "jointnas/search/train_state.h"
 
 namespace jointnas::search {
 
@@ -97,17 +98,10 @@ struct DnasOptions {
   double entropy_threshold = 0.15;  // per decision: normalised entropy below which it freezes
   double stop_entropy = 0.05;       // global: mean normalised entropy that ends the search
   uint64_t seed = 0;
-  // Checkpoints (docs/search.md "Checkpoints"): every `checkpoint_every` steps the whole state
-  // (logits, LoRA, both Adam states, frozen flags, data-order and Gumbel RNG states, step) goes
-  // to `checkpoint_dir`, atomically; a run that finds one resumes from it, bit-identically on the
-  // CPU. Empty dir: no checkpoints.
-  std::string checkpoint_dir;
-  int64_t checkpoint_every = 10;
-  // Set asynchronously (SIGINT / SIGTERM handler): the loop checkpoints after the current step and
-  // throws Interrupted.
-  const std::atomic<bool>* interrupt = nullptr;
-  // Called with the step a resumed search continues from (the caller trims its log).
-  std::function<void(int64_t)> on_resume;
+  // Checkpoints (docs/search.md "Checkpoints"): the whole state (logits, LoRA, both Adam states,
+  // frozen flags, data-order and Gumbel RNG states, step) goes to `checkpoint.dir` atomically; a
+  // run that finds one resumes from it, bit-identically on the CPU.
+  Checkpointing checkpoint;
 };
 
 struct DnasResult {

@@ -11,6 +11,7 @@
 #include "jointnas/core/json_util.h"
 #include "jointnas/search/head_loss.h"
 #include "jointnas/search/supernet.h"
+#include "jointnas/search/train_state.h"
 
 namespace jointnas::search {
 
@@ -19,6 +20,9 @@ struct FinetuneOptions {
   double lr = 1e-3;  // Adam on the LoRA adapters
   HeadLossOptions loss;
   uint64_t seed = 0;
+  // LoRA, Adam state, data-order RNG, step and the KD history go to `checkpoint.dir` atomically;
+  // a run that finds a checkpoint resumes from it, bit-identically on the CPU.
+  Checkpointing checkpoint;
 };
 
 struct FinetuneResult {

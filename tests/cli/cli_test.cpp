@@ -23,43 +23,9 @@ using jointnas::testing::repo_path;
 using jointnas::testing::shared_path;
 namespace fs = std::filesystem;
 
-namespace {
+#include "cli_util.h"
 
-struct CmdResult {
-  int code = -1;
-  std::string out, err;
-};
-
-CmdResult run(const std::string& args) {
-  fs::path errf = fs::temp_directory_path() / "jnas_cli_err.txt";
-  std::string cmd = std::string(JNAS_BIN) + " " + args + " 2>" + errf.string();
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(errf);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  return r;
-}
-
-fs::path scratch(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("jnas_cli_" + name);
-  jointnas::remove_tree(fs::path(d).string());
-  fs::create_directories(d);
-  return d;
-}
-
-void expect_error(const CmdResult& r, int code, const std::string& needle) {
-  EXPECT_EQ(r.code, code) << r.err;
-  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;  // the first line is the error
-  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << "backtrace leaked: " << r.err;
-}
-
-}  // namespace
+using namespace jointnas::testing::cli;
 
 TEST(Cli, GenerateJsonReproducesGoldenIds) {
   CmdResult r = run("generate --model " + repo_path("models/stories260K/stories260K.bin") +
@@ -246,10 +212,6 @@ TEST(Cli, RunResumesAfterKillMidSearch) {
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_NE(again.err.find("resuming from"), std::string::npos) << again.err;
   EXPECT_NE(again.err.find("importance: done earlier, skipped"), std::string::npos) << again.err;
-  auto slurp = [](const fs::path& p) {
-    std::ifstream f(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  };
   EXPECT_EQ(slurp(root / "killed" / "search" / "arch.json"), slurp(root / "ref2" / "search" / "arch.json"));
   EXPECT_EQ(slurp(root / "killed" / "model" / "model.safetensors"), slurp(root / "ref2" / "model" / "model.safetensors"));
   EXPECT_FALSE(slurp(root / "ref2" / "model" / "model.safetensors").empty());

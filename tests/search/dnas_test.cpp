@@ -238,8 +238,8 @@ TEST(Dnas, ResumeAfterKillOrInterruptIsBitIdentical) {
   remove_tree(root);
   std::vector<Json> ref_log;
   const DnasResult ref = short_search(fx, &ref_log, 5, [&](DnasOptions& o) {
-    o.checkpoint_dir = root + "/ref";
-    o.checkpoint_every = 4;
+    o.checkpoint.dir = root + "/ref";
+    o.checkpoint.every = 4;
   });
   Budget b;
   b.latency_ms = search_budget(fx);
@@ -250,9 +250,9 @@ TEST(Dnas, ResumeAfterKillOrInterruptIsBitIdentical) {
     std::atomic<bool> flag{false};
     std::vector<Json> log;
     auto first = [&](DnasOptions& o) {
-      o.checkpoint_dir = dir;
-      o.checkpoint_every = 4;
-      o.interrupt = &flag;
+      o.checkpoint.dir = dir;
+      o.checkpoint.every = 4;
+      o.checkpoint.interrupt = &flag;
     };
     // The log callback runs inside the step loop: dying there is dying mid-search.
     try {
@@ -290,9 +290,9 @@ TEST(Dnas, ResumeAfterKillOrInterruptIsBitIdentical) {
     int64_t resumed_at = -1;
     std::vector<Json> log2;
     const DnasResult r = short_search(fx, &log2, 5, [&](DnasOptions& o) {
-      o.checkpoint_dir = dir;
-      o.checkpoint_every = 4;
-      o.on_resume = [&](int64_t s) { resumed_at = s; };
+      o.checkpoint.dir = dir;
+      o.checkpoint.every = 4;
+      o.checkpoint.on_resume = [&](int64_t s) { resumed_at = s; };
     });
     EXPECT_EQ(resumed_at, sigint ? 7 : 4);
     EXPECT_EQ(arch_json(fx.cc, r, b).dump(), want) << (sigint ? "interrupted" : "killed");
@@ -302,7 +302,7 @@ TEST(Dnas, ResumeAfterKillOrInterruptIsBitIdentical) {
     }
   }
   // A checkpoint of another search is refused, not silently mixed in.
-  EXPECT_THROW(short_search(fx, &ref_log, 6, [&](DnasOptions& o) { o.checkpoint_dir = root + "/ref"; }), IoError);
+  EXPECT_THROW(short_search(fx, &ref_log, 6, [&](DnasOptions& o) { o.checkpoint.dir = root + "/ref"; }), IoError);
   remove_tree(root);
 }
 

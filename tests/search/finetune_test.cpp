@@ -1,6 +1,9 @@
 // Finetuning a found architecture: the supernet over the restricted space is the sub-network
 // (equal to the extraction from the full supernet), distillation lowers the KD loss, and the
 // exported checkpoint, LoRA merged, computes what the finetuned supernet computes.
+#include <atomic>
+#include <functional>
+#include <limits>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -8,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/paths.h"
 #include "jointnas/search/finetune.h"
 #include "tiny_llama.h"
 
@@ -109,6 +113,133 @@ TEST(Finetune, RejectsASupernetWithChoicesLeft) {
   Supernet net(ck, SearchSpace::from_yaml(kSpace, c, "<test>", "cpu"), {}, SupernetOptions{}, 1);
   LocalProcessGroup pg;
   EXPECT_THROW(run_finetune(net, std::vector<int64_t>(512, 1), FinetuneOptions{}, pg, {}), ConfigError);
+}
+
+// A small finetune for the reliability tests: its own supernet and data, `edit` sets options.
+struct SmallFinetune {
+  model::LlamaConfig c = config();
+  model::Checkpoint ck = testing::random_llama_checkpoint(c, 21, 0.05, 1.0);
+  SearchSpace one;
+  std::vector<int64_t> tokens;
+  SmallFinetune() {
+    const SearchSpace space = SearchSpace::from_yaml(kSpace, c, "<test>", "cpu");
+    Arch a = largest_arch(space);
+    a.hidden = 0;
+    a.formats[1] = {1, 0, 1, 1};
+    one = restrict_to(space, a);
+    std::mt19937_64 rng(4);
+    tokens.resize(256);
+    for (auto& t : tokens) t = static_cast<int64_t>(rng() % 101);
+  }
+  // Runs it; returns the LoRA parameters after the run and the KD of every step run.
+  std::pair<std::vector<at::Tensor>, std::vector<double>> run(const std::function<void(FinetuneOptions&)>& edit,
+                                                              const std::function<void(int64_t)>& on_step = {}) {
+    SupernetOptions so;
+    so.lora_rank = 2;
+    Supernet net(ck, one, {}, so, 3);
+    FinetuneOptions o;
+    o.steps = 12;
+    o.batch = 2;
+    o.seq_len = 16;
+    o.lr = 1e-2;
+    o.seed = 9;
+    edit(o);
+    LocalProcessGroup pg;
+    std::vector<double> kd;
+    run_finetune(net, tokens, o, pg, [&](const Json& j) {
+      kd.push_back(j["kd"].get<double>());
+      if (on_step) on_step(j["step"].get<int64_t>());
+    });
+    std::vector<at::Tensor> lora;
+    for (auto& [n, t] : net.named_lora_parameters()) lora.push_back(t.detach().clone());
+    return {lora, kd};
+  }
+};
+
+// Issue 9: a finetune killed mid-way (last checkpoint at step 4, dies after step 6) or
+// interrupted (checkpoint after the current step, Interrupted) and run again ends with the same
+// adapters, bit for bit, and the same per-step KD as an uninterrupted run.
+TEST(Finetune, ResumeAfterKillOrInterruptIsBitIdentical) {
+  SmallFinetune fx;
+  const std::string root = ::testing::TempDir() + "/jnas_finetune_resume";
+  remove_tree(root);
+  const auto [ref_lora, ref_kd] = fx.run([&](FinetuneOptions& o) { o.checkpoint.dir = root + "/ref"; });
+  ASSERT_EQ(ref_kd.size(), 12u);
+  struct Killed {};
+  for (const bool sigint : {false, true}) {
+    const std::string dir = root + (sigint ? "/interrupted" : "/killed");
+    std::atomic<bool> flag{false};
+    try {
+      fx.run(
+          [&](FinetuneOptions& o) {
+            o.checkpoint.dir = dir;
+            o.checkpoint.every = 4;
+            o.checkpoint.interrupt = &flag;
+          },
+          [&](int64_t step) {
+            if (step != 6) return;
+            if (!sigint) throw Killed{};
+            flag = true;
+          });
+      FAIL() << "the finetune should have stopped at step 6";
+    } catch (const Killed&) {
+      EXPECT_FALSE(sigint);
+    } catch (const Interrupted&) {
+      EXPECT_TRUE(sigint);
+    }
+    int64_t resumed_at = -1;
+    const auto [lora, kd] = fx.run([&](FinetuneOptions& o) {
+      o.checkpoint.dir = dir;
+      o.checkpoint.every = 4;
+      o.checkpoint.on_resume = [&](int64_t s) { resumed_at = s; };
+    });
+    EXPECT_EQ(resumed_at, sigint ? 7 : 4);
+    ASSERT_EQ(static_cast<int64_t>(kd.size()) + resumed_at, 12);
+    for (size_t i = 0; i < kd.size(); ++i) EXPECT_EQ(kd[i], ref_kd[i + static_cast<size_t>(resumed_at)]);
+    ASSERT_EQ(lora.size(), ref_lora.size());
+    for (size_t i = 0; i < lora.size(); ++i) EXPECT_TRUE(at::equal(lora[i], ref_lora[i])) << "adapter " << i;
+  }
+  // A checkpoint of another finetune (another seed) in the directory is stale: it starts over
+  // and gets what a fresh run gets.
+  const auto [fresh_lora, fresh_kd] = fx.run([&](FinetuneOptions& o) { o.seed = 10; });
+  const auto [over_lora, over_kd] = fx.run([&](FinetuneOptions& o) {
+    o.seed = 10;
+    o.checkpoint.dir = root + "/ref";
+  });
+  EXPECT_EQ(over_kd, fresh_kd);
+  for (size_t i = 0; i < over_lora.size(); ++i) EXPECT_TRUE(at::equal(over_lora[i], fresh_lora[i]));
+  remove_tree(root);
+}
+
+// Issue 9: the NaN/Inf guard stops at the step where the loss goes non-finite and names the
+// tensor: here an adapter poisoned with NaN before step 3, found by its parameter name.
+TEST(Finetune, NonFiniteLossNamesTheTensorAndStep) {
+  SmallFinetune fx;
+  SupernetOptions so;
+  so.lora_rank = 2;
+  Supernet net(fx.ck, fx.one, {}, so, 3);
+  const auto named = net.named_lora_parameters();
+  ASSERT_FALSE(named.empty());
+  const std::string victim = named.back().first;
+  at::Tensor p = named.back().second;
+  FinetuneOptions o;
+  o.steps = 6;
+  o.batch = 2;
+  o.seq_len = 16;
+  LocalProcessGroup pg;
+  try {
+    run_finetune(net, fx.tokens, o, pg, [&](const Json& j) {
+      if (j["step"].get<int64_t>() == 2) {
+        at::NoGradGuard ng;
+        p.fill_(std::numeric_limits<double>::quiet_NaN());
+      }
+    });
+    FAIL() << "a NaN adapter must stop the finetune";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("step 3"), std::string::npos) << what;
+    EXPECT_NE(what.find(victim), std::string::npos) << what;
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/mapped_file.h"
+#include "jointnas/core/paths.h"
 #include "jointnas/eval/perplexity.h"
 #include "jointnas/eval/task_eval.h"
 
@@ -201,10 +202,7 @@ void run_tasks(TaskFlags& f) {
            {"data_dir", f.data_dir},
            {"results", results}};
   if (!f.out.empty()) {
-    std::ofstream os(f.out);
-    JNAS_CHECK_IO(os.good(), "cannot write '{}'", f.out);
-    os << out.dump(1) << "\n";
-    JNAS_CHECK_IO(os.good(), "error writing '{}'", f.out);
+    write_file_atomic(f.out, out.dump(1) + "\n");
   }
   emit(f.run.format, out, [&] {
     // The markdown table lm-eval prints: one row per task, the metrics its file reports.

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "step_log.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/mapped_file.h"
@@ -79,13 +80,15 @@ void run(FinetuneFlags& f) {
   std::error_code ec;
   std::filesystem::create_directories(f.out, ec);
   JNAS_CHECK_IO(!ec && dir_exists(f.out), "cannot create the output directory {}: {}", f.out, ec.message());
-  const std::string log_path = f.out + "/finetune_log.jsonl";
-  std::ofstream log(log_path, std::ios::trunc);
-  JNAS_CHECK_IO(log.good(), "cannot write {}", log_path);
+  // Checkpoints go beside the export and are removed once it is complete.
+  StepLog log(f.out + "/finetune_log.jsonl");
+  const std::string ckpt_dir = f.out + "/checkpoint";
+  f.o.checkpoint.dir = ckpt_dir;
+  f.o.checkpoint.interrupt = &install_interrupt_handler();
+  f.o.checkpoint.on_resume = [&](int64_t step) { log.resume_at(step); };
   search::LocalProcessGroup pg;
   const search::FinetuneResult r = search::run_finetune(net, stream, f.o, pg, [&](const Json& rec) {
-    log << rec.dump() << "\n";
-    log.flush();
+    log.write(rec);
     const int64_t s = rec["step"].get<int64_t>();
     if (s % 10 == 0 || s + 1 == f.o.steps) {
       JNAS_LOG_INFO("[finetune] step {}/{} kd {:.4f} top-1 {:.3f} ({:.0f} ms)", s + 1, f.o.steps, rec["kd"].get<double>(),
@@ -118,6 +121,7 @@ void run(FinetuneFlags& f) {
             {"quantization", {{"method", "rtn"}, {"layers", manifest}}},
             {"tokenizer", tok_file}};
   write_file_atomic(f.out + "/jointnas_export.json", prov.dump(1) + "\n");
+  if (!remove_tree(ckpt_dir)) JNAS_LOG_WARN("[finetune] could not remove {}", ckpt_dir);
   emit(f.run.format, Json{{"out", f.out}, {"steps", r.steps}, {"kd_first", r.first_kd}, {"kd_last", r.last_kd}}, [&] {
     std::cout << fmt::format("finetuned {} steps (KD {:.4f} -> {:.4f}); exported {}\n", r.steps, r.first_kd, r.last_kd, f.out);
   });
@@ -141,6 +145,10 @@ void register_finetune(CLI::App& app) {
   sub->add_option("--lr", f->o.lr, "Adam step (default 1e-3)");
   sub->add_option("--kd-temperature", f->o.loss.temperature, "Distillation temperature (default 1)");
   sub->add_option("--seed", f->o.seed, "Seed");
+  sub->add_option("--checkpoint-every", f->o.checkpoint.every,
+                  "Steps between checkpoints in OUT/checkpoint (default 10); a rerun resumes from the last one");
+  sub->add_option("--checkpoint-seconds", f->o.checkpoint.every_seconds,
+                  "Also checkpoint when this many seconds passed since the last one (default 300; 0: steps only)");
   sub->callback([f] { run(*f); });
 }
 

@@ -20,6 +20,7 @@
 
 #include "common.h"
 #include "run_config.h"
+#include "jointnas/core/atomic_file.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/mapped_file.h"
@@ -30,8 +31,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Runs this binary with `args`; stdout goes to `stdout_path`, stderr stays on the terminal.
+// Runs this binary with `args`; stdout goes to `stdout_path` (through a temporary renamed into
+// place when the stage succeeds, so a killed stage leaves the previous good file), stderr stays
+// on the terminal.
 int run_child(const std::vector<std::string>& args, const std::string& stdout_path) {
+  const std::string tmp = stdout_path + ".tmp";
   std::vector<char*> argv;
   static const std::string self = "/proc/self/exe";
   std::string prog = "jointnas";
@@ -45,7 +49,7 @@ int run_child(const std::vector<std::string>& args, const std::string& stdout_pa
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // a killed run takes its stage with it
     if (getppid() != parent) _exit(137);
-    std::FILE* out = std::fopen(stdout_path.c_str(), "w");
+    std::FILE* out = std::fopen(tmp.c_str(), "w");
     if (out == nullptr) _exit(3);
     dup2(fileno(out), STDOUT_FILENO);
     execv(self.c_str(), argv.data());
@@ -55,8 +59,14 @@ int run_child(const std::vector<std::string>& args, const std::string& stdout_pa
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw IoError("waitpid failed");
   }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (rc == 0) {
+    // The child fsynced nothing; its output is small: copy it atomically into place. A failed
+    // stage's output stays in the temporary for the user to read.
+    copy_file_atomic(tmp, stdout_path);
+    std::remove(tmp.c_str());
+  }
+  return rc;
 }
 
 
@@ -263,7 +273,7 @@ void run(const RunFlagsR& f) {
     if (rcode == 130 || interrupt.load()) {
       throw Interrupted(fmt::format("run interrupted during stage '{}'; run the same command again to resume", s.name));
     }
-    JNAS_CHECK_IO(rcode == 0, "stage '{}' failed (exit {}); its error is above, its output in {}/logs/{}.json", s.name,
+    JNAS_CHECK_IO(rcode == 0, "stage '{}' failed (exit {}); its error is above, its output in {}/logs/{}.json.tmp", s.name,
                   rcode, run_dir, log_name);
     stages[s.name] = Json{{"done", true},
                           {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "step_log.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/mapped_file.h"
@@ -110,29 +111,15 @@ void run(SearchFlags& f) {
   std::filesystem::create_directories(f.out, ec);
   JNAS_CHECK_IO(!ec && dir_exists(f.out), "cannot create the output directory {}: {}", f.out, ec.message());
   const std::string arch_path = f.out + "/arch.json", log_path = f.out + "/search_log.jsonl";
-  // A resumed search keeps the log lines of the steps before its checkpoint.
-  std::vector<std::string> old_lines;
-  if (file_exists(log_path)) {
-    std::istringstream in(read_text_file(log_path));
-    for (std::string line; std::getline(in, line);) old_lines.push_back(line);
-  }
-  std::ofstream log(log_path, std::ios::trunc);
-  JNAS_CHECK_IO(log.good(), "cannot write {}", log_path);
-  f.o.checkpoint_dir = f.out + "/checkpoint";
-  f.o.interrupt = &install_interrupt_handler();
-  f.o.on_resume = [&](int64_t step) {
-    for (const std::string& line : old_lines) {
-      Json j = Json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.is_object() && j.value("step", step) < step) log << line << "\n";
-    }
-    log.flush();
-  };
+  StepLog log(log_path);
+  f.o.checkpoint.dir = f.out + "/checkpoint";
+  f.o.checkpoint.interrupt = &install_interrupt_handler();
+  f.o.checkpoint.on_resume = [&](int64_t step) { log.resume_at(step); };
   search::LocalProcessGroup pg;
   JNAS_LOG_INFO("[search] {} tokens, {} decisions, 10^{:.1f} architectures, {} steps", stream.size(),
                 net.named_arch_parameters().size(), space.log10_num_architectures(rank), f.o.steps);
   const search::DnasResult r = search::run_dnas(net, stream, cc, budget, f.o, pg, [&](const Json& rec) {
-    log << rec.dump() << "\n";
-    log.flush();
+    log.write(rec);
     const int64_t s = rec["step"].get<int64_t>();
     if (s % 10 == 0 || s + 1 == f.o.steps) {
       JNAS_LOG_INFO("[search] step {}/{} tau {:.3f} kd {:.4f} E[lat] {:.4f} ms penalty {:.4f} entropy {:.3f} decided {}/{} ({:.0f} ms)",
@@ -202,8 +189,10 @@ void register_search(CLI::App& app) {
   sub->add_option("--warmup", f->o.warmup_steps, "LoRA-only steps first");
   sub->add_option("--kd-temperature", f->o.loss.temperature, "Distillation temperature (default 1)");
   sub->add_option("--seed", f->o.seed, "Seed (data order, Gumbel noise, LoRA init)");
-  sub->add_option("--checkpoint-every", f->o.checkpoint_every,
+  sub->add_option("--checkpoint-every", f->o.checkpoint.every,
                   "Steps between checkpoints in OUT/checkpoint (default 10); a rerun resumes from the last one");
+  sub->add_option("--checkpoint-seconds", f->o.checkpoint.every_seconds,
+                  "Also checkpoint when this many seconds passed since the last one (default 300; 0: steps only)");
   sub->callback([f] { run(*f); });
 }
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "jointnas/core/atomic_file.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
@@ -83,20 +84,20 @@ std::string copy_tokenizer(const model::Checkpoint& ck, const std::string& model
     const fs::path dir = fs::path(model_path).parent_path();
     for (const char* name : {"tok512.bin", "tokenizer.bin"}) {
       if (file_exists((dir / name).string())) {
-        fs::copy_file(dir / name, fs::path(out) / "tokenizer.bin", fs::copy_options::overwrite_existing);
+        copy_file_atomic((dir / name).string(), (fs::path(out) / "tokenizer.bin").string());
         copied = name;
         break;
       }
     }
     Json tc{{"add_bos_token", true}, {"add_eos_token", false}, {"bos_token_id", 1}, {"eos_token_id", 2}};
-    std::ofstream(fs::path(out) / "tokenizer_config.json") << tc.dump(2) << "\n";
+    write_file_atomic((fs::path(out) / "tokenizer_config.json").string(), tc.dump(2) + "\n");
     return copied;
   }
   for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                            "tokenizer.bin", "generation_config.json", "special_tokens_map.json"}) {
     const fs::path src = fs::path(model_path) / name;
     if (file_exists(src.string())) {
-      fs::copy_file(src, fs::path(out) / name, fs::copy_options::overwrite_existing);
+      copy_file_atomic(src.string(), (fs::path(out) / name).string());
       if (copied.empty()) copied = name;
     }
   }
