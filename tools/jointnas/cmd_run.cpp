@@ -35,7 +35,7 @@ namespace fs = std::filesystem;
 // place when the stage succeeds, so a killed stage leaves the previous good file), stderr stays
 // on the terminal.
 int run_child(const std::vector<std::string>& args, const std::string& stdout_path) {
-  const std::string tmp = stdout_path + ".tmp";
+  const std::string tmp = stdout_path + ".part";  // not ".tmp": AtomicFile uses that name
   std::vector<char*> argv;
   static const std::string self = "/proc/self/exe";
   std::string prog = "jointnas";
@@ -273,7 +273,7 @@ void run(const RunFlagsR& f) {
     if (rcode == 130 || interrupt.load()) {
       throw Interrupted(fmt::format("run interrupted during stage '{}'; run the same command again to resume", s.name));
     }
-    JNAS_CHECK_IO(rcode == 0, "stage '{}' failed (exit {}); its error is above, its output in {}/logs/{}.json.tmp", s.name,
+    JNAS_CHECK_IO(rcode == 0, "stage '{}' failed (exit {}); its error is above, its output in {}/logs/{}.json.part", s.name,
                   rcode, run_dir, log_name);
     stages[s.name] = Json{{"done", true},
                           {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
