@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|all]
 set -uo pipefail
 what="${1:-all}"
 OUT="${OUT:-$PWD/out}"
@@ -20,6 +20,21 @@ if [ -d .dev/sysroot ]; then
   export PKG_CONFIG_PATH="$SR/usr/lib/x86_64-linux-gnu/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   export LD_LIBRARY_PATH="$SR/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   PREFIX_ARGS=(-DCMAKE_PREFIX_PATH="$SR/usr")
+fi
+if [ "$what" = sanitize ]; then
+  # Issue 9: the ASan + UBSan build (CPU code only) and the `cpu` tests, on the machine's 16 cores.
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_SANITIZE=ON "${PREFIX_ARGS[@]}" \
+    -DJNAS_SHARED_DIR="$SHARED" -DPython3_EXECUTABLE="$(command -v python3)" > "$OUT/cmake_asan.log" 2>&1 \
+    || { tail -30 "$OUT/cmake_asan.log"; exit 1; }
+  start=$(date +%s)
+  ninja -C build-asan -j16 -k 0 > "$OUT/build_asan.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build_asan.log" | head -40; exit 1; }
+  echo "== asan build ok ($(( $(date +%s) - start )) s)"
+  source scripts/sanitizer_env.sh
+  (cd build-asan && OMP_NUM_THREADS=1 ctest -L cpu --output-on-failure -j8 --timeout 1800 > "$OUT/ctest_asan.log" 2>&1); rc=$?
+  grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest_asan.log" | head -40
+  grep -B2 -A25 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$OUT/ctest_asan.log" | head -150
+  echo "== asan ctest rc $rc ($(( $(date +%s) - start )) s)"
+  exit $rc
 fi
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON -DJNAS_BUILD_BENCH=ON "${PREFIX_ARGS[@]}" \
   -DJNAS_SHARED_DIR="$SHARED" -DPython3_EXECUTABLE="$(command -v python3)" > "$OUT/cmake.log" 2>&1 \

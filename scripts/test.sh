@@ -11,11 +11,7 @@ SANITIZE=0
 if ((SANITIZE)); then
   BUILD="${JNAS_BUILD_DIR:-build-asan}"
   EXTRA=(-DJNAS_SANITIZE=ON)
-  # Every report aborts the test. LibTorch is not instrumented: its one-time allocations are not
-  # ours to fix (scripts/lsan.supp); ODR checks trip over symbols both it and we pull in.
-  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:detect_odr_violation=0:abort_on_error=1:halt_on_error=1}"
-  export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp:print_suppressions=0}"
-  export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+  source scripts/sanitizer_env.sh
 else
   BUILD="${JNAS_BUILD_DIR:-build}"
   EXTRA=()
