@@ -159,19 +159,10 @@ TEST(Cli, RunResumesAfterKillMidSearch) {
   if (!fs::exists(text)) GTEST_SKIP() << "no " << text;
   const fs::path root = scratch("run_resume");
   auto write_config = [&](const std::string& name, const std::string& table_line) {
-    const fs::path p = root / (name + ".yaml");
-    std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\n"
-                     << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
-                     << "run_dir: " << (root / name).string() << "\n" << table_line
-                     << "data: {calibration: " << text << "}\n"
-                     << "workload: {kind: decode, batch: 1, context: 64}\n"
-                     << "budget: {latency: 0.7x}\nclosed_loop: 0\n"  // measured numbers differ between runs
-                     << "importance: {windows: 4, seq_len: 64}\n"
-                     << "profile: {repeats: 3}\n"
-                     << "search: {steps: 40, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3}\n"
-                     << "finetune: {steps: 4, batch: 2, seq_len: 64}\n"
-                     << "eval: {bench_repeats: 3}\n";
-    return p.string();
+    return write_tiny_run_config(root, name, table_line, "calibration: " + text,
+                                 "search: {steps: 40, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3}\n"
+                                 "finetune: {steps: 4, batch: 2, seq_len: 64}\n"
+                                 "eval: {bench_repeats: 3}\n");
   };
   const CmdResult ref = run("run " + write_config("ref", ""));
   ASSERT_EQ(ref.code, 0) << ref.err;

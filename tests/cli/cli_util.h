@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "jointnas/core/paths.h"
+#include "tensor_assert.h"
 
 namespace jointnas::testing::cli {
 namespace fs = std::filesystem;
@@ -55,6 +56,25 @@ inline void expect_error(const CmdResult& r, int code, const std::string& needle
 inline std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// A tiny `jointnas run` on the bundled stories260K (decode at context 64, 0.7x latency budget, no
+// closed loop since measured numbers differ between runs): writes ROOT/NAME.yaml with run
+// directory ROOT/NAME and returns its path. `table_line` is "table: PATH\n" or ""; `data` the
+// inside of `data: {...}`; `stages` the search, finetune and eval lines.
+inline std::string write_tiny_run_config(const fs::path& root, const std::string& name, const std::string& table_line,
+                                         const std::string& data, const std::string& stages) {
+  const fs::path p = root / (name + ".yaml");
+  std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\n"
+                   << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
+                   << "run_dir: " << (root / name).string() << "\n"
+                   << table_line << "data: {" << data << "}\n"
+                   << "workload: {kind: decode, batch: 1, context: 64}\n"
+                   << "budget: {latency: 0.7x}\nclosed_loop: 0\n"
+                   << "importance: {windows: 4, seq_len: 64}\n"
+                   << "profile: {repeats: 3}\n"
+                   << stages;
+  return p.string();
 }
 
 }  // namespace jointnas::testing::cli

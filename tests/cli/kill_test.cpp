@@ -17,7 +17,6 @@
 #include "cli_util.h"
 #include "tensor_assert.h"
 
-using jointnas::testing::repo_path;
 using jointnas::testing::shared_path;
 using namespace jointnas::testing::cli;
 
@@ -58,19 +57,10 @@ TEST(CliSlow, RunSurvivesKillAtTwentyRandomMoments) {
   if (!fs::exists(text)) GTEST_SKIP() << "no " << text;
   const fs::path root = scratch("kill20");
   auto write_config = [&](const std::string& name, const std::string& table_line) {
-    const fs::path p = root / (name + ".yaml");
-    std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\n"
-                     << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
-                     << "run_dir: " << (root / name).string() << "\n" << table_line
-                     << "data: {calibration: " << text << ", eval: " << text << "}\n"
-                     << "workload: {kind: decode, batch: 1, context: 64}\n"
-                     << "budget: {latency: 0.7x}\nclosed_loop: 0\n"
-                     << "importance: {windows: 4, seq_len: 64}\n"
-                     << "profile: {repeats: 3}\n"
-                     << "search: {steps: 30, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3}\n"
-                     << "finetune: {steps: 12, batch: 2, seq_len: 64}\n"
-                     << "eval: {bench_repeats: 3, max_windows: 4, window: 65}\n";
-    return p.string();
+    return write_tiny_run_config(root, name, table_line, "calibration: " + text + ", eval: " + text,
+                                 "search: {steps: 30, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3}\n"
+                                 "finetune: {steps: 12, batch: 2, seq_len: 64}\n"
+                                 "eval: {bench_repeats: 3, max_windows: 4, window: 65}\n");
   };
   const CmdResult measured = run("run " + write_config("measured", ""));
   ASSERT_EQ(measured.code, 0) << measured.err;
