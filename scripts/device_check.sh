@@ -30,7 +30,7 @@ if [ "$what" = sanitize ]; then
   ninja -C build-asan -j16 -k 0 > "$OUT/build_asan.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build_asan.log" | head -40; exit 1; }
   echo "== asan build ok ($(( $(date +%s) - start )) s)"
   source scripts/sanitizer_env.sh
-  (cd build-asan && OMP_NUM_THREADS=1 ctest -L cpu --output-on-failure -j8 --timeout 1800 > "$OUT/ctest_asan.log" 2>&1); rc=$?
+  (cd build-asan && OMP_NUM_THREADS=1 ctest -L cpu --output-on-failure -j"${JNAS_CTEST_JOBS:-8}" --timeout 1800 > "$OUT/ctest_asan.log" 2>&1); rc=$?
   grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest_asan.log" | head -40
   grep -B2 -A25 -E "ERROR: (Address|Leak)Sanitizer|runtime error:" "$OUT/ctest_asan.log" | head -150
   echo "== asan ctest rc $rc ($(( $(date +%s) - start )) s)"
