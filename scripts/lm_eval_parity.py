@@ -4,7 +4,8 @@
 lm-eval does all the work it does in a normal run: its own task YAMLs (included from the installed
 package, so prompts, process_docs, doc_to_choice, target delimiters and metrics are its own), its
 request construction (_encode_pair: trailing-space move, whole-minus-context tokens), its
-HFLM._loglikelihood_tokens on transformers' LlamaForCausalLM (fp32, CPU), and its aggregation.
+HFLM._loglikelihood_tokens on transformers' LlamaForCausalLM (fp32; CPU, or the GPU with
+--device cuda), and its aggregation.
 Only two things are replaced, because the data and the tokenizers are local:
   * dataset_path: the task YAML is re-pointed at JSONL files that this script writes from
     ../shared/data/tasks in the Hugging Face schema of each dataset (readers below, written
@@ -23,6 +24,14 @@ log-likelihood of every choice, the argmax decisions (acc, acc_norm) and the acc
   python3 scripts/lm_eval_parity.py --model ref-17m --limit 20 --golden tests/fixtures/eval/lm_eval_ref17m.json
 
 --golden writes lm-eval's per-item log-likelihoods (the reference, not ours) for the C++ test.
+
+Full splits on the GPU machine (scripts/lm_eval_parity_gpu.sh runs these, several lm-eval
+processes side by side): --limit 0 --mmlu-limit 0 means every item; --device cuda puts HFLM's
+LlamaForCausalLM on the GPU and runs `jointnas eval tasks --device cuda`, both still fp32
+(our side gets --dtype float32 explicitly; neither side enables TF32). One side alone:
+  ... --only lm-eval --save A.json      (lm-eval's items and results, no comparison)
+  ... --only ours --save B.json         (our items, no comparison)
+  ... --lm-eval-from A.json[,A2.json] --ours-from B.json --report R.json   (compare saved sides)
 Requires: pip install lm-eval (0.4.13 used), torch 2.11, transformers 5.17, sentencepiece.
 """
 import argparse
@@ -211,7 +220,59 @@ def build_local_tasks(data_dir, work, tasks):
 
 
 # ---------------------------------------------------------------- the model lm-eval scores
-def make_lm(model_name, shared, batch):
+def llama2c_segment_encoder(pieces, scores):
+    """run.c's encode (make_tokenizer_goldens.llama2c_encode: dummy " " prefix, then greedy
+    highest-score merges, leftmost on ties) computed per space-led segment and cached. Exact, not
+    an approximation: no piece holds a space after its first byte (asserted), so no merge can join
+    a token that ends one segment with the " "-led token that starts the next; merges inside
+    different segments then never interact, and the global greedy order restricted to one segment
+    is that segment's own greedy order. The reference is quadratic in the text length (seconds
+    per 5-shot MMLU prompt); this makes the full splits affordable."""
+    import functools
+    assert not any(b" " in p[1:] for p in pieces), "a piece with an inner space: segmenting is not exact"
+    lookup = {}
+    for i, p in enumerate(pieces):
+        lookup.setdefault(p, i)
+
+    @functools.lru_cache(maxsize=1 << 20)
+    def segment(raw):
+        tokens, buf = [], b""
+        for k, c in enumerate(raw):
+            if c & 0xC0 != 0x80:
+                buf = b""
+            buf += bytes([c])
+            nxt = raw[k + 1] if k + 1 < len(raw) else 0
+            if nxt & 0xC0 == 0x80 and len(buf) < 4:
+                continue
+            if buf in lookup:
+                tokens.append(lookup[buf])
+            else:
+                tokens.extend(b + 3 for b in buf)
+            buf = b""
+        while True:
+            best_score, best_id, best_idx = -1e10, -1, -1
+            for i in range(len(tokens) - 1):
+                tid = lookup.get(pieces[tokens[i]] + pieces[tokens[i + 1]], -1)
+                if tid != -1 and scores[tid] > best_score:
+                    best_score, best_id, best_idx = scores[tid], tid, i
+            if best_idx == -1:
+                break
+            tokens[best_idx:best_idx + 2] = [best_id]
+        return tuple(tokens)
+
+    def encode(text):
+        raw = text.encode("utf-8")
+        if not raw:
+            return []
+        out = []
+        for seg in re.split(rb"(?= )", b" " + raw):
+            if seg:
+                out.extend(segment(seg))
+        return out
+    return encode
+
+
+def make_lm(model_name, shared, batch, device="cpu"):
     from lm_eval.models.huggingface import HFLM
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
@@ -224,13 +285,13 @@ def make_lm(model_name, shared, batch):
         encode = sp.encode
     else:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from make_tokenizer_goldens import llama2c_encode, read_llama2c
+        from make_tokenizer_goldens import read_llama2c
         model_dir = os.environ.get("STORIES_HF_DIR", "")
         assert model_dir and os.path.isdir(model_dir), \
             "set STORIES_HF_DIR to `jointnas convert` output of stories260K.bin"
         pieces, scores = read_llama2c(os.path.join(shared, "models/stories260K/tok512.bin"), 512)[:2]
-        encode = lambda s: llama2c_encode(pieces, scores, s)  # noqa: E731
-    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        encode = llama2c_segment_encoder(pieces, scores)
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().to(device)
     bos, eos = model.config.bos_token_id, model.config.eos_token_id
     # HFLM wants a transformers tokenizer object for its bookkeeping (pad / BOS / EOS ids); the
     # text -> ids call itself is tok_encode below.
@@ -249,7 +310,9 @@ def make_lm(model_name, shared, batch):
     return lm
 
 
-def run_lm_eval(lm, names, limit, num_fewshot):
+def run_lm_eval(lm, names, limit, num_fewshot, progress=None):
+    """One simple_evaluate per lm-eval task (MMLU: per subject, the same requests as one call with
+    all subjects), so that `progress(task, entry)` can save what is done so far."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
     tm = TaskManager(include_path=names["__work"], include_defaults=False)
@@ -260,82 +323,177 @@ def run_lm_eval(lm, names, limit, num_fewshot):
         shots = 5 if task == "mmlu_5shot" else 0
         if num_fewshot is not None and task.startswith("mmlu"):
             shots = num_fewshot
-        res = simple_evaluate(model=lm, tasks=lm_tasks, task_manager=tm, limit=limit,
-                              num_fewshot=shots, log_samples=True, bootstrap_iters=0)
-        items = []
+        entry = {"items": [], "results": {}, "partial": True}
         for t in lm_tasks:  # our item order: subjects sorted by name, docs in file order
+            res = simple_evaluate(model=lm, tasks=[t], task_manager=tm, limit=limit or None,
+                                  num_fewshot=shots, log_samples=True, bootstrap_iters=0)
             for s in sorted(res["samples"][t], key=lambda s: s["doc_id"]):
-                items.append({"subtask": t.replace("local_mmlu_", "") if task.startswith("mmlu") else "",
-                              "lls": [float(r[0][0]) for r in s["resps"]],
-                              "greedy": [bool(r[0][1]) for r in s["resps"]],
-                              "acc": s.get("acc"), "acc_norm": s.get("acc_norm")})
-        out[task] = {"items": items, "results": {t: res["results"][t] for t in lm_tasks}}
+                entry["items"].append({
+                    "subtask": t.replace("local_mmlu_", "") if task.startswith("mmlu") else "",
+                    "lls": [float(r[0][0]) for r in s["resps"]],
+                    "greedy": [bool(r[0][1]) for r in s["resps"]],
+                    "acc": s.get("acc"), "acc_norm": s.get("acc_norm")})
+            entry["results"][t] = res["results"][t]
+            if progress and t != lm_tasks[-1]:
+                progress(task, entry)
+        entry["partial"] = False
+        out[task] = entry
     return out
 
 
-def run_ours(binary, model_path, tasks, limit, data_dir, batch):
+def run_ours(binary, model_path, tasks, limit, data_dir, batch, device="cpu"):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
     cmd = [binary, "eval", "tasks", "-m", model_path, "--tasks", ",".join(tasks), "--limit", str(limit),
-           "--items", "--out", out, "--data-dir", data_dir, "--batch", str(batch)]
+           "--items", "--out", out, "--data-dir", data_dir, "--batch", str(batch),
+           "--device", device, "--dtype", "float32"]
     subprocess.run(cmd, check=True)
     with open(out) as f:
         return {r["task"]: r for r in json.load(f)["results"]}
+
+
+def load_sides(paths, key):
+    """Merge the per-task entries of files written by --only (comma-separated paths)."""
+    out = {}
+    for path in paths.split(","):
+        with open(path) as f:
+            out.update(json.load(f)[key])
+    return out
+
+
+def compare(task, ours, theirs, partial=False):
+    mine = ours["items"]
+    if partial:  # lm-eval stopped early: compare the subjects it finished
+        assert len(theirs) <= len(mine), task
+        mine = mine[:len(theirs)]
+        assert all(o.get("subtask", "") == t["subtask"] for o, t in zip(mine, theirs)), task
+    assert len(mine) == len(theirs), (task, len(mine), len(theirs))
+    max_diff, max_abs, flips, flips_norm, n_tok = 0.0, 0.0, 0, 0, 0
+    acc_o = acc_t = norm_o = norm_t = 0.0
+    has_norm = all(t.get("acc_norm") is not None for t in theirs)
+    for o, t in zip(mine, theirs):
+        assert len(o["lls"]) == len(t["lls"]), task
+        for a, b, c in zip(o["lls"], t["lls"], o["cont_tokens"]):
+            max_diff = max(max_diff, abs(a - b) / c)  # per continuation token
+            max_abs = max(max_abs, abs(a - b))
+            n_tok = max(n_tok, c)
+        pred_t = max(range(len(t["lls"])), key=lambda i: (t["lls"][i], -i))
+        flips += o["pred"] != pred_t
+        acc_o += o["pred"] == o["gold"]
+        acc_t += t["acc"]
+        if has_norm:
+            norm_o += o["pred_norm"] == o["gold"]
+            norm_t += t["acc_norm"]
+            flips_norm += (o["pred_norm"] == o["gold"]) != bool(t["acc_norm"])
+    n = len(theirs)
+    row = {"n": n, "max_abs_ll_diff": max_abs, "max_abs_ll_diff_per_token": max_diff,
+           "decision_flips": flips, "acc_norm_flips": flips_norm,
+           "acc_ours": acc_o / n, "acc_lm_eval": acc_t / n}
+    if has_norm:
+        row.update({"acc_norm_ours": norm_o / n, "acc_norm_lm_eval": norm_t / n})
+    if partial:
+        row["partial_of"] = len(ours["items"])
+    norm = (f" | acc_norm ours {norm_o / n:.4f} lm-eval {norm_t / n:.4f}" if has_norm else "")
+    print(f"{task:14s} n {n:5d} | max |dll| {max_abs:.2e} ({max_diff:.2e}/token) | pred flips {flips} | "
+          f"acc_norm flips {flips_norm} | acc ours {acc_o / n:.4f} lm-eval {acc_t / n:.4f}{norm}"
+          + (f" | PARTIAL: {n} of {len(ours['items'])} items" if partial else ""), flush=True)
+    return row
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", choices=["ref-17m", "stories260K"], default="ref-17m")
     ap.add_argument("--shared", default="../shared")
-    ap.add_argument("--limit", type=int, default=20)
-    ap.add_argument("--mmlu-limit", type=int, default=2, help="per subject")
+    ap.add_argument("--limit", type=int, default=20, help="per task; 0 = the full split")
+    ap.add_argument("--mmlu-limit", type=int, default=2, help="per subject; 0 = all")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--binary", default="build-eval/tools/jointnas/jointnas")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where both sides run (fp32 either way)")
+    ap.add_argument("--only", choices=["lm-eval", "ours"], default="",
+                    help="run this side alone and write it to --save, no comparison")
+    ap.add_argument("--save", default="")
+    ap.add_argument("--lm-eval-from", default="", help="lm-eval side from --only files (a,b,...)")
+    ap.add_argument("--ours-from", default="", help="our side from --only files (a,b,...)")
     ap.add_argument("--golden", default="")
     ap.add_argument("--report", default="")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    assert not args.only or args.save, "--only needs --save"
+    if args.device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     tasks = args.tasks.split(",")
     data_dir = os.path.join(args.shared, "data/tasks")
     model_path = (os.path.join(args.shared, "models/ref-17m") if args.model == "ref-17m"
-                  else os.environ["STORIES_HF_DIR"])
-    report = {"model": args.model, "limit": args.limit, "mmlu_limit": args.mmlu_limit, "tasks": {}}
-    with tempfile.TemporaryDirectory() as work:
-        names = build_local_tasks(data_dir, work, tasks)
-        names["__work"] = work
-        lm = make_lm(args.model, args.shared, args.batch)
-        ref = {}
+                  else os.environ.get("STORIES_HF_DIR", ""))
+    lim = {t: args.mmlu_limit if t.startswith("mmlu") else args.limit for t in tasks}
+    meta = {"model": args.model, "limit": args.limit, "mmlu_limit": args.mmlu_limit,
+            "device": args.device, "dtype": "float32"}
+    if args.device == "cuda":
+        meta["card"] = torch.cuda.get_device_name(0)
+
+    def save(key, side):
+        with open(args.save + ".tmp", "w") as f:
+            json.dump({**meta, key: side}, f)
+        os.replace(args.save + ".tmp", args.save)
+
+    ref = {}
+    if args.lm_eval_from:
+        ref = load_sides(args.lm_eval_from, "lm_eval")
+    elif args.only != "ours":
+        def progress(task, entry):
+            if args.only:
+                save("lm_eval", {**ref, task: entry})
+        with tempfile.TemporaryDirectory() as work:
+            names = build_local_tasks(data_dir, work, tasks)
+            names["__work"] = work
+            lm = make_lm(args.model, args.shared, args.batch, args.device)
+            for task in tasks:
+                try:
+                    ref.update(run_lm_eval(lm, {task: names[task], "__work": work}, lim[task], None,
+                                           progress))
+                except Exception as e:  # e.g. HFLM's assert len(continuation_enc) <= max_length
+                    if not args.only:
+                        raise
+                    import traceback
+                    where = traceback.extract_tb(e.__traceback__)[-1]
+                    ref[task] = {"error": f"{type(e).__name__}: {e} at {os.path.basename(where.filename)}:"
+                                          f"{where.lineno} `{where.line}`"}
+                    print(f"{task}: lm-eval failed: {ref[task]['error']}", flush=True)
+                if args.only:
+                    save("lm_eval", ref)
+    if args.only == "lm-eval":
+        return
+
+    mine = {}
+    if args.ours_from:
+        mine = load_sides(args.ours_from, "ours")
+    else:
         for task in tasks:
-            limit = args.mmlu_limit if task.startswith("mmlu") else args.limit
-            ref.update(run_lm_eval(lm, {task: names[task], "__work": work}, limit, None))
+            try:
+                mine[task] = run_ours(args.binary, model_path, [task], lim[task], data_dir,
+                                      args.batch, args.device)[task]
+            except subprocess.CalledProcessError as e:
+                if not args.only:
+                    raise
+                mine[task] = {"error": f"jointnas exited with {e.returncode} (its stderr above)"}
+            if args.only:
+                save("ours", mine)
+    if args.only == "ours":
+        return
+
+    report = {**meta, "tasks": {}}
     golden = {"model": args.model, "lm_eval": "0.4.13", "tasks": {}}
     for task in tasks:
-        limit = args.mmlu_limit if task.startswith("mmlu") else args.limit
-        ours = run_ours(args.binary, model_path, [task], limit, data_dir, args.batch)[task]
+        if task not in ref or task not in mine or "error" in ref[task] or "error" in mine[task]:
+            err = {"lm_eval": ref.get(task, {}).get("error", "missing" if task not in ref else ""),
+                   "ours": mine.get(task, {}).get("error", "missing" if task not in mine else "")}
+            report["tasks"][task] = {"error": err}
+            print(f"{task:14s} not compared: {err}", flush=True)
+            continue
         theirs = ref[task]["items"]
-        assert len(ours["items"]) == len(theirs), (task, len(ours["items"]), len(theirs))
-        max_diff, flips, flips_norm, n_tok = 0.0, 0, 0, 0
-        acc_o = acc_t = 0.0
-        for o, t in zip(ours["items"], theirs):
-            assert len(o["lls"]) == len(t["lls"]), task
-            for a, b, c in zip(o["lls"], t["lls"], o["cont_tokens"]):
-                max_diff = max(max_diff, abs(a - b) / c)  # per continuation token
-                n_tok = max(n_tok, c)
-            pred_t = max(range(len(t["lls"])), key=lambda i: (t["lls"][i], -i))
-            flips += o["pred"] != pred_t
-            acc_o += o["pred"] == o["gold"]
-            acc_t += t["acc"]
-            if t.get("acc_norm") is not None:
-                flips_norm += (o["pred_norm"] == o["gold"]) != bool(t["acc_norm"])
-        n = len(theirs)
-        row = {"n": n, "max_abs_ll_diff_per_token": max_diff, "decision_flips": flips,
-               "acc_norm_flips": flips_norm, "acc_ours": acc_o / n, "acc_lm_eval": acc_t / n}
-        report["tasks"][task] = row
-        print(f"{task:14s} n {n:4d} | max |dll|/token {max_diff:.2e} | pred flips {flips} | "
-              f"acc_norm flips {flips_norm} | acc ours {acc_o / n:.4f} lm-eval {acc_t / n:.4f}",
-              flush=True)
-        golden["tasks"][task] = {"limit": limit, "items": [
+        report["tasks"][task] = compare(task, mine[task], theirs, ref[task].get("partial", False))
+        golden["tasks"][task] = {"limit": lim[task], "items": [
             {"subtask": t["subtask"], "lls": t["lls"]} for t in theirs]}
     if args.golden:
         with open(args.golden, "w") as f:
