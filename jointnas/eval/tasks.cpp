@@ -39,14 +39,50 @@ std::vector<std::string> get_list(const YAML::Node& root, const char* key, const
   return out;
 }
 
-bool is_ascii_space(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+// Python's str.isspace() code points (lm-eval strips with str.strip(), which removes them all,
+// for example U+0085 NEXT LINE, which ends one MMLU sociology question).
+bool is_python_space(uint32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// The code point of the UTF-8 sequence s[i, i + n), or 0xFFFFFFFF when it is not one.
+uint32_t decode_utf8(const std::string& s, size_t i, size_t n) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  if (n == 1) return b(0) < 0x80 ? b(0) : 0xFFFFFFFF;
+  const unsigned char lead_mask = n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07;
+  const unsigned char lead_tag = n == 2 ? 0xC0 : n == 3 ? 0xE0 : 0xF0;
+  if ((b(0) & ~lead_mask) != lead_tag) return 0xFFFFFFFF;
+  uint32_t c = b(0) & lead_mask;
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(k) & 0xC0) != 0x80) return 0xFFFFFFFF;
+    c = (c << 6) | (b(k) & 0x3F);
+  }
+  return c;
+}
+
+// Length of a whitespace code point starting at s[i] (0 if none there).
+size_t space_at(const std::string& s, size_t i) {
+  const unsigned char c = static_cast<unsigned char>(s[i]);
+  const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  return is_python_space(decode_utf8(s, i, n)) ? n : 0;
+}
+
+// Length of a whitespace code point ending at s[e - 1] (0 if none there).
+size_t space_before(const std::string& s, size_t b, size_t e) {
+  for (size_t n = 1; n <= 4 && n <= e - b; ++n) {
+    const unsigned char c = static_cast<unsigned char>(s[e - n]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: the sequence starts further back
+    return space_at(s, e - n) == n ? n : 0;
+  }
+  return 0;
 }
 
 std::string strip(const std::string& s) {
   size_t b = 0, e = s.size();
-  while (b < e && is_ascii_space(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && is_ascii_space(static_cast<unsigned char>(s[e - 1]))) --e;
+  for (size_t n; b < e && (n = space_at(s, b)) > 0 && b + n <= e;) b += n;
+  for (size_t n; e > b && (n = space_before(s, b, e)) > 0;) e -= n;
   return s.substr(b, e - b);
 }
 
