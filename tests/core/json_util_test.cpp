@@ -30,8 +30,9 @@ TEST(JsonUtil, TypedGetters) {
   EXPECT_DOUBLE_EQ(*get_number(j, "f", "t"), 2.0);
 }
 
-// Found by fuzz/fuzz_config (a config.json with "vocab_size": 1e300): the integral-float path cast
-// the double to int64 before knowing it fits, which is undefined behaviour (UBSan report).
+// Found by fuzz/fuzz_config (a layer spec with "head_dim": 184467440737095516158, an integer beyond
+// uint64 that nlohmann stores as a double): the integral-float path cast the double to int64
+// before knowing it fits, which is undefined behaviour (UBSan report).
 TEST(JsonUtil, IntegralFloatsOutsideInt64AreErrors) {
   Json j = parse_json(R"({"big": 1e300, "neg": -1e300, "edge": 9223372036854775808.0,
                           "min": -9223372036854775808.0, "half": 2.5})", "t");
