@@ -9,6 +9,7 @@ APT_PACKAGES=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev libyaml-cpp-dev
   libsentencepiece-dev libpcre2-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer, ASan and UBSan runtimes for clang 14
+  libplplot-dev plplot-driver-cairo  # `jointnas pareto`: charts (PNG and SVG through cairo)
 )
 TORCH_VERSION="2.11.0"
 

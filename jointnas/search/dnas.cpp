@@ -132,30 +132,41 @@ std::vector<Decision> decisions(const SearchSpace& s, Arch& a) {
   return out;
 }
 
+namespace {
+// Coordinate descent on one budgeted quantity from the fewest-bits architecture.
+Arch cheapest_by(const CostContext& cc, int which) {
+  Arch a = smallest_arch(*cc.space, *cc.config);
+  std::vector<Decision> ds = decisions(*cc.space, a);
+  double best = budgeted(arch_cost(cc, a), which);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (Decision& d : ds) {
+      for (int64_t c = 0; c < d.choices; ++c) {
+        const int64_t keep = *d.index;
+        if (c == keep) continue;
+        *d.index = c;
+        const double v = budgeted(arch_cost(cc, a), which);
+        if (v < best * (1 - 1e-12)) {
+          best = v;
+          changed = true;
+        } else {
+          *d.index = keep;
+        }
+      }
+    }
+  }
+  return a;
+}
+}  // namespace
+
+Arch fastest_arch(const CostContext& cc) { return cheapest_by(cc, 0); }
+
 void check_budget_feasible(const CostContext& cc, const Budget& b) {
   const double limits[3] = {b.latency_ms, b.memory_bytes, b.params};
   for (int which = 0; which < 3; ++which) {
     if (limits[which] <= 0) continue;
-    Arch a = smallest_arch(*cc.space, *cc.config);
-    std::vector<Decision> ds = decisions(*cc.space, a);
-    double best = budgeted(arch_cost(cc, a), which);
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (Decision& d : ds) {
-        for (int64_t c = 0; c < d.choices; ++c) {
-          const int64_t keep = *d.index;
-          if (c == keep) continue;
-          *d.index = c;
-          const double v = budgeted(arch_cost(cc, a), which);
-          if (v < best * (1 - 1e-12)) {
-            best = v;
-            changed = true;
-          } else {
-            *d.index = keep;
-          }
-        }
-      }
-    }
+    const Arch a = cheapest_by(cc, which);
+    const double best = budgeted(arch_cost(cc, a), which);
     JNAS_CHECK_CONFIG(best <= limits[which],
                       "the {} budget {} is below the smallest achievable {} in this search space "
                       "(architecture {}); raise the budget or widen the space (smaller widths, fewer blocks, "

@@ -60,6 +60,8 @@ std::vector<Decision> decisions(const SearchSpace& space, Arch& arch);
 // monotone tables). Throws ConfigError when a budget lies below it, naming that minimum and the
 // architecture that reaches it: called before any training.
 void check_budget_feasible(const CostContext& cc, const Budget& b);
+// The architecture of least predicted latency by the same descent (the lower end of a budget sweep).
+Arch fastest_arch(const CostContext& cc);
 
 // Steps the architecture down until it meets the budgets: each move changes one decision, picking
 // the move with the least log-probability lost per unit of budget excess removed. `log_probs` by

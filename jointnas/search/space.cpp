@@ -287,6 +287,56 @@ SearchSpace restrict_to(const SearchSpace& s, const Arch& a) {
   return r;
 }
 
+SearchSpace restrict_formats(const SearchSpace& s, const std::vector<std::string>& formats) {
+  SearchSpace r = s;
+  for (size_t l = 0; l < r.layers.size(); ++l) {
+    for (int k = 0; k < kNumFormatSlots; ++k) {
+      std::vector<std::string>& f = r.layers[l].formats[k];
+      std::erase_if(f, [&](const std::string& n) { return std::find(formats.begin(), formats.end(), n) == formats.end(); });
+      JNAS_CHECK_CONFIG(!f.empty(), "layer {} {}: none of the formats [{}] is in the search space", l, kSlotNames[k],
+                        fmt::join(formats, ", "));
+    }
+  }
+  return r;
+}
+
+SearchSpace fix_structure(const SearchSpace& s, const Arch& a) {
+  SearchSpace r = restrict_to(s, a);
+  for (size_t l = 0; l < r.layers.size(); ++l) r.layers[l].formats = s.layers[l].formats;
+  return r;
+}
+
+namespace {
+template <typename T>
+int64_t index_of(const std::vector<T>& to, const T& v, const std::string& what) {
+  auto it = std::find(to.begin(), to.end(), v);
+  if (it == to.end()) throw ConfigError(fmt::format("{} = {} is not a choice of the target search space", what, v));
+  return it - to.begin();
+}
+}  // namespace
+
+Arch map_arch(const SearchSpace& from, const Arch& a, const SearchSpace& to) {
+  JNAS_CHECK_CONFIG(from.layers.size() == to.layers.size(), "map_arch: spaces of {} and {} layers", from.layers.size(),
+                    to.layers.size());
+  Arch m;
+  m.hidden = index_of(to.hidden, from.hidden.at(static_cast<size_t>(a.hidden)), "hidden");
+  m.depth = index_of(to.depth, from.depth.at(static_cast<size_t>(a.depth)), "depth");
+  for (size_t l = 0; l < from.layers.size(); ++l) {
+    const LayerChoices &f = from.layers[l], &t = to.layers[l];
+    const std::string at = fmt::format("layer {} ", l);
+    m.kv_groups.push_back(index_of(t.kv_groups, f.kv_groups.at(static_cast<size_t>(a.kv_groups.at(l))), at + "kv_groups"));
+    m.head_dims.push_back(index_of(t.head_dims, f.head_dims.at(static_cast<size_t>(a.head_dims.at(l))), at + "head_dim"));
+    m.intermediate.push_back(
+        index_of(t.intermediate, f.intermediate.at(static_cast<size_t>(a.intermediate.at(l))), at + "intermediate"));
+    std::array<int64_t, kNumFormatSlots> fm{};
+    for (int k = 0; k < kNumFormatSlots; ++k) {
+      fm[k] = index_of(t.formats[k], f.formats[k].at(static_cast<size_t>(a.formats.at(l)[k])), at + kSlotNames[k]);
+    }
+    m.formats.push_back(fm);
+  }
+  return m;
+}
+
 Arch first_arch(const SearchSpace& s) {
   Arch a;
   a.kv_groups.assign(s.layers.size(), 0);

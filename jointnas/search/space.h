@@ -71,6 +71,16 @@ SearchSpace restrict_to(const SearchSpace& space, const Arch& arch);
 // Index 0 everywhere: the architecture of a restricted space.
 Arch first_arch(const SearchSpace& space);
 
+// Sub-spaces for the baselines of `jointnas pareto` (docs/pareto.md):
+// every format list cut to `formats` (in the space's order); ConfigError when a slot keeps none.
+SearchSpace restrict_formats(const SearchSpace& space, const std::vector<std::string>& formats);
+// every structural choice (hidden, depth, heads, head size, MLP width) cut to `arch`'s; the
+// format lists stay whole: a precision-only space.
+SearchSpace fix_structure(const SearchSpace& space, const Arch& arch);
+// `arch` of `from` as indices into `to`, matched by value; ConfigError naming the first value `to`
+// lacks. How an architecture searched in a sub-space is written against the whole space.
+Arch map_arch(const SearchSpace& from, const Arch& arch, const SearchSpace& to);
+
 // Whether block l is kept at `depth` blocks under `block_rank` (rank 0 = most important).
 bool block_kept(const std::vector<int64_t>& block_rank, int64_t layer, int64_t depth);
 

@@ -99,3 +99,53 @@ TEST(SearchSpace, HugeIntegerChoicesAreErrors) {
 }
 }  // namespace
 }  // namespace jointnas::search
+
+namespace jointnas::search {
+namespace {
+
+TEST(SearchSpace, SubSpacesOfTheBaselinesMapBackByValue) {
+  model::LlamaConfig c = model::LlamaConfig::from_file(testing::repo_path("configs/llama-3.1-8b.json"));
+  c.num_hidden_layers = 3;
+  const auto full = SearchSpace::from_yaml(
+      "hidden: [2048, 4096]\ndepth: [2, 3]\nlayers: {heads: [4, 8], intermediate: [7168, 14336]}\n"
+      "formats: [bf16, w8a16, w4a16_g128]", c, "<t>");
+  // Architecture only: bf16 everywhere, the structure untouched.
+  const SearchSpace bf = restrict_formats(full, {"bf16"});
+  for (const auto& l : bf.layers) {
+    for (const auto& f : l.formats) EXPECT_EQ(f, std::vector<std::string>{"bf16"});
+    EXPECT_EQ(l.intermediate, full.layers[0].intermediate);
+  }
+  EXPECT_THROW(restrict_formats(full, {"fp8_e4m3"}), ConfigError);  // no slot keeps a format
+
+  // Precision only: every structural list cut to one arch's values, formats whole.
+  Arch a = largest_arch(full);
+  a.hidden = 0, a.depth = 0, a.intermediate[1] = 0, a.kv_groups[2] = 0;
+  a.formats[0] = {2, 1, 0, 2};
+  const SearchSpace fx = fix_structure(full, a);
+  EXPECT_EQ(fx.hidden, std::vector<int64_t>{2048});
+  EXPECT_EQ(fx.depth, std::vector<int64_t>{2});
+  EXPECT_EQ(fx.layers[1].intermediate, std::vector<int64_t>{7168});
+  EXPECT_EQ(fx.layers[2].kv_groups, std::vector<int64_t>{full.layers[2].kv_groups[0]});
+  EXPECT_EQ(fx.layers[0].formats[0], full.layers[0].formats[0]);
+
+  // Round trips: an architecture of a sub-space is the same values in the whole space.
+  const Arch in_fx = map_arch(full, a, fx);
+  EXPECT_EQ(in_fx.hidden, 0);
+  EXPECT_EQ(in_fx.formats[0], (std::array<int64_t, 4>{2, 1, 0, 2}));
+  const Arch back = map_arch(fx, in_fx, full);
+  EXPECT_EQ(back.to_json(full), a.to_json(full));
+  Arch b = first_arch(bf);
+  b.hidden = 1, b.depth = 1;
+  const Arch b_full = map_arch(bf, b, full);
+  EXPECT_EQ(b_full.to_json(full), b.to_json(bf));
+  // A value the target lacks is a ConfigError naming it.
+  try {
+    map_arch(full, a, bf);
+    FAIL() << "w4a16_g128 is not in the bf16 space";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("layer 0 qkv"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace jointnas::search

@@ -30,6 +30,7 @@ struct FinetuneFlags {
   search::FinetuneOptions o;
   int64_t lora_rank = 8;
   int64_t max_tokens = 200000;
+  std::string target_device;  // whose default formats the space gets (default: --device)
 };
 
 // The depth order the architecture was searched with (arch.json's block_rank; identity if empty).
@@ -52,7 +53,8 @@ void run(FinetuneFlags& f) {
   model::RuntimeOptions ro = runtime_options(f.run);
   model::Checkpoint ck = model::load_checkpoint(f.run.model);
   const model::LlamaConfig& cfg = ck.config;
-  const search::SearchSpace space = search::SearchSpace::from_yaml_file(f.space, cfg, ro.device.is_cuda() ? "cuda" : "cpu");
+  const std::string dev = !f.target_device.empty() ? f.target_device : ro.device.is_cuda() ? "cuda" : "cpu";
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(f.space, cfg, dev);
   const Json aj = read_json_file(f.arch);
   const search::Arch arch = search::arch_from_json(aj, space, f.arch);
   const std::vector<int64_t> rank = block_rank_of(aj, cfg.num_hidden_layers);
@@ -137,6 +139,8 @@ void register_finetune(CLI::App& app) {
   sub->add_option("--arch", f->arch, "arch.json from `jointnas search`")->required();
   sub->add_option("--text", f->text, "Training text (distillation data)");
   sub->add_option("--out", f->out, "Export directory")->required();
+  sub->add_option("--target-device", f->target_device, "cpu | cuda: as given to `jointnas search` (default: --device)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_option("--steps", f->o.steps, "Distillation steps (0: export without finetuning)");
   sub->add_option("--train-batch", f->o.batch, "Windows per step (default 4)");
   sub->add_option("--seq-len", f->o.seq_len, "Tokens per window (default 128)");

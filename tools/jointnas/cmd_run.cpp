@@ -3,9 +3,6 @@
 // report). A finished stage is recorded in RUN/stages.json (atomically) and skipped when the run
 // is started again; the search resumes from its own checkpoints. SIGINT / SIGTERM reach the
 // running stage, which checkpoints and exits 130; so does this command. docs/pipeline.md.
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,6 +17,7 @@
 
 #include "common.h"
 #include "run_config.h"
+#include "stage_runner.h"
 #include "jointnas/core/atomic_file.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
@@ -30,54 +28,6 @@ namespace jointnas::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Runs this binary with `args`; stdout goes to `stdout_path` (through a temporary renamed into
-// place when the stage succeeds, so a killed stage leaves the previous good file), stderr stays
-// on the terminal.
-int run_child(const std::vector<std::string>& args, const std::string& stdout_path) {
-  const std::string tmp = stdout_path + ".part";  // not ".tmp": AtomicFile uses that name
-  std::vector<char*> argv;
-  static const std::string self = "/proc/self/exe";
-  std::string prog = "jointnas";
-  argv.push_back(prog.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  JNAS_CHECK_IO(pid >= 0, "fork failed");
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a killed run takes its stage with it
-    if (getppid() != parent) _exit(137);
-    std::FILE* out = std::fopen(tmp.c_str(), "w");
-    if (out == nullptr) _exit(3);
-    dup2(fileno(out), STDOUT_FILENO);
-    execv(self.c_str(), argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw IoError("waitpid failed");
-  }
-  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (rc == 0) {
-    // The child fsynced nothing; its output is small: copy it atomically into place. A failed
-    // stage's output stays in the temporary for the user to read.
-    copy_file_atomic(tmp, stdout_path);
-    std::remove(tmp.c_str());
-  }
-  return rc;
-}
-
-
-Json read_json_or_null(const std::string& path) {
-  if (!file_exists(path)) return nullptr;
-  try {
-    return read_json_file(path);
-  } catch (const Error&) {
-    return nullptr;
-  }
-}
 
 double json_ms(const Json& bench) {
   if (!bench.is_object() || !bench.contains("decode") || bench["decode"].empty()) return 0.0;
@@ -166,9 +116,8 @@ void run(const RunFlagsR& f) {
   std::error_code ec;
   fs::create_directories(fs::path(run_dir) / "logs", ec);
   JNAS_CHECK_IO(!ec, "cannot create the run directory {}: {}", run_dir, ec.message());
-  const std::string stages_path = run_dir + "/stages.json";
-  Json stages = file_exists(stages_path) ? read_json_file(stages_path) : Json::object();
-  JNAS_CHECK_IO(stages.is_object(), "{}: must be an object (delete it to rerun every stage)", stages_path);
+  Stages st(run_dir + "/stages.json", interrupt);
+  Json& stages = st.json();
   // The config is part of the run: a different config in the same directory is refused.
   const std::string cfg_text = read_text_file(f.config);
   if (stages.contains("config")) {
@@ -176,7 +125,7 @@ void run(const RunFlagsR& f) {
                       "{} was started with another config; use a new run directory (--out) or delete it", run_dir);
   }
   stages["config"] = cfg_text;
-  write_file_atomic(stages_path, stages.dump(1) + "\n");
+  st.save();
 
   const std::string model = rc.path(rc.str(rc.j, "model", ""));
   const std::string space = rc.path(rc.str(rc.j, "search_space", ""));
@@ -263,21 +212,7 @@ void run(const RunFlagsR& f) {
   }
   // Runs a stage unless stages.json says it is done; its stdout goes to logs/<log_name>.json.
   auto run_stage = [&](const Stage& s, const std::string& log_name) {
-    if (stages.contains(s.name) && stages[s.name].value("done", false)) {
-      JNAS_LOG_INFO("[run] {}: done earlier, skipped", s.name);
-      return;
-    }
-    JNAS_LOG_INFO("[run] {}: jointnas {}", s.name, fmt::join(s.args, " "));
-    const auto t0 = std::chrono::steady_clock::now();
-    const int rcode = run_child(s.args, run_dir + "/logs/" + log_name + ".json");
-    if (rcode == 130 || interrupt.load()) {
-      throw Interrupted(fmt::format("run interrupted during stage '{}'; run the same command again to resume", s.name));
-    }
-    JNAS_CHECK_IO(rcode == 0, "stage '{}' failed (exit {}); its error is above, its output in {}/logs/{}.json.part", s.name,
-                  rcode, run_dir, log_name);
-    stages[s.name] = Json{{"done", true},
-                          {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
-    write_file_atomic(stages_path, stages.dump(1) + "\n");
+    st.run({s.name, s.args, run_dir + "/logs/" + log_name + ".json"});
   };
   for (const Stage& s : plan) {
     run_stage(s, s.name);
@@ -285,7 +220,7 @@ void run(const RunFlagsR& f) {
       // The user's latency budget in ms (a "0.6x" resolved by the search), before any correction.
       const Json aj = read_json_file(search_dir + "/arch.json");
       stages["budget_latency_ms"] = aj["budget"].value("latency_ms", 0.0);
-      write_file_atomic(stages_path, stages.dump(1) + "\n");
+      st.save();
     }
   }
   // Closed loop (method.md): the exported model is measured; when it misses the latency budget,

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common.h"
+#include "search_flags.h"
 #include "step_log.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
@@ -25,39 +26,29 @@ namespace {
 struct SearchFlags {
   RunFlags run;
   std::string space, table, text, out, importance, mixing = "factorized", relaxation = "gumbel";
-  std::string workload_kind = "decode";
-  int64_t wl_batch = 1, context = 512, tokens = 2048;
+  profile::Workload workload;
   std::string latency;  // "12.5" ms, or "0.6x" of the dense model's predicted latency
   double memory_mib = 0, params = 0;
   search::DnasOptions o;
   int64_t lora_rank = 8;
   int64_t max_tokens = 200000;
+  std::string target_device;         // whose default formats the space gets (default: --device)
+  std::vector<std::string> formats;  // search only these formats (bf16: architecture only)
+  std::string fix_arch;              // arch.json whose structure is kept: precision only
+  bool clamp_budget = false;         // a latency budget below the space's reach becomes that reach
 };
-
-// importance.json lists block_rank[r] = layer at rank r; the supernet wants the rank of each layer.
-std::vector<int64_t> ranks_from_importance(const std::string& path, int64_t layers) {
-  const Json j = read_json_file(path);
-  JNAS_CHECK_IO(j.contains("block_rank") && j["block_rank"].is_array(), "{}: no 'block_rank' list", path);
-  std::vector<int64_t> rank_of(static_cast<size_t>(layers), -1);
-  JNAS_CHECK_IO(static_cast<int64_t>(j["block_rank"].size()) == layers, "{}: block_rank lists {} blocks, the model has {}",
-                path, j["block_rank"].size(), layers);
-  for (size_t r = 0; r < j["block_rank"].size(); ++r) {
-    const Json& v = j["block_rank"][r];
-    JNAS_CHECK_IO(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < layers &&
-                      rank_of[v.get<size_t>()] < 0,
-                  "{}: block_rank must be a permutation of 0..{}", path, layers - 1);
-    rank_of[v.get<size_t>()] = static_cast<int64_t>(r);
-  }
-  return rank_of;
-}
 
 void run(SearchFlags& f) {
   JNAS_CHECK_CONFIG(!f.out.empty(), "search needs --out DIR");
   model::RuntimeOptions ro = runtime_options(f.run);
   model::Checkpoint ck = model::load_checkpoint(f.run.model);
   const model::LlamaConfig& cfg = ck.config;
-  const std::string dev = ro.device.is_cuda() ? "cuda" : "cpu";
-  const search::SearchSpace space = search::SearchSpace::from_yaml_file(f.space, cfg, dev);
+  const std::string dev = !f.target_device.empty() ? f.target_device : ro.device.is_cuda() ? "cuda" : "cpu";
+  // `full` is the space arch.json is written against; `space` the part of it searched here.
+  const search::SearchSpace full = search::SearchSpace::from_yaml_file(f.space, cfg, dev);
+  search::SearchSpace space = full;
+  if (!f.formats.empty()) space = search::restrict_formats(space, f.formats);
+  if (!f.fix_arch.empty()) space = search::fix_structure(space, search::arch_from_json(read_json_file(f.fix_arch), full, f.fix_arch));
   const std::vector<int64_t> rank =
       f.importance.empty() ? std::vector<int64_t>{} : ranks_from_importance(f.importance, cfg.num_hidden_layers);
   const profile::LatencyTable table = profile::LatencyTable::load(f.table);
@@ -66,27 +57,31 @@ void run(SearchFlags& f) {
   cc.space = &space;
   cc.block_rank = rank;
   cc.table = &table;
-  cc.workload.kind = f.workload_kind;
-  cc.workload.batch = f.wl_batch;
-  cc.workload.context = f.context;
-  cc.workload.tokens = f.tokens;
+  cc.workload = f.workload;
   cc.dtype_bytes = at::elementSize(ro.dtype);
 
   search::Budget budget;
-  const profile::Cost dense = search::arch_cost(cc, search::largest_arch(space));
-  if (!f.latency.empty()) {
-    try {
-      budget.latency_ms = f.latency.back() == 'x' ? std::stod(f.latency.substr(0, f.latency.size() - 1)) * dense.latency_ms
-                                                  : std::stod(f.latency);
-    } catch (const std::exception&) {
-      throw ConfigError(fmt::format("--latency '{}': give milliseconds (12.5) or a fraction of the dense model (0.6x)", f.latency));
-    }
-  }
+  // "0.6x" is relative to the whole space's dense model, whatever part of it is searched.
+  search::CostContext cc_full = cc;
+  cc_full.space = &full;
+  const profile::Cost dense = search::arch_cost(cc_full, search::largest_arch(full));
+  if (!f.latency.empty()) budget.latency_ms = parse_latency_budget(f.latency, dense.latency_ms);
   budget.memory_bytes = f.memory_mib * 1024.0 * 1024.0;
   budget.params = f.params;
   JNAS_CHECK_CONFIG(budget.any(), "search needs a budget: --latency, --memory-mib or --params");
   JNAS_LOG_INFO("[search] dense model by the table: {:.4f} ms, {:.2f} MiB weights + KV; budget {}", dense.latency_ms,
                 (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0, budget.to_json().dump());
+  double clamped_from = 0;
+  if (f.clamp_budget && budget.latency_ms > 0) {
+    const double reach = search::arch_cost(cc, search::fastest_arch(cc)).latency_ms;
+    if (budget.latency_ms < reach) {
+      JNAS_LOG_WARN("[search] the latency budget {:.4f} ms is below the {:.4f} ms this space reaches; --clamp-budget: "
+                    "searching at {:.4f} ms",
+                    budget.latency_ms, reach, reach * (1 + 1e-6));
+      clamped_from = budget.latency_ms;
+      budget.latency_ms = reach * (1 + 1e-6);
+    }
+  }
   // Fails here, before loading data or building the supernet, when the space cannot meet the budget.
   search::check_budget_feasible(cc, budget);
 
@@ -118,7 +113,7 @@ void run(SearchFlags& f) {
   search::LocalProcessGroup pg;
   JNAS_LOG_INFO("[search] {} tokens, {} decisions, 10^{:.1f} architectures, {} steps", stream.size(),
                 net.named_arch_parameters().size(), space.log10_num_architectures(rank), f.o.steps);
-  const search::DnasResult r = search::run_dnas(net, stream, cc, budget, f.o, pg, [&](const Json& rec) {
+  search::DnasResult r = search::run_dnas(net, stream, cc, budget, f.o, pg, [&](const Json& rec) {
     log.write(rec);
     const int64_t s = rec["step"].get<int64_t>();
     if (s % 10 == 0 || s + 1 == f.o.steps) {
@@ -128,7 +123,12 @@ void run(SearchFlags& f) {
                     rec["decisions"].get<int64_t>(), rec["ms"].get<double>());
     }
   });
-  const Json aj = search::arch_json(cc, r, budget);
+  r.argmax = search::map_arch(space, r.argmax, full);  // identity unless a part was searched
+  r.arch = search::map_arch(space, r.arch, full);
+  Json aj = search::arch_json(cc_full, r, budget);
+  if (!f.formats.empty()) aj["searched_formats"] = f.formats;
+  if (!f.fix_arch.empty()) aj["fixed_structure_from"] = f.fix_arch;
+  if (clamped_from > 0) aj["budget_clamped_from_ms"] = clamped_from;
   write_file_atomic(arch_path, aj.dump(1) + "\n");
   Json summary{{"arch", arch_path}, {"log", log_path}, {"predicted", r.predicted.to_json()},
                {"dense", dense.to_json()}, {"budget", budget.to_json()}, {"steps_run", r.steps_run},
@@ -162,10 +162,7 @@ void register_search(CLI::App& app) {
   sub->add_option("--text", f->text, "Training text (distillation data), e.g. wikitext2 train")->required();
   sub->add_option("--out", f->out, "Output directory (arch.json, search_log.jsonl)")->required();
   sub->add_option("--importance", f->importance, "importance.json of the (permuted) model: the depth order");
-  sub->add_option("--workload", f->workload_kind, "decode | prefill (as profiled)");
-  sub->add_option("--batch", f->wl_batch, "Workload batch");
-  sub->add_option("--context", f->context, "Decode context");
-  sub->add_option("--tokens", f->tokens, "Prefill tokens");
+  add_workload_flags(sub, f->workload);
   sub->add_option("--latency", f->latency, "Latency budget: ms, or a fraction of the dense model with 'x' (0.6x)");
   sub->add_option("--memory-mib", f->memory_mib, "Memory budget (weights + KV cache), MiB");
   sub->add_option("--params", f->params, "Parameter budget");
@@ -175,6 +172,13 @@ void register_search(CLI::App& app) {
   sub->add_option("--max-tokens", f->max_tokens, "Tokens of --text used (default 200000; 0 = all)");
   sub->add_option("--lora-rank", f->lora_rank, "LoRA rank (0: frozen weights)");
   sub->add_flag("--frozen-weights", [f](int64_t) { f->o.train_lora = false; }, "Architecture updates only");
+  sub->add_option("--formats", f->formats, "Search only these formats (comma list; bf16 = architecture only)")->delimiter(',');
+  sub->add_option("--fix-arch", f->fix_arch, "Keep this arch.json's structure; search precision only");
+  sub->add_flag("--clamp-budget", f->clamp_budget,
+               "A latency budget below what the space reaches becomes that reach (with a warning) instead of an error");
+  sub->add_option("--target-device", f->target_device,
+                  "cpu | cuda: the device the table was measured on, whose formats the space defaults to (default: --device)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_option("--mixing", f->mixing, "factorized | dense_mask | loop");
   sub->add_option("--relaxation", f->relaxation, "gumbel | hard | softmax");
   sub->add_option("--tau", f->o.tau_start, "Initial Gumbel temperature (default 1)");

@@ -65,5 +65,7 @@ void register_importance(CLI::App& app);
 void register_search(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_run(CLI::App& app);
+void register_arch(CLI::App& app);
+void register_pareto(CLI::App& app);
 
 }  // namespace jointnas::cli

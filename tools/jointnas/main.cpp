@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   jointnas::cli::register_search(app);
   jointnas::cli::register_finetune(app);
   jointnas::cli::register_run(app);
+  jointnas::cli::register_arch(app);
+  jointnas::cli::register_pareto(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -125,8 +125,9 @@ RunConfig parse_run_config(const std::string& text, const std::string& path) {
     throw ConfigError(fmt::format("{}: not valid YAML: {}", path, e.what()));
   }
   JNAS_CHECK_CONFIG(rc.j.is_object(), "{}: a run config is a mapping (model, search_space, budget, ...)", path);
-  JNAS_CHECK_CONFIG(rc.j.contains("model") && rc.j.contains("search_space") && rc.j.contains("budget"),
-                    "{}: needs 'model', 'search_space' and 'budget' (see configs/runs/)", path);
+  JNAS_CHECK_CONFIG(rc.j.contains("model") && rc.j.contains("search_space") && (rc.j.contains("budget") || rc.j.contains("pareto")),
+                    "{}: needs 'model', 'search_space' and 'budget' (or, for `jointnas pareto`, 'pareto'); see configs/runs/",
+                    path);
   return rc;
 }
 

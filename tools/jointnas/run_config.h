@@ -30,7 +30,7 @@ struct RunConfig {
 
 // Parses the YAML `text` of the run config file `path` (named in errors; relative paths of the
 // config start at its folder). Throws ConfigError for invalid YAML, a document that is not a
-// mapping, or one without `model`, `search_space` and `budget`.
+// mapping, or one without `model`, `search_space` and `budget` (`pareto` for `jointnas pareto`).
 RunConfig parse_run_config(const std::string& text, const std::string& path);
 // Reads and parses `path` (IoError when it cannot be read).
 RunConfig load_run_config(const std::string& path);

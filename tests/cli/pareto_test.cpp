@@ -1,0 +1,127 @@
+// `jointnas pareto` end to end on the bundled stories260K (two budgets, every method, tiny
+// training), then the properties its report must have: every point measured, the baselines are
+// what they claim to be (same structure as the architecture-only search with uniform formats;
+// depth only), the headline numbers computed from the measured fronts, the charts drawn, and a
+// rerun skips every finished stage.
+#include <set>
+
+#include "cli_util.h"
+#include "jointnas/core/json_util.h"
+
+namespace jointnas::testing::cli {
+namespace {
+
+std::string write_pareto_config(const fs::path& root, const std::string& text) {
+  const fs::path p = root / "pareto.yaml";
+  std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\n"
+                   << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
+                   << "run_dir: " << (root / "study").string() << "\n"
+                   << "data: {calibration: " << text << ", eval: " << text << "}\n"
+                   << "workload: {kind: decode, batch: 1, context: 64}\n"
+                   << "importance: {windows: 4, seq_len: 64}\n"
+                   << "profile: {repeats: 3}\n"
+                   << "search: {steps: 6, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.2}\n"
+                   << "finetune: {steps: 2, batch: 2, seq_len: 64}\n"
+                   << "eval: {bench_repeats: 3, max_windows: 4, window: 65}\n"
+                   << "pareto:\n"
+                   << "  budgets: [0.5x, 0.8x]\n"
+                   << "  sequential_formats: [w8a16]\n"
+                   << "  quant_formats: [w8a16]\n"
+                   << "  seeds: [0, 1]\n"
+                   << "  seed_budgets: [0.8x]\n"
+                   << "  parallel: 2\n";
+  return p.string();
+}
+
+TEST(Pareto, EveryMethodMeasuredAndReported) {
+  const std::string text = shared_path("data/text/tinystories/tinystories_val_head.txt");
+  if (!fs::exists(text)) GTEST_SKIP() << "no " << text;
+  const fs::path root = scratch("pareto");
+  const std::string cfg = write_pareto_config(root, text);
+  const CmdResult r = run("pareto " + cfg);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const fs::path rd = root / "study" / "report";
+  const Json points = read_json_file((rd / "points.json").string());
+
+  // original + joint (2 budgets + 1 extra seed) + per budget arch_only, seq_w8a16, seq_mix,
+  // depth_only + quant_w8a16.
+  std::set<std::string> ids;
+  for (const Json& p : points) ids.insert(p["id"].get<std::string>());
+  const std::set<std::string> want{"original",       "joint-0.5x-s0",     "joint-0.8x-s0",    "joint-0.8x-s1",
+                                   "arch_only-0.5x", "arch_only-0.8x",    "seq_w8a16-0.5x",   "seq_w8a16-0.8x",
+                                   "seq_mix-0.5x",   "seq_mix-0.8x",      "depth_only-0.5x",  "depth_only-0.8x",
+                                   "quant_w8a16"};
+  EXPECT_EQ(ids, want);
+  std::map<std::string, Json> by_id;
+  for (const Json& p : points) {
+    by_id[p["id"].get<std::string>()] = p;
+    EXPECT_EQ(p["status"], "measured") << p.dump();
+    EXPECT_TRUE(p["measured_ms"].is_number() && p["measured_ms"].get<double>() > 0) << p.dump();
+    EXPECT_TRUE(p["ppl"].is_number() && p["ppl"].get<double>() > 1) << p.dump();
+    EXPECT_TRUE(p["kl"].is_number() && p["kl"].get<double>() >= 0) << p.dump();
+  }
+  EXPECT_NEAR(by_id["original"]["kl"].get<double>(), 0.0, 1e-6);  // the original against itself
+
+  for (const char* b : {"0.5x", "0.8x"}) {
+    const Json& base = by_id[std::string("arch_only-") + b]["architecture"];
+    const Json& seq = by_id[std::string("seq_w8a16-") + b]["architecture"];
+    const Json& mix = by_id[std::string("seq_mix-") + b]["architecture"];
+    const Json& depth = by_id[std::string("depth_only-") + b]["architecture"];
+    ASSERT_TRUE(base.is_object() && seq.is_object() && depth.is_object() && mix.is_object());
+    EXPECT_EQ(base["hidden"], seq["hidden"]);
+    EXPECT_EQ(base["depth"], seq["depth"]);
+    EXPECT_EQ(depth["hidden"], 64);
+    for (size_t l = 0; l < base["layers"].size(); ++l) {
+      const Json &a = base["layers"][l], &q = seq["layers"][l], &d = depth["layers"][l];
+      for (const char* k : {"kv_groups", "head_dim", "intermediate"}) EXPECT_EQ(a[k], q[k]) << b << " layer " << l;
+      for (const char* s : {"qkv", "o", "gate_up", "down"}) {
+        EXPECT_EQ(a["formats"][s], "bf16") << "the architecture-only search searched formats";
+        EXPECT_EQ(q["formats"][s], "w8a16");
+        EXPECT_EQ(d["formats"][s], "bf16");
+      }
+      EXPECT_EQ(d["intermediate"], 172);  // depth only: full widths
+    }
+  }
+  // The looser budget keeps at least as many blocks for depth only.
+  EXPECT_LE(by_id["depth_only-0.5x"]["architecture"]["depth"].get<int>(),
+            by_id["depth_only-0.8x"]["architecture"]["depth"].get<int>());
+
+  const Json headline = read_json_file((rd / "headline.json").string());
+  ASSERT_TRUE(headline.contains("perplexity"));
+  EXPECT_FALSE(headline["perplexity"]["joint_front"].empty());
+  EXPECT_FALSE(headline["perplexity"]["sequential_front"].empty());
+  const std::string md = slurp(rd / "pareto.md");
+  EXPECT_NE(md.find("## Headline"), std::string::npos);
+  EXPECT_NE(md.find("## Architectures side by side"), std::string::npos);
+  EXPECT_NE(md.find("## Spread of the joint search over seeds"), std::string::npos);
+  for (const char* c : {"pareto_ppl.png", "pareto_ppl.svg", "pareto_kl.png", "pareto_kl.svg"}) {
+    EXPECT_GT(fs::file_size(rd / c), 1000u) << c;
+  }
+  EXPECT_EQ(slurp(rd / "pareto_ppl.png").substr(1, 3), "PNG");
+
+  // A rerun does nothing but the report: every stage is recorded as done.
+  const CmdResult again = run("pareto " + cfg);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(again.err.find("] search"), std::string::npos) << again.err;
+  EXPECT_EQ(slurp(rd / "points.json"), jointnas::Json(points).dump(1) + "\n");
+}
+
+TEST(Pareto, BadConfigsAreClearErrors) {
+  const fs::path root = scratch("pareto_bad");
+  auto cfg = [&](const std::string& pareto) {
+    const fs::path p = root / "c.yaml";
+    std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\n"
+                     << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
+                     << "run_dir: " << (root / "s").string() << "\n"
+                     << "data: {calibration: x.txt, eval: x.txt}\n"
+                     << pareto;
+    return p.string();
+  };
+  expect_error(run("pareto " + cfg("budget: {latency: 0.5x}\n")), 2, "needs a 'pareto' section");
+  expect_error(run("pareto " + cfg("pareto: {budgets: [12ms]}\n")), 2, "must be a fraction of the dense model");
+  expect_error(run("pareto " + cfg("pareto: {methods: [joint, magic]}\n")), 2, "unknown 'magic'");
+  expect_error(run("pareto " + cfg("pareto: {budgets: [0.5x], seed_budgets: [0.7x]}\n")), 2, "is not one of pareto.budgets");
+}
+
+}  // namespace
+}  // namespace jointnas::testing::cli
