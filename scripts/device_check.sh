@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|all]
 set -uo pipefail
 what="${1:-all}"
 OUT="${OUT:-$PWD/out}"
@@ -41,6 +41,21 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON 
   || { tail -30 "$OUT/cmake.log"; exit 1; }
 ninja -C build-gpu -j16 -k 0 ${JNAS_TARGETS:-} > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
+if [ "$what" = pareto ]; then
+  # Issue 8: the Pareto studies named in JNAS_STUDIES (configs/runs/pareto-*.yaml stems), each
+  # stopped by SIGINT after JNAS_STUDY_SECONDS (it checkpoints; a rerun on a warm machine resumes).
+  # The study directories come back without weights; charts: `jointnas pareto --report-only` here.
+  export JNAS_SHARED_DIR="${JNAS_SHARED_DIR:-$PWD/.dev-pareto/shared}"
+  for st in ${JNAS_STUDIES:-pareto-ref17m-gpu-decode}; do
+    t0=$(date +%s)
+    timeout -s INT -k 30 "${JNAS_STUDY_SECONDS:-480}" build-gpu/tools/jointnas/jointnas pareto "configs/runs/$st.yaml" \
+      > "$OUT/$st.stdout" 2> "$OUT/$st.stderr"; rc=$?
+    echo "== $st rc $rc ($(( $(date +%s) - t0 )) s)"; grep -E "^\[|error" "$OUT/$st.stderr" | grep -E "pareto\]|failed|error" | tail -15
+    # One archive: the device returns no deep folders.
+    (cd runs && tar --exclude='*.safetensors' --exclude='checkpoint' --exclude='*.model' --exclude='*.vocab' -czf "$OUT/$st.tgz" "$st")
+  done
+  exit 0
+fi
 if [ "$what" = tests ] || [ "$what" = all ]; then
   (cd build-gpu && ctest -L "${JNAS_CTEST_LABEL:-cuda|cpu}" --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
   tail -15 "$OUT/ctest.log"; echo "== ctest rc $rc"

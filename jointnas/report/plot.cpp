@@ -21,10 +21,10 @@ namespace {
 
 // Palette (colour-blind safe, seaborn "colorblind") and markers (Hershey-free: UTF-8 glyphs that
 // DejaVu Sans has), indexed by Series::style.
-constexpr int kColours[][3] = {{0, 114, 178}, {230, 159, 0}, {0, 158, 115}, {204, 121, 167},
-                               {86, 180, 233}, {213, 94, 0},  {240, 228, 66}, {80, 80, 80}};
-constexpr const char* kMarkers[] = {"●", "■", "▲", "◆", "▼", "✚", "✖", "★"};
-constexpr int kStyles = 8;
+constexpr int kColours[][3] = {{0, 114, 178}, {230, 159, 0}, {0, 158, 115}, {204, 121, 167}, {86, 180, 233},
+                               {213, 94, 0},  {150, 130, 0}, {120, 60, 160}, {80, 80, 80}};
+constexpr const char* kMarkers[] = {"●", "■", "▲", "◆", "▼", "✚", "✖", "⬟", "★"};
+constexpr int kStyles = 9;
 
 void draw(const Chart& chart, const char* device, const std::string& file) {
   // A log axis only over a decade or more: PLplot labels a log axis at its decades alone.
@@ -55,19 +55,26 @@ void draw(const Chart& chart, const char* device, const std::string& file) {
   plspage(0, 0, 1100, 760, 0, 0);
   PLINT r[16] = {255, 0}, g[16] = {255, 0}, b[16] = {255, 0};  // 0: background white, 1: black
   for (int i = 0; i < kStyles; ++i) r[2 + i] = kColours[i][0], g[2 + i] = kColours[i][1], b[2 + i] = kColours[i][2];
-  r[10] = g[10] = b[10] = 200;  // grid
-  plscmap0(r, g, b, 11);
+  r[12] = g[12] = b[12] = 200;  // grid
+  plscmap0(r, g, b, 13);
   plinit();
   pladv(0);
   plcol0(1);
-  // Room on the right for the legend.
-  plvpor(0.10, 0.70, 0.11, 0.92);
+  // The legend goes under the plot, in two columns.
+  plvpor(0.09, 0.97, 0.44, 0.90);
   plwind(xlo - 0.05 * dx, xhi + 0.05 * dx, ylo - 0.06 * dy, yhi + 0.06 * dy);
-  plcol0(10);
+  plcol0(12);
   plbox(c.log_x ? "glf" : "g", 0, 0, "g", 0, 0);
   plcol0(1);
   plbox(c.log_x ? "bclnst" : "bcnst", 0, 0, "bcnstv", 0, 0);
-  pllab(c.x_label.c_str(), c.y_label.c_str(), c.title.c_str());
+  pllab(c.x_label.c_str(), c.y_label.c_str(), "");
+  plschr(0, 0.9);
+  plmtex("t", c.notes.empty() ? 1.2 : 2.8, 0.0, 0.0, c.title.c_str());
+  plschr(0, 0.65);
+  for (size_t i = 0; i < c.notes.size() && i < 2; ++i) {
+    plmtex("t", 1.6 - 1.2 * static_cast<double>(i), 0.0, 0.0, c.notes[i].c_str());
+  }
+  plschr(0, 1.0);
   std::vector<PLINT> opts, lcol, lsty, scol, snum;
   std::vector<PLFLT> lwid, sscale;
   std::vector<const char*> text, syms;
@@ -82,8 +89,9 @@ void draw(const Chart& chart, const char* device, const std::string& file) {
     plcol0(2 + st);
     plwidth(2.0);
     if (s.line && x.size() > 1) plline(static_cast<PLINT>(x.size()), x.data(), y.data());
-    if (!x.empty()) plstring(static_cast<PLINT>(x.size()), x.data(), y.data(), kMarkers[st]);
-    opts.push_back(PL_LEGEND_SYMBOL | (s.line ? PL_LEGEND_LINE : 0));
+    if (s.markers && !x.empty()) plstring(static_cast<PLINT>(x.size()), x.data(), y.data(), kMarkers[st]);
+    if (s.label.empty()) continue;
+    opts.push_back((s.markers ? PL_LEGEND_SYMBOL : 0) | (s.line ? PL_LEGEND_LINE : 0));
     lcol.push_back(2 + st), lsty.push_back(1), lwid.push_back(2.0);
     scol.push_back(2 + st), sscale.push_back(1.0), snum.push_back(1);
     text.push_back(s.label.c_str()), syms.push_back(kMarkers[st]);
@@ -94,18 +102,11 @@ void draw(const Chart& chart, const char* device, const std::string& file) {
     PLFLT w = 0, h = 0;
     std::vector<PLINT> tcol(text.size(), 1), zero(text.size(), 0);
     std::vector<PLFLT> fzero(text.size(), 0.0);
-    plvpor(0.0, 1.0, 0.0, 1.0);  // the legend is placed against the whole page
-    plwind(0.0, 1.0, 0.0, 1.0);
-    pllegend(&w, &h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_RIGHT | PL_POSITION_TOP | PL_POSITION_INSIDE,
-             0.01, 0.08, 0.06, 0, 1, 1, 0, 0, static_cast<PLINT>(text.size()), opts.data(), 0.8, 0.8, 2.0, 0.0,
-             tcol.data(), text.data(), zero.data(), zero.data(), fzero.data(), fzero.data(), lcol.data(), lsty.data(),
-             lwid.data(), scol.data(), sscale.data(), snum.data(), syms.data());
-    PLFLT y = 0.9 - h - 0.04;
-    plschr(0, 0.7);
-    for (const std::string& n : c.notes) {
-      plptex(0.715, y, 1, 0, 0, n.c_str());
-      y -= 0.03;
-    }
+    const PLINT rows = static_cast<PLINT>((text.size() + 1) / 2);
+    pllegend(&w, &h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_BOTTOM | PL_POSITION_OUTSIDE, 0.0, 0.17,
+             0.06, 0, 1, 1, rows, 2, static_cast<PLINT>(text.size()), opts.data(), 0.6, 0.65, 1.7, 0.0, tcol.data(),
+             text.data(), zero.data(), zero.data(), fzero.data(), fzero.data(), lcol.data(), lsty.data(), lwid.data(),
+             scol.data(), sscale.data(), snum.data(), syms.data());
   }
   plend1();
 }

@@ -13,14 +13,16 @@ struct Series {
   std::string label;
   std::vector<double> x, y;  // points, drawn in this order
   bool line = true;          // join the points
+  bool markers = true;       // draw a marker at each point
   int style = 0;             // colour and marker: series with the same style look the same
+  // An unlabelled series has no legend entry (a front drawn under its labelled points).
 };
 
 struct Chart {
   std::string title, x_label, y_label;
   bool log_x = true;
   std::vector<Series> series;
-  std::vector<std::string> notes;  // lines under the legend
+  std::vector<std::string> notes;  // lines under the title
 };
 
 bool plotting_available();

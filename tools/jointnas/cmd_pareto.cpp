@@ -184,10 +184,10 @@ Study load_study(const ParetoFlags& f) {
   return s;
 }
 
-// `budgets: auto`: n budgets spread evenly in log latency from 1.15x the fastest architecture the
-// table predicts to 0.9x the dense model. The extra seeds run at the second and second-to-last.
+// `budgets: auto`: n budgets spread evenly in log latency from 1.03x the fastest architecture the
+// table predicts to 0.95x the dense model. The extra seeds run at the second and second-to-last.
 void resolve_auto_budgets(Study& s, double fastest_rel) {
-  const double lo = std::min(0.85, std::max(0.02, 1.15 * fastest_rel)), hi = 0.9;
+  const double hi = 0.95, lo = std::min(0.9 * hi, std::max(0.02, 1.03 * fastest_rel));
   s.budgets.clear();
   for (int i = 0; i < s.auto_budgets; ++i) {
     const double r = std::exp(std::log(lo) + (std::log(hi) - std::log(lo)) * i / (s.auto_budgets - 1));
@@ -310,6 +310,7 @@ struct Measured {
   bool ok = false;
   std::string status;
   double ms = NAN, predicted_ms = NAN, ppl = NAN, kl = NAN, top1 = NAN, acc = NAN, mib = NAN, params = NAN;
+  double acc_se = NAN;  // standard error of the mean accuracy (the tasks' own, combined)
   std::map<std::string, double> task_acc;
   Json arch;  // architecture (values)
 };
@@ -337,13 +338,16 @@ std::vector<Measured> collect(const Study& s, const Stages& st) {
       m.top1 = num(ppl["teacher"], "top1_agreement");
     }
     if (tasks.is_object() && tasks.contains("results") && tasks["results"].is_array() && !tasks["results"].empty()) {
-      double sum = 0;
+      double sum = 0, var = 0;
       for (const Json& r : tasks["results"]) {
-        const double a = num(r, "acc");
+        const double a = num(r, "acc"), se = num(r, "acc_stderr");
         m.task_acc[r.value("task", std::string("?"))] = a;
         sum += a;
+        var += std::isfinite(se) ? se * se : NAN;
       }
-      m.acc = sum / static_cast<double>(tasks["results"].size());
+      const double n = static_cast<double>(tasks["results"].size());
+      m.acc = sum / n;
+      m.acc_se = std::sqrt(var) / n;
     }
     if (p.method != "original") {
       const Json aj = read_json_or_null(arch_path(s, p));
@@ -472,12 +476,30 @@ void write_report(const Study& s, const Stages& st) {
     if (c.gain_max) {
       h["gain_max"] = *c.gain_max, h["gain_median"] = *c.gain_median, h["gain_at_ms"] = c.gain_at_x;
       const double g = *c.gain_max;
-      line += fmt::format("At equal measured latency, the joint front is {} by up to {:.3f} {} (median {:+.3f}; the maximum at "
-                          "{:.4f} ms){}.",
-                          g > 0 ? "better" : "WORSE", std::abs(g), is_acc ? "accuracy (fraction)" : unit, *c.gain_median,
-                          c.gain_at_x, g > 0 ? "" : ": the joint method does not win here");
+      const std::string u = is_acc ? "accuracy (fraction)" : unit;
+      if (g > 0) {
+        line += fmt::format("At equal measured latency, the joint front is better by up to {:.3f} {} (at {:.4f} ms; median "
+                            "{:+.3f} over the latency range both cover).",
+                            g, u, c.gain_at_x, *c.gain_median);
+      } else {
+        line += fmt::format("At equal measured latency, the joint front is WORSE everywhere both cover (by {:.3f} {} at "
+                            "best, at {:.4f} ms; median {:+.3f}): the joint method does not win here.",
+                            -g, u, c.gain_at_x, *c.gain_median);
+      }
     } else {
       line += "The latency ranges of the two fronts do not overlap: no gain at equal latency.";
+    }
+    if (is_acc) {
+      std::vector<double> se;
+      for (const auto& m : ms) {
+        if (std::isfinite(m.acc_se)) se.push_back(m.acc_se);
+      }
+      if (!se.empty()) {
+        std::nth_element(se.begin(), se.begin() + static_cast<std::ptrdiff_t>(se.size() / 2), se.end());
+        const double med = se[se.size() / 2];
+        h["typical_stderr"] = med;
+        line += fmt::format(" Each point's mean accuracy has a standard error of about {:.3f}: differences below it are noise.", med);
+      }
     }
     headline[is_acc ? "accuracy" : "perplexity"] = h;
     return line + "\n\n";
@@ -488,6 +510,21 @@ void write_report(const Study& s, const Stages& st) {
         "format after it, the per-layer mix after it).\n\n";
   md += headline_for("perplexity", ppl, "perplexity", false);
   if (!s.tasks.empty()) md += headline_for("mean task accuracy", err, "", true);
+  // The joint front against every family, by perplexity (the headline's comparison, extended).
+  {
+    const auto joint = report::front(points_of(ms, is_family("joint"), ppl));
+    md += "The joint front against each family's front, by perplexity (speed-up: their latency / joint latency at equal "
+          "perplexity; gain: their perplexity - joint perplexity at equal latency; - where the ranges do not overlap):\n\n"
+          "| family | speed-up max | speed-up median | gain max | gain median |\n|---|---:|---:|---:|---:|\n";
+    for (const char* fam : {"sequential", "depth_only", "quant_only"}) {
+      const auto other = report::front(points_of(ms, is_family(fam), ppl));
+      const report::Comparison c = report::compare(joint, other);
+      auto o = [](const std::optional<double>& v, const char* f) { return v ? fmt::format(fmt::runtime(f), *v) : std::string("-"); };
+      md += fmt::format("| {} | {} | {} | {} | {} |\n", fam, o(c.speedup_max, "{:.2f}x"), o(c.speedup_median, "{:.2f}x"),
+                        o(c.gain_max, "{:+.3f}"), o(c.gain_median, "{:+.3f}"));
+    }
+    md += "\n";
+  }
 
   // All points.
   md += "## Every point\n\n| point | method | budget | measured ms | predicted ms | measured / predicted | weights + KV MiB "
@@ -507,6 +544,32 @@ void write_report(const Study& s, const Stages& st) {
     e["task_acc"] = m.task_acc;
     if (m.arch.is_object()) e["architecture"] = m.arch.value("architecture", Json::object());
     pj.push_back(std::move(e));
+  }
+
+  // Points of identical architecture (a budget the repair lands on twice, a rule that gives the
+  // same depth) are repeat measurements of one model: their spread is the latency noise floor.
+  {
+    std::map<std::string, std::vector<const Measured*>> same;
+    for (const auto& m : ms) {
+      if (m.ok && m.arch.is_object() && m.arch.contains("architecture")) same[m.arch["architecture"].dump()].push_back(&m);
+    }
+    std::string rows;
+    double worst = 1;
+    for (const auto& [k, v] : same) {
+      if (v.size() < 2) continue;
+      double lo = INFINITY, hi = 0;
+      std::vector<std::string> ids;
+      for (const auto* m : v) lo = std::min(lo, m->ms), hi = std::max(hi, m->ms), ids.push_back(fmt::format("{} ({:.4f})", m->p.id, m->ms));
+      worst = std::max(worst, hi / lo);
+      rows += fmt::format("| {} | {:.2f}x |\n", fmt::join(ids, ", "), hi / lo);
+    }
+    if (!rows.empty()) {
+      md += fmt::format("\n## Repeat measurements\n\nPoints with identical architectures are the same model measured again "
+                        "(separate processes): their spread is the noise of the latency column. Largest: {:.2f}x{}.\n\n"
+                        "| points (measured ms) | max / min |\n|---|---:|\n{}",
+                        worst, worst > 1.05 ? " -- latency differences below this are not evidence" : "", rows);
+      headline["latency_repeat_spread_max"] = worst;
+    }
   }
 
   // Seeds.
@@ -561,9 +624,11 @@ void write_report(const Study& s, const Stages& st) {
 
   // Charts.
   std::vector<std::string> charts;
-  auto chart = [&](const std::string& stem, const std::string& ylabel, const std::function<double(const Measured&)>& y) {
+  auto chart = [&](const std::string& stem, const std::string& ylabel, const std::function<double(const Measured&)>& y,
+                   bool higher_is_better) {
     report::Chart c;
-    c.title = fmt::format("{}: {} vs measured latency ({})", fs::path(s.model).filename().string(), ylabel, wl_name);
+    c.title = fmt::format("{}: {} against measured latency", fs::path(s.model).filename().string(), ylabel);
+    c.notes = {fmt::format("{} on {}; lines: each method's front (its non-dominated points)", wl_name, dev_name)};
     c.x_label = fmt::format("{} latency on {}, measured (ms)", prefill ? "prefill" : "decode step", dev_name);
     c.y_label = ylabel;
     int style = 0;
@@ -572,20 +637,23 @@ void write_report(const Study& s, const Stages& st) {
     order.push_back("seq_mix");
     order.push_back("depth_only");
     for (const std::string& method : order) {
-      report::Series se{label_of(method), {}, {}, true, style++};
+      report::Series se{label_of(method), {}, {}, true, true, style++};
       for (const auto& m : ms) {
         if (m.p.method == method && m.ok && m.p.front_seed && std::isfinite(y(m))) se.x.push_back(m.ms), se.y.push_back(y(m));
       }
-      // Connected in latency order.
-      std::vector<size_t> idx(se.x.size());
-      std::iota(idx.begin(), idx.end(), 0);
-      std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return se.x[a] < se.x[b]; });
-      report::Series sorted{se.label, {}, {}, true, se.style};
-      for (size_t i : idx) sorted.x.push_back(se.x[i]), sorted.y.push_back(se.y[i]);
-      if (!sorted.x.empty()) c.series.push_back(sorted);
+      if (se.x.empty()) continue;
+      // The points, and under them the method's front (lower is better, or higher for accuracy).
+      se.line = false;
+      c.series.push_back(se);
+      std::vector<report::Point> pts;
+      for (size_t i = 0; i < se.x.size(); ++i) pts.push_back({se.x[i], higher_is_better ? -se.y[i] : se.y[i], ""});
+      report::Series fr{"", {}, {}, true, false, se.style};
+      fr.markers = false;
+      for (const auto& p : report::front(pts)) fr.x.push_back(p.x), fr.y.push_back(higher_is_better ? -p.y : p.y);
+      c.series.push_back(fr);
     }
-    report::Series q{"quantization only (uniform formats)", {}, {}, false, 6};
-    report::Series o{"original (bf16)", {}, {}, false, 7};
+    report::Series q{"quantization only (uniform formats)", {}, {}, false, true, 7};
+    report::Series o{"original (bf16)", {}, {}, false, true, 8};
     for (const auto& m : ms) {
       if (!m.ok || !std::isfinite(y(m))) continue;
       if (m.p.family == "quant_only") q.x.push_back(m.ms), q.y.push_back(y(m));
@@ -602,12 +670,12 @@ void write_report(const Study& s, const Stages& st) {
     report::plot_chart(c, rd + "/" + stem);
     charts.push_back(stem);
   };
-  chart("pareto_ppl", "perplexity", ppl);
-  chart("pareto_kl", "KL(original || model), nats per token", [](const Measured& m) { return m.kl; });
-  if (!s.tasks.empty()) chart("pareto_acc", "mean task accuracy", [](const Measured& m) { return m.acc; });
+  chart("pareto_ppl", "perplexity", ppl, false);
+  chart("pareto_kl", "KL(original || model), nats per token", [](const Measured& m) { return m.kl; }, false);
+  if (!s.tasks.empty()) chart("pareto_acc", "mean task accuracy", [](const Measured& m) { return m.acc; }, true);
   md += "\n## Charts\n\n";
   if (charts.empty()) md += "Not drawn in this build (no PLplot); `jointnas pareto CONFIG --report-only` draws them.\n";
-  for (const auto& c : charts) md += fmt::format("![{0}]({0}.svg)\n\n", c);
+  for (const auto& c : charts) md += fmt::format("![{0}]({0}.png) ([SVG]({0}.svg))\n\n", c);
 
   // Wall time per stage kind.
   std::map<std::string, double> wall;
