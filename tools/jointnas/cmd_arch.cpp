@@ -60,6 +60,7 @@ void run(ArchFlags& f) {
     for (size_t l = 0; l < space.layers.size(); ++l) {
       for (int k = 0; k < search::kNumFormatSlots; ++k) {
         const auto& choices = space.layers[l].formats[k];
+        if (choices.size() < 2) continue;  // a slot the space does not search keeps its format
         auto it = std::find(choices.begin(), choices.end(), f.format_all);
         JNAS_CHECK_CONFIG(it != choices.end(), "--formats {}: not a choice of layer {} {} in {} (choices: {})", f.format_all, l,
                           search::kSlotNames[k], f.space, fmt::join(choices, ", "));

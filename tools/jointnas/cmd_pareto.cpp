@@ -145,8 +145,20 @@ Study load_study(const ParetoFlags& f) {
   {
     const model::Checkpoint ck = model::load_checkpoint(s.model);
     const search::SearchSpace sp = search::SearchSpace::from_yaml_file(s.space, ck.config, s.target);
+    // A format every searched slot offers (slots with one choice keep it: `arch --formats`
+    // leaves them alone).
+    bool first = true;
     for (const auto& l : sp.layers) {
-      for (const auto& f : l.formats) offered.insert(f.begin(), f.end());
+      for (const auto& f : l.formats) {
+        if (f.size() < 2) continue;
+        std::set<std::string> here(f.begin(), f.end());
+        if (first) {
+          offered = here;
+          first = false;
+        } else {
+          std::erase_if(offered, [&](const std::string& x) { return !here.count(x); });
+        }
+      }
     }
   }
   auto formats = [&](const char* key, std::vector<std::string> dflt) {
@@ -168,6 +180,11 @@ Study load_study(const ParetoFlags& f) {
       throw ConfigError(fmt::format("{}: pareto.seeds: '{}' is not an integer", rc.source, sd));
     }
   }
+  JNAS_CHECK_CONFIG(!s.seeds.empty(), "{}: pareto.seeds is empty", rc.source);
+  JNAS_CHECK_CONFIG(std::set<int64_t>(s.seeds.begin(), s.seeds.end()).size() == s.seeds.size(), "{}: pareto.seeds repeats a seed",
+                    rc.source);
+  JNAS_CHECK_CONFIG(std::set<std::string>(s.budgets.begin(), s.budgets.end()).size() == s.budgets.size(),
+                    "{}: pareto.budgets repeats a budget ({})", rc.source, fmt::join(s.budgets, ", "));
   s.seed_budgets = str_list(rc, s.par, "seed_budgets", {});
   JNAS_CHECK_CONFIG(!s.auto_budgets || s.seed_budgets.empty(),
                     "{}: with budgets: auto the extra seeds run at the second and the second-to-last budget; drop "
@@ -373,6 +390,10 @@ std::vector<Measured> collect(const Study& s, const Stages& st) {
                                rec.contains("error") && rec["error"].is_string() ? ": " + rec["error"].get<std::string>() : "");
         break;
       }
+    }
+    if (m.status.empty() && !m.ok && p.method != "seq_mix" && p.method.rfind("seq_", 0) == 0) {
+      const std::string dep = arch_only_id(p) + "/search";
+      if (st.json().contains(dep) && st.json()[dep].value("failed", false)) m.status = "skipped: " + dep + " failed";
     }
     if (m.status.empty()) m.status = m.ok ? "measured" : "not measured yet";
     out.push_back(std::move(m));
@@ -622,6 +643,11 @@ void write_report(const Study& s, const Stages& st) {
     md += "\n";
   }
 
+  // The numbers first: a chart that fails to draw loses nothing.
+  write_file_atomic(rd + "/points.json", pj.dump(1) + "\n");
+  write_file_atomic(rd + "/headline.json", headline.dump(1) + "\n");
+  write_file_atomic(rd + "/pareto.md", md);
+
   // Charts.
   std::vector<std::string> charts;
   auto chart = [&](const std::string& stem, const std::string& ylabel, const std::function<double(const Measured&)>& y,
@@ -652,8 +678,8 @@ void write_report(const Study& s, const Stages& st) {
       for (const auto& p : report::front(pts)) fr.x.push_back(p.x), fr.y.push_back(higher_is_better ? -p.y : p.y);
       c.series.push_back(fr);
     }
-    report::Series q{"quantization only (uniform formats)", {}, {}, false, true, 7};
-    report::Series o{"original (bf16)", {}, {}, false, true, 8};
+    report::Series q{"quantization only (uniform formats)", {}, {}, false, true, style++};
+    report::Series o{"original (bf16)", {}, {}, false, true, style++};
     for (const auto& m : ms) {
       if (!m.ok || !std::isfinite(y(m))) continue;
       if (m.p.family == "quant_only") q.x.push_back(m.ms), q.y.push_back(y(m));
@@ -687,9 +713,7 @@ void write_report(const Study& s, const Stages& st) {
   md += "## Wall time by stage (seconds, summed over points; parallel stages overlap)\n\n| stage | seconds |\n|---|---:|\n";
   for (const auto& [k, v] : wall) md += fmt::format("| {} | {:.0f} |\n", k, v);
 
-  write_file_atomic(rd + "/points.json", pj.dump(1) + "\n");
-  write_file_atomic(rd + "/headline.json", headline.dump(1) + "\n");
-  write_file_atomic(rd + "/pareto.md", md);
+  write_file_atomic(rd + "/pareto.md", md);  // again, now with the charts and the wall times
   std::cout << md << fmt::format("\nwrote {0}/pareto.md, points.json, headline.json{1}\n", rd,
                                  charts.empty() ? "" : fmt::format(" and {}.{{png,svg}}", fmt::join(charts, ", ")));
 }
@@ -834,7 +858,7 @@ void run(const ParetoFlags& f) {
   phase("architectures, round 1", round1, s.parallel, {&round2, &finetunes, &evals, &benches});
   // Sequential points also depend on their architecture-only point.
   for (const Point& p : s.points) {
-    if (p.method.rfind("seq_", 0) == 0 && !st.done(arch_only_id(p) + "/search")) {
+    if (p.method != "seq_mix" && p.method.rfind("seq_", 0) == 0 && !st.done(arch_only_id(p) + "/search")) {
       drop_failed(round2, {p.id + "/"});
       drop_failed(finetunes, {p.id + "/"});
       drop_failed(evals, {p.id + "/"});
@@ -847,7 +871,8 @@ void run(const ParetoFlags& f) {
   phase("latency (one at a time)", benches, 1, {});
   if (!s.keep_models) {
     for (const Point& p : s.points) {
-      if (p.method != "original" && st.done(p.id + "/bench") && st.done(p.id + "/ppl")) {
+      if (p.method != "original" && st.done(p.id + "/bench") && st.done(p.id + "/ppl") &&
+          (s.tasks.empty() || st.done(p.id + "/tasks"))) {
         for (const char* f : {"/model/model.safetensors"}) std::remove((s.pdir(p) + f).c_str());
       }
     }

@@ -47,8 +47,8 @@ void run(SearchFlags& f) {
   // `full` is the space arch.json is written against; `space` the part of it searched here.
   const search::SearchSpace full = search::SearchSpace::from_yaml_file(f.space, cfg, dev);
   search::SearchSpace space = full;
+  if (!f.fix_arch.empty()) space = search::fix_structure(full, search::arch_from_json(read_json_file(f.fix_arch), full, f.fix_arch));
   if (!f.formats.empty()) space = search::restrict_formats(space, f.formats);
-  if (!f.fix_arch.empty()) space = search::fix_structure(space, search::arch_from_json(read_json_file(f.fix_arch), full, f.fix_arch));
   const std::vector<int64_t> rank =
       f.importance.empty() ? std::vector<int64_t>{} : ranks_from_importance(f.importance, cfg.num_hidden_layers);
   const profile::LatencyTable table = profile::LatencyTable::load(f.table);

@@ -102,26 +102,45 @@ bool Stages::done(const std::string& name) const { return j_.contains(name) && j
 
 void Stages::save() const { write_file_atomic(path_, j_.dump(1) + "\n"); }
 
+// Waits for any of `pids` to exit; while waiting, a SIGINT / SIGTERM this process received (the
+// flag) is passed on once to every child, which checkpoints and exits 130. Polls: the handler
+// is installed with SA_RESTART, so waitpid would not return on the signal.
+std::pair<pid_t, int> Stages::wait_any(const std::vector<pid_t>& pids, bool& forwarded) const {
+  for (;;) {
+    for (pid_t pid : pids) {
+      int status = 0;
+      const pid_t r = waitpid(pid, &status, WNOHANG);
+      if (r == pid) return {pid, status};
+      if (r < 0 && errno != EINTR) throw IoError(fmt::format("waitpid({}) failed", pid));
+    }
+    if (interrupt_.load() && !forwarded) {
+      for (pid_t pid : pids) kill(pid, SIGINT);
+      forwarded = true;
+    }
+    usleep(20 * 1000);
+  }
+}
+
 void Stages::run(const StageJob& s) {
   if (done(s.name)) {
     JNAS_LOG_INFO("[stage] {}: done earlier, skipped", s.name);
     return;
   }
+  if (interrupt_.load()) throw Interrupted("interrupted; run the same command again to resume");
   JNAS_LOG_INFO("[stage] {}: jointnas {}", s.name, fmt::join(s.args, " "));
   const auto t0 = Clock::now();
   const pid_t pid = spawn(s.args, s.log);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw IoError("waitpid failed");
+  bool forwarded = false;
+  const int rc = exit_code(wait_any({pid}, forwarded).second);
+  if (rc == 0) {  // a finished stage is kept even when a signal came in meanwhile
+    publish(s.log);
+    j_[s.name] = Json{{"done", true}, {"seconds", std::chrono::duration<double>(Clock::now() - t0).count()}};
+    save();
   }
-  const int rc = exit_code(status);
   if (rc == 130 || interrupt_.load()) {
     throw Interrupted(fmt::format("interrupted during stage '{}'; run the same command again to resume", s.name));
   }
   JNAS_CHECK_IO(rc == 0, "stage '{}' failed (exit {}); its error is above, its output in {}.part", s.name, rc, s.log);
-  publish(s.log);
-  j_[s.name] = Json{{"done", true}, {"seconds", std::chrono::duration<double>(Clock::now() - t0).count()}};
-  save();
 }
 
 std::vector<std::string> Stages::run_all(const std::vector<StageJob>& jobs, int parallel) {
@@ -129,19 +148,17 @@ std::vector<std::string> Stages::run_all(const std::vector<StageJob>& jobs, int 
   std::map<pid_t, std::pair<const StageJob*, Clock::time_point>> running;
   size_t next = 0;
   bool interrupted = false;
+  bool forwarded = false;
   auto reap_one = [&] {
-    int status = 0;
-    pid_t pid = -1;
-    while ((pid = waitpid(-1, &status, 0)) < 0) {
-      if (errno != EINTR) throw IoError("waitpid failed");
-    }
+    std::vector<pid_t> pids;
+    for (const auto& [pid, job] : running) pids.push_back(pid);
+    const auto [pid, status] = wait_any(pids, forwarded);
     auto it = running.find(pid);
-    if (it == running.end()) return;  // not ours
     const StageJob& s = *it->second.first;
     const double secs = std::chrono::duration<double>(Clock::now() - it->second.second).count();
     running.erase(it);
     const int rc = exit_code(status);
-    if (rc == 130 || interrupt_.load()) {
+    if (rc != 0 && (rc == 130 || interrupt_.load())) {
       interrupted = true;
       return;
     }

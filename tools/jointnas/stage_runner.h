@@ -1,8 +1,9 @@
 // The stages of `jointnas run` and `jointnas pareto`: each stage is a child process of this same
 // binary whose stdout becomes a JSON log (moved into place atomically when the stage succeeds; a
 // failed stage's output stays in LOG.part). A finished stage is recorded in a stages.json
-// (atomically) and skipped when the command is run again. SIGINT / SIGTERM: the running stages
-// checkpoint and exit 130, and the command throws Interrupted.
+// (atomically) and skipped when the command is run again. SIGINT / SIGTERM (to the process or
+// its group): the running stages get SIGINT, checkpoint and exit 130; stages that finished are
+// recorded; the command throws Interrupted.
 #pragma once
 
 #include <atomic>
@@ -40,6 +41,8 @@ class Stages {
   std::vector<std::string> run_all(const std::vector<StageJob>& jobs, int parallel);
 
  private:
+  std::pair<int, int> wait_any(const std::vector<int>& pids, bool& forwarded) const;  // (pid, status)
+
   std::string path_;
   const std::atomic<bool>& interrupt_;
   Json j_;
