@@ -229,36 +229,14 @@ def llama2c_segment_encoder(pieces, scores):
     is that segment's own greedy order. The reference is quadratic in the text length (seconds
     per 5-shot MMLU prompt); this makes the full splits affordable."""
     import functools
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_tokenizer_goldens import llama2c_encode_bytes, llama2c_lookup
     assert not any(b" " in p[1:] for p in pieces), "a piece with an inner space: segmenting is not exact"
-    lookup = {}
-    for i, p in enumerate(pieces):
-        lookup.setdefault(p, i)
+    lookup = llama2c_lookup(pieces)
 
     @functools.lru_cache(maxsize=1 << 20)
     def segment(raw):
-        tokens, buf = [], b""
-        for k, c in enumerate(raw):
-            if c & 0xC0 != 0x80:
-                buf = b""
-            buf += bytes([c])
-            nxt = raw[k + 1] if k + 1 < len(raw) else 0
-            if nxt & 0xC0 == 0x80 and len(buf) < 4:
-                continue
-            if buf in lookup:
-                tokens.append(lookup[buf])
-            else:
-                tokens.extend(b + 3 for b in buf)
-            buf = b""
-        while True:
-            best_score, best_id, best_idx = -1e10, -1, -1
-            for i in range(len(tokens) - 1):
-                tid = lookup.get(pieces[tokens[i]] + pieces[tokens[i + 1]], -1)
-                if tid != -1 and scores[tid] > best_score:
-                    best_score, best_id, best_idx = scores[tid], tid, i
-            if best_idx == -1:
-                break
-            tokens[best_idx:best_idx + 2] = [best_id]
-        return tuple(tokens)
+        return tuple(llama2c_encode_bytes(pieces, scores, lookup, raw, []))
 
     def encode(text):
         raw = text.encode("utf-8")

@@ -113,12 +113,16 @@ def read_llama2c(path, vocab_size=None):
     return pieces, scores
 
 
-def llama2c_encode(pieces, scores, text):
+def llama2c_lookup(pieces):
     lookup = {}
     for i, p in enumerate(pieces):
         lookup.setdefault(p, i)
-    raw = text.encode("utf-8")
-    tokens = [lookup[b" "]] if raw else []
+    return lookup
+
+
+def llama2c_encode_bytes(pieces, scores, lookup, raw, tokens):
+    """run.c's encode after its dummy prefix: UTF-8 code points (byte fallback + 3), then greedy
+    highest-score merges, leftmost on ties. `tokens` holds what comes before `raw`."""
     buf = b""
     for k, c in enumerate(raw):
         if c & 0xC0 != 0x80:
@@ -142,6 +146,12 @@ def llama2c_encode(pieces, scores, text):
             break
         tokens[best_idx:best_idx + 2] = [best_id]
     return tokens
+
+
+def llama2c_encode(pieces, scores, text):
+    lookup = llama2c_lookup(pieces)
+    raw = text.encode("utf-8")
+    return llama2c_encode_bytes(pieces, scores, lookup, raw, [lookup[b" "]] if raw else [])
 
 
 def llama2c_decode(pieces, ids, prev=1):
