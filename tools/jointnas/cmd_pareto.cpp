@@ -279,13 +279,8 @@ StageJob search_job(const Study& s, const Point& p, const std::string& name, con
                              "--lr-arch", rc.num(s.se, "lr_arch", "0.05"), "--seed", std::to_string(p.seed),
                              "--checkpoint-every", rc.num(s.se, "checkpoint_every", "10"), "--target-device", s.target,
                              "--latency", budget};
-  for (const auto& [key, flag] : {std::pair{"entropy_weight", "--entropy-weight"}, std::pair{"penalty", "--penalty"},
-                                  std::pair{"penalty_form", "--penalty-form"}, std::pair{"lr_lora", "--lr-lora"},
-                                  std::pair{"entropy_threshold", "--entropy-threshold"},
-                                  std::pair{"stop_entropy", "--stop-entropy"}, std::pair{"mixing", "--mixing"},
-                                  std::pair{"relaxation", "--relaxation"}, std::pair{"tau_end", "--tau-end"}}) {
-    if (s.se.contains(key)) a.insert(a.end(), {flag, s.se[key].is_string() ? s.se[key].get<std::string>() : s.se[key].dump()});
-  }
+  const auto knobs = search_knob_flags(s.se);
+  a.insert(a.end(), knobs.begin(), knobs.end());
   const auto w = wl_args(s);
   a.insert(a.end(), w.begin(), w.end());
   a.insert(a.end(), extra.begin(), extra.end());

@@ -183,14 +183,8 @@ void run(const RunFlagsR& f) {
                                "--seq-len", rc.num(se, "seq_len", "128"), "--lora-rank", rc.num(se, "lora_rank", "8"),
                                "--lr-arch", rc.num(se, "lr_arch", "0.05"), "--seed", rc.num(rc.j, "seed", "0"),
                                "--checkpoint-every", rc.num(se, "checkpoint_every", "10")};
-    // Optional search knobs, passed through when the config sets them.
-    for (const auto& [key, flag] : {std::pair{"entropy_weight", "--entropy-weight"}, std::pair{"penalty", "--penalty"},
-                                    std::pair{"penalty_form", "--penalty-form"}, std::pair{"lr_lora", "--lr-lora"},
-                                    std::pair{"entropy_threshold", "--entropy-threshold"},
-                                    std::pair{"stop_entropy", "--stop-entropy"}, std::pair{"mixing", "--mixing"},
-                                    std::pair{"relaxation", "--relaxation"}, std::pair{"tau_end", "--tau-end"}}) {
-      if (se.contains(key)) a.insert(a.end(), {flag, se[key].is_string() ? se[key].get<std::string>() : se[key].dump()});
-    }
+    const auto knobs = search_knob_flags(se);  // optional, passed through when the config sets them
+    a.insert(a.end(), knobs.begin(), knobs.end());
     a.insert(a.end(), wl_args.begin(), wl_args.end());
     a.insert(a.end(), budget_args.begin(), budget_args.end());
     plan.push_back({"search", with(a)});

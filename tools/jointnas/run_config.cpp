@@ -133,4 +133,16 @@ RunConfig parse_run_config(const std::string& text, const std::string& path) {
 
 RunConfig load_run_config(const std::string& path) { return parse_run_config(read_text_file(path), path); }
 
+std::vector<std::string> search_knob_flags(const Json& se) {
+  std::vector<std::string> a;
+  for (const auto& [key, flag] : {std::pair{"entropy_weight", "--entropy-weight"}, std::pair{"penalty", "--penalty"},
+                                  std::pair{"penalty_form", "--penalty-form"}, std::pair{"lr_lora", "--lr-lora"},
+                                  std::pair{"entropy_threshold", "--entropy-threshold"},
+                                  std::pair{"stop_entropy", "--stop-entropy"}, std::pair{"mixing", "--mixing"},
+                                  std::pair{"relaxation", "--relaxation"}, std::pair{"tau_end", "--tau-end"}}) {
+    if (se.is_object() && se.contains(key)) a.insert(a.end(), {flag, se[key].is_string() ? se[key].get<std::string>() : se[key].dump()});
+  }
+  return a;
+}
+
 }  // namespace jointnas::cli

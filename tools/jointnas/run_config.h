@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "jointnas/core/json_util.h"
 
@@ -27,6 +28,10 @@ struct RunConfig {
   // The mapping `j[key]` (an empty one when absent); ConfigError when it is not a mapping.
   const Json& section(const char* key) const;
 };
+
+// The optional `search:` knobs a config may set (entropy_weight, penalty, mixing, ...) as the
+// `jointnas search` flags they stand for, in a fixed order; absent knobs give no flag.
+std::vector<std::string> search_knob_flags(const Json& search);
 
 // Parses the YAML `text` of the run config file `path` (named in errors; relative paths of the
 // config start at its folder). Throws ConfigError for invalid YAML, a document that is not a
