@@ -5,6 +5,7 @@
 #   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|all]
 set -uo pipefail
 what="${1:-all}"
+call_t0=$(date +%s)
 OUT="${OUT:-$PWD/out}"
 mkdir -p "$OUT"
 SHARED="${JNAS_SHARED_DIR:-$PWD/.dev/shared}"
@@ -45,10 +46,31 @@ if [ "$what" = pareto ]; then
   # Issue 8: the Pareto studies named in JNAS_STUDIES (configs/runs/pareto-*.yaml stems), each
   # stopped by SIGINT after JNAS_STUDY_SECONDS (it checkpoints; a rerun on a warm machine resumes).
   # The study directories come back without weights; charts: `jointnas pareto --report-only` here.
+  # JNAS_CALL_SECONDS: the whole call's limit; each study stops in time to pack its archive.
   export JNAS_SHARED_DIR="${JNAS_SHARED_DIR:-$PWD/.dev-pareto/shared}"
+  J=build-gpu/tools/jointnas/jointnas; M="$JNAS_SHARED_DIR/models/ref-17m"
+  if [ -n "${JNAS_BENCH_REPEAT:-}" ]; then
+    # The latency noise floor of one model, bench run as separate processes: the old plan (10
+    # prefills after 2 warm-ups, no time floors) against the default time-floored one.
+    for i in $(seq "$JNAS_BENCH_REPEAT"); do
+      for plan in old new; do
+        extra=(); [ $plan = old ] && extra=(--min-warmup-ms 0 --min-time-ms 0)
+        $J bench --model "$M" --device cuda --contexts 512 --prefill 1024 --repeats 30 "${extra[@]}" --format json \
+          > "$OUT/bench_repeat_${plan}_$i.json" 2>> "$OUT/bench_repeat.err"
+        python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'decode', round(j['decode'][0]['ms'],4), 'prefill', round(j['prefill'][0]['ms'],4), 'samples', j['prefill'][0].get('samples'))" \
+          "$OUT/bench_repeat_${plan}_$i.json" $plan
+      done
+    done
+  fi
   for st in ${JNAS_STUDIES:-pareto-ref17m-gpu-decode}; do
     t0=$(date +%s)
-    timeout -s INT -k 30 "${JNAS_STUDY_SECONDS:-480}" build-gpu/tools/jointnas/jointnas pareto "configs/runs/$st.yaml" \
+    secs="${JNAS_STUDY_SECONDS:-480}"
+    if [ -n "${JNAS_CALL_SECONDS:-}" ]; then
+      left=$(( JNAS_CALL_SECONDS - (t0 - call_t0) - 45 ))
+      [ "$left" -lt "$secs" ] && secs=$left
+      [ "$secs" -lt 30 ] && { echo "== $st skipped: $secs s left in this call"; continue; }
+    fi
+    timeout -s INT -k 30 "$secs" $J pareto "configs/runs/$st.yaml" \
       > "$OUT/$st.stdout" 2> "$OUT/$st.stderr"; rc=$?
     echo "== $st rc $rc ($(( $(date +%s) - t0 )) s)"; grep -E "^\[|error" "$OUT/$st.stderr" | grep -E "pareto\]|failed|error" | tail -15
     # One archive: the device returns no deep folders.

@@ -71,28 +71,64 @@ int copies_for(int64_t bytes, int64_t target) {
 
 }  // namespace
 
-TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, int warmup, int repeats) {
-  std::vector<double> s;
+TimingPlan model_timing_plan(int warmup, int repeats) {
+  TimingPlan p;
+  p.warmup = warmup;
+  p.repeats = repeats;
+  p.warmup_ms = 200;
+  p.measure_ms = 500;
+  return p;
+}
+
+TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, const TimingPlan& plan) {
+  JNAS_CHECK_CONFIG(plan.repeats >= 1 && plan.warmup >= 0, "timing needs >= 1 repeat and >= 0 warm-up calls");
+  [[maybe_unused]] const bool cuda = device.is_cuda();
+  auto sync = [&] {
 #ifdef JNAS_WITH_CUDA
-  if (device.is_cuda()) {
-    model::cuda_time_ms(fn, warmup, repeats, &s);
-  }
+    if (cuda) C10_CUDA_CHECK(cudaDeviceSynchronize());
 #endif
-  if (s.empty()) {
-    for (int i = 0; i < warmup; ++i) fn();
-    for (int i = 0; i < repeats; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      fn();
-      s.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  };
+  using clock = std::chrono::steady_clock;
+  const auto w0 = clock::now();
+  for (int i = 0; i < plan.warmup || std::chrono::duration<double, std::milli>(clock::now() - w0).count() < plan.warmup_ms;
+       ++i) {
+    fn();
+    sync();
+  }
+  std::vector<double> s;
+  double total = 0;
+  while ((static_cast<int>(s.size()) < plan.repeats || total < plan.measure_ms) &&
+         static_cast<int>(s.size()) < TimingPlan::kMaxSamples) {
+    // In chunks, so that a CUDA call is timed by events without a host round trip per decision.
+    const int n = std::max(1, std::min(plan.repeats, TimingPlan::kMaxSamples - static_cast<int>(s.size())));
+    std::vector<double> chunk;
+#ifdef JNAS_WITH_CUDA
+    if (cuda) model::cuda_time_ms(fn, 0, n, &chunk);
+#endif
+    if (!cuda) {
+      for (int i = 0; i < n; ++i) {
+        const auto t0 = clock::now();
+        fn();
+        chunk.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+      }
     }
+    for (double v : chunk) total += v;
+    s.insert(s.end(), chunk.begin(), chunk.end());
   }
   std::sort(s.begin(), s.end());
   auto q = [&](double f) { return s[static_cast<size_t>(f * static_cast<double>(s.size() - 1) + 0.5)]; };
-  return {q(0.5), q(0.1), q(0.9)};
+  return {q(0.5), q(0.1), q(0.9), static_cast<int>(s.size())};
 }
 
-ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t context, int warmup,
-                           int repeats, bool eager) {
+TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, int warmup, int repeats) {
+  TimingPlan p;
+  p.warmup = warmup;
+  p.repeats = repeats;
+  return time_ms(device, fn, p);
+}
+
+ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t context,
+                           const TimingPlan& plan, bool eager) {
   c10::InferenceMode guard;
   const auto& cfg = m.config();
   const c10::Device dev = m.options().device;
@@ -105,7 +141,7 @@ ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t co
   if (dev.is_cuda() && !eager) {
     model::CudaGraphDecoder dec(m, cache);
     dec.step(1, context);
-    t.stats = time_ms(dev, [&] { dec.replay(); }, warmup, repeats);
+    t.stats = time_ms(dev, [&] { dec.replay(); }, plan);
     t.cuda_graph = true;
     return t;
   }
@@ -114,12 +150,11 @@ ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t co
   t.stats = time_ms(dev, [&] {
     cache.length = context;
     m.forward(tok, &cache, true);
-  }, warmup, repeats);
+  }, plan);
   return t;
 }
 
-ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, int warmup,
-                            int repeats) {
+ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, const TimingPlan& plan) {
   c10::InferenceMode guard;
   const auto& cfg = m.config();
   JNAS_CHECK_CONFIG(tokens >= 1 && tokens <= cfg.max_position_embeddings, "prefill {} out of range", tokens);
@@ -129,7 +164,7 @@ ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t t
   t.stats = time_ms(m.options().device, [&] {
     cache.length = 0;
     m.forward(ids, &cache, true);
-  }, warmup, repeats);
+  }, plan);
   return t;
 }
 

@@ -32,6 +32,8 @@ struct BenchFlags {
   int64_t batch = 1;
   int repeats = 30;
   int warmup = 5;
+  double warmup_ms = 200;   // time floors of the measurement (profile::TimingPlan)
+  double measure_ms = 500;
   uint64_t seed = 0;
   bool no_graph = false;
   std::string weight_format;  // every linear in this format (RTN at load), else as stored
@@ -94,13 +96,20 @@ void run(BenchFlags& f) {
          {"batch", f.batch},
          {"copy_bandwidth_gb_s", bw / 1e9}};
   Json decode = Json::array();
+  auto plan = [&](int warmup, int repeats) {
+    profile::TimingPlan p = profile::model_timing_plan(warmup, repeats);
+    p.warmup_ms = f.warmup_ms;
+    p.measure_ms = f.measure_ms;
+    return p;
+  };
   for (int64_t ctx : f.contexts) {
     JNAS_CHECK_CONFIG(ctx >= 1 && ctx < cfg.max_position_embeddings, "context {} out of range", ctx);
-    const profile::ModelTiming mt = profile::measure_decode(*m, f.batch, ctx, f.warmup, f.repeats, f.no_graph);
+    const profile::ModelTiming mt =
+        profile::measure_decode(*m, f.batch, ctx, plan(f.warmup, f.repeats), f.no_graph);
     const profile::TimingStats& st = mt.stats;
     const bool graph = mt.cuda_graph;
     const int64_t bytes = decode_bytes(*m, ctx, f.batch);
-    Json row{{"context", ctx}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90},
+    Json row{{"context", ctx}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90}, {"samples", st.samples},
              {"tok_s", f.batch * 1000.0 / st.median}, {"bytes_read", bytes}, {"cuda_graph", graph}};
     if (bw > 0) {
       const double floor_ms = bytes / bw * 1000.0;
@@ -115,9 +124,9 @@ void run(BenchFlags& f) {
   for (int64_t s : f.prefill) {
     JNAS_CHECK_CONFIG(s >= 1 && s <= cfg.max_position_embeddings, "prefill {} out of range", s);
     const profile::TimingStats st =
-        profile::measure_prefill(*m, f.batch, s, std::max(1, f.warmup / 2), std::max(3, f.repeats / 3)).stats;
+        profile::measure_prefill(*m, f.batch, s, plan(std::max(1, f.warmup / 2), std::max(3, f.repeats / 3))).stats;
     const double flops = 2.0 * static_cast<double>(m->num_parameters()) * s * f.batch;
-    prefill.push_back({{"tokens", s}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90},
+    prefill.push_back({{"tokens", s}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90}, {"samples", st.samples},
                        {"tok_s", f.batch * s * 1000.0 / st.median},
                        {"tflop_s_weights", flops / (st.median / 1000.0) / 1e12}});
     JNAS_LOG_INFO("[bench] prefill {}: {:.2f} ms", s, st.median);
@@ -192,7 +201,15 @@ void register_bench(CLI::App& app) {
   sub->add_option("--repeats", f->repeats, "Timed repeats (median reported)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  sub->add_option("--warmup", f->warmup, "Untimed warm-up calls")->capture_default_str();
+  sub->add_option("--warmup", f->warmup, "Untimed warm-up calls, at least")->capture_default_str();
+  sub->add_option("--min-warmup-ms", f->warmup_ms, "... and untimed calls until this much wall time has passed")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600000.0));
+  sub->add_option("--min-time-ms", f->measure_ms,
+                  "Timed calls until --repeats are done and their times add up to this much (small models need "
+                  "many repeats for a stable median)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 600000.0));
   sub->add_option("--seed", f->seed, "Seed of the random weights")->capture_default_str();
   sub->add_flag("--no-cuda-graph", f->no_graph, "Time the eager decode step on CUDA");
   sub->add_option("--weight-format", f->weight_format,

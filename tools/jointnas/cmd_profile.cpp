@@ -152,9 +152,10 @@ void run(ProfileFlags& f) {
       // Random weights are generated in the compute dtype and then packed: that transient is the
       // builder's, not the deployed model's, so the peak is counted from the finished model.
       profile::reset_peak_memory(ro.device);
-      const double ms = w.kind == "decode"
-                            ? profile::measure_decode(m, w.batch, w.context, f.warmup, f.repeats).stats.median
-                            : profile::measure_prefill(m, w.batch, w.tokens, f.warmup, f.repeats).stats.median;
+      // Timed as `jointnas bench` times a model, so that the calibration predicts what bench measures.
+      const profile::TimingPlan plan = profile::model_timing_plan(f.warmup, f.repeats);
+      const double ms = w.kind == "decode" ? profile::measure_decode(m, w.batch, w.context, plan).stats.median
+                                           : profile::measure_prefill(m, w.batch, w.tokens, plan).stats.median;
       const int64_t peak = profile::peak_memory(ro.device);
       int64_t kept = 0;
       for (const auto& sp : specs) kept += sp.skip ? 0 : 1;
