@@ -50,11 +50,14 @@ if [ "$what" = pareto ]; then
   export JNAS_SHARED_DIR="${JNAS_SHARED_DIR:-$PWD/.dev-pareto/shared}"
   J=build-gpu/tools/jointnas/jointnas; M="$JNAS_SHARED_DIR/models/ref-17m"
   if [ -n "${JNAS_BENCH_REPEAT:-}" ]; then
-    # The latency noise floor of one model, bench run as separate processes: the old plan (10
-    # prefills after 2 warm-ups, no time floors) against the default time-floored one.
+    # The latency noise floor of one model, bench run as separate processes. JNAS_BENCH_PLANS:
+    # old (10 eager prefills after 2 warm-ups, no time floors), eager (time floors), graph (the
+    # default: time floors and a CUDA graph).
     for i in $(seq "$JNAS_BENCH_REPEAT"); do
-      for plan in old new; do
-        extra=(); [ $plan = old ] && extra=(--min-warmup-ms 0 --min-time-ms 0)
+      for plan in ${JNAS_BENCH_PLANS:-eager graph}; do
+        extra=()
+        [ $plan = old ] && extra=(--min-warmup-ms 0 --min-time-ms 0 --no-cuda-graph)
+        [ $plan = eager ] && extra=(--no-cuda-graph)
         $J bench --model "$M" --device cuda --contexts 512 --prefill 1024 --repeats 30 "${extra[@]}" --format json \
           > "$OUT/bench_repeat_${plan}_$i.json" 2>> "$OUT/bench_repeat.err"
         python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'decode', round(j['decode'][0]['ms'],4), 'prefill', round(j['prefill'][0]['ms'],4), 'samples', j['prefill'][0].get('samples'))" \

@@ -50,6 +50,28 @@ at::Tensor CudaGraphDecoder::step(int64_t token, int64_t pos) {
 
 void CudaGraphDecoder::replay() { impl_->graph.replay(); }
 
+struct CudaGraphCall::Impl {
+  at::cuda::CUDAGraph graph;
+};
+
+CudaGraphCall::CudaGraphCall(const std::function<void()>& fn) : impl_(std::make_unique<Impl>()) {
+  c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  c10::cuda::getCurrentCUDAStream().synchronize();
+  {
+    c10::cuda::CUDAStreamGuard guard(stream);
+    for (int i = 0; i < 2; ++i) fn();
+    stream.synchronize();
+    impl_->graph.capture_begin();
+    fn();
+    impl_->graph.capture_end();
+  }
+  stream.synchronize();
+}
+
+CudaGraphCall::~CudaGraphCall() = default;
+
+void CudaGraphCall::replay() { impl_->graph.replay(); }
+
 void cuda_synchronize() { c10::cuda::getCurrentCUDAStream().synchronize(); }
 
 double cuda_time_ms(const std::function<void()>& fn, int warmup, int repeats,

@@ -27,6 +27,20 @@ class CudaGraphDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
+// Any call of fixed shapes captured once and replayed (the prefill of a fixed length in benchmarks):
+// two warm-up calls on a side stream (library handles, workspaces, kernel selection outside the
+// capture), then the capture. `fn` must not synchronize with the host.
+class CudaGraphCall {
+ public:
+  explicit CudaGraphCall(const std::function<void()>& fn);
+  ~CudaGraphCall();
+  void replay();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 void cuda_synchronize();
 
 // Median milliseconds of `fn` timed with CUDA events on the current stream, after `warmup` calls;

@@ -406,6 +406,22 @@ at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_
     JNAS_CHECK_CONFIG(lo >= 0 && hi < config_.vocab_size, "token id out of range [{}, {}]: min {} max {}",
                       0, config_.vocab_size - 1, lo, hi);
   }
+  return run(dev_ids, cache, last_only, hooks);
+}
+
+at::Tensor LlamaModel::prefill_static(const at::Tensor& dev_ids, KVCache& cache) const {
+  TORCH_CHECK(dev_ids.dim() == 2 && dev_ids.scalar_type() == at::kLong && dev_ids.device() == opts_.device,
+              "prefill_static: expected int64 ids [B, T] on ", opts_.device);
+  JNAS_CHECK_CONFIG(cache.batch == dev_ids.size(0) && cache.length + dev_ids.size(1) <= cache.max_len,
+                    "prefill_static: {} x {} tokens do not fit the cache ({} x {}, {} used)", dev_ids.size(0),
+                    dev_ids.size(1), cache.batch, cache.max_len, cache.length);
+  return run(dev_ids, &cache, true, nullptr);
+}
+
+at::Tensor LlamaModel::run(const at::Tensor& dev_ids, KVCache* cache, bool last_only,
+                           const ForwardHooks* hooks) const {
+  const int64_t T = dev_ids.size(1);
+  const int64_t past = cache != nullptr ? cache->length : 0;
   at::Tensor x = at::embedding(embed_tokens_, dev_ids);  // [B, T, H]
   at::Tensor positions = at::arange(past, past + T, dev_ids.options());
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {

@@ -83,6 +83,11 @@ class LlamaModel {
   // cache with a mask key_pos <= pos; does not touch cache.length.
   at::Tensor decode_step_static(const at::Tensor& ids, const at::Tensor& pos, KVCache& cache) const;
 
+  // A prefill without host synchronization, so that it can be captured in a CUDA graph: `dev_ids`
+  // [B, T] int64 already on the device and already range-checked by the caller (a forward() of the
+  // same ids), appended to `cache` at cache.length; logits of the last position [B, 1, V].
+  at::Tensor prefill_static(const at::Tensor& dev_ids, KVCache& cache) const;
+
   KVCache new_cache(int64_t batch, int64_t max_len) const;
 
   const LlamaConfig& config() const { return config_; }
@@ -105,6 +110,8 @@ class LlamaModel {
   at::Tensor block(int64_t l, const at::Tensor& x, const at::Tensor& positions, KVCache* cache,
                    int64_t past, const at::Tensor* static_mask, const ForwardHooks* hooks) const;
   void build_rope_tables();
+  // forward() after its checks: ids on the device and in range.
+  at::Tensor run(const at::Tensor& dev_ids, KVCache* cache, bool last_only, const ForwardHooks* hooks) const;
 
   LlamaConfig config_;
   std::vector<LayerSpec> specs_;

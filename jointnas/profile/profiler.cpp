@@ -154,13 +154,27 @@ ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t co
   return t;
 }
 
-ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, const TimingPlan& plan) {
+ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, const TimingPlan& plan,
+                            bool eager) {
   c10::InferenceMode guard;
   const auto& cfg = m.config();
   JNAS_CHECK_CONFIG(tokens >= 1 && tokens <= cfg.max_position_embeddings, "prefill {} out of range", tokens);
   model::KVCache cache = m.new_cache(batch, tokens);
   const at::Tensor ids = at::randint(0, cfg.vocab_size, {batch, tokens}, at::kLong).to(m.options().device);
   ModelTiming t;
+#ifdef JNAS_WITH_CUDA
+  if (m.options().device.is_cuda() && !eager) {
+    m.forward(ids, &cache, true);  // checks the ids once; the captured call does not
+    model::CudaGraphCall g([&] {
+      cache.length = 0;
+      m.prefill_static(ids, cache);
+    });
+    t.stats = time_ms(m.options().device, [&] { g.replay(); }, plan);
+    t.cuda_graph = true;
+    return t;
+  }
+#endif
+  (void)eager;
   t.stats = time_ms(m.options().device, [&] {
     cache.length = 0;
     m.forward(ids, &cache, true);

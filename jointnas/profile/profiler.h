@@ -55,15 +55,18 @@ TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, 
                     int repeats);
 
 // End-to-end timings of a model as the runtime runs it (the closed loop of the cost model).
-// Decode: one token at `context` (the cache filled by a real prefill), captured in a CUDA graph
-// on the GPU unless `eager`; prefill: `tokens` tokens into an empty cache, last position scored.
+// Decode: one token at `context` (the cache filled by a real prefill); prefill: `tokens` tokens
+// into an empty cache, last position scored. Both captured in a CUDA graph on the GPU unless
+// `eager`: an eager prefill of a small model is bound by kernel launches on the host, and its
+// latency moved by up to 1.8x between processes on a shared host (docs/results.md, issue 8).
 struct ModelTiming {
   TimingStats stats;
   bool cuda_graph = false;
 };
 ModelTiming measure_decode(const model::LlamaModel& m, int64_t batch, int64_t context,
                            const TimingPlan& plan, bool eager = false);
-ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, const TimingPlan& plan);
+ModelTiming measure_prefill(const model::LlamaModel& m, int64_t batch, int64_t tokens, const TimingPlan& plan,
+                            bool eager = false);
 
 // Peak of the caching allocator's allocated bytes since the last reset (CUDA; -1 elsewhere).
 void reset_peak_memory(const c10::Device& device);

@@ -16,7 +16,7 @@ const std::vector<QuantFormat>& formats() {
     {"w8a8",       "int8 weights per channel x int8 activations per token, symmetric, dynamic",
                                                                              WeightType::kInt,      8, false,   0, c10::kFloat,    ActType::kInt8PerToken},
     {"fp8_e4m3",   "e4m3 weights per channel x e4m3 activations per token, dynamic (Hopper)",
-                                                                             WeightType::kFp8E4M3,  8, false,   0, c10::kFloat,    ActType::kFp8E4M3PerToken},
+                                                                             WeightType::kFp8E4M3,  8, false,   0, c10::kFloat,    ActType::kFp8E4M3PerToken, /*fast_on_cpu=*/false},
   };
   // clang-format on
   return table;

@@ -35,6 +35,10 @@ struct QuantFormat {
   int64_t group;
   c10::ScalarType scale_dtype;  // how scales are stored (and what the kernels read)
   ActType act;
+  // Whether the CPU path is a real kernel rather than an emulation of the GPU one: fp8 on the CPU
+  // runs `_scaled_mm` in fp32 after a cast, 20x to 40x slower than bf16 (docs/formats.md). Search
+  // spaces leave such formats out on that device unless a space names them.
+  bool fast_on_cpu = true;
 
   bool quantized() const { return weight != WeightType::kNone; }
   bool weight_only() const { return quantized() && act == ActType::kNone; }

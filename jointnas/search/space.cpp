@@ -67,12 +67,18 @@ std::vector<std::string> parse_formats(const YAML::Node& node, const std::string
   return out;
 }
 
-// Formats with a kernel on the device (docs/formats.md): every registry row has a CUDA path on
-// Hopper and a CPU path.
+// Formats with a fast kernel on the device (docs/formats.md): every registry row has a CUDA path
+// on Hopper; on the CPU, those whose path is not an emulation. A format many times slower than the
+// rest must not sit in the default space: under a soft distribution its share dominates the
+// expected latency, and the penalty crushes every width before the format choice is made (the
+// CPU study of issue 8: fp8 at 40x bf16 drove the joint search to the smallest widths at every
+// budget).
 std::vector<std::string> device_formats(const std::string& device) {
   JNAS_CHECK_CONFIG(device == "cpu" || device == "cuda", "unknown device '{}' (cpu or cuda)", device);
   std::vector<std::string> out;
-  for (const auto& f : quant::formats()) out.push_back(f.name);
+  for (const auto& f : quant::formats()) {
+    if (device == "cuda" || f.fast_on_cpu) out.push_back(f.name);
+  }
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/core/error.h"
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/eval/perplexity.h"
 #include "jointnas/model/checkpoint.h"
@@ -112,4 +113,36 @@ TEST(LlamaCuda, GraphDecodeMatchesEagerDecode) {
     // (No argmax check: random weights give near-uniform logits whose argmax flips on an ulp.)
     JNAS_EXPECT_CLOSE(graph, eager, 0.0625, 0.0);
   }
+}
+
+TEST(LlamaCuda, GraphPrefillMatchesEagerPrefill) {
+  REQUIRE_CUDA();
+  // The CUDA-graph prefill that `jointnas bench` times: the same computation as forward() (only the
+  // host-side id check is left out), so a replay reproduces the eager logits and K/V.
+  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
+  c.num_hidden_layers = 2;
+  c.vocab_size = 4096;
+  LlamaModel m = LlamaModel::random(c, cuda_opts(at::kBFloat16), 11);
+  const at::Tensor ids = at::randint(0, c.vocab_size, {2, 257}, at::kLong).cuda();
+  KVCache a = m.new_cache(2, 257), b = m.new_cache(2, 257);
+  const at::Tensor eager = m.forward(ids, &a, true);
+  at::Tensor out;
+  CudaGraphCall g([&] {
+    b.length = 0;
+    out = m.prefill_static(ids, b);
+  });
+  for (auto& t : b.k) {
+    if (t.defined()) t.zero_();
+  }
+  g.replay();
+  cuda_synchronize();
+  // The capture runs on a side stream, where cuBLAS may pick another kernel for a shape: allow the
+  // decode test's few bf16 ulps (logits |x| < 4: 0.0625; K/V |x| < 8, ulp 2^-5: 0.125).
+  JNAS_EXPECT_CLOSE(out, eager, 0.0625, 0.0);
+  for (size_t l = 0; l < a.k.size(); ++l) {
+    JNAS_EXPECT_CLOSE(b.k[l].to(at::kFloat), a.k[l].to(at::kFloat), 0.125, 0.0);
+    JNAS_EXPECT_CLOSE(b.v[l].to(at::kFloat), a.v[l].to(at::kFloat), 0.125, 0.0);
+  }
+  KVCache small = m.new_cache(2, 100);
+  EXPECT_THROW(m.prefill_static(ids, small), ConfigError);
 }

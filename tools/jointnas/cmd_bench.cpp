@@ -123,11 +123,12 @@ void run(BenchFlags& f) {
   Json prefill = Json::array();
   for (int64_t s : f.prefill) {
     JNAS_CHECK_CONFIG(s >= 1 && s <= cfg.max_position_embeddings, "prefill {} out of range", s);
-    const profile::TimingStats st =
-        profile::measure_prefill(*m, f.batch, s, plan(std::max(1, f.warmup / 2), std::max(3, f.repeats / 3))).stats;
+    const profile::ModelTiming mt =
+        profile::measure_prefill(*m, f.batch, s, plan(std::max(1, f.warmup / 2), std::max(3, f.repeats / 3)), f.no_graph);
+    const profile::TimingStats& st = mt.stats;
     const double flops = 2.0 * static_cast<double>(m->num_parameters()) * s * f.batch;
     prefill.push_back({{"tokens", s}, {"ms", st.median}, {"ms_p10", st.p10}, {"ms_p90", st.p90}, {"samples", st.samples},
-                       {"tok_s", f.batch * s * 1000.0 / st.median},
+                       {"tok_s", f.batch * s * 1000.0 / st.median}, {"cuda_graph", mt.cuda_graph},
                        {"tflop_s_weights", flops / (st.median / 1000.0) / 1e12}});
     JNAS_LOG_INFO("[bench] prefill {}: {:.2f} ms", s, st.median);
   }
@@ -211,7 +212,7 @@ void register_bench(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 600000.0));
   sub->add_option("--seed", f->seed, "Seed of the random weights")->capture_default_str();
-  sub->add_flag("--no-cuda-graph", f->no_graph, "Time the eager decode step on CUDA");
+  sub->add_flag("--no-cuda-graph", f->no_graph, "Time the eager decode step and prefill on CUDA");
   sub->add_option("--weight-format", f->weight_format,
                   "Every linear in this format, round-to-nearest at load: " + quant::format_names());
   sub->callback([f] { run(*f); });
