@@ -103,7 +103,7 @@ void draw(const Chart& chart, const char* device, const std::string& file) {
     std::vector<PLINT> tcol(text.size(), 1), zero(text.size(), 0);
     std::vector<PLFLT> fzero(text.size(), 0.0);
     const PLINT rows = static_cast<PLINT>((text.size() + 1) / 2);
-    pllegend(&w, &h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_BOTTOM | PL_POSITION_OUTSIDE, 0.0, 0.17,
+    pllegend(&w, &h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX, PL_POSITION_BOTTOM | PL_POSITION_OUTSIDE, 0.0, 0.23,
              0.06, 0, 1, 1, rows, 2, static_cast<PLINT>(text.size()), opts.data(), 0.6, 0.65, 1.7, 0.0, tcol.data(),
              text.data(), zero.data(), zero.data(), fzero.data(), fzero.data(), lcol.data(), lsty.data(), lwid.data(),
              scol.data(), sscale.data(), snum.data(), syms.data());
