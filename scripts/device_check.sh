@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|cpuval|all]
 set -uo pipefail
 what="${1:-all}"
 call_t0=$(date +%s)
@@ -42,6 +42,23 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DJNAS_WITH_CUDA=ON 
   || { tail -30 "$OUT/cmake.log"; exit 1; }
 ninja -C build-gpu -j16 -k 0 ${JNAS_TARGETS:-} > "$OUT/build.log" 2>&1 || { grep -E "error|FAILED" "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
+if [ "$what" = cpuval ]; then
+  # Issue 4, acceptance 2 (CPU part): ref-17m sub-architectures on the host CPU, one thread, the
+  # CPU formats; the validation run twice (same seed) to show the measurement's own repeatability.
+  J=build-gpu/tools/jointnas/jointnas; C="${JNAS_SHARED_DIR:-$PWD/.dev-pareto/shared}/models/ref-17m/config.json"
+  S=configs/spaces/ref-17m-cpu.json; T="$OUT/table_ref17m_cpu.json"; th="${JNAS_CPU_THREADS:-1}"
+  lscpu | grep -E "Model name|L3" | tee "$OUT/cpu.txt"
+  t0=$(date +%s)
+  $J profile --config "$C" --space $S --device cpu --threads "$th" --calibrate 8 --seed 3 -o "$T" 2> "$OUT/cpuval_profile.err" | tail -2
+  for i in 1 2; do
+    left=$(( ${JNAS_CALL_SECONDS:-590} - ($(date +%s) - call_t0) ))
+    [ "$left" -lt 150 ] && { echo "== validation $i skipped: $left s left"; break; }
+    $J profile --config "$C" --space $S --device cpu --threads "$th" --validate 32 --seed 21 -o "$T" \
+      --validate-out "$OUT/cpuval_$i.json" 2> "$OUT/cpuval_$i.err" | tail -1
+  done
+  echo "== cpuval ($(( $(date +%s) - t0 )) s)"
+  exit 0
+fi
 if [ "$what" = pareto ]; then
   # Issue 8: the Pareto studies named in JNAS_STUDIES (configs/runs/pareto-*.yaml stems), each
   # stopped by SIGINT after JNAS_STUDY_SECONDS (it checkpoints; a rerun on a warm machine resumes).

@@ -2,6 +2,7 @@
 // (and extending) an existing table when its device, versions and dtype match.
 #include <algorithm>
 #include <iostream>
+#include <memory>
 #include <random>
 
 #include <fmt/format.h>
@@ -26,6 +27,9 @@ struct ProfileFlags {
   int validate = 0;   // random sub-architectures to build, run and compare with the prediction
   uint64_t seed = 0;
   std::string validate_out;
+  // End-to-end runs measured in this many interleaved rounds (median over rounds); 0 = the
+  // device's default: 1 on CUDA, 5 on the CPU.
+  int rounds = 0;
 };
 
 // The search space as JSON (the YAML search-space config of issue 5 maps onto this):
@@ -141,6 +145,22 @@ void run(ProfileFlags& f) {
       int64_t pred_peak = 0, measured_peak = -1;  // bytes; measured on CUDA only
     };
     std::vector<Run> out;
+    // One round: every architecture built, measured and freed in turn (the peak memory is read on
+    // CUDA). More rounds keep every model alive and measure them round-robin, each round a short
+    // timing, so that a slow spell of a shared host falls on every architecture alike and the
+    // median over rounds drops it: on this project's 2-core CPU VM one architecture measured
+    // 0.66x to 1.24x its own earlier time a minute apart (docs/benchmarks.md).
+    const int rounds = f.rounds > 0 ? f.rounds : (ro.device.is_cuda() ? 1 : 5);
+    profile::TimingPlan plan = profile::model_timing_plan(f.warmup, f.repeats);
+    if (rounds > 1) {
+      plan.warmup_ms /= 2;
+      plan.measure_ms = std::max(100.0, plan.measure_ms / rounds * 2);
+    }
+    auto measure = [&](const model::LlamaModel& m) {
+      return w.kind == "decode" ? profile::measure_decode(m, w.batch, w.context, plan).stats.median
+                                : profile::measure_prefill(m, w.batch, w.tokens, plan).stats.median;
+    };
+    std::vector<std::unique_ptr<model::LlamaModel>> alive;
     for (int i = 0; i < n; ++i) {
       const double drop = spread_depth ? (n > 1 ? 0.6 * i / (n - 1) : 0.2) : 0.2;
       const profile::Selection sel = profile::random_selection(space, rng, drop);
@@ -148,20 +168,39 @@ void run(ProfileFlags& f) {
       const profile::Cost cost = profile::predict(c, specs, table, w, elt);
       const double pred = cost.latency_ms;
       profile::reset_peak_memory(ro.device);
-      const model::LlamaModel m = model::LlamaModel::random(c, ro, seed + static_cast<uint64_t>(i), specs);
+      auto m = std::make_unique<model::LlamaModel>(
+          model::LlamaModel::random(c, ro, seed + static_cast<uint64_t>(i), specs));
       // Random weights are generated in the compute dtype and then packed: that transient is the
       // builder's, not the deployed model's, so the peak is counted from the finished model.
       profile::reset_peak_memory(ro.device);
-      // Timed as `jointnas bench` times a model, so that the calibration predicts what bench measures.
-      const profile::TimingPlan plan = profile::model_timing_plan(f.warmup, f.repeats);
-      const double ms = w.kind == "decode" ? profile::measure_decode(m, w.batch, w.context, plan).stats.median
-                                           : profile::measure_prefill(m, w.batch, w.tokens, plan).stats.median;
-      const int64_t peak = profile::peak_memory(ro.device);
       int64_t kept = 0;
       for (const auto& sp : specs) kept += sp.skip ? 0 : 1;
-      JNAS_LOG_INFO("[{}] {}/{}: hidden {}, {} blocks: predicted {:.4f} ms, measured {:.4f} ms ({:+.1f}%)", what,
-                    i + 1, n, c.hidden_size, kept, pred, ms, 100 * (pred - ms) / ms);
-      out.push_back({specs, c.hidden_size, pred, kept, ms, cost.peak_bytes(), peak});
+      Run r{specs, c.hidden_size, pred, kept, 0.0, cost.peak_bytes(), -1};
+      if (rounds == 1) {
+        // Timed as `jointnas bench` times a model, so that the calibration predicts what bench measures.
+        r.ms = measure(*m);
+        r.measured_peak = profile::peak_memory(ro.device);
+        JNAS_LOG_INFO("[{}] {}/{}: hidden {}, {} blocks: predicted {:.4f} ms, measured {:.4f} ms ({:+.1f}%)", what,
+                      i + 1, n, c.hidden_size, kept, pred, r.ms, 100 * (pred - r.ms) / r.ms);
+      } else {
+        alive.push_back(std::move(m));
+      }
+      out.push_back(std::move(r));
+    }
+    if (rounds > 1) {
+      std::vector<std::vector<double>> t(out.size());
+      for (int k = 0; k < rounds; ++k) {
+        for (size_t i = 0; i < out.size(); ++i) t[i].push_back(measure(*alive[i]));
+        JNAS_LOG_INFO("[{}] round {}/{} of {} architectures", what, k + 1, rounds, out.size());
+      }
+      for (size_t i = 0; i < out.size(); ++i) {
+        std::sort(t[i].begin(), t[i].end());
+        out[i].ms = t[i][t[i].size() / 2];
+        JNAS_LOG_INFO("[{}] {}/{}: hidden {}, {} blocks: predicted {:.4f} ms, measured {:.4f} ms ({:+.1f}%; rounds {:.4f} "
+                      "to {:.4f})",
+                      what, i + 1, n, out[i].hidden, out[i].kept, out[i].pred, out[i].ms,
+                      100 * (out[i].pred - out[i].ms) / out[i].ms, t[i].front(), t[i].back());
+      }
     }
     return out;
   };
@@ -254,6 +293,10 @@ void register_profile(CLI::App& app) {
                   "Then build this many random sub-architectures, run them and compare with the prediction");
   sub->add_option("--seed", f->seed, "Seed of the validation sample")->capture_default_str();
   sub->add_option("--validate-out", f->validate_out, "Write the validation rows (JSON) here");
+  sub->add_option("--rounds", f->rounds,
+                  "Measure the calibration / validation architectures in this many interleaved rounds "
+                  "(median over rounds; every model kept in memory); default 1 on CUDA, 5 on the CPU")
+      ->check(CLI::Range(0, 100));
   sub->add_option("-o,--out", f->out, "Latency table JSON (extended in place when it matches)")->required();
   sub->callback([f] { run(*f); });
 }
