@@ -62,7 +62,16 @@ CudaGraphCall::CudaGraphCall(const std::function<void()>& fn) : impl_(std::make_
     for (int i = 0; i < 2; ++i) fn();
     stream.synchronize();
     impl_->graph.capture_begin();
-    fn();
+    try {
+      fn();
+    } catch (...) {
+      // End the capture so that the stream is usable again; the original error is the one to report.
+      try {
+        impl_->graph.capture_end();
+      } catch (...) {
+      }
+      throw;
+    }
     impl_->graph.capture_end();
   }
   stream.synchronize();
