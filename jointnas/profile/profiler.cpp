@@ -15,6 +15,7 @@
 #include "jointnas/kernels/decode_attention.h"
 #include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/linear.h"
+#include "jointnas/profile/git_sha.h"
 #include "jointnas/quant/qlinear.h"
 #ifdef JNAS_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -23,9 +24,6 @@
 #include "jointnas/model/cuda_graph_decoder.h"
 #endif
 
-#ifndef JNAS_GIT_SHA
-#define JNAS_GIT_SHA "unknown"
-#endif
 
 namespace jointnas::profile {
 namespace {
@@ -209,7 +207,7 @@ int64_t peak_memory(const c10::Device& device) {
 
 Json device_meta(const ProfileOptions& o) {
   Json m{{"device", o.device.str()}, {"dtype", c10::toString(o.dtype)},
-         {"libtorch", TORCH_VERSION}, {"git_sha", JNAS_GIT_SHA}};
+         {"libtorch", TORCH_VERSION}, {"git_sha", git_sha()}};
 #ifdef JNAS_WITH_CUDA
   if (o.device.is_cuda()) {
     const auto* p = at::cuda::getCurrentDeviceProperties();

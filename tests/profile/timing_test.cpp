@@ -1,13 +1,17 @@
 // The timing plan behind `jointnas bench` and the profile's calibration: the call-count and
 // time floors both hold (issue 8: too few eager prefills of a small model gave medians 1.75x apart).
 #include <chrono>
+#include <cstdio>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/profile/git_sha.h"
 #include "jointnas/profile/profiler.h"
+#include "tensor_assert.h"
 
 namespace jointnas::profile {
 namespace {
@@ -55,6 +59,27 @@ TEST(TimingPlan, RejectsAPlanWithoutRepeats) {
   TimingPlan p;
   p.repeats = 0;
   EXPECT_THROW(time_ms(c10::Device(c10::kCPU), [] {}, p), ConfigError);
+}
+
+
+// Latency tables are reused only under the same code: the stamp is the checkout's HEAD at build
+// time (popen of git here; a tree without git gives "unknown" on both sides).
+TEST(GitSha, StampIsTheCheckoutsHead) {
+  const std::string stamp = git_sha();
+  ASSERT_FALSE(stamp.empty());
+  std::string head;
+  if (FILE* p = popen(("git -C '" + testing::repo_path("") + "' rev-parse --short=12 HEAD 2>/dev/null").c_str(), "r")) {
+    char buf[64] = {};
+    if (fgets(buf, sizeof buf, p) != nullptr) head = buf;
+    pclose(p);
+  }
+  while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
+  if (head.empty()) {
+    EXPECT_EQ(stamp, "unknown");
+  } else {
+    // A commit made after this test binary was built would differ: rebuild, which restamps.
+    EXPECT_EQ(stamp.substr(0, head.size()), head);
+  }
 }
 
 }  // namespace
