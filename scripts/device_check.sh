@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|cpuval|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|cpuval|pdl|profile8b|all]
 set -uo pipefail
 what="${1:-all}"
 call_t0=$(date +%s)
@@ -57,6 +57,55 @@ if [ "$what" = cpuval ]; then
       --validate-out "$OUT/cpuval_$i.json" 2> "$OUT/cpuval_$i.err" | tail -1
   done
   echo "== cpuval ($(( $(date +%s) - t0 )) s)"
+  exit 0
+fi
+if [ "$what" = pdl ]; then
+  # Issue 2, acceptance 3: the decode step with programmatic dependent launch (kernels/launch.h)
+  # against serial launches, alternating processes on the same card; `cuda` tests first.
+  (cd build-gpu && ctest -L cuda --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
+  grep -E "tests passed|Failed|\*\*\*|Programmatic" "$OUT/ctest.log" | head -20; echo "== ctest -L cuda rc $rc"
+  J=build-gpu/tools/jointnas/jointnas
+  for i in $(seq "${JNAS_BENCH_REPEAT:-2}"); do
+    for mode in serial pdl; do
+      extra=(); [ $mode = serial ] && extra=(--no-pdl)
+      $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda --contexts 128,2048 \
+        --prefill 2048 --repeats 50 "${extra[@]}" --format json > "$OUT/bench_8b_${mode}_$i.json" 2>> "$OUT/bench.err"
+      python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], j['programmatic_launch'], ' '.join(f\"ctx{r['context']} {r['ms']:.3f} ms x{r['ratio_to_floor']:.3f}\" for r in j['decode']), 'prefill', round(j['prefill'][0]['ms'],2))" \
+        "$OUT/bench_8b_${mode}_$i.json" "$mode $i"
+    done
+  done
+  for f in ${JNAS_PDL_FORMATS:-}; do
+    for mode in serial pdl; do
+      extra=(); [ $mode = serial ] && extra=(--no-pdl)
+      $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda --weight-format $f --contexts 128 \
+        --repeats 30 "${extra[@]}" --format json 2>> "$OUT/bench.err" | python3 -c "import json,sys; j=json.load(sys.stdin); print('$f $mode', round(j['decode'][0]['ms'],3), 'x floor', round(j['decode'][0]['ratio_to_floor'],3))"
+    done
+  done
+  rm -f "$OUT/cmake.log" "$OUT/build.log"
+  exit 0
+fi
+if [ "$what" = profile8b ]; then
+  # Issue 4, acceptance 4: wall time to profile the default search space of Llama-3.1-8B (both
+  # workloads, with calibration), then a validation of random architectures of that space.
+  J=build-gpu/tools/jointnas/jointnas; C=configs/llama-3.1-8b.json; S=configs/spaces/llama-3.1-8b.yaml
+  T="$OUT/table_8b_default.json"
+  for w in decode prefill; do
+    wl=(--workload decode --context 512); [ $w = prefill ] && wl=(--workload prefill --tokens 2048)
+    t0=$(date +%s.%N)
+    $J profile --config $C --space $S --device cuda "${wl[@]}" --calibrate 8 --seed 3 -o "$T" 2> "$OUT/profile_$w.err" | tail -2
+    echo "== profile $w: $(python3 -c "print(round($(date +%s.%N) - $t0, 1))") s wall (entries + calibration)"
+    grep -E "eta|entries" "$OUT/profile_$w.err" | tail -1
+  done
+  for w in ${JNAS_VALIDATE:-decode prefill}; do
+    wl=(--workload decode --context 512); [ $w = prefill ] && wl=(--workload prefill --tokens 2048)
+    left=$(( ${JNAS_CALL_SECONDS:-590} - ($(date +%s) - call_t0) ))
+    [ "$left" -lt 200 ] && { echo "== validation $w skipped: $left s left"; continue; }
+    t0=$(date +%s)
+    $J profile --config $C --space $S --device cuda "${wl[@]}" --validate "${JNAS_NVAL:-32}" --seed 21 -o "$T" \
+      --validate-out "$OUT/val_8b_default_$w.json" 2> "$OUT/val_$w.err" | tail -2
+    echo "== validation $w ($(( $(date +%s) - t0 )) s)"
+  done
+  rm -f "$OUT/cmake.log" "$OUT/build.log"
   exit 0
 fi
 if [ "$what" = pareto ]; then

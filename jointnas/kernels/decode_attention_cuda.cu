@@ -8,6 +8,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 
+#include "jointnas/kernels/pdl_cuda.h"
+
 #include <cfloat>
 #include <type_traits>
 
@@ -25,6 +27,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     decode_attn_partial(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                         const int64_t* __restrict__ pos, float* __restrict__ parts, int64_t L,
                         int n_parts, float scale) {
+  pdl::launch_dependents();
+  pdl::wait();
   constexpr int kMaxG = G, kMaxEpl = EPL, hd = EPL * 32;
   const int bh = blockIdx.x, chunk = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -85,6 +89,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 template <typename T>
 __global__ void decode_attn_combine(const float* __restrict__ parts, T* __restrict__ y, int G, int hd,
                                     int n_parts) {
+  pdl::launch_dependents();
+  pdl::wait();
   const int bhg = blockIdx.x;  // (b * nkv + h) * G + g
   const int bh = bhg / G, g = bhg % G;
   const float* base = parts + static_cast<int64_t>(bh) * n_parts * G * (hd + 2) + g * (hd + 2);
@@ -124,15 +130,13 @@ at::Tensor decode_attention_cuda(const at::Tensor& q_in, const at::Tensor& k, co
   auto run = [&](auto tag, auto g_c, auto epl_c) {
     using T = decltype(tag);
     constexpr int Gc = decltype(g_c)::value, E = decltype(epl_c)::value;
-    decode_attn_partial<T, Gc, E><<<grid, kWarpsPerBlock * 32, 0, stream>>>(
-        reinterpret_cast<const T*>(q.data_ptr()), reinterpret_cast<const T*>(k.data_ptr()),
-        reinterpret_cast<const T*>(v.data_ptr()), pos.data_ptr<int64_t>(), parts.data_ptr<float>(), L,
-        n_parts, static_cast<float>(scale));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    decode_attn_combine<T><<<static_cast<unsigned>(B * nkv * G), static_cast<unsigned>(hd), 0, stream>>>(
-        parts.data_ptr<float>(), reinterpret_cast<T*>(y.data_ptr()), static_cast<int>(G),
-        static_cast<int>(hd), n_parts);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    pdl::launch(decode_attn_partial<T, Gc, E>, grid, dim3(kWarpsPerBlock * 32), 0, stream,
+                reinterpret_cast<const T*>(q.data_ptr()), reinterpret_cast<const T*>(k.data_ptr()),
+                reinterpret_cast<const T*>(v.data_ptr()), pos.const_data_ptr<int64_t>(),
+                parts.data_ptr<float>(), L, n_parts, static_cast<float>(scale));
+    pdl::launch(decode_attn_combine<T>, dim3(static_cast<unsigned>(B * nkv * G)),
+                dim3(static_cast<unsigned>(hd)), 0, stream, parts.const_data_ptr<float>(),
+                reinterpret_cast<T*>(y.data_ptr()), static_cast<int>(G), static_cast<int>(hd), n_parts);
   };
   auto by_shape = [&](auto tag) {
     using IC1 = std::integral_constant<int, 1>;

@@ -7,6 +7,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 
+#include "jointnas/kernels/pdl_cuda.h"
+
 namespace jointnas::kernels {
 namespace {
 
@@ -16,6 +18,8 @@ constexpr int kNormThreads = 256;
 template <typename T>
 __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                                 int64_t H, float eps) {
+  pdl::launch_dependents();
+  pdl::wait();
   const int64_t row = blockIdx.x;
   const T* xr = x + row * H;
   T* yr = y + row * H;
@@ -48,6 +52,8 @@ __global__ void rope_cache_kernel(const T* __restrict__ qkv, const int64_t* __re
                                   T* __restrict__ q_out, T* __restrict__ k_cache,
                                   T* __restrict__ v_cache, int64_t T_len, int64_t nh, int64_t nkv,
                                   int64_t hd, int64_t L) {
+  pdl::launch_dependents();
+  pdl::wait();
   const int64_t bt = blockIdx.x;  // b * T + t
   const int64_t b = bt / T_len, t = bt % T_len;
   const int64_t head = blockIdx.y;  // [0, nh) q, [nh, nh + nkv) k, then v
@@ -77,6 +83,8 @@ __global__ void rope_cache_kernel(const T* __restrict__ qkv, const int64_t* __re
 template <typename T>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, int64_t rows,
                                 int64_t I) {
+  pdl::launch_dependents();
+  pdl::wait();
   const int64_t n = rows * I;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -99,9 +107,9 @@ at::Tensor rms_norm_cuda(const at::Tensor& x_in, const at::Tensor& w, double eps
   if (rows == 0) return y;
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "rms_norm_cuda", [&] {
-    rms_norm_kernel<scalar_t><<<rows, kNormThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), H,
-        static_cast<float>(eps));
+    pdl::launch(rms_norm_kernel<scalar_t>, dim3(static_cast<unsigned>(rows)), dim3(kNormThreads), 0,
+                stream, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                y.data_ptr<scalar_t>(), H, static_cast<float>(eps));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
@@ -130,10 +138,10 @@ at::Tensor rope_and_cache_cuda(const at::Tensor& qkv_in, const at::Tensor& posit
   const int threads = static_cast<int>(std::min<int64_t>(std::max<int64_t>(hd / 2, 32), 256));
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, qkv.scalar_type(), "rope_cache", [&] {
-    rope_cache_kernel<scalar_t><<<grid, threads, 0, stream>>>(
-        qkv.data_ptr<scalar_t>(), positions.data_ptr<int64_t>(), cos.data_ptr<float>(),
-        sin.data_ptr<float>(), q.data_ptr<scalar_t>(), k_cache.data_ptr<scalar_t>(),
-        v_cache.data_ptr<scalar_t>(), T, nh, nkv, hd, L);
+    pdl::launch(rope_cache_kernel<scalar_t>, grid, dim3(threads), 0, stream,
+                qkv.const_data_ptr<scalar_t>(), positions.const_data_ptr<int64_t>(),
+                cos.const_data_ptr<float>(), sin.const_data_ptr<float>(), q.data_ptr<scalar_t>(),
+                k_cache.data_ptr<scalar_t>(), v_cache.data_ptr<scalar_t>(), T, nh, nkv, hd, L);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return q;
@@ -150,8 +158,8 @@ at::Tensor silu_mul_cuda(const at::Tensor& gu_in) {
   const int64_t blocks = std::min<int64_t>((rows * I + threads - 1) / threads, 65535);
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, gu.scalar_type(), "silu_mul", [&] {
-    silu_mul_kernel<scalar_t><<<blocks, threads, 0, stream>>>(gu.data_ptr<scalar_t>(),
-                                                              out.data_ptr<scalar_t>(), rows, I);
+    pdl::launch(silu_mul_kernel<scalar_t>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0,
+                stream, gu.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, I);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

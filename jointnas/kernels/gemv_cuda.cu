@@ -1,11 +1,14 @@
 // Decode GEMV, y[n] = sum_k W[n, k] x[k], bf16 in and out, fp32 accumulation (as cuBLAS).
 // Memory-bound: W is read exactly once, so the kernel is built for bytes in flight: x is staged
 // in shared memory, each warp owns R rows and issues R x U independent 16-byte loads per lane
-// before using any of them, 8 warps per block.
+// before using any of them, 8 warps per block. Launched programmatically (pdl_cuda.h): the first
+// chunk of weights is prefetched to L2 before the wait for the previous kernel.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <cuda_bf16.h>
+
+#include "jointnas/kernels/pdl_cuda.h"
 
 namespace jointnas::kernels {
 namespace {
@@ -34,11 +37,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __re
                                                                 const __nv_bfloat16* __restrict__ residual,
                                                                 int64_t n_rows, int64_t k8) {
   extern __shared__ int4 xs[];  // k8 vectors of 8 bf16
-  for (int64_t i = threadIdx.x; i < k8; i += blockDim.x) xs[i] = x[i];
-  __syncthreads();
   const int lane = threadIdx.x & 31;
   const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * R;
-  if (row0 >= n_rows) return;
   const int4* wr[R];
   float acc[R];
 #pragma unroll
@@ -47,6 +47,14 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __re
     wr[r] = w + min(row0 + r, n_rows - 1) * k8;
     acc[r] = 0.f;
   }
+  // The weights do not depend on the previous kernel: their first chunk (R x U x 512 bytes per
+  // warp, 128-byte lines spread over the lanes) is on its way to L2 while that kernel finishes.
+  pdl::launch_dependents();
+  pdl::prefetch_rows<R>(w, k8 * 16, row0, n_rows, U * 4, lane);
+  pdl::wait();
+  for (int64_t i = threadIdx.x; i < k8; i += blockDim.x) xs[i] = x[i];
+  __syncthreads();
+  if (row0 >= n_rows) return;
   int64_t i = lane;
   for (; i + (U - 1) * 32 < k8; i += U * 32) {
     int4 v[R][U];
@@ -88,11 +96,11 @@ void launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, const at::T
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const int64_t blocks = (N + kWarps * R - 1) / (kWarps * R);
-  gemv_bf16_kernel<R, U><<<static_cast<unsigned>(blocks), kWarps * 32, smem, at::cuda::getCurrentCUDAStream()>>>(
-      reinterpret_cast<const int4*>(w.data_ptr()), reinterpret_cast<const int4*>(x.data_ptr()),
-      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
-      residual != nullptr ? reinterpret_cast<const __nv_bfloat16*>(residual->data_ptr()) : nullptr, N,
-      K / 8);
+  pdl::launch(gemv_bf16_kernel<R, U>, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), smem,
+              at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(w.data_ptr()),
+              reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
+              residual != nullptr ? reinterpret_cast<const __nv_bfloat16*>(residual->data_ptr()) : nullptr,
+              N, K / 8);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -35,6 +35,7 @@
 #include <utility>
 
 #include "jointnas/quant/format.h"
+#include "jointnas/kernels/pdl_cuda.h"
 #include "jointnas/quant/qkernels_cuda.h"
 
 namespace jointnas::quant::cuda {
@@ -174,6 +175,8 @@ __global__ void __launch_bounds__(kQuantThreads)
                         typename ActQuant<kFp8>::Out* __restrict__ q, float* __restrict__ scale,
                         int64_t K) {
   using Q = ActQuant<kFp8>;
+  kernels::pdl::launch_dependents();
+  kernels::pdl::wait();
   __shared__ float red[kQuantThreads / 32];
   const int64_t row = blockIdx.x;
   const __nv_bfloat16* xr = x + row * K;
@@ -250,22 +253,23 @@ std::pair<at::Tensor, at::Tensor> quantize_act(const at::Tensor& x, const char* 
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const auto grid = static_cast<unsigned>(M);
   const int64_t k8 = K / 8;
+  auto run = [&](auto kernel, unsigned threads) {
+    kernels::pdl::launch(kernel, dim3(grid), dim3(threads), 0, stream, xp, qp, sp, K);
+  };
   if (K % 8 != 0 || !aligned16(x)) {
-    quantize_act_kernel<kFp8, -1><<<grid, kQuantThreads, 0, stream>>>(xp, qp, sp, K);
+    run(quantize_act_kernel<kFp8, -1>, kQuantThreads);
   } else if (k8 <= kQuantThreads) {
     // Short rows: one vector per thread, as many warps as the row needs.
-    const auto threads = static_cast<unsigned>((k8 + 31) / 32 * 32);
-    quantize_act_kernel<kFp8, 1><<<grid, threads, 0, stream>>>(xp, qp, sp, K);
+    run(quantize_act_kernel<kFp8, 1>, static_cast<unsigned>((k8 + 31) / 32 * 32));
   } else if (k8 <= 2 * kQuantThreads) {
-    quantize_act_kernel<kFp8, 2><<<grid, kQuantThreads, 0, stream>>>(xp, qp, sp, K);
+    run(quantize_act_kernel<kFp8, 2>, kQuantThreads);
   } else if (k8 <= 4 * kQuantThreads) {
-    quantize_act_kernel<kFp8, 4><<<grid, kQuantThreads, 0, stream>>>(xp, qp, sp, K);
+    run(quantize_act_kernel<kFp8, 4>, kQuantThreads);
   } else if (k8 <= kQuantMaxVecs * kQuantThreads) {
-    quantize_act_kernel<kFp8, kQuantMaxVecs><<<grid, kQuantThreads, 0, stream>>>(xp, qp, sp, K);
+    run(quantize_act_kernel<kFp8, kQuantMaxVecs>, kQuantThreads);
   } else {
-    quantize_act_kernel<kFp8, 0><<<grid, kQuantThreads, 0, stream>>>(xp, qp, sp, K);
+    run(quantize_act_kernel<kFp8, 0>, kQuantThreads);
   }
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {q, scale};
 }
 
@@ -438,15 +442,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int r = 0; r < R; ++r) {
     // Rows past the end re-read the last row (results discarded): no branches in the loop.
     wr[r] = w + min(row0 + r, n_rows - 1) * k16;
-    // The first group of weights is requested (into L2) before x is staged, so that staging
-    // overlaps the first DRAM round trip instead of preceding it.
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (row0 < n_rows && lane + u * 32 < k16) {
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[r] + lane + u * 32));
-      }
-    }
   }
+  // The first group of weights is requested (into L2) before x is staged, and before the wait for
+  // the kernel that wrote x (pdl_cuda.h), so that both overlap the first DRAM round trip.
+  kernels::pdl::launch_dependents();
+  kernels::pdl::prefetch_rows<R>(w, int64_t{k16} * 16, row0, n_rows, U * 4, lane);
+  kernels::pdl::wait();
   Ops::stage(qx, xs, M * k16, k16);
   __syncthreads();
   if (row0 >= n_rows) return;
@@ -504,11 +505,11 @@ void launch_gemv(const at::Tensor& qx, const at::Tensor& sx, const at::Tensor& d
                                         static_cast<int>(smem)));
   }
   const int64_t blocks = (N + kWarps * R - 1) / (kWarps * R);
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
-      reinterpret_cast<const int4*>(qx.data_ptr()), sx.data_ptr<float>(),
-      reinterpret_cast<const int4*>(data.data_ptr()), sw.data_ptr<float>(), bf16_or_null(residual),
-      reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), N, k16);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), smem,
+                       at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(qx.data_ptr()),
+                       sx.const_data_ptr<float>(), reinterpret_cast<const int4*>(data.data_ptr()),
+                       sw.const_data_ptr<float>(), bf16_or_null(residual),
+                       reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), N, k16);
 }
 
 template <class Ops, int M>

@@ -29,6 +29,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "jointnas/kernels/pdl_cuda.h"
 #include "jointnas/quant/qkernels_cuda.h"
 
 namespace jointnas::quant::cuda {
@@ -221,6 +222,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k32 * 4;
   const int lane = threadIdx.x & 31;
+  kernels::pdl::launch_dependents();
+  kernels::pdl::prefetch_rows<R>(data, int64_t{k32} * 16,
+                                 (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * R, n_rows,
+                                 U * 4, lane);
+  kernels::pdl::wait();
   // x is staged once per block; each warp then loops over row groups (a persistent grid of
   // about one wave), so that the staging and the block start are paid once per SM slot rather
   // than once per 2 KB of weights.
@@ -344,6 +350,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k16 * 2;
   const int lane = threadIdx.x & 31;
+  kernels::pdl::launch_dependents();
+  kernels::pdl::prefetch_rows<R>(data, int64_t{k16} * 16,
+                                 (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * R, n_rows,
+                                 U * 4, lane);
+  kernels::pdl::wait();
   stage_x<M, false>(xs, x, k8, x_stride);  // once per block: the grid is persistent
   __syncthreads();
   for (int64_t rg = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); rg * R < n_rows;
@@ -868,14 +879,14 @@ void launch_w4(const at::Tensor& x, const at::Tensor& data, const at::Tensor& sc
   const size_t smem =
       gemv_smem("gemv_w4a16", reinterpret_cast<const void*>(kernel), M, K, kF32X ? 4 : 2);
   const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, R);
-  kernel<<<blocks, kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
+  kernels::pdl::launch(
+      kernel, dim3(blocks), dim3(kThreads), smem, at::cuda::getCurrentCUDAStream(),
       reinterpret_cast<const int4*>(data.data_ptr()),
-      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.data_ptr<uint8_t>(),
+      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.const_data_ptr<uint8_t>(),
       reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
       bf16_ptr(residual), static_cast<int>(N), static_cast<int>(K / 32),
       static_cast<int>(K / group), FastDiv(static_cast<uint32_t>(group / 32)),
       static_cast<int>(x_row_bytes(K, kF32X ? 4 : 2)));
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <int M, int R, int U>
@@ -885,11 +896,11 @@ void launch_w8(const at::Tensor& x, const at::Tensor& data, const at::Tensor& sc
   auto kernel = gemv_w8_kernel<M, R, U>;
   const size_t smem = gemv_smem("gemv_w8a16", reinterpret_cast<const void*>(kernel), M, K, 2);
   const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, R);
-  kernel<<<blocks, kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
-      reinterpret_cast<const int4*>(data.data_ptr()), scale.data_ptr<float>(),
+  kernels::pdl::launch(
+      kernel, dim3(blocks), dim3(kThreads), smem, at::cuda::getCurrentCUDAStream(),
+      reinterpret_cast<const int4*>(data.data_ptr()), scale.const_data_ptr<float>(),
       reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
       bf16_ptr(residual), N, static_cast<int>(K / 16), static_cast<int>(x_row_bytes(K, 2)));
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 // Tensor-core w4 GEMV (gemv_w4_tc_kernel): Wd words per lane and chunk, U chunks in flight (2 U

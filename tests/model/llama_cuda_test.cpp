@@ -12,6 +12,7 @@
 #include "jointnas/core/error.h"
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/eval/perplexity.h"
+#include "jointnas/kernels/launch.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/model/cuda_graph_decoder.h"
 #include "jointnas/model/generate.h"
@@ -112,6 +113,46 @@ TEST(LlamaCuda, GraphDecodeMatchesEagerDecode) {
     // bf16 ulp <= 2^-6) differ by a few ulps. 4 ulps at |x| = 4 is 0.0625.
     // (No argmax check: random weights give near-uniform logits whose argmax flips on an ulp.)
     JNAS_EXPECT_CLOSE(graph, eager, 0.0625, 0.0);
+  }
+}
+
+TEST(LlamaCuda, ProgrammaticLaunchIsBitwiseSerialLaunch) {
+  REQUIRE_CUDA();
+  // Programmatic dependent launch (kernels/launch.h) changes when kernels start, never what they
+  // compute: every kernel waits for its predecessor before it reads an activation. A kernel that
+  // read too early would see the previous step's buffers and change the logits. One block per
+  // format family so that every programmatically launched kernel runs: the bf16 GEMV, w4 / w8
+  // GEMVs, the activation quantizer with the int8 / fp8 GEMVs, norms, RoPE, attention, SiLU.
+  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
+  c.num_hidden_layers = 3;
+  c.vocab_size = 4096;
+  std::vector<LayerSpec> specs = dense_layer_specs(c);
+  const char* fmts[3][kNumLinearSlots] = {{"w4a16_g128", "w8a16", "w4a16_g128", "w8a16"},
+                                          {"w8a8", "fp8_e4m3", "fp8_e4m3", "w8a8"},
+                                          {"bf16", "bf16", "bf16", "bf16"}};
+  for (int l = 0; l < 3; ++l) {
+    for (int slot = 0; slot < kNumLinearSlots; ++slot) specs[l].format_of(slot) = fmts[l][slot];
+  }
+  LlamaModel m = LlamaModel::random(c, cuda_opts(at::kBFloat16), 5, specs);
+  const at::Tensor prompt = at::randint(0, c.vocab_size, {1, 200}, at::kLong);
+  std::vector<at::Tensor> logits[2];  // [pdl off, pdl on] x steps, eager then graph
+  const bool was = kernels::programmatic_launch();
+  for (int on = 0; on < 2; ++on) {
+    kernels::set_programmatic_launch(on == 1);
+    KVCache eager = m.new_cache(1, 240), graph = m.new_cache(1, 240);
+    m.forward(prompt, &eager, true);
+    m.forward(prompt, &graph, true);
+    CudaGraphDecoder dec(m, graph);
+    for (int64_t t = 0; t < 12; ++t) {
+      logits[on].push_back(m.forward(at::full({1, 1}, 100 + 7 * t, at::kLong), &eager, true).cpu());
+      logits[on].push_back(dec.step(100 + 7 * t, graph.length).cpu());
+      graph.length += 1;
+    }
+  }
+  kernels::set_programmatic_launch(was);
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  for (size_t i = 0; i < logits[0].size(); ++i) {
+    EXPECT_TRUE(at::equal(logits[0][i], logits[1][i])) << (i % 2 ? "graph" : "eager") << " step " << i / 2;
   }
 }
 

@@ -13,6 +13,7 @@
 #include "jointnas/core/paths.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/kernels/launch.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/profile/profiler.h"
 #include "jointnas/quant/format.h"
@@ -36,6 +37,7 @@ struct BenchFlags {
   double measure_ms = 500;
   uint64_t seed = 0;
   bool no_graph = false;
+  bool no_pdl = false;
   std::string weight_format;  // every linear in this format (RTN at load), else as stored
 };
 
@@ -54,6 +56,7 @@ int64_t decode_bytes(const model::LlamaModel& m, int64_t context, int64_t batch)
 }
 
 void run(BenchFlags& f) {
+  if (f.no_pdl) kernels::set_programmatic_launch(false);
   model::RuntimeOptions opts = runtime_options(f.run);
   std::unique_ptr<model::LlamaModel> m;
   std::string source;
@@ -94,6 +97,7 @@ void run(BenchFlags& f) {
          {"weight_bytes", m->weight_bytes()},
          {"weight_format", f.weight_format.empty() ? "as stored" : f.weight_format},
          {"batch", f.batch},
+         {"programmatic_launch", cuda && kernels::programmatic_launch()},
          {"copy_bandwidth_gb_s", bw / 1e9}};
   Json decode = Json::array();
   auto plan = [&](int warmup, int repeats) {
@@ -213,6 +217,9 @@ void register_bench(CLI::App& app) {
       ->check(CLI::Range(0.0, 600000.0));
   sub->add_option("--seed", f->seed, "Seed of the random weights")->capture_default_str();
   sub->add_flag("--no-cuda-graph", f->no_graph, "Time the eager decode step and prefill on CUDA");
+  sub->add_flag("--no-pdl", f->no_pdl,
+                "Launch our CUDA kernels without programmatic dependent launch (each waits for the "
+                "previous one to finish; as JNAS_PDL=0)");
   sub->add_option("--weight-format", f->weight_format,
                   "Every linear in this format, round-to-nearest at load: " + quant::format_names());
   sub->callback([f] { run(*f); });
