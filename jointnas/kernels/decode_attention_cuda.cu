@@ -27,8 +27,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     decode_attn_partial(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                         const int64_t* __restrict__ pos, float* __restrict__ parts, int64_t L,
                         int n_parts, float scale) {
-  pdl::launch_dependents();
   pdl::wait();
+  pdl::launch_dependents();
   constexpr int kMaxG = G, kMaxEpl = EPL, hd = EPL * 32;
   const int bh = blockIdx.x, chunk = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -89,8 +89,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 template <typename T>
 __global__ void decode_attn_combine(const float* __restrict__ parts, T* __restrict__ y, int G, int hd,
                                     int n_parts) {
-  pdl::launch_dependents();
   pdl::wait();
+  pdl::launch_dependents();
   const int bhg = blockIdx.x;  // (b * nkv + h) * G + g
   const int bh = bhg / G, g = bhg % G;
   const float* base = parts + static_cast<int64_t>(bh) * n_parts * G * (hd + 2) + g * (hd + 2);

@@ -18,8 +18,8 @@ constexpr int kNormThreads = 256;
 template <typename T>
 __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                                 int64_t H, float eps) {
-  pdl::launch_dependents();
   pdl::wait();
+  pdl::launch_dependents();
   const int64_t row = blockIdx.x;
   const T* xr = x + row * H;
   T* yr = y + row * H;
@@ -52,8 +52,8 @@ __global__ void rope_cache_kernel(const T* __restrict__ qkv, const int64_t* __re
                                   T* __restrict__ q_out, T* __restrict__ k_cache,
                                   T* __restrict__ v_cache, int64_t T_len, int64_t nh, int64_t nkv,
                                   int64_t hd, int64_t L) {
-  pdl::launch_dependents();
   pdl::wait();
+  pdl::launch_dependents();
   const int64_t bt = blockIdx.x;  // b * T + t
   const int64_t b = bt / T_len, t = bt % T_len;
   const int64_t head = blockIdx.y;  // [0, nh) q, [nh, nh + nkv) k, then v
@@ -83,8 +83,8 @@ __global__ void rope_cache_kernel(const T* __restrict__ qkv, const int64_t* __re
 template <typename T>
 __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, int64_t rows,
                                 int64_t I) {
-  pdl::launch_dependents();
   pdl::wait();
+  pdl::launch_dependents();
   const int64_t n = rows * I;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {

@@ -49,9 +49,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __re
   }
   // The weights do not depend on the previous kernel: their first chunk (R x U x 512 bytes per
   // warp, 128-byte lines spread over the lanes) is on its way to L2 while that kernel finishes.
-  pdl::launch_dependents();
   pdl::prefetch_rows<R>(w, k8 * 16, row0, n_rows, U * 4, lane);
   pdl::wait();
+  pdl::launch_dependents();
   for (int64_t i = threadIdx.x; i < k8; i += blockDim.x) xs[i] = x[i];
   __syncthreads();
   if (row0 >= n_rows) return;

@@ -1,10 +1,13 @@
 // Programmatic dependent launch for our CUDA kernels (included by .cu files only; see launch.h).
 // A kernel launched through pdl::launch must begin with
-//     pdl::launch_dependents();   // the next kernel in the stream may be scheduled
 //     ... prefetch of inputs that no earlier kernel writes (weights) ...
 //     pdl::wait();                // every earlier kernel has completed, its writes are visible
+//     pdl::launch_dependents();   // the next kernel in the stream may now be scheduled
 // in every block, before it reads an activation or writes anything. The chain is transitive: a
-// kernel's predecessor completes only after its own wait returned.
+// kernel's predecessor completes only after its own wait returned. Triggering after the wait,
+// not before, keeps at most one kernel waiting ahead: with the trigger first, a whole cascade of
+// later kernels became resident and prefetched their weights while attention still ran, and the
+// decode step at context 2048 got 8 % slower (H200, 2026-11-27, docs/benchmarks.md).
 #pragma once
 
 #include <cuda_runtime.h>

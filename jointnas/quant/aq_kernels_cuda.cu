@@ -175,8 +175,8 @@ __global__ void __launch_bounds__(kQuantThreads)
                         typename ActQuant<kFp8>::Out* __restrict__ q, float* __restrict__ scale,
                         int64_t K) {
   using Q = ActQuant<kFp8>;
-  kernels::pdl::launch_dependents();
   kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
   __shared__ float red[kQuantThreads / 32];
   const int64_t row = blockIdx.x;
   const __nv_bfloat16* xr = x + row * K;
@@ -445,9 +445,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   // The first group of weights is requested (into L2) before x is staged, and before the wait for
   // the kernel that wrote x (pdl_cuda.h), so that both overlap the first DRAM round trip.
-  kernels::pdl::launch_dependents();
   kernels::pdl::prefetch_rows<R>(w, int64_t{k16} * 16, row0, n_rows, U * 4, lane);
   kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
   Ops::stage(qx, xs, M * k16, k16);
   __syncthreads();
   if (row0 >= n_rows) return;

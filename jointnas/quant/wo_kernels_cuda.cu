@@ -222,11 +222,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k32 * 4;
   const int lane = threadIdx.x & 31;
-  kernels::pdl::launch_dependents();
   kernels::pdl::prefetch_rows<R>(data, int64_t{k32} * 16,
                                  (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * R, n_rows,
                                  U * 4, lane);
   kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
   // x is staged once per block; each warp then loops over row groups (a persistent grid of
   // about one wave), so that the staging and the block start are paid once per SM slot rather
   // than once per 2 KB of weights.
@@ -350,11 +350,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k16 * 2;
   const int lane = threadIdx.x & 31;
-  kernels::pdl::launch_dependents();
   kernels::pdl::prefetch_rows<R>(data, int64_t{k16} * 16,
                                  (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * R, n_rows,
                                  U * 4, lane);
   kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
   stage_x<M, false>(xs, x, k8, x_stride);  // once per block: the grid is persistent
   __syncthreads();
   for (int64_t rg = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); rg * R < n_rows;
