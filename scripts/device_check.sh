@@ -100,6 +100,19 @@ if [ "$what" = pdl ]; then
   rm -f "$OUT/cmake.log" "$OUT/build.log"
   exit 0
 fi
+if [ "$what" = ncu ]; then
+  # Issue 2: each kernel of one CUDA-graph decode step of Llama-3.1-8B alone (Nsight Compute),
+  # against the step's graph time: kernel time versus launch and dependency time.
+  J=build-gpu/tools/jointnas/jointnas
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+  b=(--config configs/llama-3.1-8b.json --random-weights --device cuda --contexts 128)
+  step=$($J bench "${b[@]}" --repeats 50 --format json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['decode'][0]['ms'])")
+  "$NCU" --csv --print-units base --page raw --metrics gpu__time_duration.sum,launch__grid_size -k "regex:gemv|rms_norm|rope|decode_attn|silu" \
+    $J bench "${b[@]}" --repeats 1 --warmup 1 --min-warmup-ms 0 --min-time-ms 0 > /tmp/ncu.csv 2> /tmp/ncu.err \
+    || tail -5 /tmp/ncu.err
+  python3 scripts/ncu_decode.py /tmp/ncu.csv 322 "$step" | tee "$OUT/ncu_decode.txt"
+  exit 0
+fi
 if [ "$what" = profile8b ]; then
   # Issue 4, acceptance 4: wall time to profile the default search space of Llama-3.1-8B (both
   # workloads, with calibration), then a validation of random architectures of that space.
