@@ -49,27 +49,47 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
   const T* kb = k + static_cast<int64_t>(bh) * L * hd;
   const T* vb = v + static_cast<int64_t>(bh) * L * hd;
-  for (int64_t j = static_cast<int64_t>(chunk) * kChunk + warp; j < min(valid, static_cast<int64_t>(chunk + 1) * kChunk);
-       j += kWarpsPerBlock) {
-    float kr[kMaxEpl], vr[kMaxEpl];
+  // The warp's keys j0, j0 + 4, ... in batches of kBatch whose K/V rows are all requested before
+  // the first is used: a chain of 16 dependent load round trips per warp became 4 (same order of
+  // keys, same result).
+  constexpr int kBatch = 4;
+  const int64_t j_end = min(valid, static_cast<int64_t>(chunk + 1) * kChunk);
+  for (int64_t jb = static_cast<int64_t>(chunk) * kChunk + warp; jb < j_end; jb += kBatch * kWarpsPerBlock) {
+    T kraw[kBatch][kMaxEpl], vraw[kBatch][kMaxEpl];
 #pragma unroll
-    for (int e = 0; e < kMaxEpl; ++e) {
-      kr[e] = e < epl ? static_cast<float>(kb[j * hd + e * 32 + lane]) : 0.f;
-      vr[e] = e < epl ? static_cast<float>(vb[j * hd + e * 32 + lane]) : 0.f;
+    for (int b = 0; b < kBatch; ++b) {
+      const int64_t j = jb + b * kWarpsPerBlock;
+#pragma unroll
+      for (int e = 0; e < kMaxEpl; ++e) {
+        if (j < j_end) {
+          kraw[b][e] = kb[j * hd + e * 32 + lane];
+          vraw[b][e] = vb[j * hd + e * 32 + lane];
+        }
+      }
     }
 #pragma unroll
-    for (int g = 0; g < kMaxG; ++g) {
-      float s = 0.f;
+    for (int b = 0; b < kBatch; ++b) {
+      if (jb + b * kWarpsPerBlock >= j_end) break;  // warp-uniform
+      float kr[kMaxEpl], vr[kMaxEpl];
 #pragma unroll
-      for (int e = 0; e < kMaxEpl; ++e) s = fmaf(qr[g][e], kr[e], s);
+      for (int e = 0; e < kMaxEpl; ++e) {
+        kr[e] = e < epl ? static_cast<float>(kraw[b][e]) : 0.f;
+        vr[e] = e < epl ? static_cast<float>(vraw[b][e]) : 0.f;
+      }
 #pragma unroll
-      for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffff, s, off);
-      const float m_new = fmaxf(m[g], s);
-      const float corr = __expf(m[g] - m_new), p = __expf(s - m_new);
-      l[g] = l[g] * corr + p;
+      for (int g = 0; g < kMaxG; ++g) {
+        float s = 0.f;
 #pragma unroll
-      for (int e = 0; e < kMaxEpl; ++e) acc[g][e] = acc[g][e] * corr + p * vr[e];
-      m[g] = m_new;
+        for (int e = 0; e < kMaxEpl; ++e) s = fmaf(qr[g][e], kr[e], s);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffff, s, off);
+        const float m_new = fmaxf(m[g], s);
+        const float corr = __expf(m[g] - m_new), p = __expf(s - m_new);
+        l[g] = l[g] * corr + p;
+#pragma unroll
+        for (int e = 0; e < kMaxEpl; ++e) acc[g][e] = acc[g][e] * corr + p * vr[e];
+        m[g] = m_new;
+      }
     }
   }
 #pragma unroll
@@ -96,8 +116,11 @@ __global__ void decode_attn_combine(const float* __restrict__ parts, T* __restri
   const float* base = parts + static_cast<int64_t>(bh) * n_parts * G * (hd + 2) + g * (hd + 2);
   const int64_t stride = static_cast<int64_t>(G) * (hd + 2);
   float M = -FLT_MAX;
+  // Unrolled so that the parts' loads are in flight together rather than one round trip each.
+#pragma unroll 8
   for (int p = 0; p < n_parts; ++p) M = fmaxf(M, base[p * stride + hd]);
   float denom = 0.f, num = 0.f;
+#pragma unroll 8
   for (int p = 0; p < n_parts; ++p) {
     const float* part = base + p * stride;
     if (part[hd + 1] == 0.f) continue;  // a warp that saw no key

@@ -45,6 +45,65 @@ __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w
   }
 }
 
+// The same with each thread's 16-byte vectors of the row held in registers (V per thread; rows of
+// a multiple of 16 bytes, 16-byte aligned): two loads in flight per thread instead of a chain of 16
+// dependent scalar loads and a second pass over x. The weight, which no earlier kernel writes, is
+// loaded before the wait for the kernel that wrote x. At decode (one row: a single block) the
+// scalar kernel took 15 us per call on an H200 under Nsight Compute, 65 calls per 8B step.
+template <typename T, int V>
+__global__ void __launch_bounds__(kNormThreads)
+    rms_norm_vec_kernel(const int4* __restrict__ x, const int4* __restrict__ w, int4* __restrict__ y,
+                        int64_t vecs, int64_t H, float eps) {
+  constexpr int E = 16 / sizeof(T);  // elements per vector
+  int4 wv[V], xv[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int64_t i = threadIdx.x + j * kNormThreads;
+    wv[j] = i < vecs ? __ldg(w + i) : make_int4(0, 0, 0, 0);
+  }
+  pdl::wait();
+  pdl::launch_dependents();
+  const int64_t row = blockIdx.x;
+  float acc = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int64_t i = threadIdx.x + j * kNormThreads;
+    xv[j] = i < vecs ? x[row * vecs + i] : make_int4(0, 0, 0, 0);  // zeros add nothing
+    const T* e = reinterpret_cast<const T*>(&xv[j]);
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      const float v = static_cast<float>(e[k]);
+      acc += v * v;
+    }
+  }
+  __shared__ float partial[kNormThreads / 32];
+  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, off);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float v = threadIdx.x < kNormThreads / 32 ? partial[threadIdx.x] : 0.f;
+    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffff, v, off);
+    if (threadIdx.x == 0) partial[0] = v;
+  }
+  __syncthreads();
+  const float rstd = rsqrtf(partial[0] / static_cast<float>(H) + eps);
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int64_t i = threadIdx.x + j * kNormThreads;
+    if (i >= vecs) continue;
+    const T* xe = reinterpret_cast<const T*>(&xv[j]);
+    const T* we = reinterpret_cast<const T*>(&wv[j]);
+    int4 out;
+    T* oe = reinterpret_cast<T*>(&out);
+#pragma unroll
+    for (int k = 0; k < E; ++k) {
+      const T n = static_cast<T>(static_cast<float>(xe[k]) * rstd);
+      oe[k] = static_cast<T>(static_cast<float>(we[k]) * static_cast<float>(n));
+    }
+    y[row * vecs + i] = out;
+  }
+}
+
 // One block per (token, head) of the fused qkv row; thread i handles the rotary pair (i, i + hd/2).
 template <typename T>
 __global__ void rope_cache_kernel(const T* __restrict__ qkv, const int64_t* __restrict__ pos,
@@ -106,6 +165,31 @@ at::Tensor rms_norm_cuda(const at::Tensor& x_in, const at::Tensor& w, double eps
   const int64_t H = x.size(-1), rows = x.numel() / H;
   if (rows == 0) return y;
   auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t row_bytes = H * static_cast<int64_t>(x.element_size());
+  const int64_t vecs = row_bytes / 16;
+  const bool vec = row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0 && w.is_contiguous() &&
+                   vecs <= 8 * kNormThreads;
+  if (vec) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "rms_norm_vec", [&] {
+      auto run = [&](auto kernel) {
+        pdl::launch(kernel, dim3(static_cast<unsigned>(rows)), dim3(kNormThreads), 0, stream,
+                    reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<const int4*>(w.data_ptr()),
+                    reinterpret_cast<int4*>(y.data_ptr()), vecs, H, static_cast<float>(eps));
+      };
+      if (vecs <= kNormThreads) {
+        run(rms_norm_vec_kernel<scalar_t, 1>);
+      } else if (vecs <= 2 * kNormThreads) {
+        run(rms_norm_vec_kernel<scalar_t, 2>);
+      } else if (vecs <= 4 * kNormThreads) {
+        run(rms_norm_vec_kernel<scalar_t, 4>);
+      } else {
+        run(rms_norm_vec_kernel<scalar_t, 8>);
+      }
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return y;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "rms_norm_cuda", [&] {
     pdl::launch(rms_norm_kernel<scalar_t>, dim3(static_cast<unsigned>(rows)), dim3(kNormThreads), 0,
                 stream, x.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),

@@ -8,54 +8,35 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 namespace jointnas::model {
 
-struct CudaGraphDecoder::Impl {
-  at::cuda::CUDAGraph graph;
-  at::Tensor token;   // [B, 1] int64, device
-  at::Tensor pos;     // [1] int64, device
-  at::Tensor logits;  // [B, 1, V], output of the captured step
-};
+namespace {
 
-CudaGraphDecoder::CudaGraphDecoder(const LlamaModel& model, KVCache& cache)
-    : impl_(std::make_unique<Impl>()) {
-  auto dev = model.options().device;
-  impl_->token = at::zeros({cache.batch, 1}, at::TensorOptions().device(dev).dtype(at::kLong));
-  impl_->pos = at::full({1}, cache.length, at::TensorOptions().device(dev).dtype(at::kLong));
-  // Capture must run on a side stream; warm-up calls first so that cuBLAS handles, workspaces
-  // and SDPA kernel selection happen outside the capture. Warm-up writes K/V at `pos`, which the
-  // first real step overwrites.
-  c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
-  stream.synchronize();
-  {
-    c10::cuda::CUDAStreamGuard guard(stream);
-    for (int i = 0; i < 2; ++i) impl_->logits = model.decode_step_static(impl_->token, impl_->pos, cache);
-    stream.synchronize();
-    impl_->graph.capture_begin();
-    impl_->logits = model.decode_step_static(impl_->token, impl_->pos, cache);
-    impl_->graph.capture_end();
-  }
-  stream.synchronize();
+// Every capture runs on one side stream per device. cuBLAS keeps a workspace per (handle, stream)
+// pair, allocated through the caching allocator and never returned: with a fresh pool stream per
+// capture, a validation of 32 CUDA-graph prefills kept up to 32 workspaces allocated, and the
+// measured peak memory drifted up by ~30 MB per model (docs/benchmarks.md, issue 4).
+c10::cuda::CUDAStream capture_stream() {
+  static std::mutex mu;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+  const c10::DeviceIndex device = c10::cuda::current_device();
+  const std::lock_guard<std::mutex> lock(mu);
+  auto it = streams.find(device);
+  if (it == streams.end()) it = streams.emplace(device, c10::cuda::getStreamFromPool(false, device)).first;
+  return it->second;
 }
 
-CudaGraphDecoder::~CudaGraphDecoder() = default;
-
-at::Tensor CudaGraphDecoder::step(int64_t token, int64_t pos) {
-  impl_->token.fill_(token);
-  impl_->pos.fill_(pos);
-  impl_->graph.replay();
-  return impl_->logits;
-}
-
-void CudaGraphDecoder::replay() { impl_->graph.replay(); }
+}  // namespace
 
 struct CudaGraphCall::Impl {
   at::cuda::CUDAGraph graph;
 };
 
 CudaGraphCall::CudaGraphCall(const std::function<void()>& fn) : impl_(std::make_unique<Impl>()) {
-  c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool();
+  c10::cuda::CUDAStream stream = capture_stream();
   c10::cuda::getCurrentCUDAStream().synchronize();
   {
     c10::cuda::CUDAStreamGuard guard(stream);
@@ -80,6 +61,35 @@ CudaGraphCall::CudaGraphCall(const std::function<void()>& fn) : impl_(std::make_
 CudaGraphCall::~CudaGraphCall() = default;
 
 void CudaGraphCall::replay() { impl_->graph.replay(); }
+
+struct CudaGraphDecoder::Impl {
+  at::Tensor token;   // [B, 1] int64, device
+  at::Tensor pos;     // [1] int64, device
+  at::Tensor logits;  // [B, 1, V], output of the captured step
+  std::unique_ptr<CudaGraphCall> call;
+};
+
+CudaGraphDecoder::CudaGraphDecoder(const LlamaModel& model, KVCache& cache)
+    : impl_(std::make_unique<Impl>()) {
+  auto dev = model.options().device;
+  impl_->token = at::zeros({cache.batch, 1}, at::TensorOptions().device(dev).dtype(at::kLong));
+  impl_->pos = at::full({1}, cache.length, at::TensorOptions().device(dev).dtype(at::kLong));
+  // The two warm-up calls of CudaGraphCall write K/V at `pos`, which the first real step overwrites.
+  Impl* impl = impl_.get();
+  impl_->call = std::make_unique<CudaGraphCall>(
+      [impl, &model, &cache] { impl->logits = model.decode_step_static(impl->token, impl->pos, cache); });
+}
+
+CudaGraphDecoder::~CudaGraphDecoder() = default;
+
+at::Tensor CudaGraphDecoder::step(int64_t token, int64_t pos) {
+  impl_->token.fill_(token);
+  impl_->pos.fill_(pos);
+  impl_->call->replay();
+  return impl_->logits;
+}
+
+void CudaGraphDecoder::replay() { impl_->call->replay(); }
 
 void cuda_synchronize() { c10::cuda::getCurrentCUDAStream().synchronize(); }
 

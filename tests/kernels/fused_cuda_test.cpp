@@ -26,7 +26,7 @@ at::TensorOptions on_gpu(at::ScalarType t) { return at::TensorOptions().device(a
 TEST(FusedCuda, RmsNormMatchesReference) {
   REQUIRE_CUDA();
   for (auto dt : {at::kBFloat16, at::kFloat}) {
-    for (int64_t H : {64, 384, 4096, 4099}) {
+    for (int64_t H : {64, 384, 4096, 4099, 14336, 20000}) {  // vector kernel (V = 1, 2, 4, 8), scalar
       for (int64_t rows : {1, 3, 17}) {
         at::Tensor x = at::randn({rows, H}, on_gpu(dt)) * 3;
         at::Tensor w = 1 + 0.1 * at::randn({H}, on_gpu(dt));
