@@ -1,6 +1,8 @@
-// Split-K decode attention. Pass 1: block (b*nkv + h, chunk) of 4 warps; warp w takes keys
-// chunk*64 + w, +4, ... up to pos, keeps an online softmax (max m, sum l, acc[hd]) per query head
-// and writes it as one "part". Pass 2: one block per (b, h, g) merges the parts:
+// Decode attention. Caches of up to 32 W keys (W = 16 warps, 8 at G = 8): one block per (b, kv
+// head) over every valid key, warps merged in shared memory (decode_attn_single). Longer caches:
+// split-K. Pass 1: block (b*nkv + h, chunk) of 4 warps; warp w takes keys chunk*64 + w, +4, ...
+// up to pos, keeps an online softmax (max m, sum l, acc[hd]) per query head and writes it as one
+// "part". Pass 2: one block per (b, h, g) merges the parts:
 // out = sum_p acc_p e^(m_p - M) / sum_p l_p e^(m_p - M). Each lane owns hd/32 elements of a row,
 // so a key row is one coalesced 2*hd-byte read per warp.
 #include <ATen/ATen.h>
@@ -22,45 +24,29 @@ constexpr int kChunk = 64;  // keys per block
 // G query heads per KV head and EPL = hd / 32 elements per lane are compile-time constants: with
 // run-time bounds the per-lane arrays went to local memory (255 registers + a 336-byte stack frame
 // in the first version, 1.5x slower than the masked SDPA it replaced).
+// One warp's online softmax over its keys j0, j0 + stride, ... < j_end: running max m, sum l and
+// acc[hd] per query head. The K/V rows of kBatch keys are all requested before the first is used
+// (a chain of 16 dependent load round trips per warp became 4).
 template <typename T, int G, int EPL>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    decode_attn_partial(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
-                        const int64_t* __restrict__ pos, float* __restrict__ parts, int64_t L,
-                        int n_parts, float scale) {
-  pdl::wait();
-  pdl::launch_dependents();
-  constexpr int kMaxG = G, kMaxEpl = EPL, hd = EPL * 32;
-  const int bh = blockIdx.x, chunk = blockIdx.y;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  constexpr int epl = EPL;
-  const int64_t valid = pos[0] + 1;
-  const int part = chunk * kWarpsPerBlock + warp;
-  float* out = parts + (static_cast<int64_t>(bh) * n_parts + part) * G * (hd + 2);
-  float qr[kMaxG][kMaxEpl], acc[kMaxG][kMaxEpl], m[kMaxG], l[kMaxG];
+__device__ __forceinline__ void warp_attend(const float (&qr)[G][EPL], const T* __restrict__ kb,
+                                            const T* __restrict__ vb, int64_t j0, int64_t j_end,
+                                            int stride, int lane, float (&acc)[G][EPL], float (&m)[G],
+                                            float (&l)[G]) {
+  constexpr int hd = EPL * 32, kBatch = 4;
 #pragma unroll
-  for (int g = 0; g < kMaxG; ++g) {
+  for (int g = 0; g < G; ++g) {
     m[g] = -FLT_MAX;
     l[g] = 0.f;
 #pragma unroll
-    for (int e = 0; e < kMaxEpl; ++e) {
-      acc[g][e] = 0.f;
-      qr[g][e] = (g < G && e < epl) ? static_cast<float>(q[(static_cast<int64_t>(bh) * G + g) * hd + e * 32 + lane]) * scale : 0.f;
-    }
+    for (int e = 0; e < EPL; ++e) acc[g][e] = 0.f;
   }
-  const T* kb = k + static_cast<int64_t>(bh) * L * hd;
-  const T* vb = v + static_cast<int64_t>(bh) * L * hd;
-  // The warp's keys j0, j0 + 4, ... in batches of kBatch whose K/V rows are all requested before
-  // the first is used: a chain of 16 dependent load round trips per warp became 4 (same order of
-  // keys, same result).
-  constexpr int kBatch = 4;
-  const int64_t j_end = min(valid, static_cast<int64_t>(chunk + 1) * kChunk);
-  for (int64_t jb = static_cast<int64_t>(chunk) * kChunk + warp; jb < j_end; jb += kBatch * kWarpsPerBlock) {
-    T kraw[kBatch][kMaxEpl], vraw[kBatch][kMaxEpl];
+  for (int64_t jb = j0; jb < j_end; jb += kBatch * stride) {
+    T kraw[kBatch][EPL], vraw[kBatch][EPL];
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
-      const int64_t j = jb + b * kWarpsPerBlock;
+      const int64_t j = jb + b * stride;
 #pragma unroll
-      for (int e = 0; e < kMaxEpl; ++e) {
+      for (int e = 0; e < EPL; ++e) {
         if (j < j_end) {
           kraw[b][e] = kb[j * hd + e * 32 + lane];
           vraw[b][e] = vb[j * hd + e * 32 + lane];
@@ -69,40 +55,114 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
-      if (jb + b * kWarpsPerBlock >= j_end) break;  // warp-uniform
-      float kr[kMaxEpl], vr[kMaxEpl];
+      if (jb + b * stride >= j_end) break;  // warp-uniform
 #pragma unroll
-      for (int e = 0; e < kMaxEpl; ++e) {
-        kr[e] = e < epl ? static_cast<float>(kraw[b][e]) : 0.f;
-        vr[e] = e < epl ? static_cast<float>(vraw[b][e]) : 0.f;
-      }
-#pragma unroll
-      for (int g = 0; g < kMaxG; ++g) {
+      for (int g = 0; g < G; ++g) {
         float s = 0.f;
 #pragma unroll
-        for (int e = 0; e < kMaxEpl; ++e) s = fmaf(qr[g][e], kr[e], s);
+        for (int e = 0; e < EPL; ++e) s = fmaf(qr[g][e], static_cast<float>(kraw[b][e]), s);
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffff, s, off);
         const float m_new = fmaxf(m[g], s);
         const float corr = __expf(m[g] - m_new), p = __expf(s - m_new);
         l[g] = l[g] * corr + p;
 #pragma unroll
-        for (int e = 0; e < kMaxEpl; ++e) acc[g][e] = acc[g][e] * corr + p * vr[e];
+        for (int e = 0; e < EPL; ++e) acc[g][e] = acc[g][e] * corr + p * static_cast<float>(vraw[b][e]);
         m[g] = m_new;
       }
     }
   }
+}
+
+// q of head (bh, g) times scale, the lane's EPL elements.
+template <typename T, int G, int EPL>
+__device__ __forceinline__ void load_q(const T* __restrict__ q, int bh, int lane, float scale,
+                                       float (&qr)[G][EPL]) {
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) {
+      qr[g][e] = static_cast<float>(q[(static_cast<int64_t>(bh) * G + g) * EPL * 32 + e * 32 + lane]) * scale;
+    }
+  }
+}
+
+template <typename T, int G, int EPL>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    decode_attn_partial(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                        const int64_t* __restrict__ pos, float* __restrict__ parts, int64_t L,
+                        int n_parts, float scale) {
+  pdl::wait();
+  pdl::launch_dependents();
+  constexpr int hd = EPL * 32;
+  const int bh = blockIdx.x, chunk = blockIdx.y;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t valid = pos[0] + 1;
+  const int part = chunk * kWarpsPerBlock + warp;
+  float* out = parts + (static_cast<int64_t>(bh) * n_parts + part) * G * (hd + 2);
+  float qr[G][EPL], acc[G][EPL], m[G], l[G];
+  load_q<T, G, EPL>(q, bh, lane, scale, qr);
+  const T* kb = k + static_cast<int64_t>(bh) * L * hd;
+  const T* vb = v + static_cast<int64_t>(bh) * L * hd;
+  warp_attend<T, G, EPL>(qr, kb, vb, static_cast<int64_t>(chunk) * kChunk + warp,
+                         min(valid, static_cast<int64_t>(chunk + 1) * kChunk), kWarpsPerBlock, lane, acc, m, l);
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     float* o = out + g * (hd + 2);
 #pragma unroll
-    for (int e = 0; e < kMaxEpl; ++e) {
-      if (e < epl) o[e * 32 + lane] = acc[g][e];
-    }
+    for (int e = 0; e < EPL; ++e) o[e * 32 + lane] = acc[g][e];
     if (lane == 0) {
       o[hd] = m[g];
       o[hd + 1] = l[g];
     }
+  }
+}
+
+// Short caches (L <= 32 W keys): one block of W warps per (b, kv head) attends to every valid key
+// and merges its warps' statistics in shared memory, so no combine kernel follows (one launch
+// fewer per block of the decode step, and no round trip through global memory).
+template <int G>
+inline constexpr int kSingleWarps = G <= 4 ? 16 : 8;  // shared memory: W x G x (hd + 2) floats <= 33 KB
+
+template <typename T, int G, int EPL>
+__global__ void __launch_bounds__(kSingleWarps<G> * 32)
+    decode_attn_single(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                       const int64_t* __restrict__ pos, T* __restrict__ y, int64_t L, float scale) {
+  pdl::wait();
+  pdl::launch_dependents();
+  constexpr int hd = EPL * 32, W = kSingleWarps<G>;
+  __shared__ float st[W][G][hd + 2];
+  const int bh = blockIdx.x;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float qr[G][EPL], acc[G][EPL], m[G], l[G];
+  load_q<T, G, EPL>(q, bh, lane, scale, qr);
+  warp_attend<T, G, EPL>(qr, k + static_cast<int64_t>(bh) * L * hd, v + static_cast<int64_t>(bh) * L * hd,
+                         warp, pos[0] + 1, W, lane, acc, m, l);
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int e = 0; e < EPL; ++e) st[warp][g][e * 32 + lane] = acc[g][e];
+    if (lane == 0) {
+      st[warp][g][hd] = m[g];
+      st[warp][g][hd + 1] = l[g];
+    }
+  }
+  __syncthreads();
+  // As decode_attn_combine, over the W warps of this block.
+  for (int i = threadIdx.x; i < G * hd; i += W * 32) {
+    const int g = i / hd, d = i % hd;
+    float M = -FLT_MAX;
+#pragma unroll
+    for (int w = 0; w < W; ++w) M = fmaxf(M, st[w][g][hd]);
+    float denom = 0.f, num = 0.f;
+#pragma unroll
+    for (int w = 0; w < W; ++w) {
+      if (st[w][g][hd + 1] == 0.f) continue;  // a warp that saw no key
+      const float e = __expf(st[w][g][hd] - M);
+      denom += st[w][g][hd + 1] * e;
+      num += st[w][g][d] * e;
+    }
+    y[(static_cast<int64_t>(bh) * G + g) * hd + d] = static_cast<T>(num / denom);
   }
 }
 
@@ -146,13 +206,21 @@ at::Tensor decode_attention_cuda(const at::Tensor& q_in, const at::Tensor& k, co
               " not instantiated (hd 64/128, G 1-4 or 8)");
   const int n_chunks = static_cast<int>((L + kChunk - 1) / kChunk);
   const int n_parts = n_chunks * kWarpsPerBlock;
-  at::Tensor parts = at::empty({B * nkv, n_parts, G, hd + 2}, q.options().dtype(at::kFloat));
   at::Tensor y = at::empty_like(q);
   auto stream = at::cuda::getCurrentCUDAStream();
   const dim3 grid(static_cast<unsigned>(B * nkv), n_chunks);
   auto run = [&](auto tag, auto g_c, auto epl_c) {
     using T = decltype(tag);
     constexpr int Gc = decltype(g_c)::value, E = decltype(epl_c)::value;
+    if (L <= 32 * kSingleWarps<Gc>) {
+      pdl::launch(decode_attn_single<T, Gc, E>, dim3(static_cast<unsigned>(B * nkv)),
+                  dim3(kSingleWarps<Gc> * 32), 0, stream, reinterpret_cast<const T*>(q.data_ptr()),
+                  reinterpret_cast<const T*>(k.data_ptr()), reinterpret_cast<const T*>(v.data_ptr()),
+                  pos.const_data_ptr<int64_t>(), reinterpret_cast<T*>(y.data_ptr()), L,
+                  static_cast<float>(scale));
+      return;
+    }
+    at::Tensor parts = at::empty({B * nkv, n_parts, G, hd + 2}, q.options().dtype(at::kFloat));
     pdl::launch(decode_attn_partial<T, Gc, E>, grid, dim3(kWarpsPerBlock * 32), 0, stream,
                 reinterpret_cast<const T*>(q.data_ptr()), reinterpret_cast<const T*>(k.data_ptr()),
                 reinterpret_cast<const T*>(v.data_ptr()), pos.const_data_ptr<int64_t>(),

@@ -154,6 +154,33 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, i
   }
 }
 
+// The same on 16-byte vectors (I and the row start a multiple of 16 bytes): one load of gate and one
+// of up per thread, 8 bf16 each, instead of scalar loads.
+template <typename T>
+__global__ void silu_mul_vec_kernel(const int4* __restrict__ gu, int4* __restrict__ out, int64_t rows,
+                                    int64_t vi) {
+  pdl::wait();
+  pdl::launch_dependents();
+  constexpr int E = 16 / sizeof(T);
+  const int64_t n = rows * vi;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / vi, i = idx % vi;
+    const int4 g4 = gu[r * 2 * vi + i], u4 = gu[r * 2 * vi + vi + i];
+    const T* g = reinterpret_cast<const T*>(&g4);
+    const T* u = reinterpret_cast<const T*>(&u4);
+    int4 o4;
+    T* o = reinterpret_cast<T*>(&o4);
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const float gf = static_cast<float>(g[e]);
+      const T act = static_cast<T>(gf / (1.f + __expf(-gf)));
+      o[e] = static_cast<T>(static_cast<float>(act) * static_cast<float>(u[e]));
+    }
+    out[idx] = o4;
+  }
+}
+
 }  // namespace
 
 at::Tensor rms_norm_cuda(const at::Tensor& x_in, const at::Tensor& w, double eps) {
@@ -239,8 +266,20 @@ at::Tensor silu_mul_cuda(const at::Tensor& gu_in) {
   at::Tensor out = at::empty(sizes, gu.options());
   if (rows * I == 0) return out;
   const int threads = 256;
-  const int64_t blocks = std::min<int64_t>((rows * I + threads - 1) / threads, 65535);
   auto stream = at::cuda::getCurrentCUDAStream();
+  const int64_t row_bytes = I * static_cast<int64_t>(gu.element_size());
+  if (row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(gu.data_ptr()) % 16 == 0) {
+    const int64_t vi = row_bytes / 16;
+    const int64_t vblocks = std::min<int64_t>((rows * vi + threads - 1) / threads, 65535);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, gu.scalar_type(), "silu_mul_vec", [&] {
+      pdl::launch(silu_mul_vec_kernel<scalar_t>, dim3(static_cast<unsigned>(vblocks)), dim3(threads), 0,
+                  stream, reinterpret_cast<const int4*>(gu.data_ptr()), reinterpret_cast<int4*>(out.data_ptr()),
+                  rows, vi);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return out;
+  }
+  const int64_t blocks = std::min<int64_t>((rows * I + threads - 1) / threads, 65535);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, gu.scalar_type(), "silu_mul", [&] {
     pdl::launch(silu_mul_kernel<scalar_t>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0,
                 stream, gu.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), rows, I);

@@ -1,7 +1,10 @@
 // Fused CUDA kernels against their ATen references on the same device (label `cuda`).
 // Tolerances: the kernels compute in fp32 with the reference's rounding points; only summation
-// order differs (the RMS statistic), which can flip one rounding of the normalized value: at most
-// 2 ulps of the output dtype, i.e. rtol 2^-7 for bf16 (8-bit mantissa) and 1e-5 for fp32.
+// order differs (the RMS statistic), which can flip one rounding of the normalized value n, and the
+// weight product y = w * n is rounded again: 1 ulp of n plus 1 ulp of y. A bf16 ulp is 2^-8 to 2^-7
+// of the value (2^-7 just above a power of two), so the bound is rtol 2^-6 for bf16; 1e-5 for fp32.
+// (2^-7, one ulp at the worst, failed 7 of 243712 elements at H = 14336.) RoPE and SiLU * mul
+// keep rtol 2^-7.
 #include <cmath>
 #include <vector>
 
@@ -20,6 +23,8 @@ namespace {
 #define REQUIRE_CUDA() \
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device"
 double rtol_for(at::ScalarType t) { return t == at::kBFloat16 ? 1.0 / 128 : 1e-5; }
+// RMSNorm: the two roundings above (1 ulp of n, 1 of y).
+double norm_rtol(at::ScalarType t) { return t == at::kBFloat16 ? 1.0 / 64 : 1e-5; }
 at::TensorOptions on_gpu(at::ScalarType t) { return at::TensorOptions().device(at::kCUDA).dtype(t); }
 }  // namespace
 
@@ -31,7 +36,7 @@ TEST(FusedCuda, RmsNormMatchesReference) {
         at::Tensor x = at::randn({rows, H}, on_gpu(dt)) * 3;
         at::Tensor w = 1 + 0.1 * at::randn({H}, on_gpu(dt));
         at::Tensor got = kernels::rms_norm(x, w, 1e-5), ref = kernels::rms_norm_ref(x, w, 1e-5);
-        EXPECT_TRUE(jointnas::testing::all_close(got, ref, 1e-6, rtol_for(dt))) << H << " " << rows;
+        EXPECT_TRUE(jointnas::testing::all_close(got, ref, 1e-6, norm_rtol(dt))) << H << " " << rows;
       }
     }
   }
@@ -64,7 +69,7 @@ TEST(FusedCuda, RopeAndCacheMatchesReference) {
 TEST(FusedCuda, SiluMulMatchesReference) {
   REQUIRE_CUDA();
   for (auto dt : {at::kBFloat16, at::kFloat}) {
-    for (int64_t I : {172, 1152, 14336}) {
+    for (int64_t I : {172, 173, 1152, 14336}) {  // scalar (bf16 172, 173) and 16-byte vector kernels
       at::Tensor gu = at::randn({3, 2 * I}, on_gpu(dt)) * 4;
       EXPECT_TRUE(jointnas::testing::all_close(kernels::silu_mul(gu), kernels::silu_mul_ref(gu), 1e-6,
                                                 rtol_for(dt)))
@@ -116,24 +121,28 @@ TEST(DecodeAttentionCuda, MatchesSdpaOnValidPrefix) {
   // of 4 = 2^-5, rtol 2^-7; fp32: exp/sum-order differences only, 1e-5.
   for (auto dt : {at::kBFloat16, at::kFloat}) {
     for (int64_t hd : {64, 128}) {
-      for (int64_t G : {1, 3, 4}) {
-        const int64_t B = 2, nkv = 3, L = 300;
-        at::Tensor q = at::randn({B, nkv, G, hd}, on_gpu(dt));
-        at::Tensor k = at::randn({B, nkv, L, hd}, on_gpu(dt)), v = at::randn({B, nkv, L, hd}, on_gpu(dt));
-        // Poison the invalid tail: the kernel must never read past pos.
-        for (int64_t pos : {0, 1, 63, 64, 200, 299}) {
-          at::Tensor kp = k.clone(), vp = v.clone();
-          if (pos + 1 < L) {
-            kp.narrow(2, pos + 1, L - pos - 1).fill_(1e4);
-            vp.narrow(2, pos + 1, L - pos - 1).fill_(NAN);
+      for (int64_t G : {1, 3, 4, 8}) {
+        // One block per KV head (decode_attn_single) up to L = 512 (G <= 4) or 256 (G = 8), else
+        // split-K and combine.
+        for (int64_t L : {200, 300, 700}) {
+          const int64_t B = 2, nkv = 3;
+          at::Tensor q = at::randn({B, nkv, G, hd}, on_gpu(dt));
+          at::Tensor k = at::randn({B, nkv, L, hd}, on_gpu(dt)), v = at::randn({B, nkv, L, hd}, on_gpu(dt));
+          // Poison the invalid tail: the kernel must never read past pos.
+          for (int64_t pos : {int64_t{0}, int64_t{1}, int64_t{63}, int64_t{64}, int64_t{199}, L - 1}) {
+            at::Tensor kp = k.clone(), vp = v.clone();
+            if (pos + 1 < L) {
+              kp.narrow(2, pos + 1, L - pos - 1).fill_(1e4);
+              vp.narrow(2, pos + 1, L - pos - 1).fill_(NAN);
+            }
+            const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+            ASSERT_TRUE(kernels::decode_attention_applies(q, kp));
+            at::Tensor got = kernels::decode_attention(q, kp, vp, at::full({1}, pos, on_gpu(at::kLong)), scale);
+            at::Tensor ref = kernels::decode_attention_ref(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), pos, scale);
+            const bool bf = dt == at::kBFloat16;
+            EXPECT_TRUE(jointnas::testing::all_close(got, ref, bf ? 1.0 / 32 : 1e-5, bf ? 1.0 / 128 : 1e-5))
+                << "hd " << hd << " G " << G << " L " << L << " pos " << pos;
           }
-          const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
-          ASSERT_TRUE(kernels::decode_attention_applies(q, kp));
-          at::Tensor got = kernels::decode_attention(q, kp, vp, at::full({1}, pos, on_gpu(at::kLong)), scale);
-          at::Tensor ref = kernels::decode_attention_ref(q.to(at::kFloat), k.to(at::kFloat), v.to(at::kFloat), pos, scale);
-          const bool bf = dt == at::kBFloat16;
-          EXPECT_TRUE(jointnas::testing::all_close(got, ref, bf ? 1.0 / 32 : 1e-5, bf ? 1.0 / 128 : 1e-5))
-              << "hd " << hd << " G " << G << " pos " << pos;
         }
       }
     }
