@@ -3,6 +3,8 @@
 // in shared memory, each warp owns R rows and issues R x U independent 16-byte loads per lane
 // before using any of them, 8 warps per block. Launched programmatically (pdl_cuda.h): the first
 // chunk of weights is prefetched to L2 before the wait for the previous kernel.
+#include <type_traits>
+
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
@@ -30,10 +32,11 @@ __device__ __forceinline__ float dot8(const int4& a, const int4& b) {
 }
 
 // R rows per warp, U 16-byte loads per row issued before use: R * U * 512 bytes in flight per warp.
-template <int R, int U>
+// OutT: bf16, or float for logits (the fp32 sum unrounded; no residual then).
+template <int R, int U, typename OutT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __restrict__ w,
                                                                 const int4* __restrict__ x,
-                                                                __nv_bfloat16* __restrict__ y,
+                                                                OutT* __restrict__ y,
                                                                 const __nv_bfloat16* __restrict__ residual,
                                                                 int64_t n_rows, int64_t k8) {
   extern __shared__ int4 xs[];  // k8 vectors of 8 bf16
@@ -78,36 +81,51 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __re
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc[r] += __shfl_xor_sync(0xffffffff, acc[r], off);
     if (lane == 0 && row0 + r < n_rows) {
-      // With a residual: r + bf16(W x), rounded like the unfused `x + linear(...)` (two roundings).
-      const __nv_bfloat16 out = __float2bfloat16(acc[r]);
-      y[row0 + r] = residual == nullptr
-                        ? out
-                        : __float2bfloat16(__bfloat162float(residual[row0 + r]) + __bfloat162float(out));
+      if constexpr (std::is_same_v<OutT, float>) {
+        y[row0 + r] = acc[r];
+      } else {
+        // With a residual: r + bf16(W x), rounded like the unfused `x + linear(...)` (two roundings).
+        const __nv_bfloat16 out = __float2bfloat16(acc[r]);
+        y[row0 + r] = residual == nullptr
+                          ? out
+                          : __float2bfloat16(__bfloat162float(residual[row0 + r]) + __bfloat162float(out));
+      }
     }
   }
 }
 
-template <int R, int U>
-void launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, const at::Tensor* residual,
-            int64_t N, int64_t K) {
+template <int R, int U, typename OutT>
+void launch_out(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, const at::Tensor* residual,
+                int64_t N, int64_t K) {
   const size_t smem = static_cast<size_t>(K) * 2;
   if (smem > 48 * 1024) {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(gemv_bf16_kernel<R, U>,
+    C10_CUDA_CHECK(cudaFuncSetAttribute(gemv_bf16_kernel<R, U, OutT>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   }
   const int64_t blocks = (N + kWarps * R - 1) / (kWarps * R);
-  pdl::launch(gemv_bf16_kernel<R, U>, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), smem,
+  pdl::launch(gemv_bf16_kernel<R, U, OutT>, dim3(static_cast<unsigned>(blocks)), dim3(kWarps * 32), smem,
               at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(w.data_ptr()),
-              reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
+              reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<OutT*>(y.data_ptr()),
               residual != nullptr ? reinterpret_cast<const __nv_bfloat16*>(residual->data_ptr()) : nullptr,
               N, K / 8);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+template <int R, int U>
+void launch(const at::Tensor& x, const at::Tensor& w, at::Tensor& y, const at::Tensor* residual,
+            int64_t N, int64_t K) {
+  if (y.scalar_type() == at::kFloat) {
+    launch_out<R, U, float>(x, w, y, residual, N, K);
+  } else {
+    launch_out<R, U, __nv_bfloat16>(x, w, y, residual, N, K);
+  }
+}
+
 }  // namespace
 
 at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int variant,
-                          const at::Tensor* residual) {
+                          const at::Tensor* residual, bool fp32_out) {
+  TORCH_CHECK(!(fp32_out && residual != nullptr), "gemv_bf16: an fp32 output takes no residual");
   TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.scalar_type() == at::kBFloat16 && w.is_cuda(),
               "gemv_bf16: w must be a contiguous bf16 CUDA matrix [N, K], got ", w.sizes());
   const int64_t N = w.size(0), K = w.size(1);
@@ -115,7 +133,7 @@ at::Tensor gemv_bf16_cuda(const at::Tensor& x_in, const at::Tensor& w, int varia
   TORCH_CHECK(x_in.numel() == K && x_in.scalar_type() == at::kBFloat16 && x_in.is_cuda(),
               "gemv_bf16: x must hold K = ", K, " bf16 values on the device, got ", x_in.sizes());
   at::Tensor x = x_in.reshape({K}).contiguous();
-  at::Tensor y = at::empty({N}, w.options());
+  at::Tensor y = at::empty({N}, w.options().dtype(fp32_out ? at::kFloat : at::kBFloat16));
   if (N == 0) return y;
   at::Tensor res_c;
   const at::Tensor* res = nullptr;

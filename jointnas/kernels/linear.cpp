@@ -7,7 +7,7 @@ namespace jointnas::kernels {
 
 #ifdef JNAS_WITH_CUDA
 at::Tensor gemv_bf16_cuda(const at::Tensor& x, const at::Tensor& w, int variant,
-                          const at::Tensor* residual);
+                          const at::Tensor* residual, bool fp32_out = false);
 #endif
 
 bool gemv_applies(const at::Tensor& x, const at::Tensor& w) {
@@ -42,6 +42,20 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w) {
     return gemv_bf16(x, w).view(sizes);
   }
   return at::linear(x, w);
+}
+
+at::Tensor linear_logits(const at::Tensor& x, const at::Tensor& w) {
+  if (x.scalar_type() == at::kFloat) return kernels::linear(x, w);
+#ifdef JNAS_WITH_CUDA
+  auto sizes = x.sizes().vec();
+  sizes.back() = w.dim() == 2 ? w.size(0) : 0;
+  if (gemv_applies(x, w)) return gemv_bf16_cuda(x, w, 0, nullptr, /*fp32_out=*/true).view(sizes);
+  if (x.is_cuda() && w.is_cuda() && w.dim() == 2 && x.scalar_type() == w.scalar_type() &&
+      (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
+    return at::mm(x.reshape({-1, x.size(-1)}), w.t(), at::kFloat).view(sizes);  // cuBLAS, fp32 C
+  }
+#endif
+  return kernels::linear(x, w).to(at::kFloat);
 }
 
 }  // namespace jointnas::kernels

@@ -16,8 +16,8 @@ class CudaGraphDecoder {
   // Captures model.decode_step_static over `cache` (which must outlive this object).
   CudaGraphDecoder(const LlamaModel& model, KVCache& cache);
   ~CudaGraphDecoder();
-  // Writes `token` at position `pos` and replays the graph; returns logits [B, 1, V] in the
-  // compute dtype (a static buffer, overwritten by the next step).
+  // Writes `token` at position `pos` and replays the graph; returns fp32 logits [B, 1, V]
+  // (a static buffer, overwritten by the next step).
   at::Tensor step(int64_t token, int64_t pos);
   // Replays with the current token/position buffers (benchmarks).
   void replay();

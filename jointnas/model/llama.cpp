@@ -434,7 +434,7 @@ at::Tensor LlamaModel::run(const at::Tensor& dev_ids, KVCache* cache, bool last_
   if (cache != nullptr) cache->length = past + T;
   if (last_only) x = x.narrow(1, T - 1, 1);
   x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
-  return kernels::linear(x, lm_head_).to(at::kFloat);
+  return kernels::linear_logits(x, lm_head_);  // fp32
 }
 
 at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tensor& pos,
@@ -447,7 +447,7 @@ at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tenso
     x = block(l, x, pos, &cache, 0, &mask, nullptr);
   }
   x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
-  return kernels::linear(x, lm_head_);  // compute dtype; callers argmax on device
+  return kernels::linear_logits(x, lm_head_);  // fp32; callers argmax on device
 }
 
 std::map<std::string, at::Tensor> LlamaModel::state_dict() const {

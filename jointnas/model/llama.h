@@ -80,7 +80,7 @@ class LlamaModel {
 
   // One decode step with the position given as a device tensor, so that it can be captured in a
   // CUDA graph: ids [B, 1], pos int64 [1] (the position of the new token). Attends over the whole
-  // cache with a mask key_pos <= pos; does not touch cache.length.
+  // cache with a mask key_pos <= pos; does not touch cache.length. Returns fp32 logits [B, 1, V].
   at::Tensor decode_step_static(const at::Tensor& ids, const at::Tensor& pos, KVCache& cache) const;
 
   // A prefill without host synchronization, so that it can be captured in a CUDA graph: `dev_ids`

@@ -305,7 +305,7 @@ void profile_keys(LatencyTable& table, const std::vector<std::string>& keys, con
       st = time_ms(o.device, [&] {
         const at::Tensor& emb = embs[r++ % embs.size()];
         at::embedding(emb, ids);
-        kernels::linear(kernels::rms_norm(x, w, o.rms_eps), emb);
+        kernels::linear_logits(kernels::rms_norm(x, w, o.rms_eps), emb);  // as the runtime: fp32 logits
       }, o.warmup, o.repeats);
     } else {
       throw ConfigError(fmt::format("latency-table key '{}': unknown op '{}'", key, p.op));

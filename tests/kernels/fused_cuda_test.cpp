@@ -6,6 +6,7 @@
 // (2^-7, one ulp at the worst, failed 7 of 243712 elements at H = 14336.) RoPE and SiLU * mul
 // keep rtol 2^-7.
 #include <cmath>
+#include <tuple>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -99,6 +100,18 @@ TEST(GemvCuda, MatchesFp32Reference) {
                                                 1.0 / 256))
           << N << "x" << K << " variant " << v;
     }
+  }
+  // Logits: the fp32 sum unrounded, from the GEMV (one row) and from cuBLAS (more rows). Only the
+  // summation order differs from the reference: ~sqrt(K) 2^-24 |w_n||x|; atol 2^-16 of the scale.
+  for (auto [M, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 4097, 4104}, {1, 3, 64}, {5, 1000, 4096}}) {
+    at::Tensor w3 = at::randn({N, K}, on_gpu(at::kBFloat16));
+    at::Tensor x3 = at::randn({1, M, K}, on_gpu(at::kBFloat16));
+    at::Tensor got = kernels::linear_logits(x3, w3);
+    ASSERT_EQ(got.scalar_type(), at::kFloat);
+    ASSERT_EQ(got.sizes(), (std::vector<int64_t>{1, M, N}));
+    const double scale = std::sqrt(static_cast<double>(K));
+    EXPECT_TRUE(jointnas::testing::all_close(got, at::linear(x3.to(at::kFloat), w3.to(at::kFloat)), scale / 65536, 1e-5))
+        << M << "x" << N << "x" << K;
   }
   // Fused residual: exactly the unfused expression r + bf16(W x) when both use the GEMV.
   for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {17, 1160}}) {

@@ -62,11 +62,12 @@ TEST(LlamaCuda, Ref17mBf16ArgmaxAgrees) {
   const double frac = agree.to(at::kDouble).mean().item<double>();
   RecordProperty("argmax_agreement", std::to_string(frac));
   std::printf("bf16 vs fp32 argmax agreement: %.4f over %ld positions\n", frac, (long)agree.numel());
-  // The issue's bar is 99%, but transformers' own bf16 LlamaForCausalLM reaches only 98.49% (sdpa)
-  // / 98.63% (eager) against its fp32 on exactly these 4096 positions (scripts/bf16_agreement.py,
-  // H200, 2026-11-26, docs/benchmarks.md): 99% is not reachable in bf16 for this model. The test
-  // holds us to the reference: no more than 0.5 points below transformers' sdpa agreement.
-  EXPECT_GE(frac, 0.9849 - 0.005);
+  // Issue 2's bar. ref-17m's weights are exactly bf16 (rounding them changes no argmax), so the
+  // flips come from rounding activations; rounding the logits themselves to bf16 (ulp 2^-4 at
+  // |x| ~ 10, where 1 % of top-2 gaps are below 0.012) was the largest share: with bf16 logits
+  // this runtime agreed on 98.68 % and transformers' bf16 on 98.49 % (sdpa, H200, 2026-11-26).
+  // The head now returns the fp32 accumulation (kernels::linear_logits).
+  EXPECT_GE(frac, 0.99);
 }
 
 TEST(LlamaCuda, Fp32MatchesCpuGreedyIds) {
