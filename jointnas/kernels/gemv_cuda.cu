@@ -55,7 +55,21 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_bf16_kernel(const int4* __re
   pdl::prefetch_rows<R>(w, k8 * 16, row0, n_rows, U * 4, lane);
   pdl::wait();
   pdl::launch_dependents();
-  for (int64_t i = threadIdx.x; i < k8; i += blockDim.x) xs[i] = x[i];
+  // x to shared memory with up to kStage loads per thread in flight: as a plain loop the loads went
+  // out one round trip at a time, 7 in a row for the down projection's 28 KB before any weight was
+  // used.
+  constexpr int kStage = 8;
+  for (int64_t base = threadIdx.x; base < k8; base += kStage * kWarps * 32) {
+    int4 t[kStage];
+#pragma unroll
+    for (int u = 0; u < kStage; ++u) {
+      if (base + u * kWarps * 32 < k8) t[u] = x[base + u * kWarps * 32];
+    }
+#pragma unroll
+    for (int u = 0; u < kStage; ++u) {
+      if (base + u * kWarps * 32 < k8) xs[base + u * kWarps * 32] = t[u];
+    }
+  }
   __syncthreads();
   if (row0 >= n_rows) return;
   int64_t i = lane;
