@@ -5,25 +5,18 @@ under the MANIFEST protocol. Tells bf16 noise of this model apart from a defect 
 Usage (GPU machine): python3 scripts/bf16_agreement.py SHARED_DIR
 """
 import json
+import os
 import sys
 
-import sentencepiece as spm
 import torch
 from transformers import LlamaForCausalLM
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wiki_positions import wiki_stream  # noqa: E402
+
 shared = sys.argv[1]
 d = f"{shared}/models/ref-17m"
-sp = spm.SentencePieceProcessor(model_file=f"{d}/tokenizer.model")
-text = open(f"{shared}/data/text/wikitext2/wiki.test.raw", encoding="utf-8").read()
-docs = []
-for piece in text.split("\n\n"):  # MANIFEST protocol (docs/cli.md, "paragraphs")
-    docs += piece.split("\n") if len(piece) > 20000 else [piece]
-stream = []
-for doc in docs:
-    if doc.strip():
-        stream += [1] + sp.encode(doc) + [2]
-    if len(stream) >= 4 * 1024:
-        break
+stream = wiki_stream(shared, 4 * 1024)
 x = torch.tensor(stream[:4 * 1024]).view(4, 1024).cuda()
 with torch.no_grad():
     out = {}

@@ -7,25 +7,18 @@ MANIFEST protocol):
   3. the same bf16 model, logits computed in fp32 from its bf16 final hidden state.
 Usage: python3 scripts/bf16_logits_share.py SHARED_DIR
 """
+import os
 import sys
 
-import sentencepiece as spm
 import torch
 from transformers import LlamaForCausalLM
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wiki_positions import wiki_stream  # noqa: E402
+
 shared = sys.argv[1] if len(sys.argv) > 1 else "../shared"
 d = f"{shared}/models/ref-17m"
-sp = spm.SentencePieceProcessor(model_file=f"{d}/tokenizer.model")
-text = open(f"{shared}/data/text/wikitext2/wiki.test.raw", encoding="utf-8").read()
-docs = []
-for piece in text.split("\n\n"):  # MANIFEST protocol (docs/cli.md, "paragraphs")
-    docs += piece.split("\n") if len(piece) > 20000 else [piece]
-stream = []
-for doc in docs:
-    if doc.strip():
-        stream += [1] + sp.encode(doc) + [2]
-    if len(stream) >= 4 * 1024:
-        break
+stream = wiki_stream(shared, 4 * 1024)
 x = torch.tensor(stream[:4 * 1024]).view(4, 1024)
 with torch.no_grad():
     m = LlamaForCausalLM.from_pretrained(d, dtype=torch.float32).eval()

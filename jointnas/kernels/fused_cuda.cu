@@ -14,6 +14,22 @@ namespace {
 
 constexpr int kNormThreads = 256;
 
+// Sum of `v` over the kNormThreads threads of the block (warp shuffles, then shared memory); every
+// thread gets the total.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float partial[kNormThreads / 32];
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffff, v, off);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    float t = threadIdx.x < kNormThreads / 32 ? partial[threadIdx.x] : 0.f;
+    for (int off = 16; off > 0; off >>= 1) t += __shfl_xor_sync(0xffffffff, t, off);
+    if (threadIdx.x == 0) partial[0] = t;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
 // One block per row: sum of squares in fp32, block reduction through shared memory.
 template <typename T>
 __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
@@ -28,17 +44,7 @@ __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w
     float v = static_cast<float>(xr[i]);
     acc += v * v;
   }
-  __shared__ float partial[kNormThreads / 32];
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, off);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < kNormThreads / 32 ? partial[threadIdx.x] : 0.f;
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffff, v, off);
-    if (threadIdx.x == 0) partial[0] = v;
-  }
-  __syncthreads();
-  const float rstd = rsqrtf(partial[0] / static_cast<float>(H) + eps);
+  const float rstd = rsqrtf(block_sum(acc) / static_cast<float>(H) + eps);
   for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
     T n = static_cast<T>(static_cast<float>(xr[i]) * rstd);
     yr[i] = static_cast<T>(static_cast<float>(w[i]) * static_cast<float>(n));
@@ -76,17 +82,7 @@ __global__ void __launch_bounds__(kNormThreads)
       acc += v * v;
     }
   }
-  __shared__ float partial[kNormThreads / 32];
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, off);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = acc;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float v = threadIdx.x < kNormThreads / 32 ? partial[threadIdx.x] : 0.f;
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffff, v, off);
-    if (threadIdx.x == 0) partial[0] = v;
-  }
-  __syncthreads();
-  const float rstd = rsqrtf(partial[0] / static_cast<float>(H) + eps);
+  const float rstd = rsqrtf(block_sum(acc) / static_cast<float>(H) + eps);
 #pragma unroll
   for (int j = 0; j < V; ++j) {
     const int64_t i = threadIdx.x + j * kNormThreads;
