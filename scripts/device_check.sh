@@ -81,22 +81,6 @@ if [ "$what" = pdl ]; then
         --repeats 30 "${extra[@]}" --format json 2>> "$OUT/bench.err" | python3 -c "import json,sys; j=json.load(sys.stdin); print('$f $mode', round(j['decode'][0]['ms'],3), 'x floor', round(j['decode'][0]['ratio_to_floor'],3))"
     done
   done
-  if [ -n "${JNAS_NSYS:-}" ]; then
-    # Per-kernel times of the CUDA-graph decode step (scripts/nsys_decode.py).
-    NS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
-    if [ -n "$NS" ]; then
-      for mode in serial pdl; do
-        extra=(); [ $mode = serial ] && extra=(--no-pdl)
-        "$NS" profile --cuda-graph-trace=node -o /tmp/nsys_$mode -f true $J bench --config configs/llama-3.1-8b.json \
-          --random-weights --device cuda --contexts ${JNAS_NSYS_CTX:-128} --repeats 20 --min-time-ms 0 --min-warmup-ms 0 \
-          "${extra[@]}" > /tmp/nsys_$mode.log 2>&1 || tail -5 /tmp/nsys_$mode.log
-        "$NS" stats --report cuda_gpu_trace --format csv -o /tmp/nsys_$mode /tmp/nsys_$mode.nsys-rep > /dev/null 2>&1
-        echo "== nsys $mode"; python3 scripts/nsys_decode.py /tmp/nsys_${mode}_cuda_gpu_trace.csv | tee -a "$OUT/nsys_decode.txt"
-      done
-    else
-      echo "== no nsys on this machine"; ls /usr/local/cuda/bin | grep -i nsight
-    fi
-  fi
   rm -f "$OUT/cmake.log" "$OUT/build.log"
   exit 0
 fi
@@ -110,7 +94,7 @@ if [ "$what" = ncu ]; then
   "$NCU" --csv --print-units base --page raw --metrics gpu__time_duration.sum,launch__grid_size -k "regex:gemv|rms_norm|rope|decode_attn|silu" \
     $J bench "${b[@]}" --repeats 1 --warmup 1 --min-warmup-ms 0 --min-time-ms 0 > /tmp/ncu.csv 2> /tmp/ncu.err \
     || tail -5 /tmp/ncu.err
-  python3 scripts/ncu_decode.py /tmp/ncu.csv 322 "$step" | tee "$OUT/ncu_decode.txt"
+  python3 scripts/ncu_decode.py /tmp/ncu.csv auto "$step" | tee "$OUT/ncu_decode.txt"
   exit 0
 fi
 if [ "$what" = profile8b ]; then
