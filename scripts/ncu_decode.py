@@ -9,7 +9,9 @@ ncu runs each kernel alone (serialized, caches flushed between kernels), so the 
 kernels' own times without launch gaps or overlap. The last KERNELS_PER_STEP rows are taken as
 the last replayed step (auto: the kernels after the second-to-last launch of the largest grid,
 the LM head GEMV that ends every step, through the last one); with STEP_MS (the graph step measured by `jointnas bench`), the
-difference is what launches, gaps and dependencies cost in the graph.
+difference is what launches, gaps and dependencies cost in the graph. ncu locks base clocks
+and flushes caches by default, so its kernel times run longer than in the replayed graph and the
+difference can be negative (-1.15 ms on an H200, 2026-11-27): compare kernels with each other.
 """
 import csv
 import re
