@@ -1,7 +1,8 @@
-// Decode attention (one new token per sequence) over the valid prefix of a preallocated KV cache,
-// split over the key axis (flash-decoding): partial softmax statistics per warp, then one combine
-// pass. Reads exactly the K/V of positions [0, pos], whatever the cache size; pos lives on the
-// device, so the call can sit inside a CUDA graph.
+// Decode attention (one new token per sequence) over the valid prefix of a preallocated KV cache:
+// partial softmax statistics per warp, merged in shared memory by one block per KV head when the
+// cache holds at most 512 keys (256 at G = 8), else split over the key axis (flash-decoding) and
+// merged by a combine pass. Reads exactly the K/V of positions [0, pos], whatever the cache size;
+// pos lives on the device, so the call can sit inside a CUDA graph.
 #pragma once
 
 #include <ATen/core/Tensor.h>
