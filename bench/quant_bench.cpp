@@ -3,11 +3,17 @@
 // comparison, M in {1, 16, 256, 2048}. CUDA events, median of repeats, rotating weight copies
 // (> 2x L2 in total) so that the cache does not flatter small shapes. One JSON line per
 // (shape, M, format): ms, TFLOP/s, GB/s (weights + activations moved), speed-up over bf16.
+// `ms` times one eager call between two events, so at M = 1 it includes the host's launch of a
+// kernel that runs for 10-40 us. At M <= 16 `graph_ms` is also given: one CUDA graph calls the
+// layer once per rotating copy, back to back, as a CUDA-graph decode step runs its linears;
+// median replay time divided by the calls (the replay's own launch is shared by them).
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
+#include <functional>
 #include <map>
+#include <string>
 
 #include "jointnas/model/cuda_graph_decoder.h"
 #include "jointnas/quant/qkernels_cuda.h"
@@ -17,6 +23,14 @@ namespace {
 
 using jointnas::model::cuda_time_ms;
 namespace q = jointnas::quant;
+
+// Per-call milliseconds of `call(0) .. call(n - 1)` captured in one CUDA graph, replayed.
+double graph_ms(const std::function<void(size_t)>& call, size_t n) {
+  jointnas::model::CudaGraphCall g([&] {
+    for (size_t j = 0; j < n; ++j) call(j);
+  });
+  return cuda_time_ms([&] { g.replay(); }, 3, 30) / static_cast<double>(n);
+}
 
 int copies_for(int64_t bytes) {
   const int64_t target = int64_t(256) << 20;  // 5x the H100/H200 L2 (50 MB)
@@ -52,29 +66,42 @@ int main(int argc, char** argv) {
     }
     for (int64_t M : ms_list) {
       const at::Tensor x = at::randn({M, K}, bf);
-      double bf16_ms = 0;
+      double bf16_ms = 0, bf16_graph_ms = 0;
+      const bool in_graph = M <= 16;
       for (const q::QuantFormat& f : q::formats()) {
         auto& v = lins[f.name];
         size_t i = 0;
         const double ms = cuda_time_ms([&] { v[i++ % v.size()].forward(x); }, 10, M >= 256 ? 50 : 200);
-        if (!f.quantized()) bf16_ms = ms;
+        const double gms = in_graph ? graph_ms([&](size_t j) { v[j].forward(x); }, v.size()) : 0.0;
+        if (!f.quantized()) {
+          bf16_ms = ms;
+          bf16_graph_ms = gms;
+        }
         const double bytes = static_cast<double>(v[0].weight_bytes()) + 2.0 * M * (K + N);
+        std::string graph;
+        if (in_graph) {
+          graph = fmt::format(", \"graph_ms\": {:.5f}, \"graph_gb_s\": {:.0f}, \"graph_speedup_vs_bf16\": {:.3f}", gms,
+                              bytes / gms / 1e6, bf16_graph_ms / gms);
+        }
         fmt::print("{{\"N\": {}, \"K\": {}, \"M\": {}, \"format\": \"{}\", \"path\": \"{}\", \"ms\": {:.5f}, "
-                   "\"tflops\": {:.2f}, \"gb_s\": {:.0f}, \"speedup_vs_bf16\": {:.3f}}}\n",
+                   "\"tflops\": {:.2f}, \"gb_s\": {:.0f}, \"speedup_vs_bf16\": {:.3f}{}}}\n",
                    N, K, M, f.name, v[0].path_for(M), ms, 2.0 * M * N * K / ms / 1e9, bytes / ms / 1e6,
-                   bf16_ms / ms);
+                   bf16_ms / ms, graph);
       }
       if (M == 1) {
         // Tiling variants of the int4 GEMV (rows per warp x vectors in flight), for tuning.
         auto& v4 = lins["w4a16_g128"];
-        for (int variant : {14, 18, 24, 42, 44, 81, 82, 100, 101, 102, 104, 108}) {
-          size_t i = 0;
-          const double ms = cuda_time_ms([&] {
-            const q::PackedWeight& p = v4[i++ % v4.size()].packed();
+        for (int variant : {14, 18, 24, 42, 44, 81, 82, 100, 101, 102, 104, 108, 203, 204}) {
+          auto run = [&](size_t j) {
+            const q::PackedWeight& p = v4[j % v4.size()].packed();
             q::cuda::gemv_w4a16(x, p.data, p.scale, p.zero, p.group, nullptr, variant);
-          }, 10, 200);
+          };
+          size_t i = 0;
+          const double ms = cuda_time_ms([&] { run(i++); }, 10, 200);
+          const double gms = graph_ms(run, v4.size());
           fmt::print("{{\"N\": {}, \"K\": {}, \"M\": 1, \"w4_variant\": {}, \"ms\": {:.5f}, "
-                     "\"speedup_vs_bf16\": {:.3f}}}\n", N, K, variant, ms, bf16_ms / ms);
+                     "\"speedup_vs_bf16\": {:.3f}, \"graph_ms\": {:.5f}, \"graph_speedup_vs_bf16\": {:.3f}}}\n",
+                     N, K, variant, ms, bf16_ms / ms, gms, bf16_graph_ms / gms);
         }
       }
       size_t i = 0;

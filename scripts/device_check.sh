@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|cpuval|pdl|profile8b|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|cpuval|pdl|profile8b|w4|all]
 set -uo pipefail
 what="${1:-all}"
 call_t0=$(date +%s)
@@ -95,6 +95,30 @@ if [ "$what" = ncu ]; then
     $J bench "${b[@]}" --repeats 1 --warmup 1 --min-warmup-ms 0 --min-time-ms 0 > /tmp/ncu.csv 2> /tmp/ncu.err \
     || tail -5 /tmp/ncu.err
   python3 scripts/ncu_decode.py /tmp/ncu.csv auto "$step" | tee "$OUT/ncu_decode.txt"
+  exit 0
+fi
+if [ "$what" = w4 ]; then
+  # Issue 3, acceptance 3: the int4 GEMV at M = 1 (pipelined kernel vs the register-staged ones):
+  # its tests, the per-format micro benchmark (eager and in-graph times), and the Llama-3.1-8B
+  # decode step with every linear in w4a16 and in bf16.
+  (cd build-gpu && ctest -R "WoKernelsCuda|QuantLinearCuda" --output-on-failure -j4 > "$OUT/ctest_w4.log" 2>&1); rc=$?
+  grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest_w4.log" | head -20; echo "== ctest w4 rc $rc"
+  build-gpu/bench/quant_bench > "$OUT/quant_bench.jsonl" 2> "$OUT/quant_bench.err"; echo "== quant_bench rc $?"
+  python3 - "$OUT/quant_bench.jsonl" <<'PY'
+import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r.get("M") != 1: continue
+    name = r.get("format") or f"w4 variant {r['w4_variant']}"
+    print(f"{r['N']}x{r['K']:<6} {name:22} eager {r['ms']*1e3:7.2f} us x{r['speedup_vs_bf16']:.2f}  graph "
+          f"{r.get('graph_ms', 0)*1e3:7.2f} us x{r.get('graph_speedup_vs_bf16', 0):.2f}")
+PY
+  J=build-gpu/tools/jointnas/jointnas
+  for f in bf16 w4a16_g128; do
+    $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda --weight-format $f --contexts 128 \
+      --repeats 30 --format json 2>> "$OUT/bench.err" | python3 -c "import json,sys; j=json.load(sys.stdin); d=j['decode'][0]; print('decode 8B $f', round(d['ms'],3), 'ms, x floor', round(d['ratio_to_floor'],3))"
+  done
+  rm -f "$OUT/cmake.log" "$OUT/build.log"
   exit 0
 fi
 if [ "$what" = profile8b ]; then

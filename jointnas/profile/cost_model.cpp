@@ -66,23 +66,120 @@ double linear_ms(const LatencyTable& t, int64_t m, int64_t k, int64_t n, const s
   return t.ms(LatencyTable::linear_key(m, k, n, f));
 }
 
-// Peak transient bytes of one block over `rows` token rows: the larger of the attention phase
-// (residual x, normed h, out, qkv output) and the MLP phase (x, h, gate_up output [2I], act [I]),
-// plus, at more than 4 rows on CUDA, the bf16 weight a weight-only linear dequantizes before
-// cuBLAS (the largest one of the block: they run one after the other).
-int64_t block_activation_bytes(int64_t rows, const model::LayerSpec& l, int64_t H, int64_t dtype_bytes) {
+// Peak transient memory of one forward, replayed allocation by allocation as LlamaModel::run /
+// block (model/llama.cpp), kernels::linear / linear_add (kernels/linear.cpp) and QuantLinear::run
+// (quant/qlinear.cpp) allocate and free on CUDA: the caching allocator's allocated peak is this
+// walk's peak up to its 512-byte rounding. Keep the three in step. A sum of the largest tensors
+// per phase misses what a block keeps alive to its end (qkv, the roped q and the attention output
+// stay referenced through the MLP) and the int32 accumulator of w8a8's _int_mm; on the default
+// 8B space that summary predicted the prefill peak 74-222 MB low (docs/benchmarks.md).
+class AllocWalk {
+ public:
+  void alloc(int64_t b) {
+    live_ += b;
+    peak_ = std::max(peak_, live_);
+  }
+  void free(int64_t b) { live_ -= b; }
+  int64_t live() const { return live_; }
+  int64_t peak() const { return peak_; }
+
+ private:
+  int64_t live_ = 0, peak_ = 0;
+};
+
+// Rows up to which QuantLinear takes its batch-1 GEMVs on CUDA (quant/qkernels_cuda.h
+// kMaxGemvRows), and the rows _int_mm needs (quant/qlinear.cpp kIntMmMinRows).
+constexpr int64_t kGemvRows = 4, kIntMmRows = 17;
+
+// y = x W^T over `rows` token rows, K -> N, in `format`; leaves y [rows, N] allocated.
+void walk_linear(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::string& format, int64_t eb) {
+  const quant::QuantFormat& f = quant::find_format(format);
+  const int64_t y = rows * n * eb;
+  if (!f.quantized() || (f.weight_only() && rows <= kGemvRows)) {
+    a.alloc(y);
+    return;
+  }
+  if (f.weight_only()) {  // dequantize to the compute dtype, then cuBLAS
+    a.alloc(n * k * eb);
+    a.alloc(y);
+    a.free(n * k * eb);
+    return;
+  }
+  // Per-token activation quantization: 1-byte codes [rows, K] and fp32 scales [rows].
+  int64_t q = rows * k;
+  a.alloc(q + rows * 4);
+  if (rows > kGemvRows && f.act == quant::ActType::kInt8PerToken) {
+    if (rows < kIntMmRows) {  // zero rows padded on (a new tensor; the unpadded one is freed)
+      a.alloc(kIntMmRows * k);
+      a.free(q);
+      q = kIntMmRows * k;
+    }
+    const int64_t acc = std::max(rows, kIntMmRows) * n * 4;  // _int_mm's int32 output
+    a.alloc(acc);
+    a.alloc(y);
+    a.free(acc);
+  } else {
+    a.alloc(y);  // batch-1 GEMV or _scaled_mm: straight to the compute dtype
+  }
+  a.free(q + rows * 4);
+}
+
+// residual + x W^T: fused into the GEMV epilogue at batch 1 (bf16: one row; quantized: up to
+// kGemvRows), otherwise the linear's output and then the sum.
+void walk_linear_add(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::string& format, int64_t eb) {
+  const bool fused = quant::find_format(format).quantized() ? rows <= kGemvRows : rows == 1;
+  walk_linear(a, rows, k, n, format, eb);
+  if (fused) return;
+  a.alloc(rows * n * eb);
+  a.free(rows * n * eb);
+}
+
+// One block over `rows` = batch * t token rows; its input is live (counted by the caller), its
+// output is left allocated, everything else is freed.
+void walk_block(AllocWalk& a, int64_t rows, int64_t t, int64_t batch, const model::LayerSpec& l, int64_t H,
+                int64_t eb) {
   const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
   const int64_t I = l.intermediate_size;
-  const int64_t attn = 3 * H + q + 2 * kv, mlp = 2 * H + 3 * I;
-  int64_t dequant = 0;
-  if (rows > 4) {
-    const std::pair<int64_t, const std::string*> linears[] = {
-        {(q + 2 * kv) * H, &l.format_qkv}, {q * H, &l.format_o}, {2 * I * H, &l.format_gate_up}, {I * H, &l.format_down}};
-    for (const auto& [nk, f] : linears) {
-      if (quant::find_format(*f).weight_only()) dequant = std::max(dequant, nk * dtype_bytes);
-    }
+  const int64_t h = rows * H * eb, qb = rows * q * eb;
+  a.alloc(h);                                          // h = rms_norm(x)
+  walk_linear(a, rows, H, q + 2 * kv, l.format_qkv, eb);  // qkv (K / V go to the cache)
+  a.alloc(qb);                                         // q after RoPE
+  a.alloc(qb);                                         // attention output
+  if (t > 1) {
+    const int64_t lse = batch * l.num_attention_heads * t * 4;  // flash attention's logsumexp
+    a.alloc(lse);
+    a.free(lse);
+    a.alloc(qb);  // [B, nh, T, hd] -> [B, T, nh hd] copy; the attention output is then freed
+    a.free(qb);
   }
-  return rows * std::max(attn, mlp) * dtype_bytes + dequant;
+  walk_linear_add(a, rows, q, H, l.format_o, eb);  // out = x + o_proj(attn)
+  a.alloc(h);                                      // h = rms_norm(out) replaces the first h
+  a.free(h);
+  walk_linear(a, rows, H, 2 * I, l.format_gate_up, eb);
+  a.alloc(rows * I * eb);  // silu(gate) * up; the gate_up output is freed after it
+  a.free(rows * 2 * I * eb);
+  walk_linear_add(a, rows, I, H, l.format_down, eb);  // the block's output
+  // h, qkv, q, attention output, out and the SiLU product go out of scope.
+  a.free(h + (q + 2 * kv) * rows * eb + 2 * qb + h + rows * I * eb);
+}
+
+// Peak transient bytes of LlamaModel::run over `t` tokens per sequence (rows = batch * t), scoring
+// the last position of each: int64 ids and positions, the embedding, the blocks in turn (the
+// previous block's output is freed once the next one returns), the final norm and fp32 logits.
+int64_t forward_peak_bytes(int64_t batch, int64_t t, const std::vector<model::LayerSpec>& specs, int64_t H,
+                           int64_t V, int64_t eb) {
+  const int64_t rows = batch * t;
+  AllocWalk a;
+  a.alloc(2 * rows * 8);  // token ids on the device and positions
+  a.alloc(rows * H * eb);  // embedding
+  for (const model::LayerSpec& l : specs) {
+    if (l.skip) continue;
+    walk_block(a, rows, t, batch, l, H, eb);
+    a.free(rows * H * eb);  // the block's input
+  }
+  a.alloc(batch * H * eb);  // final norm of the last positions
+  a.alloc(batch * V * 4);   // fp32 logits
+  return a.peak();
 }
 
 }  // namespace
@@ -151,7 +248,7 @@ Json LatencyTable::to_json() const {
   Json cal = Json::object();
   for (const auto& [k, c] : calibration) {
     cal[k] = Json{{"scale", c.scale}, {"per_block_ms", c.per_block_ms}, {"constant_ms", c.constant_ms},
-                  {"runs", c.runs}, {"outliers", c.outliers}};
+                  {"runs", c.runs}, {"outliers", c.outliers}, {"memory_bytes", c.memory_bytes}};
   }
   return Json{{"format", "jointnas-latency-table"}, {"version", 1}, {"meta", meta},
               {"calibration", cal}, {"entries", e}};
@@ -323,6 +420,7 @@ LatencyTable LatencyTable::from_json(const Json& j, const std::string& src) {
       c.constant_ms = get_number(v, "constant_ms", src).value_or(0.0);
       c.runs = static_cast<int>(get_int(v, "runs", src).value_or(0));
       c.outliers = static_cast<int>(get_int(v, "outliers", src).value_or(0));
+      c.memory_bytes = get_int(v, "memory_bytes", src).value_or(0);
       JNAS_CHECK_IO(std::isfinite(c.scale) && std::isfinite(c.per_block_ms) && std::isfinite(c.constant_ms),
                     "{}: calibration '{}' has non-finite values", src, k);
       t.calibration[k] = c;
@@ -349,7 +447,7 @@ void LatencyTable::save(const std::string& path) const { write_file_atomic(path,
 
 Json Cost::to_json() const {
   return Json{{"latency_ms", latency_ms}, {"weight_bytes", weight_bytes}, {"kv_cache_bytes", kv_cache_bytes},
-              {"activation_bytes", activation_bytes}, {"table_bytes", table_bytes},
+              {"activation_bytes", activation_bytes}, {"table_bytes", table_bytes}, {"runtime_bytes", runtime_bytes},
               {"peak_bytes", peak_bytes()}, {"params", params}};
 }
 
@@ -365,8 +463,9 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
     const Shape s = shape_of(w, prefill);
     double lat = table.ms(LatencyTable::head_key(s.scored, H, V));
     // A decode workload first fills its context (a prefill of `context` tokens): its peak counts.
-    const int64_t act_rows = prefill ? s.m : std::max(s.m, w.batch * w.context);
-    int64_t act = s.scored * V * 4;  // fp32 logits
+    int64_t act = prefill ? forward_peak_bytes(w.batch, w.tokens, specs, H, V, dtype_bytes)
+                          : forward_peak_bytes(w.batch, 1, specs, H, V, dtype_bytes);
+    if (!prefill && w.context > 0) act = std::max(act, forward_peak_bytes(w.batch, w.context, specs, H, V, dtype_bytes));
     for (const model::LayerSpec& l : specs) {
       if (l.skip) continue;
       const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
@@ -378,7 +477,6 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
       lat += linear_ms(table, s.m, H, 2 * I, l.format_gate_up);
       lat += linear_ms(table, s.m, I, H, l.format_down);
       lat += table.ms(LatencyTable::block_fixed_key(s.m, H, I));
-      act = std::max(act, block_activation_bytes(act_rows, l, H, dtype_bytes));
     }
     cost.latency_ms += weight * lat;
     cost.activation_bytes = std::max(cost.activation_bytes, act);
@@ -401,6 +499,7 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
     int64_t kept = 0;
     for (const model::LayerSpec& l : specs) kept += l.skip ? 0 : 1;
     cost.latency_ms = cal->scale * cost.latency_ms + cal->per_block_ms * static_cast<double>(kept) + cal->constant_ms;
+    cost.runtime_bytes = cal->memory_bytes;
   }
   for (const model::LayerSpec& l : specs) {
     if (l.skip) continue;

@@ -68,6 +68,9 @@ class LatencyTable {
     double scale = 1.0, per_block_ms = 0.0, constant_ms = 0.0;
     int runs = 0;      // runs the fit used
     int outliers = 0;  // runs it set aside (see fit_calibration)
+    // Device memory no architecture term explains (cuBLAS workspaces, one per stream that ran a
+    // GEMM): the median of measured minus predicted peak over the runs, where measured (CUDA).
+    int64_t memory_bytes = 0;
   };
   std::map<std::string, Calibration> calibration;  // by Workload::name()
   const Calibration* calibration_for(const Workload& w) const;
@@ -90,8 +93,11 @@ struct Cost {
   int64_t kv_cache_bytes = 0;    // at the workload's batch and context (+ new tokens)
   int64_t activation_bytes = 0;  // peak transient tensors of one forward for the workload
   int64_t table_bytes = 0;       // the runtime's RoPE cos / sin tables (fp32, per head_dim)
+  int64_t runtime_bytes = 0;     // the calibration's constant (LatencyTable::Calibration::memory_bytes)
   int64_t params = 0;
-  int64_t peak_bytes() const { return weight_bytes + kv_cache_bytes + activation_bytes + table_bytes; }
+  int64_t peak_bytes() const {
+    return weight_bytes + kv_cache_bytes + activation_bytes + table_bytes + runtime_bytes;
+  }
   Json to_json() const;
 };
 

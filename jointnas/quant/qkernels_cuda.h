@@ -15,8 +15,9 @@ inline constexpr int64_t kMaxGemvRows = 4;
 // roundings, as the unfused expression). w4: data [N, K / 2] uint8, scale [N, K / g] bf16, zero
 // [N, K / g] uint8, needs K % 32 == 0 and g % 32 == 0. w8: data [N, K] int8, scale [N, 1] fp32,
 // needs K % 16 == 0.
-// `variant` (M = 1, benchmarks) forces rows per warp R and vectors per row U as R * 10 + U:
-// 14, 18, 24, 42, 44, 81, 82; 0 = the default. 100 (M = 1..4): tensor cores (mma.sync
+// `variant` (M = 1, benchmarks) forces rows per warp R and vectors per row U as R * 10 + U of the
+// register-staged kernel: 14, 18, 24, 42, 44, 81, 82; 203 / 204: the weights streamed through a
+// cp.async ring of 3 / 4 stages per warp (not faster: docs/benchmarks.md); 0 = the default. 100 (M = 1..4): tensor cores (mma.sync
 // m16n8k16 bf16 on exact (q - z), fp32 scale per group), 16 rows per warp, warps per 16-row tile
 // chosen from K; 101 / 102 / 104 / 108 force 1 / 2 / 4 / 8 warps per tile.
 at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,

@@ -129,23 +129,33 @@ inline int64_t x_row_bytes(int64_t K, int64_t x_bytes) {
 }
 
 // Copies x [M, K] bf16 (k8 16-byte units per row) into shared memory: as bf16, or with kF32
-// converted to fp32, in the padded layout above.
+// converted to fp32, in the padded layout above. Up to kStage loads per thread are in flight
+// before the first store: one at a time, K = 14336 at M = 1 took 7 L2 round trips in a row
+// before any weight was used (the bf16 GEMV had the same fix, kernels/gemv_cuda.cu).
 template <int M, bool kF32>
 __device__ __forceinline__ void stage_x(char* xs, const int4* __restrict__ x, int k8,
                                         int row_bytes) {
+  constexpr int kStage = 8;
+  const int total = M * k8;
+  for (int i0 = threadIdx.x; i0 < total; i0 += kStage * kThreads) {
+    int4 v[kStage];
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
-    char* row = xs + m * row_bytes;
-#pragma unroll 1  // runs once per block: keep the code small
-    for (int t = threadIdx.x; t < k8; t += kThreads) {
-      const int4 val = x[m * k8 + t];
+    for (int u = 0; u < kStage; ++u) {
+      if (i0 + u * kThreads < total) v[u] = x[i0 + u * kThreads];
+    }
+#pragma unroll
+    for (int u = 0; u < kStage; ++u) {
+      const int i = i0 + u * kThreads;
+      if (i >= total) break;
+      const int m = M == 1 ? 0 : i / k8, t = i - m * k8;
+      char* row = xs + m * row_bytes;
       if constexpr (kF32) {
         float f[8];
-        bf16x8_to_float(val, f);
+        bf16x8_to_float(v[u], f);
         *reinterpret_cast<float4*>(row + pad128(32 * t)) = make_float4(f[0], f[1], f[2], f[3]);
         *reinterpret_cast<float4*>(row + pad128(32 * t + 16)) = make_float4(f[4], f[5], f[6], f[7]);
       } else {
-        *reinterpret_cast<int4*>(row + pad128(16 * t)) = val;
+        *reinterpret_cast<int4*>(row + pad128(16 * t)) = v[u];
       }
     }
   }
@@ -332,6 +342,136 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   for (int r = 0; r < R; ++r) one[r] = 1.f;  // the group scales are already applied
   reduce_store<M, R>(acc, one, lane, row0, n_rows, y, residual);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// w4a16 GEMV at M = 1 with the weights streamed through shared memory by cp.async (variant 2xx).
+// The register-staged kernel above issues a warp's loads, waits for all of them, computes, and
+// only then loads again: with 128 registers per thread (2 blocks, 16 warps per SM) too few bytes
+// are in flight during the compute phases, and it reads 1.3-1.4 TB/s where the bf16 GEMV reads
+// 3 TB/s (docs/benchmarks.md). Here each lane copies its own 16-byte vectors into a private ring of
+// S stages in shared memory (cp.async.cg, no registers held) and computes on stage t while stages
+// t+1 .. t+S-1 are in flight, so each warp always has (S - 1) x 2 KB on the way. A warp's work is
+// a list of items (row, 32 x U vectors of that row); rows are dealt round-robin over all warps of
+// the persistent grid. Each lane reads back only what it copied itself, so cp.async.wait_group
+// alone orders the copy and the read (no barrier). The scale and zero of each vector are loaded
+// into registers when its copy is issued. Per row, the arithmetic and its order are those of
+// gemv_w4_kernel (2 partial sums per vector, the group scale on their sum, vectors in order, the
+// same warp reduction): the result is bitwise the same (tests/quant/wo_kernels_cuda_test.cpp).
+// Measured on an H200 it is no faster than the register-staged kernel (docs/benchmarks.md, issue
+// 3): with the bytes in flight no longer short, about 3.5 instructions per weight (R = 1: x is
+// read per row) bound it instead. Kept as variants 203 / 204 for that comparison.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const auto s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+constexpr int kPipeU = 4;  // vectors per lane per item: 32 x 4 x 16 B = 2 KB of nibbles per warp
+
+// Shared memory of the pipelined kernel: x (one padded row) and the rings of the 8 warps.
+inline int64_t pipe_smem_bytes(int64_t K, bool f32x, int stages) {
+  return x_row_bytes(K, f32x ? 4 : 2) + int64_t{kWarps} * stages * kPipeU * 32 * 16;
+}
+
+template <bool kF32X, int S>
+__global__ void __launch_bounds__(kThreads, 2)
+    gemv_w4_pipe_kernel(const int4* __restrict__ data, const uint16_t* __restrict__ scale,
+                        const uint8_t* __restrict__ zero, const int4* __restrict__ x,
+                        __nv_bfloat16* __restrict__ y, const __nv_bfloat16* __restrict__ residual,
+                        int n_rows, int k32, int groups, FastDiv vecs_per_group, int x_stride) {
+  constexpr int U = kPipeU;
+  constexpr int kVecBytes = 32 * (kF32X ? 4 : 2);
+  extern __shared__ int4 xs_[];
+  char* xs = reinterpret_cast<char*>(xs_);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  // This lane's slot of vector u in stage s: ring[(s * U + u) * 32] (consecutive lanes, 16 B apart).
+  int4* ring = reinterpret_cast<int4*>(xs + x_stride) + warp * S * U * 32 + lane;
+  const int chunks = (k32 + 32 * U - 1) / (32 * U);
+  const int stride = static_cast<int>(gridDim.x) * kWarps;
+  const int first = static_cast<int>(blockIdx.x) * kWarps + warp;
+  const int items = first < n_rows ? ((n_rows - 1 - first) / stride + 1) * chunks : 0;
+  uint32_t sv[S][U], zv[S][U];
+  int irow = first, ibase = 0, issued = 0;  // the next item to copy
+  // s is a constant once the loops below are unrolled: sv / zv stay in registers.
+  auto issue = [&](int s) {
+    if (issued < items) {
+      const int4* wr = data + static_cast<int64_t>(irow) * k32;
+      const uint32_t sz = static_cast<uint32_t>(irow * groups);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int v = ibase + lane + 32 * u;
+        if (v < k32) {
+          cp_async16(ring + (s * U + u) * 32, wr + v);
+          const uint32_t g = vecs_per_group.div(static_cast<uint32_t>(v));
+          sv[s][u] = __ldg(scale + (sz + g));
+          zv[s][u] = __ldg(zero + (sz + g));
+        }
+      }
+      ibase += 32 * U;
+      if (ibase >= k32) {
+        ibase = 0;
+        irow += stride;
+      }
+      ++issued;
+    }
+    cp_async_commit();  // empty groups too: wait_group counts stay aligned with items
+  };
+  // The weights, scales and zeros are never written by a kernel: their first stages are copied
+  // before the wait for the previous kernel (programmatic launch), under its tail.
+#pragma unroll
+  for (int s = 0; s < S - 1; ++s) issue(s);
+  kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
+  stage_x<1, kF32X>(xs, x, k32 * 4, x_stride);
+  __syncthreads();
+  const char* x_lane = xs + pad128(lane * kVecBytes);
+  float acc[1][1] = {{0.f}};
+  const float one[1] = {1.f};  // the group scales are already applied
+  int row = first, base = 0;   // the item being computed
+  auto consume = [&](int s) {
+    cp_async_wait<S - 1>();  // this item's group is complete (newer ones may still fly)
+    // base * kVecBytes is a multiple of 1024: its padded offset is exactly 9/8 of it.
+    const char* x_chunk = x_lane + base * kVecBytes / 8 * 9;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (base + lane + 32 * u >= k32) continue;
+      const int4 wv = ring[(s * U + u) * 32];
+      float cz[4];
+      zero_consts(zv[s][u], cz);
+      float p[2] = {0.f, 0.f};
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        float xf[8];
+        load_x8<kF32X>(x_chunk + 32 * u * kVecBytes / 8 * 9, c, xf);
+        float q[8];
+        nibbles_minus_zero(word(wv, c), cz, q);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) p[j % 2] = fmaf(q[j], xf[j], p[j % 2]);
+      }
+      acc[0][0] = fmaf(as_float(sv[s][u] << 16), p[0] + p[1], acc[0][0]);
+    }
+    base += 32 * U;
+    if (base >= k32) {  // the row is complete
+      reduce_store<1, 1>(acc, one, lane, row, n_rows, y, residual);
+      acc[0][0] = 0.f;
+      base = 0;
+      row += stride;
+    }
+  };
+  for (int t0 = 0; t0 < items; t0 += S) {
+#pragma unroll
+    for (int i = 0; i < S; ++i) {
+      if (t0 + i >= items) break;
+      issue((i + S - 1) % S);  // refill the stage computed last
+      consume(i);
+    }
+  }
+  cp_async_wait<0>();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -889,6 +1029,34 @@ void launch_w4(const at::Tensor& x, const at::Tensor& data, const at::Tensor& sc
       static_cast<int>(x_row_bytes(K, kF32X ? 4 : 2)));
 }
 
+// x as fp32 in shared memory up to K = 8192 (36 KB), as bf16 above: two blocks of 8 warps per
+// SM keep their rings (8 x S x 2 KB) beside it.
+inline bool pipe_f32x(int64_t K) { return K <= 8192; }
+
+template <int S>
+void launch_w4_pipe(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
+                    const at::Tensor& zero, int64_t group, const at::Tensor* residual, at::Tensor& y) {
+  const int64_t N = data.size(0), K = x.size(1);
+  const bool f32x = pipe_f32x(K);
+  auto kernel = f32x ? gemv_w4_pipe_kernel<true, S> : gemv_w4_pipe_kernel<false, S>;
+  const size_t smem = static_cast<size_t>(pipe_smem_bytes(K, f32x, S));
+  TORCH_CHECK(smem <= smem_limit(), "gemv_w4a16: the pipelined kernel needs ", smem,
+              " bytes of shared memory at K = ", K, ", the device allows ", smem_limit());
+  if (smem > 48 * 1024) {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(smem)));
+  }
+  const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, 1);
+  kernels::pdl::launch(
+      kernel, dim3(blocks), dim3(kThreads), smem, at::cuda::getCurrentCUDAStream(),
+      reinterpret_cast<const int4*>(data.data_ptr()),
+      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.const_data_ptr<uint8_t>(),
+      reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
+      bf16_ptr(residual), static_cast<int>(N), static_cast<int>(K / 32),
+      static_cast<int>(K / group), FastDiv(static_cast<uint32_t>(group / 32)),
+      static_cast<int>(x_row_bytes(K, f32x ? 4 : 2)));
+}
+
 template <int M, int R, int U>
 void launch_w8(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
                const at::Tensor* residual, at::Tensor& y) {
@@ -1020,6 +1188,17 @@ at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Ten
   const int64_t M = check_gemv_x(fn, x, K, device);
   residual = check_residual(fn, residual, M, N, device);
   const c10::cuda::CUDAGuard guard(device);
+  if (variant == 203 || variant == 204) {  // the pipelined kernel; M = 1 only (else the default)
+    if (M > 1) return gemv_w4a16(x, data, scale, zero, group, residual);
+    at::Tensor y = at::empty({M, N}, x.options());
+    if (N == 0) return y;
+    if (variant == 203) {
+      launch_w4_pipe<3>(x, data, scale, zero, group, residual, y);
+    } else {
+      launch_w4_pipe<4>(x, data, scale, zero, group, residual, y);
+    }
+    return y;
+  }
   if (variant >= 100) {  // tensor cores (benchmarks): its own shared-memory layout of x
     if (M > 1 && static_cast<size_t>(kTcRedBytes + M * tc_x_row_bytes(K)) > smem_limit()) {
       return split_rows(x, residual, [&](const at::Tensor& xh, const at::Tensor* rh) {

@@ -287,5 +287,37 @@ TEST(CostModel, MemoryTerms) {
   EXPECT_EQ(q.params, dense.params);
 }
 
+// The activation term replays the runtime's allocations (cost_model.cpp, AllocWalk). Derived by
+// hand from LlamaModel::block: at the SiLU product of a bf16 block the live tensors are the block
+// input x, the second norm's h, qkv, the roped q, the attention output, out = x + o_proj(...), the
+// gate_up output [2I] and the product [I], plus int64 ids and positions.
+TEST(CostModel, ActivationPeakFollowsTheRuntimesAllocations) {
+  model::LlamaConfig c = base_config();
+  std::vector<model::LayerSpec> specs = model::dense_layer_specs(c);
+  specs[1].skip = specs[2].skip = true;
+  Workload w;
+  w.kind = "prefill";
+  w.tokens = 32;
+  LatencyTable t = synthetic_table(c, space(), w);
+  const int64_t R = 32, H = 128, q = 6 * 16, kv = 2 * 16, I = 192;
+  t.set(LatencyTable::linear_key(R, H, 2 * I, "w8a8"), {0.5, 0, 0, 1});  // not in space()
+  const Cost dense = predict(c, specs, t, w);
+  EXPECT_EQ(dense.activation_bytes, 2 * R * 8 + R * 2 * (3 * H + 3 * q + 2 * kv + 3 * I));
+  // w8a8 gate_up: while its bf16 output is written, x's int8 codes [R, H] and fp32 scales [R] and
+  // _int_mm's int32 accumulator [R, 2I] are live; they replace the SiLU product [R, I] bf16 as
+  // the difference at the peak.
+  specs[0].format_gate_up = "w8a8";
+  EXPECT_EQ(predict(c, specs, t, w).activation_bytes - dense.activation_bytes,
+            R * H + R * 4 + R * 2 * I * 4 - R * I * 2);
+  // The memory constant of a calibration is carried through the table file and into the peak.
+  LatencyTable tc = t;
+  tc.calibration[w.name()].memory_bytes = 12345;
+  const LatencyTable back = LatencyTable::from_json(tc.to_json(), "mem");
+  specs[0].format_gate_up = "bf16";
+  const Cost cal = predict(c, specs, back, w);
+  EXPECT_EQ(cal.runtime_bytes, 12345);
+  EXPECT_EQ(cal.peak_bytes() - dense.peak_bytes(), 12345);
+}
+
 }  // namespace
 }  // namespace jointnas::profile

@@ -214,6 +214,45 @@ TEST(WoKernelsCuda, GemvW4MatchesLinearRef) {
   }
 }
 
+// The pipelined M = 1 kernel (cp.async rings, variants 203 / 204 = 3 / 4 stages) computes each row with the register-staged kernel's arithmetic in its order: bitwise the
+// same output (variant 24), with and without a residual. Shapes: fewer vectors than lanes (K = 32,
+// 96), partial last chunks (K = 14336: 3.5 chunks of 128 vectors), several rows per warp (N =
+// 14336: about 7 items per warp of the persistent grid, more than the ring), x staged as bf16
+// (K > 8192), and K = 28672 (no register-kernel twin: only the bound).
+TEST(WoKernelsCuda, GemvW4PipelinedIsBitwiseTheRegisterKernel) {
+  REQUIRE_CUDA();
+  at::manual_seed(16);
+  const QuantFormat& f = find_format("w4a16_g128");
+  for (const Case& c : std::vector<Case>{{1, 32, 32},
+                                         {37, 96, 32},
+                                         {37, 192, 64},
+                                         {4099, 4096, 128},
+                                         {14336, 4096, 128},
+                                         {1, 4096, 64},
+                                         {37, 14336, 128},
+                                         {4096, 14336, 128},
+                                         {37, 28672, 128}}) {
+    const DeviceWeight dw = to_device(quantize_cpu(f, c.n, c.k, c.group));
+    const PackedWeight& pw = dw.packed;
+    for (int variant : {203, 204}) {
+      auto gemv = [&](const at::Tensor& x, const at::Tensor* r) {
+        return cuda::gemv_w4a16(x, pw.data, pw.scale, pw.zero, pw.group, r, variant);
+      };
+      check_gemv(dw, gemv, "w4 pipelined, variant " + std::to_string(variant) + " " + describe(c));
+      if (c.k > 16384) continue;
+      const at::Tensor x = at::randn({1, c.k}, on_gpu(at::kBFloat16));
+      const at::Tensor r = at::randn({1, c.n}, on_gpu(at::kBFloat16));
+      auto reg = [&](const at::Tensor* res) {
+        return cuda::gemv_w4a16(x, pw.data, pw.scale, pw.zero, pw.group, res, 24);
+      };
+      EXPECT_TRUE(bits_equal(gemv(x, nullptr), reg(nullptr))) << variant << " " << describe(c);
+      EXPECT_TRUE(bits_equal(gemv(x, &r), reg(&r))) << variant << " " << describe(c) << " with residual";
+      EXPECT_TRUE(bits_equal(cuda::gemv_w4a16(x, pw.data, pw.scale, pw.zero, pw.group, nullptr), reg(nullptr)))
+          << "default at M = 1 " << describe(c);
+    }
+  }
+}
+
 // The tensor-core variants (100: auto warps per 16-row tile; 101 / 102 / 104 / 108: 1, 2, 4, 8):
 // the same shapes and bound; groups 32 / 64 / 128 / one per row take the 4-, 8- and 16-byte
 // loads; N = 37, 4099 end in a partial 16-row tile; K = 28672 at M = 3, 4 splits the rows of x.

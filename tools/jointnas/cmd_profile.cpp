@@ -207,14 +207,22 @@ void run(ProfileFlags& f) {
   if (f.calibrate > 0) {
     table.calibration.erase(w.name());
     std::vector<std::array<double, 3>> runs;
+    std::vector<int64_t> mem_residuals;  // measured minus predicted peak, bytes (CUDA)
     for (const auto& r : sample(f.calibrate, f.seed + 1000003, "calibrate", true)) {
       runs.push_back({r.pred, static_cast<double>(r.kept), r.ms});
+      if (r.measured_peak >= 0) mem_residuals.push_back(r.measured_peak - r.pred_peak);
     }
-    const profile::LatencyTable::Calibration cal = profile::fit_calibration(runs);
+    profile::LatencyTable::Calibration cal = profile::fit_calibration(runs);
+    if (!mem_residuals.empty()) {
+      std::sort(mem_residuals.begin(), mem_residuals.end());
+      cal.memory_bytes = mem_residuals[mem_residuals.size() / 2];
+      JNAS_LOG_INFO("[calibrate] {}: peak memory = prediction {:+.1f} MB (residuals {:+.1f} to {:+.1f} MB)", w.name(),
+                    cal.memory_bytes / 1e6, mem_residuals.front() / 1e6, mem_residuals.back() / 1e6);
+    }
     table.calibration[w.name()] = cal;
     table.save(f.out);
     j["calibration"] = {{"scale", cal.scale}, {"per_block_ms", cal.per_block_ms}, {"constant_ms", cal.constant_ms},
-                        {"runs", cal.runs}, {"outliers", cal.outliers}};
+                        {"runs", cal.runs}, {"outliers", cal.outliers}, {"memory_bytes", cal.memory_bytes}};
     JNAS_LOG_INFO("[calibrate] {}: latency = {:.4f} x sum + {:.4f} ms x blocks + {:.4f} ms ({} runs, {} set aside as "
                   "outliers)",
                   w.name(), cal.scale, cal.per_block_ms, cal.constant_ms, cal.runs, cal.outliers);
@@ -228,7 +236,7 @@ void run(ProfileFlags& f) {
       errs.push_back(std::abs(err));
       std::string layers;
       for (const auto& sp : r.specs) {
-        layers += sp.skip ? "- " : fmt::format("h{}/i{}/{},{},{},{} ", sp.num_attention_heads, sp.intermediate_size,
+        layers += sp.skip ? "- " : fmt::format("h{}x{}/i{}/{},{},{},{} ", sp.num_attention_heads, sp.head_dim, sp.intermediate_size,
                                                sp.format_qkv, sp.format_o, sp.format_gate_up, sp.format_down);
       }
       Json row{{"hidden", r.hidden}, {"layers_kept", r.kept}, {"predicted_ms", r.pred}, {"measured_ms", r.ms},
