@@ -664,28 +664,53 @@ __global__ void __launch_bounds__(kThreads, 2)
   float4* red = reinterpret_cast<float4*>(smem);  // [2][kWarps][32] partial sums (ks > 1)
   char* xs = smem + kTcRedBytes;                  // M rows of x_stride bytes, permuted x
 
-  // Stage x: per 8 columns c0..c7 (words (c0,c1), (c2,c3), (c4,c5), (c6,c7)) the bf16 pairs
-  // (c0,c4), (c1,c5), (c2,c6), (c3,c7), at padded offset 16 (w + w / 4).
-#pragma unroll 1
-  for (int m = 0; m < M; ++m) {
-    char* row = xs + m * x_stride;
-#pragma unroll 1
-    for (int w = threadIdx.x; w < k8; w += kThreads) {
-      const int4 v = x[m * k8 + w];
-      const uint32_t w0 = v.x, w1 = v.y, w2 = v.z, w3 = v.w;
-      *reinterpret_cast<int4*>(row + 16 * (w + (w >> 2))) =
-          make_int4(__byte_perm(w0, w2, 0x5410), __byte_perm(w0, w2, 0x7632),
-                    __byte_perm(w1, w3, 0x5410), __byte_perm(w1, w3, 0x7632));
-    }
-  }
-  __syncthreads();
-
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tid = lane & 3;
   const int slot = warp / ks, kpart = warp - slot * ks;  // tile slot of the block, K part
   const int tiles_per_block = kWarps / ks;
   const int n_tiles = (n_rows + 15) / 16;
   const int n_chunks = k8 / kChunkWords;
+  // Launched programmatically (pdl_cuda.h): the weights do not depend on the previous kernel, so
+  // each lane's first U chunks of its two rows go to L2 before the wait for it.
+  if (const int tile0 = static_cast<int>(blockIdx.x) * tiles_per_block + slot; tile0 < n_tiles) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = min(tile0 * 16 + gid + 8 * h, n_rows - 1);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int c = kpart * U + u;
+        if (c < n_chunks) kernels::pdl::prefetch_l2(data + static_cast<int64_t>(row) * k8 + tid * Wd + c * kChunkWords);
+      }
+    }
+  }
+  kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
+
+  // Stage x: per 8 columns c0..c7 (words (c0,c1), (c2,c3), (c4,c5), (c6,c7)) the bf16 pairs
+  // (c0,c4), (c1,c5), (c2,c6), (c3,c7), at padded offset 16 (w + w / 4). Up to kStage loads per
+  // thread in flight before the first store (as stage_x).
+  {
+    constexpr int kStage = 8;
+    const int total = M * k8;
+    for (int i0 = threadIdx.x; i0 < total; i0 += kStage * kThreads) {
+      int4 v[kStage];
+#pragma unroll
+      for (int u = 0; u < kStage; ++u) {
+        if (i0 + u * kThreads < total) v[u] = x[i0 + u * kThreads];
+      }
+#pragma unroll
+      for (int u = 0; u < kStage; ++u) {
+        const int i = i0 + u * kThreads;
+        if (i >= total) break;
+        const int m = i / k8, w = i - m * k8;
+        const uint32_t w0 = v[u].x, w1 = v[u].y, w2 = v[u].z, w3 = v[u].w;
+        *reinterpret_cast<int4*>(xs + m * x_stride + 16 * (w + (w >> 2))) =
+            make_int4(__byte_perm(w0, w2, 0x5410), __byte_perm(w0, w2, 0x7632),
+                      __byte_perm(w1, w3, 0x5410), __byte_perm(w1, w3, 0x7632));
+      }
+    }
+  }
+  __syncthreads();
   // B column gid = row gid of x; columns >= M read row M - 1 (finite, never stored).
   // Word i of lane tid in chunk c: padded offset 16 (c 5 Wd + tid Wd + i + (tid Wd) / 4).
   const char* x_lane = xs + min(gid, M - 1) * x_stride + 16 * (tid * Wd + ((tid * Wd) >> 2));
@@ -1096,9 +1121,10 @@ void launch_w4_tc(const at::Tensor& x, const at::Tensor& data, const at::Tensor&
   }
   // A block covers kWarps / ks tiles of 16 rows: 16 / ks rows per warp.
   const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, 16 / ks);
-  kernel<<<blocks, kThreads, smem, at::cuda::getCurrentCUDAStream()>>>(
+  kernels::pdl::launch(
+      kernel, dim3(blocks), dim3(kThreads), smem, at::cuda::getCurrentCUDAStream(),
       reinterpret_cast<const uint32_t*>(data.data_ptr()),
-      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.data_ptr<uint8_t>(),
+      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.const_data_ptr<uint8_t>(),
       reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
       bf16_ptr(residual), static_cast<int>(N), static_cast<int>(M), static_cast<int>(K / 8),
       static_cast<int>(K / group), FastDiv(static_cast<uint32_t>(group / (32 * Wd))), ks,
@@ -1238,7 +1264,14 @@ at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Ten
   }
   switch (M) {
     case 1:
-      if (x_row_bytes(K, 4) <= 72 * 1024) {
+      // Tensor cores where they measured faster in a CUDA graph (docs/benchmarks.md, H200): 2 warps
+      // per 16-row tile for tall matrices with short rows (14336x4096: 13.0 us against 15.1 us),
+      // 8 for long rows (4096x14336: 13.3 us against 14.2 us). Elsewhere the register-staged
+      // kernel (4096x4096: 5.2 us against 5.8 us; 1024x4096: 2.8 us against 3.2 us).
+      if (group % 128 == 0 && ((N >= 8192 && K <= 4096) || K >= 8192) &&
+          static_cast<size_t>(kTcRedBytes + tc_x_row_bytes(K)) <= smem_limit()) {
+        gemv_w4_tc(x, data, scale, zero, group, residual, y, K >= 8192 ? 100 : 102);
+      } else if (x_row_bytes(K, 4) <= 72 * 1024) {
         launch_w4<1, 2, 4, true>(x, data, scale, zero, group, residual, y);
       } else {
         launch_w4<1, 2, 4>(x, data, scale, zero, group, residual, y);
