@@ -108,8 +108,8 @@ if [ "$what" = w4 ]; then
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
-    if r.get("M") != 1: continue
-    name = r.get("format") or f"w4 variant {r['w4_variant']}"
+    if r.get("M") != 1 and not (r.get("M") == 2048 and r.get("format") in ("bf16", "fp8_e4m3", "w8a8")): continue
+    name = f"M={r['M']} " + (r.get("format") or f"w4 variant {r['w4_variant']}")
     print(f"{r['N']}x{r['K']:<6} {name:22} eager {r['ms']*1e3:7.2f} us x{r['speedup_vs_bf16']:.2f}  graph "
           f"{r.get('graph_ms', 0)*1e3:7.2f} us x{r.get('graph_speedup_vs_bf16', 0):.2f}")
 PY

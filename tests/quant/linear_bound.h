@@ -9,8 +9,10 @@
 //   w8a8         (3 2^-24 + u) |ref|: the int32 dot is exact; two fp32 products, one int->fp32
 //       conversion, one output rounding.
 //   fp8_e4m3     (a + K 2^-24) mag_q + (3 2^-24 + u) |ref|: e4m3 products are exact, summed in
-//       fp32 (our GEMV, CPU) or by Hopper tensor cores whose fp8 accumulator keeps ~14 bits
-//       between fp32 promotions (DeepSeek-V3 report, Sec. 3.3.2): a = 2^-13 there, else 0;
+//       fp32 (our GEMV, CPU: a = 0) or by Hopper tensor cores, whose fp8 accumulator keeps ~14
+//       bits (DeepSeek-V3 report, Sec. 3.3.2). QuantLinear asks for fast accumulation (no fp32
+//       promotion): the whole K is summed there, at most ceil(K / 32) additions (one per k-step of
+//       32) each off by <= 2^-14 of a partial sum bounded by mag_q, so a = ceil(K / 32) 2^-14;
 //       mag_q uses the quantized activations and weights times both scales.
 #pragma once
 
@@ -45,7 +47,8 @@ inline at::Tensor linear_bound(const at::Tensor& x, const QuantizedWeight& qw, c
     at::Tensor mag = at::matmul(qa.q.to(at::kFloat).to(at::kDouble).abs(),
                                 qw.q.to(at::kFloat).to(at::kDouble).abs().t()) *
                      qa.scale.to(at::kDouble) * qw.scale.to(at::kDouble).reshape({-1});
-    b = b + ((p.fp8_tensor_cores ? std::ldexp(1.0, -13) : 0.0) + acc) * mag;
+    const double k_steps = std::ceil(static_cast<double>(qw.q.size(1)) / 32.0);
+    b = b + ((p.fp8_tensor_cores ? k_steps * std::ldexp(1.0, -14) : 0.0) + acc) * mag;
   }
   return b;
 }
