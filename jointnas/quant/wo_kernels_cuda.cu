@@ -128,15 +128,13 @@ inline int64_t x_row_bytes(int64_t K, int64_t x_bytes) {
   return b + b / 8;
 }
 
-// Copies x [M, K] bf16 (k8 16-byte units per row) into shared memory: as bf16, or with kF32
-// converted to fp32, in the padded layout above. Up to kStage loads per thread are in flight
-// before the first store: one at a time, K = 14336 at M = 1 took 7 L2 round trips in a row
-// before any weight was used (the bf16 GEMV had the same fix, kernels/gemv_cuda.cu).
-template <int M, bool kF32>
-__device__ __forceinline__ void stage_x(char* xs, const int4* __restrict__ x, int k8,
-                                        int row_bytes) {
+// Reads x[0 .. total) (16-byte vectors) with up to 8 loads per thread in flight before the first
+// store, and hands each (index, vector) to `store`. One at a time, K = 14336 at M = 1 took 7 L2
+// round trips in a row before any weight was used (the bf16 GEMV had the same fix,
+// kernels/gemv_cuda.cu).
+template <typename Store>
+__device__ __forceinline__ void load_staged(const int4* __restrict__ x, int total, Store store) {
   constexpr int kStage = 8;
-  const int total = M * k8;
   for (int i0 = threadIdx.x; i0 < total; i0 += kStage * kThreads) {
     int4 v[kStage];
 #pragma unroll
@@ -147,18 +145,28 @@ __device__ __forceinline__ void stage_x(char* xs, const int4* __restrict__ x, in
     for (int u = 0; u < kStage; ++u) {
       const int i = i0 + u * kThreads;
       if (i >= total) break;
-      const int m = M == 1 ? 0 : i / k8, t = i - m * k8;
-      char* row = xs + m * row_bytes;
-      if constexpr (kF32) {
-        float f[8];
-        bf16x8_to_float(v[u], f);
-        *reinterpret_cast<float4*>(row + pad128(32 * t)) = make_float4(f[0], f[1], f[2], f[3]);
-        *reinterpret_cast<float4*>(row + pad128(32 * t + 16)) = make_float4(f[4], f[5], f[6], f[7]);
-      } else {
-        *reinterpret_cast<int4*>(row + pad128(16 * t)) = v[u];
-      }
+      store(i, v[u]);
     }
   }
+}
+
+// Copies x [M, K] bf16 (k8 16-byte units per row) into shared memory: as bf16, or with kF32
+// converted to fp32, in the padded layout above.
+template <int M, bool kF32>
+__device__ __forceinline__ void stage_x(char* xs, const int4* __restrict__ x, int k8,
+                                        int row_bytes) {
+  load_staged(x, M * k8, [&](int i, const int4& v) {
+    const int m = M == 1 ? 0 : i / k8, t = i - m * k8;
+    char* row = xs + m * row_bytes;
+    if constexpr (kF32) {
+      float f[8];
+      bf16x8_to_float(v, f);
+      *reinterpret_cast<float4*>(row + pad128(32 * t)) = make_float4(f[0], f[1], f[2], f[3]);
+      *reinterpret_cast<float4*>(row + pad128(32 * t + 16)) = make_float4(f[4], f[5], f[6], f[7]);
+    } else {
+      *reinterpret_cast<int4*>(row + pad128(16 * t)) = v;
+    }
+  });
 }
 
 // The 8 x values of columns [8c, 8c + 8) of a weight vector whose x starts at `vec`, as fp32.
@@ -687,29 +695,14 @@ __global__ void __launch_bounds__(kThreads, 2)
   kernels::pdl::launch_dependents();
 
   // Stage x: per 8 columns c0..c7 (words (c0,c1), (c2,c3), (c4,c5), (c6,c7)) the bf16 pairs
-  // (c0,c4), (c1,c5), (c2,c6), (c3,c7), at padded offset 16 (w + w / 4). Up to kStage loads per
-  // thread in flight before the first store (as stage_x).
-  {
-    constexpr int kStage = 8;
-    const int total = M * k8;
-    for (int i0 = threadIdx.x; i0 < total; i0 += kStage * kThreads) {
-      int4 v[kStage];
-#pragma unroll
-      for (int u = 0; u < kStage; ++u) {
-        if (i0 + u * kThreads < total) v[u] = x[i0 + u * kThreads];
-      }
-#pragma unroll
-      for (int u = 0; u < kStage; ++u) {
-        const int i = i0 + u * kThreads;
-        if (i >= total) break;
-        const int m = i / k8, w = i - m * k8;
-        const uint32_t w0 = v[u].x, w1 = v[u].y, w2 = v[u].z, w3 = v[u].w;
-        *reinterpret_cast<int4*>(xs + m * x_stride + 16 * (w + (w >> 2))) =
-            make_int4(__byte_perm(w0, w2, 0x5410), __byte_perm(w0, w2, 0x7632),
-                      __byte_perm(w1, w3, 0x5410), __byte_perm(w1, w3, 0x7632));
-      }
-    }
-  }
+  // (c0,c4), (c1,c5), (c2,c6), (c3,c7), at padded offset 16 (w + w / 4).
+  load_staged(x, M * k8, [&](int i, const int4& v) {
+    const int m = i / k8, w = i - m * k8;
+    const uint32_t w0 = v.x, w1 = v.y, w2 = v.z, w3 = v.w;
+    *reinterpret_cast<int4*>(xs + m * x_stride + 16 * (w + (w >> 2))) =
+        make_int4(__byte_perm(w0, w2, 0x5410), __byte_perm(w0, w2, 0x7632),
+                  __byte_perm(w1, w3, 0x5410), __byte_perm(w1, w3, 0x7632));
+  });
   __syncthreads();
   // B column gid = row gid of x; columns >= M read row M - 1 (finite, never stored).
   // Word i of lane tid in chunk c: padded offset 16 (c 5 Wd + tid Wd + i + (tid Wd) / 4).
@@ -1036,6 +1029,23 @@ const __nv_bfloat16* bf16_ptr(const at::Tensor* t) {
   return t == nullptr ? nullptr : reinterpret_cast<const __nv_bfloat16*>(t->data_ptr());
 }
 
+// The arguments of both int4 GEMV kernels (gemv_w4_kernel, gemv_w4_pipe_kernel); x staged with
+// x_bytes per value.
+template <typename Kernel>
+void launch_w4_kernel(Kernel kernel, unsigned blocks, size_t smem, const at::Tensor& x,
+                      const at::Tensor& data, const at::Tensor& scale, const at::Tensor& zero,
+                      int64_t group, const at::Tensor* residual, at::Tensor& y, int64_t x_bytes) {
+  const int64_t N = data.size(0), K = x.size(1);
+  kernels::pdl::launch(
+      kernel, dim3(blocks), dim3(kThreads), smem, at::cuda::getCurrentCUDAStream(),
+      reinterpret_cast<const int4*>(data.data_ptr()),
+      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.const_data_ptr<uint8_t>(),
+      reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
+      bf16_ptr(residual), static_cast<int>(N), static_cast<int>(K / 32),
+      static_cast<int>(K / group), FastDiv(static_cast<uint32_t>(group / 32)),
+      static_cast<int>(x_row_bytes(K, x_bytes)));
+}
+
 template <int M, int R, int U, bool kF32X = false>
 void launch_w4(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
                const at::Tensor& zero, int64_t group, const at::Tensor* residual, at::Tensor& y) {
@@ -1044,14 +1054,7 @@ void launch_w4(const at::Tensor& x, const at::Tensor& data, const at::Tensor& sc
   const size_t smem =
       gemv_smem("gemv_w4a16", reinterpret_cast<const void*>(kernel), M, K, kF32X ? 4 : 2);
   const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, R);
-  kernels::pdl::launch(
-      kernel, dim3(blocks), dim3(kThreads), smem, at::cuda::getCurrentCUDAStream(),
-      reinterpret_cast<const int4*>(data.data_ptr()),
-      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.const_data_ptr<uint8_t>(),
-      reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
-      bf16_ptr(residual), static_cast<int>(N), static_cast<int>(K / 32),
-      static_cast<int>(K / group), FastDiv(static_cast<uint32_t>(group / 32)),
-      static_cast<int>(x_row_bytes(K, kF32X ? 4 : 2)));
+  launch_w4_kernel(kernel, blocks, smem, x, data, scale, zero, group, residual, y, kF32X ? 4 : 2);
 }
 
 // x as fp32 in shared memory up to K = 8192 (36 KB), as bf16 above: two blocks of 8 warps per
@@ -1072,14 +1075,7 @@ void launch_w4_pipe(const at::Tensor& x, const at::Tensor& data, const at::Tenso
                                         static_cast<int>(smem)));
   }
   const unsigned blocks = persistent_blocks(reinterpret_cast<const void*>(kernel), smem, N, 1);
-  kernels::pdl::launch(
-      kernel, dim3(blocks), dim3(kThreads), smem, at::cuda::getCurrentCUDAStream(),
-      reinterpret_cast<const int4*>(data.data_ptr()),
-      reinterpret_cast<const uint16_t*>(scale.data_ptr()), zero.const_data_ptr<uint8_t>(),
-      reinterpret_cast<const int4*>(x.data_ptr()), reinterpret_cast<__nv_bfloat16*>(y.data_ptr()),
-      bf16_ptr(residual), static_cast<int>(N), static_cast<int>(K / 32),
-      static_cast<int>(K / group), FastDiv(static_cast<uint32_t>(group / 32)),
-      static_cast<int>(x_row_bytes(K, f32x ? 4 : 2)));
+  launch_w4_kernel(kernel, blocks, smem, x, data, scale, zero, group, residual, y, f32x ? 4 : 2);
 }
 
 template <int M, int R, int U>

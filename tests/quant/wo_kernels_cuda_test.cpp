@@ -186,27 +186,25 @@ TEST(WoKernelsCuda, DequantW8BitwiseEqualsReference) {
   }
 }
 
+// Shapes of the int4 GEMV tests. N = 1, 37, 4099, 9000: not multiples of the 16 rows per block
+// (8 warps x 2 or 4 rows) or of a 16-row tensor-core tile. K = 32 and 96: fewer vectors than
+// lanes, partial chunks; 4096 / 14336: the Llama shapes (14336 = 3.5 chunks per lane); N = 14336
+// with K = 4096: several rows per warp of a persistent grid; 28672: at M = 4 more than the shared
+// memory of one block (the rows of x are split over two launches). At M = 1 the default takes
+// tensor cores for N >= 8192 with K <= 4096 and for K >= 8192 at groups of 128 (4099 x 4096 is not
+// tall enough; 14336 x 4096, 9000 x 4096, 4096 x 14336, 37 x 14336 and 37 x 28672 take them);
+// 28672 at group 64 keeps the register kernel with x staged as bf16.
+std::vector<Case> w4_gemv_cases() {
+  return {{1, 32, 32},       {37, 96, 32},       {37, 96, 96},      {37, 192, 64},
+          {4099, 4096, 128}, {14336, 4096, 128}, {9000, 4096, 128}, {1, 4096, 64},
+          {37, 14336, 128},  {4096, 14336, 128}, {37, 28672, 128},  {37, 28672, 64}};
+}
+
 TEST(WoKernelsCuda, GemvW4MatchesLinearRef) {
   REQUIRE_CUDA();
   at::manual_seed(13);
   const QuantFormat& f = find_format("w4a16_g128");
-  // N = 1, 37, 4099: not multiples of the 16 rows per block (8 warps x 2 or 4 rows). K = 32 and
-  // 96: fewer vectors than lanes, partial chunks; 4096 / 14336: the Llama shapes (14336 = 3.5
-  // chunks per lane); 28672: at M = 4 more than the shared memory of one block (the rows of x are
-  // split over two launches). At M = 1 the default takes tensor cores for N >= 8192 with K <= 4096
-  // and for K >= 8192 at groups of 128 (4099 x 4096 is not tall enough; 4096 x 14336, 37 x 14336 and
-  // 37 x 28672 take them); 28672 at group 64 keeps the register kernel with x staged as bf16.
-  for (const Case& c : std::vector<Case>{{1, 32, 32},
-                                         {37, 96, 32},
-                                         {37, 96, 96},
-                                         {37, 192, 64},
-                                         {4099, 4096, 128},
-                                         {1, 4096, 64},
-                                         {37, 14336, 128},
-                                         {4096, 14336, 128},
-                                         {9000, 4096, 128},
-                                         {37, 28672, 128},
-                                         {37, 28672, 64}}) {
+  for (const Case& c : w4_gemv_cases()) {
     const DeviceWeight dw = to_device(quantize_cpu(f, c.n, c.k, c.group));
     const PackedWeight& pw = dw.packed;
     check_gemv(
@@ -218,24 +216,16 @@ TEST(WoKernelsCuda, GemvW4MatchesLinearRef) {
   }
 }
 
-// The pipelined M = 1 kernel (cp.async rings, variants 203 / 204 = 3 / 4 stages) computes each row with the register-staged kernel's arithmetic in its order: bitwise the
-// same output (variant 24), with and without a residual. Shapes: fewer vectors than lanes (K = 32,
-// 96), partial last chunks (K = 14336: 3.5 chunks of 128 vectors), several rows per warp (N =
-// 14336: about 7 items per warp of the persistent grid, more than the ring), x staged as bf16
-// (K > 8192), and K = 28672 (no register-kernel twin: only the bound).
+// The pipelined M = 1 kernel (cp.async rings, variants 203 / 204 = 3 / 4 stages) computes
+// each row with the register-staged kernel's arithmetic in its order: bitwise the same output
+// (variant 24), with and without a residual. Among w4_gemv_cases: partial last chunks (K = 14336:
+// 3.5 chunks of 128 vectors), several rows per warp (N = 14336: about 7 items per warp, more than
+// the ring), x staged as bf16 (K > 8192), and K = 28672 (no register-kernel twin: only the bound).
 TEST(WoKernelsCuda, GemvW4PipelinedIsBitwiseTheRegisterKernel) {
   REQUIRE_CUDA();
   at::manual_seed(16);
   const QuantFormat& f = find_format("w4a16_g128");
-  for (const Case& c : std::vector<Case>{{1, 32, 32},
-                                         {37, 96, 32},
-                                         {37, 192, 64},
-                                         {4099, 4096, 128},
-                                         {14336, 4096, 128},
-                                         {1, 4096, 64},
-                                         {37, 14336, 128},
-                                         {4096, 14336, 128},
-                                         {37, 28672, 128}}) {
+  for (const Case& c : w4_gemv_cases()) {
     const DeviceWeight dw = to_device(quantize_cpu(f, c.n, c.k, c.group));
     const PackedWeight& pw = dw.packed;
     for (int variant : {203, 204}) {
