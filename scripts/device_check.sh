@@ -101,7 +101,7 @@ if [ "$what" = w4 ]; then
   # Issue 3, acceptance 3: the int4 GEMV at M = 1 (pipelined kernel vs the register-staged ones):
   # its tests, the per-format micro benchmark (eager and in-graph times), and the Llama-3.1-8B
   # decode step with every linear in w4a16 and in bf16.
-  (cd build-gpu && ctest -R "WoKernelsCuda|QuantLinearCuda" --output-on-failure -j4 > "$OUT/ctest_w4.log" 2>&1); rc=$?
+  (cd build-gpu && ctest -R "WoKernelsCuda|AqKernelsCuda|QuantLinearCuda" --output-on-failure -j4 > "$OUT/ctest_w4.log" 2>&1); rc=$?
   grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest_w4.log" | head -20; echo "== ctest w4 rc $rc"
   build-gpu/bench/quant_bench > "$OUT/quant_bench.jsonl" 2> "$OUT/quant_bench.err"; echo "== quant_bench rc $?"
   python3 - "$OUT/quant_bench.jsonl" <<'PY'

@@ -36,6 +36,7 @@
 
 #include "jointnas/quant/format.h"
 #include "jointnas/kernels/pdl_cuda.h"
+#include "jointnas/kernels/staging_cuda.h"
 #include "jointnas/quant/qkernels_cuda.h"
 
 namespace jointnas::quant::cuda {
@@ -295,7 +296,7 @@ struct Int8Ops {
   };
   static __device__ __forceinline__ void stage(const int4* __restrict__ qx, int4* xs, int n16,
                                                int k16) {
-    for (int j = threadIdx.x; j < n16; j += blockDim.x) xs[j] = __ldg(qx + j);
+    kernels::load_staged<kThreads>(qx, n16, [&](int j, const int4& v) { xs[j] = v; });
   }
   static __device__ __forceinline__ Slice x_slice(const int4 (&x)[kXVecs], int) { return {x[0]}; }
   static __device__ __forceinline__ Slice w_slice(const int4& w, int) { return {w}; }
@@ -334,8 +335,7 @@ struct Fp8Ops {
   };
   static __device__ __forceinline__ void stage(const int4* __restrict__ qx, int4* xs, int n16,
                                                int k16) {
-    for (int j = threadIdx.x; j < n16; j += blockDim.x) {
-      const int4 v = __ldg(qx + j);
+    kernels::load_staged<kThreads>(qx, n16, [&](int j, const int4& v) {
       const int m = j / k16, i = j - m * k16;
       uint32_t h[8];
 #pragma unroll
@@ -347,7 +347,7 @@ struct Fp8Ops {
       }
       xs[(2 * m) * k16 + i] = make_int4(h[0], h[1], h[2], h[3]);
       xs[(2 * m + 1) * k16 + i] = make_int4(h[4], h[5], h[6], h[7]);
-    }
+    });
   }
   // Values 4c..4c+3: plane c / 2, half2 words 2 (c % 2) and 2 (c % 2) + 1.
   static __device__ __forceinline__ Slice x_slice(const int4 (&x)[kXVecs], int c) {

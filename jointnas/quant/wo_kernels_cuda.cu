@@ -30,6 +30,7 @@
 #include <cuda_fp16.h>
 
 #include "jointnas/kernels/pdl_cuda.h"
+#include "jointnas/kernels/staging_cuda.h"
 #include "jointnas/quant/qkernels_cuda.h"
 
 namespace jointnas::quant::cuda {
@@ -128,34 +129,12 @@ inline int64_t x_row_bytes(int64_t K, int64_t x_bytes) {
   return b + b / 8;
 }
 
-// Reads x[0 .. total) (16-byte vectors) with up to 8 loads per thread in flight before the first
-// store, and hands each (index, vector) to `store`. One at a time, K = 14336 at M = 1 took 7 L2
-// round trips in a row before any weight was used (the bf16 GEMV had the same fix,
-// kernels/gemv_cuda.cu).
-template <typename Store>
-__device__ __forceinline__ void load_staged(const int4* __restrict__ x, int total, Store store) {
-  constexpr int kStage = 8;
-  for (int i0 = threadIdx.x; i0 < total; i0 += kStage * kThreads) {
-    int4 v[kStage];
-#pragma unroll
-    for (int u = 0; u < kStage; ++u) {
-      if (i0 + u * kThreads < total) v[u] = x[i0 + u * kThreads];
-    }
-#pragma unroll
-    for (int u = 0; u < kStage; ++u) {
-      const int i = i0 + u * kThreads;
-      if (i >= total) break;
-      store(i, v[u]);
-    }
-  }
-}
-
 // Copies x [M, K] bf16 (k8 16-byte units per row) into shared memory: as bf16, or with kF32
 // converted to fp32, in the padded layout above.
 template <int M, bool kF32>
 __device__ __forceinline__ void stage_x(char* xs, const int4* __restrict__ x, int k8,
                                         int row_bytes) {
-  load_staged(x, M * k8, [&](int i, const int4& v) {
+  kernels::load_staged<kThreads>(x, M * k8, [&](int i, const int4& v) {
     const int m = M == 1 ? 0 : i / k8, t = i - m * k8;
     char* row = xs + m * row_bytes;
     if constexpr (kF32) {
@@ -696,7 +675,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   // Stage x: per 8 columns c0..c7 (words (c0,c1), (c2,c3), (c4,c5), (c6,c7)) the bf16 pairs
   // (c0,c4), (c1,c5), (c2,c6), (c3,c7), at padded offset 16 (w + w / 4).
-  load_staged(x, M * k8, [&](int i, const int4& v) {
+  kernels::load_staged<kThreads>(x, M * k8, [&](int i, const int4& v) {
     const int m = i / k8, w = i - m * k8;
     const uint32_t w0 = v.x, w1 = v.y, w2 = v.z, w3 = v.w;
     *reinterpret_cast<int4*>(xs + m * x_stride + 16 * (w + (w >> 2))) =
