@@ -14,6 +14,8 @@
 #include "jointnas/core/error.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/quant/format.h"
+#include "jointnas/quant/qkernels_cuda.h"
+#include "jointnas/quant/qlinear.h"
 
 namespace jointnas::profile {
 namespace {
@@ -87,9 +89,8 @@ class AllocWalk {
   int64_t live_ = 0, peak_ = 0;
 };
 
-// Rows up to which QuantLinear takes its batch-1 GEMVs on CUDA (quant/qkernels_cuda.h
-// kMaxGemvRows), and the rows _int_mm needs (quant/qlinear.cpp kIntMmMinRows).
-constexpr int64_t kGemvRows = 4, kIntMmRows = 17;
+// Rows up to which QuantLinear takes its batch-1 GEMVs on CUDA, and the rows _int_mm needs.
+constexpr int64_t kGemvRows = quant::cuda::kMaxGemvRows, kIntMmRows = quant::kIntMmMinRows;
 
 // y = x W^T over `rows` token rows, K -> N, in `format`; leaves y [rows, N] allocated.
 void walk_linear(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::string& format, int64_t eb) {
@@ -421,6 +422,10 @@ LatencyTable LatencyTable::from_json(const Json& j, const std::string& src) {
       c.runs = static_cast<int>(get_int(v, "runs", src).value_or(0));
       c.outliers = static_cast<int>(get_int(v, "outliers", src).value_or(0));
       c.memory_bytes = get_int(v, "memory_bytes", src).value_or(0);
+      // A constant beside whole models: anything past a petabyte is a corrupt file, and would
+      // overflow the peak it is added to.
+      JNAS_CHECK_IO(c.memory_bytes > -(int64_t{1} << 50) && c.memory_bytes < (int64_t{1} << 50),
+                    "{}: calibration '{}' has memory_bytes {} (expected |bytes| < 2^50)", src, k, c.memory_bytes);
       JNAS_CHECK_IO(std::isfinite(c.scale) && std::isfinite(c.per_block_ms) && std::isfinite(c.constant_ms),
                     "{}: calibration '{}' has non-finite values", src, k);
       t.calibration[k] = c;

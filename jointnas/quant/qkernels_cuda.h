@@ -1,5 +1,5 @@
-// Our own CUDA kernels for the quantized formats (CUDA builds only; callers are guarded by
-// JNAS_WITH_CUDA). Layouts are those of pack.h. Every kernel has a reference in quantize.h and a
+// Our own CUDA kernels for the quantized formats (defined in CUDA builds only; callers are guarded
+// by JNAS_WITH_CUDA, the constants are read by the cost model everywhere). Layouts are those of pack.h. Every kernel has a reference in quantize.h and a
 // cuda-labelled test against it (tests/quant/qkernels_cuda_test.cpp).
 #pragma once
 

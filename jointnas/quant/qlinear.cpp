@@ -12,9 +12,6 @@
 namespace jointnas::quant {
 namespace {
 
-// _int_mm on CUDA needs more than 16 rows; smaller batches are padded with zero rows.
-constexpr int64_t kIntMmMinRows = 17;
-
 // float(acc) * sx * sw in fp32 (the order of the CUDA epilogue), rounded once to dtype.
 at::Tensor scale_epilogue_ref(const at::Tensor& acc, const at::Tensor& sx, const at::Tensor& sw_row,
                               c10::ScalarType dtype) {

@@ -21,6 +21,10 @@
 
 namespace jointnas::quant {
 
+// _int_mm on CUDA needs more than 16 rows; smaller batches are padded with zero rows (w8a8
+// between the GEMV and _int_mm; the cost model counts the padded copy).
+inline constexpr int64_t kIntMmMinRows = 17;
+
 class QuantLinear {
  public:
   QuantLinear() = default;

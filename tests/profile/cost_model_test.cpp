@@ -317,6 +317,10 @@ TEST(CostModel, ActivationPeakFollowsTheRuntimesAllocations) {
   const Cost cal = predict(c, specs, back, w);
   EXPECT_EQ(cal.runtime_bytes, 12345);
   EXPECT_EQ(cal.peak_bytes() - dense.peak_bytes(), 12345);
+  // A table is untrusted input: a constant that would overflow the peak is rejected.
+  Json bad = tc.to_json();
+  bad["calibration"][w.name()]["memory_bytes"] = int64_t{1} << 62;
+  EXPECT_THROW(LatencyTable::from_json(bad, "bad"), IoError);
 }
 
 }  // namespace
