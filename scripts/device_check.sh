@@ -243,6 +243,7 @@ if [ "$what" = supernet ]; then
   # The baselines at 2 layers (loop and dense_mask do not fit 32), same space without the depth choice.
   sed '/depth:/d' $Y > /tmp/space_2layers.yaml
   build-gpu/tests/search/search_test --gtest_filter='HeadLoss*' 2>&1 | tail -3
+  build-gpu/tests/search/search_cuda_test 2>&1 | grep -E "OK|FAILED|Failure|error|worst" | head -20
   $S $C /tmp/space_2layers.yaml 1 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_1layer.jsonl"
   $S $C /tmp/space_2layers.yaml 2 plain,factorized,dense_mask,loop | tee "$OUT/supernet_bench_2layers.jsonl"
   if [ -z "${JNAS_SKIP_32:-}" ]; then

@@ -15,77 +15,75 @@ using torch::autograd::variable_list;
 
 at::ScalarType wide(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
 
-// Per chunk: the student's tempered log-probabilities, the teacher's probabilities and the plain
-// log-probabilities for the cross entropy.
-struct Chunk {
-  at::Tensor logp_s_t, p_t, logp_s;  // [n, V]
-};
-
-Chunk chunk_terms(const at::Tensor& h, const at::Tensor& head, const at::Tensor& th, double T, bool kd, bool ce) {
-  Chunk c;
-  const at::Tensor z = at::matmul(h, head.t()).to(wide(h));
-  if (kd) {
-    c.logp_s_t = at::log_softmax(z / T, -1);
-    c.p_t = at::softmax(at::matmul(th, head.t()).to(wide(h)) / T, -1);
-  }
-  if (ce) c.logp_s = T == 1.0 && kd ? c.logp_s_t : at::log_softmax(z, -1);
-  return c;
-}
-
+// One pass over the rows in chunks. The loss is the last node of the graph, so the gradients of its
+// two terms with respect to the hidden states are formed in the same pass, each as [N, H] in the
+// hidden states' dtype; the backward only weighs them by the incoming gradient. The logits are
+// computed once (not again in the backward), and nothing waits for the host.
 class HeadLossFn : public torch::autograd::Function<HeadLossFn> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head,
                             const at::Tensor& teacher, const at::Tensor& targets, HeadLossOptions o) {
     at::NoGradGuard no_grad;
     const int64_t N = hidden.size(0);
-    const bool kd = o.kd_weight != 0.0, ce = o.ce_weight != 0.0;
-    double kd_sum = 0, ce_sum = 0, agree = 0;
+    const bool kd = o.kd_weight != 0.0, ce = o.ce_weight != 0.0, grad = hidden.requires_grad();
+    const double T = o.temperature, inv_n = 1.0 / static_cast<double>(N);
+    const at::ScalarType wt = wide(hidden);
+    const auto acc = hidden.options().dtype(at::kDouble);
+    at::Tensor kd_sum = at::zeros({}, acc), ce_sum = at::zeros({}, acc), agree = at::zeros({}, acc);
+    at::Tensor gh_kd = grad && kd ? at::empty_like(hidden) : at::empty({0}, hidden.options());
+    at::Tensor gh_ce = grad && ce ? at::empty_like(hidden) : at::empty({0}, hidden.options());
+    // z / T in the wide dtype, as softmax(z.float() / T); at T = 1 the widening is left to the
+    // softmax itself (no widened copy of the logits).
+    auto tempered = [&](const at::Tensor& z) { return T == 1.0 ? z : z.to(wt) / T; };
     for (int64_t r = 0; r < N; r += o.chunk_rows) {
       const int64_t n = std::min(o.chunk_rows, N - r);
-      const at::Tensor th = kd ? teacher.narrow(0, r, n) : at::Tensor();
-      Chunk c = chunk_terms(hidden.narrow(0, r, n), head, th, o.temperature, kd, ce);
+      const at::Tensor z = at::matmul(hidden.narrow(0, r, n), head.t());  // [n, V], hidden dtype
+      at::Tensor logp_s_t;
       if (kd) {
-        kd_sum += (c.p_t * (at::log(c.p_t.clamp_min(1e-300)) - c.logp_s_t)).sum().item<double>();
-        agree += (c.logp_s_t.argmax(-1) == c.p_t.argmax(-1)).sum().item<double>();
+        const at::Tensor zt = at::matmul(teacher.narrow(0, r, n), head.t());
+        logp_s_t = at::log_softmax(tempered(z), -1, wt);
+        const at::Tensor logp_t = at::log_softmax(tempered(zt), -1, wt);
+        const at::Tensor p_t = logp_t.exp();
+        kd_sum += (p_t * (logp_t - logp_s_t)).sum(at::kDouble);
+        agree += (z.argmax(-1) == zt.argmax(-1)).sum(at::kDouble);
+        if (grad) {
+          // d kd / d z_s = T^2 / N * (softmax(z_s / T) - p_t) / T
+          at::Tensor gz = logp_s_t.exp().sub_(p_t).to(hidden.scalar_type());
+          at::Tensor out = gh_kd.narrow(0, r, n);
+          at::mm_out(out, gz, head).mul_(T * inv_n);
+        }
       }
-      if (ce) ce_sum -= c.logp_s.gather(1, targets.narrow(0, r, n).unsqueeze(1)).sum().item<double>();
+      if (ce) {
+        const at::Tensor tg = targets.narrow(0, r, n).unsqueeze(1);
+        const at::Tensor logp = kd && T == 1.0 ? logp_s_t : at::log_softmax(z, -1, wt);
+        ce_sum -= logp.gather(1, tg).sum(at::kDouble);
+        if (grad) {
+          // d ce / d z_s = (softmax(z_s) - onehot) / N
+          at::Tensor gz = at::softmax(z, -1);
+          gz.scatter_add_(1, tg, at::full({n, 1}, -1.0, gz.options()));
+          at::Tensor out = gh_ce.narrow(0, r, n);
+          at::mm_out(out, gz, head).mul_(inv_n);
+        }
+      }
     }
-    const double kdv = o.temperature * o.temperature * kd_sum / static_cast<double>(N);
-    const double cev = ce_sum / static_cast<double>(N);
-    ctx->save_for_backward({hidden, head, teacher, targets});
-    ctx->saved_data["T"] = o.temperature;
+    at::Tensor kdv = kd_sum * (T * T * inv_n), cev = ce_sum * inv_n;
+    ctx->save_for_backward({gh_kd, gh_ce});
     ctx->saved_data["kd_w"] = o.kd_weight;
     ctx->saved_data["ce_w"] = o.ce_weight;
-    ctx->saved_data["chunk"] = o.chunk_rows;
-    return at::tensor({o.kd_weight * kdv + o.ce_weight * cev, kdv, cev, agree / static_cast<double>(N)},
-                      at::TensorOptions().dtype(wide(hidden)).device(hidden.device()));
+    return at::stack({kdv * o.kd_weight + cev * o.ce_weight, kdv, cev, agree * inv_n}).to(wt);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &head = saved[1], &teacher = saved[2], &targets = saved[3];
-    const double T = ctx->saved_data["T"].toDouble(), kd_w = ctx->saved_data["kd_w"].toDouble(),
-                 ce_w = ctx->saved_data["ce_w"].toDouble();
-    const int64_t chunk = ctx->saved_data["chunk"].toInt(), N = hidden.size(0);
-    const bool kd = kd_w != 0.0, ce = ce_w != 0.0;
-    // d total / d(kd), d(ce) from every output that reached the loss.
-    const at::Tensor g = grads[0].to(at::kDouble).cpu();
-    const double gk = g[0].item<double>() * kd_w + g[1].item<double>();
-    const double gc = g[0].item<double>() * ce_w + g[2].item<double>();
-    at::Tensor gh = at::empty_like(hidden);
-    for (int64_t r = 0; r < N; r += chunk) {
-      const int64_t n = std::min(chunk, N - r);
-      const at::Tensor th = kd ? teacher.narrow(0, r, n) : at::Tensor();
-      Chunk c = chunk_terms(hidden.narrow(0, r, n), head, th, T, kd, ce);
-      at::Tensor gz = at::zeros({n, head.size(0)}, c.logp_s_t.defined() ? c.logp_s_t.options() : c.logp_s.options());
-      // d kd / d z_s = T^2 / N * (softmax(z_s / T) - p_t) / T; d ce / d z_s = (softmax(z_s) - onehot) / N.
-      if (kd) gz.add_((c.logp_s_t.exp() - c.p_t) * (gk * T / static_cast<double>(N)));
-      if (ce) {
-        at::Tensor d = c.logp_s.exp();
-        d.scatter_add_(1, targets.narrow(0, r, n).unsqueeze(1), at::full({n, 1}, -1.0, d.options()));
-        gz.add_(d * (gc / static_cast<double>(N)));
-      }
-      gh.narrow(0, r, n).copy_(at::matmul(gz.to(hidden.scalar_type()), head));
+    const at::Tensor &gh_kd = saved[0], &gh_ce = saved[1];
+    const double kd_w = ctx->saved_data["kd_w"].toDouble(), ce_w = ctx->saved_data["ce_w"].toDouble();
+    // d total / d(kd), d(ce) from every output that reached the loss, on the device.
+    const at::Tensor& g = grads[0];
+    at::Tensor gh;
+    if (kd_w != 0.0) gh = gh_kd * (g[0] * kd_w + g[1]);
+    if (ce_w != 0.0) {
+      at::Tensor t = gh_ce * (g[0] * ce_w + g[2]);
+      gh = gh.defined() ? gh.add_(t) : t;
     }
     return {gh, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }

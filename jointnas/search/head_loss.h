@@ -1,7 +1,9 @@
 // The training loss at the LM head, computed in row chunks so that the [tokens, vocab] logits of
 // the student and the teacher never exist in full (at Llama-3.1-8B shapes, 4 x 2048 tokens x 128k
 // vocab are 4.2 GB per fp32 copy, and autograd would keep several). A custom autograd function
-// saves only the hidden states and recomputes each chunk's logits in the backward pass.
+// forms each chunk's logits once and, when the hidden states need a gradient, the gradient of each
+// term in the same pass ([N, H] each; the loss is the graph's last node), so the backward is a
+// weighted sum and the logits are never recomputed.
 //
 //   kd = T^2 / N * sum_n KL(softmax(z_t / T) || softmax(z_s / T))   (Hinton et al.; T^2 keeps the
 //        gradient scale independent of T)

@@ -70,7 +70,8 @@ template <int kSlices>
 __global__ void mix_kernel(const __nv_bfloat16* __restrict__ w, int64_t K, MixSpec spec,
                            const float* __restrict__ p, const __nv_bfloat16* __restrict__ g,
                            const float* __restrict__ b, __nv_bfloat16* __restrict__ out,
-                           float* __restrict__ sums) {
+                           float* __restrict__ sums, const float* __restrict__ row_scale,
+                           const float* __restrict__ col_scale, bool times_g) {
   __shared__ float smem[kThreads / 32];
   const int64_t row = blockIdx.x;
   constexpr int slices = kSlices;
@@ -156,29 +157,71 @@ __global__ void mix_kernel(const __nv_bfloat16* __restrict__ w, int64_t K, MixSp
       if (threadIdx.x == 0) sums[row * spec.num_formats + f] = total;
     }
   }
+  const float rs = row_scale != nullptr ? row_scale[row] : 1.0f;
 #pragma unroll
   for (int s = 0; s < kSlices; ++s) {
     const int64_t c0 = static_cast<int64_t>(s) * kSlice + threadIdx.x * kVec;
     if (s < slices && c0 < K) {
+      float m[kVec];
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) m[j] = mix[s][j] * rs;
+      if (times_g) {
+        const uint4 graw = *reinterpret_cast<const uint4*>(g + row * K + c0);
+        const __nv_bfloat16* ge = reinterpret_cast<const __nv_bfloat16*>(&graw);
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) m[j] *= __bfloat162float(ge[j]);
+      }
+      if (col_scale != nullptr) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) m[j] *= col_scale[c0 + j];
+      }
       uint4 raw;
       __nv_bfloat16* e = reinterpret_cast<__nv_bfloat16*>(&raw);
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) e[j] = __float2bfloat16_rn(mix[s][j]);
+      for (int j = 0; j < kVec; ++j) e[j] = __float2bfloat16_rn(m[j]);
       *reinterpret_cast<uint4*>(out + row * K + c0) = raw;
     }
+  }
+}
+
+// One thread per 8 elements of a row (K % 8 == 0), grid-stride.
+template <bool kFp8>
+__global__ void dequant_act_kernel(const uint8_t* __restrict__ q, const float* __restrict__ scale,
+                                   __nv_bfloat16* __restrict__ out, int64_t T, int64_t K) {
+  const int64_t n8 = T * K / kVec;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < n8; v += stride) {
+    const float s = scale[(v * kVec) / K];
+    const uint2 raw = reinterpret_cast<const uint2*>(q)[v];
+    const uint8_t* e = reinterpret_cast<const uint8_t*>(&raw);
+    uint4 o;
+    __nv_bfloat16* oe = reinterpret_cast<__nv_bfloat16*>(&o);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      float x;
+      if constexpr (kFp8) {
+        __nv_fp8_e4m3 f;
+        f.__x = e[j];
+        x = static_cast<float>(f);
+      } else {
+        x = static_cast<float>(static_cast<int8_t>(e[j]));
+      }
+      oe[j] = __float2bfloat16_rn(__fmul_rn(x, s));
+    }
+    reinterpret_cast<uint4*>(out)[v] = o;
   }
 }
 
 }  // namespace
 
 at::Tensor mix_weights(const at::Tensor& w, const MixSpec& spec, const at::Tensor& p,
-                       const at::Tensor* g, const at::Tensor* b, at::Tensor* sums) {
+                       const at::Tensor* g, const at::Tensor* b, at::Tensor* sums, const MixOutput& os) {
   TORCH_CHECK(w.is_cuda() && w.scalar_type() == at::kBFloat16 && w.dim() == 2 && w.is_contiguous(),
               "mix_weights: w must be a contiguous bf16 CUDA matrix");
   const int64_t N = w.size(0), K = w.size(1);
   TORCH_CHECK(K % kVec == 0 && K <= int64_t{kSlice} * kMaxSlices, "mix_weights: K = ", K,
               " must be a multiple of 8 and <= ", kSlice * kMaxSlices);
-  TORCH_CHECK(spec.num_formats >= 1 && spec.num_formats <= kMaxMixFormats, "mix_weights: 1..4 formats");
+  TORCH_CHECK(spec.num_formats >= 1 && spec.num_formats <= kMaxMixFormats, "mix_weights: 1..", kMaxMixFormats, " formats");
   for (int f = 0; f < spec.num_formats; ++f) {
     const MixFormat& fm = spec.formats[f];
     TORCH_CHECK(fm.kind != kMixAsymInt || (fm.group % 32 == 0 && fm.group <= 128 && K % fm.group == 0),
@@ -193,6 +236,16 @@ at::Tensor mix_weights(const at::Tensor& w, const MixSpec& spec, const at::Tenso
     bf = b->to(at::kFloat).contiguous();
     *sums = at::empty({N, spec.num_formats}, w.options().dtype(at::kFloat));
   }
+  TORCH_CHECK(!os.times_g || g != nullptr, "mix_weights: times_g needs G");
+  at::Tensor rs, cs;
+  if (os.row_scale != nullptr) {
+    rs = os.row_scale->to(at::kFloat).contiguous();
+    TORCH_CHECK(rs.numel() == N && rs.is_cuda(), "mix_weights: row_scale must have N entries");
+  }
+  if (os.col_scale != nullptr) {
+    cs = os.col_scale->to(at::kFloat).contiguous();
+    TORCH_CHECK(cs.numel() == K && cs.is_cuda(), "mix_weights: col_scale must have K entries");
+  }
   if (N == 0) return out;
   const auto* wp = reinterpret_cast<const __nv_bfloat16*>(w.data_ptr());
   const auto* gp = g != nullptr ? reinterpret_cast<const __nv_bfloat16*>(gc.data_ptr()) : nullptr;
@@ -203,10 +256,35 @@ at::Tensor mix_weights(const at::Tensor& w, const MixSpec& spec, const at::Tenso
   const unsigned grid = static_cast<unsigned>(N);
   switch ((K + kSlice - 1) / kSlice) {
 #define JNAS_MIX_CASE(S) \
-    case S: mix_kernel<S><<<grid, kThreads, 0, stream>>>(wp, K, spec, pf.data_ptr<float>(), gp, bp, op, sp); break;
+    case S: mix_kernel<S><<<grid, kThreads, 0, stream>>>(wp, K, spec, pf.data_ptr<float>(), gp, bp, op, sp, \
+        rs.defined() ? rs.data_ptr<float>() : nullptr, cs.defined() ? cs.data_ptr<float>() : nullptr, os.times_g); break;
     JNAS_MIX_CASE(1) JNAS_MIX_CASE(2) JNAS_MIX_CASE(3) JNAS_MIX_CASE(4)
     JNAS_MIX_CASE(5) JNAS_MIX_CASE(6) JNAS_MIX_CASE(7) JNAS_MIX_CASE(8)
 #undef JNAS_MIX_CASE
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor dequantize_act_bf16(const at::Tensor& q, const at::Tensor& scale) {
+  const bool fp8 = q.scalar_type() == at::kFloat8_e4m3fn;
+  TORCH_CHECK(q.is_cuda() && q.dim() == 2 && q.is_contiguous() && (fp8 || q.scalar_type() == at::kChar),
+              "dequantize_act_bf16: q must be a contiguous int8 or e4m3 CUDA matrix");
+  const int64_t T = q.size(0), K = q.size(1);
+  TORCH_CHECK(K % kVec == 0, "dequantize_act_bf16: K = ", K, " must be a multiple of 8");
+  const at::Tensor s = scale.to(at::kFloat).contiguous();
+  TORCH_CHECK(s.numel() == T && s.is_cuda(), "dequantize_act_bf16: one scale per row expected");
+  at::Tensor out = at::empty({T, K}, q.options().dtype(at::kBFloat16));
+  if (T == 0 || K == 0) return out;
+  const int64_t n8 = T * K / kVec;
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>((n8 + 255) / 256, 4096));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const auto* qp = reinterpret_cast<const uint8_t*>(q.data_ptr());
+  auto* op = reinterpret_cast<__nv_bfloat16*>(out.data_ptr());
+  if (fp8) {
+    dequant_act_kernel<true><<<grid, 256, 0, stream>>>(qp, s.data_ptr<float>(), op, T, K);
+  } else {
+    dequant_act_kernel<false><<<grid, 256, 0, stream>>>(qp, s.data_ptr<float>(), op, T, K);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

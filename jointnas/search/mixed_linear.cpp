@@ -17,13 +17,13 @@ namespace {
 at::Tensor act_input(const at::Tensor& x2d, const quant::QuantFormat& f) {
   if (f.act == quant::ActType::kNone) return x2d;
 #ifdef JNAS_WITH_CUDA
-  // One fused kernel instead of ~10 ATen passes: dequantize(quantize_act) is bitwise
+  // Two fused kernels instead of ~10 ATen passes: dequantize(quantize_act) is bitwise
   // fake_quant_act (tests/search/mix_cuda_test.cpp).
   if (x2d.is_cuda() && x2d.scalar_type() == at::kBFloat16 && x2d.size(1) <= 16384) {
     const at::Tensor xc = x2d.contiguous();
     auto [q, sc] = f.act == quant::ActType::kInt8PerToken ? quant::cuda::quantize_act_int8(xc)
                                                            : quant::cuda::quantize_act_fp8(xc);
-    return quant::dequantize_act_ref({q, sc}, at::kBFloat16);
+    return x2d.size(1) % 8 == 0 ? cuda::dequantize_act_bf16(q, sc) : quant::dequantize_act_ref({q, sc}, at::kBFloat16);
   }
 #endif
   return quant::fake_quant_act(x2d, f);
@@ -71,6 +71,58 @@ bool fused_spec(const MixedWeight& w, const std::vector<size_t>& cls, cuda::MixS
 }
 #endif
 
+// W_mix = sum_{f in fs} p_f FQ_f(W) for chunks of weight rows, over a subset `fs` of the formats:
+// the fused kernel where it applies, else ATen. pc: p at `fs` (on the weight's device).
+class Mixer {
+ public:
+  Mixer(const MixedWeight& w, const std::vector<size_t>& fs, const at::Tensor& p, const at::Tensor& pc)
+      : w_(w), fs_(fs), pd_(p.to(at::kDouble)), pc_(pc) {
+#ifdef JNAS_WITH_CUDA
+    fused_ = fused_spec(w, fs, &spec_);
+#endif
+  }
+  bool fused() const { return fused_; }
+
+  // (a b^T) * W_mix for rows [r0, r0 + n), in the weight's dtype (a: the rows' [n] entries).
+  at::Tensor masked_rows(int64_t r0, int64_t n, const at::Tensor& a, const at::Tensor& b) const {
+#ifdef JNAS_WITH_CUDA
+    if (fused_) {
+      cuda::MixOutput o;
+      o.row_scale = &a;
+      o.col_scale = &b;
+      return cuda::mix_weights(w_.weight.narrow(0, r0, n), spec_, pc_, nullptr, nullptr, nullptr, o);
+    }
+#endif
+    const auto dt = w_.weight.scalar_type();
+    at::Tensor wm;
+    for (size_t f : fs_) {
+      at::Tensor t = fq_rows(w_, f, r0, n) * pd_[f].to(dt);
+      wm = wm.defined() ? wm + t : t;
+    }
+    return wm * a.to(dt).unsqueeze(1) * b.to(dt).unsqueeze(0);
+  }
+
+#ifdef JNAS_WITH_CUDA
+  // Fused only: G * a * W_mix for rows [r0, r0 + n), and sums[n, i] = sum_k G FQ_{fs[i]} b.
+  at::Tensor backward_rows(int64_t r0, int64_t n, const at::Tensor& G, const at::Tensor& a, const at::Tensor& b,
+                           at::Tensor* sums) const {
+    cuda::MixOutput o;
+    o.row_scale = &a;
+    o.times_g = true;
+    return cuda::mix_weights(w_.weight.narrow(0, r0, n), spec_, pc_, &G, &b, sums, o);
+  }
+#endif
+
+ private:
+  const MixedWeight& w_;
+  const std::vector<size_t>& fs_;
+  at::Tensor pd_, pc_;
+  bool fused_ = false;
+#ifdef JNAS_WITH_CUDA
+  cuda::MixSpec spec_;
+#endif
+};
+
 struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x2d,
                             const at::Tensor& p, const at::Tensor& a, const at::Tensor& b,
@@ -78,37 +130,23 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
     ctx->save_for_backward({x2d, p, a, b});
     ctx->saved_data["w"] = reinterpret_cast<int64_t>(w);
     const int64_t N = w->weight.size(0), T = x2d.size(0);
-    const auto dt = w->weight.scalar_type();
     at::Tensor y = at::zeros({T, N}, x2d.options());
-    at::Tensor pd = p.to(at::kDouble);
-    at::Tensor bd = b.to(dt).unsqueeze(0);
     for (size_t c = 0; c < w->classes.size(); ++c) {
       const auto& cls = w->classes[c];
-      at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
-#ifdef JNAS_WITH_CUDA
-      cuda::MixSpec spec;
-      const bool fused = fused_spec(*w, cls, &spec);
-      const at::Tensor pc = fused ? p.index_select(0, w->class_index[c]) : at::Tensor();
-#endif
+      const at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
+      const Mixer mix(*w, cls, p, p.index_select(0, w->class_index[c]));
       for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
         const int64_t n = std::min(w->row_chunk, N - r0);
-        at::Tensor wm;
-#ifdef JNAS_WITH_CUDA
-        if (fused) wm = cuda::mix_weights(w->weight.narrow(0, r0, n), spec, pc);
-#endif
-        if (!wm.defined()) {
-          for (size_t f : cls) {
-            at::Tensor t = fq_rows(*w, f, r0, n) * pd[f].to(dt);
-            wm = wm.defined() ? wm + t : t;
-          }
-        }
-        wm = wm * a.narrow(0, r0, n).to(dt).unsqueeze(1) * bd;
-        y.narrow(1, r0, n).addmm_(xq, wm.t());
+        y.narrow(1, r0, n).addmm_(xq, mix.masked_rows(r0, n, a.narrow(0, r0, n), b).t());
       }
     }
     return y;
   }
 
+  // Per activation class c: G_c = g^T Qact_c(x) per row chunk gives d/dp, d/da, d/db. The straight-
+  // through activation quantizers (d Qact(x) / dx = 1: per-token scales never clip) make d/dx one
+  // matmul with the mixture over every format, g ((a b^T) * sum_f p_f FQ_f(W)), instead of one per
+  // class: 1 + classes matmuls in the backward instead of 2 x classes.
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
@@ -125,30 +163,25 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
     at::Tensor gb = at::zeros({b.size(0)}, b.options().dtype(at::kDouble));
     for (size_t c = 0; c < w->classes.size(); ++c) {
       const auto& cls = w->classes[c];
-      at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
-#ifdef JNAS_WITH_CUDA
-      cuda::MixSpec spec;
-      const bool fused = fused_spec(*w, cls, &spec);
+      const at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
       const at::Tensor& ci = w->class_index[c];
-      const at::Tensor pc = fused ? p.index_select(0, ci) : at::Tensor();
-#endif
+      const at::Tensor pc = p.index_select(0, ci);
+      const Mixer mix(*w, cls, p, pc);
       for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
         const int64_t n = std::min(w->row_chunk, N - r0);
         at::Tensor ar = a.narrow(0, r0, n).to(dt).unsqueeze(1);
-        at::Tensor gr = g.narrow(1, r0, n);
-        at::Tensor gq = at::mm(gr.t(), xq);  // [n, K] = g^T Qact(x)
+        at::Tensor gq = at::mm(g.narrow(1, r0, n).t(), xq);  // [n, K] = g^T Qact(x)
 #ifdef JNAS_WITH_CUDA
-        if (fused) {
-          // sums[n, i] = sum_k G FQ_i b: dL/da = sums p, dL/dp_i = sum_n a_n sums[n, i].
+        if (mix.fused()) {
+          // sums[n, i] = sum_k G FQ_i b: dL/da = sums p, dL/dp_i = sum_n a_n sums[n, i];
+          // dL/db = column sums of G * a * W_mix.
           at::Tensor sums;
-          const at::Tensor bb = b;
-          at::Tensor wm = cuda::mix_weights(w->weight.narrow(0, r0, n), spec, pc, &gq, &bb, &sums);
+          const at::Tensor a_r = a.narrow(0, r0, n);
+          at::Tensor gaw = mix.backward_rows(r0, n, gq, a_r, b, &sums);
           at::Tensor sd = sums.to(at::kDouble);
-          const at::Tensor a_r = a.narrow(0, r0, n).to(at::kDouble);
-          gp.index_add_(0, ci, (sd * a_r.unsqueeze(1)).sum(0));
+          gp.index_add_(0, ci, (sd * a_r.to(at::kDouble).unsqueeze(1)).sum(0));
           ga.narrow(0, r0, n) += (sd * pc.to(at::kDouble).unsqueeze(0)).sum(1);
-          gb += (gq * wm * ar).sum(0, false, at::kFloat);
-          gx.addmm_(gr, wm * ar * bd);
+          gb += gaw.sum(0, false, at::kFloat);
           continue;
         }
 #endif
@@ -163,9 +196,12 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
         at::Tensor gw = gq * wm;  // G * W_mix
         ga.narrow(0, r0, n) += (gw * bd).sum(1, false, at::kDouble);
         gb += (gw * ar).sum(0, false, at::kDouble);
-        // Straight-through activation quantizer: d Qact(x) / dx = 1 (per-token scales never clip).
-        gx.addmm_(gr, wm * ar * bd);
       }
+    }
+    const Mixer all(*w, w->all_formats, p, p);
+    for (int64_t r0 = 0; r0 < N; r0 += w->row_chunk) {
+      const int64_t n = std::min(w->row_chunk, N - r0);
+      gx.addmm_(g.narrow(1, r0, n), all.masked_rows(r0, n, a.narrow(0, r0, n), b));
     }
     return {gx, gp.to(p.scalar_type()), ga.to(a.scalar_type()), gb.to(b.scalar_type()), at::Tensor()};
   }
@@ -174,6 +210,8 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
 }  // namespace
 
 void MixedWeight::prepare() {
+  all_formats.resize(formats.size());
+  for (size_t f = 0; f < formats.size(); ++f) all_formats[f] = f;
   classes.clear();
   class_index.clear();
   std::vector<quant::ActType> keys;

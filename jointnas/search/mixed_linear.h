@@ -3,7 +3,8 @@
 // chunk of weight rows at a time (no stored masks, no weight-sized temporaries beyond a chunk),
 // one matmul per activation quantizer, and saves only x, p, a, b. The backward recomputes the
 // chunks and gets every gradient from G = g^T Qact(x) per chunk: d/da, d/db, d/dp_f are row,
-// column and full sums of G * (masked) weights; d/dx is the usual g W.
+// column and full sums of G * (masked) weights; d/dx is one matmul g W_mix with the mixture over
+// every format (straight-through activation quantizers), not one per activation quantizer.
 // The weight is frozen (no gradient); adapters run beside it (supernet.cpp).
 #pragma once
 
@@ -24,6 +25,7 @@ struct MixedWeight {
   // the probabilities, on the weight's device; filled by prepare() once the formats are set.
   std::vector<std::vector<size_t>> classes;
   std::vector<at::Tensor> class_index;
+  std::vector<size_t> all_formats;  // 0 .. F-1
   void prepare();
 };
 

@@ -3,6 +3,7 @@
 // supernet's hidden-state entry points against its logits.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <cmath>
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
@@ -70,6 +71,21 @@ TEST(HeadLoss, TermsAreSeparatelyDifferentiableAndAgreementCounts) {
   const double want = (at::matmul(in.h, in.head.t()).argmax(-1) == at::matmul(in.th, in.head.t()).argmax(-1))
                           .to(at::kDouble).mean().item<double>();
   EXPECT_EQ(agree, want);
+}
+
+// fp32 logits 200 apart: the teacher's softmax underflows to exactly 0 for most words. 0 * log 0
+// must count as 0 (it came out NaN when the teacher's log-probabilities were taken as log(p)).
+TEST(HeadLoss, UnderflowingTeacherProbabilitiesGiveAFiniteKl) {
+  const auto f = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor head = at::eye(4, f);                         // logits = hidden
+  at::Tensor th = at::tensor({200.0f, 0.0f, 0.0f, 0.0f}, f).view({1, 4});
+  at::Tensor h = at::tensor({1.0f, 0.0f, 0.0f, 0.0f}, f).view({1, 4}).requires_grad_(true);
+  at::Tensor out = head_loss(h, head, th, {}, {1.0, 1.0, 0.0, 1});
+  // KL = sum_v p_t (log p_t - log p_s) with p_t = one-hot up to e^-200: -log p_s(0).
+  const double want = -std::log(std::exp(1.0) / (std::exp(1.0) + 3.0));
+  EXPECT_NEAR(out[1].item<double>(), want, 1e-6);
+  out[0].backward();
+  EXPECT_TRUE(at::isfinite(h.grad()).all().item<bool>());
 }
 
 TEST(HeadLoss, MissingInputsAreConfigErrors) {

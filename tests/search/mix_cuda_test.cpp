@@ -7,6 +7,7 @@
 #include "jointnas/quant/qkernels_cuda.h"
 #include "jointnas/quant/quantize.h"
 #include "jointnas/search/mix_cuda.h"
+#include "jointnas/search/mixed_linear.h"
 #include "tensor_assert.h"
 
 namespace jointnas::search {
@@ -101,9 +102,76 @@ TEST(MixCuda, FusedActivationQuantizerIsBitwiseFakeQuantAct) {
       auto [q, s] = f.act == quant::ActType::kInt8PerToken ? quant::cuda::quantize_act_int8(x)
                                                            : quant::cuda::quantize_act_fp8(x);
       at::Tensor got = quant::dequantize_act_ref({q, s}, at::kBFloat16);
-      EXPECT_TRUE(at::equal(got, quant::fake_quant_act(x, f))) << name << " K " << K;
+      const at::Tensor want = quant::fake_quant_act(x, f);
+      EXPECT_TRUE(at::equal(got, want)) << name << " K " << K;
+      // The one-pass dequantization the supernet uses gives the same bits.
+      EXPECT_TRUE(at::equal(cuda::dequantize_act_bf16(q, s), want)) << name << " K " << K;
     }
   }
+}
+
+// The factorized linear on CUDA (fused mixing, fused activation quantizers, one d/dx matmul over
+// every format) against its definition written out per format in fp32:
+//   y = sum_f p_f Qact_f(x) W'_f^T with W'_f = (a b^T) * FQ_f(W), G_f = g^T Qact_f(x),
+//   dx = sum_f p_f g W'_f, dp_f = sum G_f W'_f, da_n = sum_f p_f sum_k G_f FQ_f b, db likewise.
+// Bound: the implementation rounds W_mix, (a b^T) * W_mix and G to bf16 (three roundings of
+// 2^-9 relative each) and its outputs to bf16 (2^-9), and sums in fp32; so each entry is within
+// 2^-6 of the same expression taken over magnitudes (|x|, |W|, |g|, ...), which bounds every
+// partial sum.
+TEST(MixCuda, FactorizedLinearMatchesItsDefinition) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  const int64_t T = 48, K = 384, N = 300;
+  const auto o = at::TensorOptions().device(at::kCUDA);
+  MixedWeight w;
+  w.weight = weights(N, K);
+  w.row_chunk = 128;  // 3 chunks, the last one partial
+  for (const char* name : {"bf16", "w8a16", "w4a16_g128", "w8a8", "fp8_e4m3"}) {
+    w.formats.push_back(&quant::find_format(name));
+    w.groups.push_back(w.formats.back()->group_for(K));
+  }
+  w.prepare();
+  const int64_t F = static_cast<int64_t>(w.formats.size());
+  at::Tensor x = (at::randn({T, K}, o) * 3.0).to(at::kBFloat16).requires_grad_(true);
+  at::Tensor p = at::softmax(at::randn({F}, o), 0).requires_grad_(true);
+  at::Tensor a = at::rand({N}, o).requires_grad_(true);
+  at::Tensor b = at::rand({K}, o).requires_grad_(true);
+  at::Tensor g = at::randn({T, N}, o).to(at::kBFloat16);
+  at::Tensor y = mixed_linear_factorized(x, w, p, a, b);
+  y.backward(g);
+
+  const at::Tensor xf = x.detach().to(at::kFloat), gf = g.to(at::kFloat), pf = p.detach();
+  const at::Tensor ab = a.detach().unsqueeze(1) * b.detach().unsqueeze(0);
+  at::Tensor y_ref = at::zeros({T, N}, o), y_mag = at::zeros({T, N}, o);
+  at::Tensor gx_ref = at::zeros({T, K}, o), gx_mag = at::zeros({T, K}, o);
+  at::Tensor gp_ref = at::zeros({F}, o), gp_mag = at::zeros({F}, o);
+  at::Tensor ga_ref = at::zeros({N}, o), ga_mag = at::zeros({N}, o);
+  at::Tensor gb_ref = at::zeros({K}, o), gb_mag = at::zeros({K}, o);
+  for (int64_t f = 0; f < F; ++f) {
+    const auto& fmt = *w.formats[f];
+    const at::Tensor xq = quant::fake_quant_act(x.detach(), fmt).to(at::kFloat);
+    const at::Tensor fq = quant::fake_quant(w.weight, fmt, w.groups[f]).to(at::kFloat);
+    const at::Tensor wp = ab * fq, G = at::mm(gf.t(), xq), Gm = at::mm(gf.abs().t(), xq.abs());
+    y_ref += pf[f] * at::mm(xq, wp.t());
+    y_mag += pf[f] * at::mm(xq.abs(), wp.abs().t());
+    gx_ref += pf[f] * at::mm(gf, wp);
+    gx_mag += pf[f] * at::mm(gf.abs(), wp.abs());
+    gp_ref[f] = (G * wp).sum();
+    gp_mag[f] = (Gm * wp.abs()).sum();
+    ga_ref += pf[f] * (G * fq * b.detach()).sum(1);
+    ga_mag += pf[f] * (Gm * fq.abs() * b.detach()).sum(1);
+    gb_ref += pf[f] * (G * fq * a.detach().unsqueeze(1)).sum(0);
+    gb_mag += pf[f] * (Gm * fq.abs() * a.detach().unsqueeze(1)).sum(0);
+  }
+  auto within = [](const at::Tensor& got, const at::Tensor& ref, const at::Tensor& mag, const char* what) {
+    const at::Tensor err = (got.to(at::kFloat) - ref).abs();
+    EXPECT_TRUE((err <= mag * (1.0 / 64) + 1e-30).all().item<bool>())
+        << what << ": worst error / magnitude " << (err / (mag + 1e-30)).max().item<float>();
+  };
+  within(y.detach(), y_ref, y_mag, "y");
+  within(x.grad(), gx_ref, gx_mag, "dx");
+  within(p.grad(), gp_ref, gp_mag, "dp");
+  within(a.grad(), ga_ref, ga_mag, "da");
+  within(b.grad(), gb_ref, gb_mag, "db");
 }
 
 }  // namespace
