@@ -22,18 +22,25 @@ def bench(fn, n, warmup=5, reps=30):
     return sorted(ts)[len(ts) // 2] * 1e3  # us
 
 
+def operands(M, N, K, dev):
+    """Rotating weight copies (>= 256 MB in all, bf16 and e4m3), x in bf16 and e4m3, and random
+    per-channel / per-token scales: (copies, x, wb, w8, sw, qx, sx)."""
+    copies = max(2, (256 << 20) // (N * K))
+    x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
+    wb = [torch.randn(N, K, device=dev, dtype=torch.bfloat16) * 0.02 for _ in range(copies)]
+    w8 = [w.to(torch.float8_e4m3fn) for w in wb]
+    sw = torch.rand(1, N, device=dev, dtype=torch.float32) + 0.5
+    qx = x.to(torch.float8_e4m3fn)
+    sx = torch.rand(M, 1, device=dev, dtype=torch.float32) + 0.5
+    return copies, x, wb, w8, sw, qx, sx
+
+
 def main():
     M = int(sys.argv[1]) if len(sys.argv) > 1 else 2048
     dev = "cuda"
     print(torch.__version__, torch.cuda.get_device_name())
     for N, K in [(4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336)]:
-        copies = max(2, (256 << 20) // (N * K))
-        x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
-        wb = [torch.randn(N, K, device=dev, dtype=torch.bfloat16) * 0.02 for _ in range(copies)]
-        w8 = [w.to(torch.float8_e4m3fn) for w in wb]
-        sw = torch.rand(1, N, device=dev, dtype=torch.float32) + 0.5
-        qx = x.to(torch.float8_e4m3fn)
-        sx = torch.rand(M, 1, device=dev, dtype=torch.float32) + 0.5
+        copies, x, wb, w8, sw, qx, sx = operands(M, N, K, dev)
         t_bf16 = bench(lambda i: torch.mm(x, wb[i].t()), copies)
         res = {}
         for fast in (False, True):
