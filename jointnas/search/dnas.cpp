@@ -68,11 +68,11 @@ std::string value_name(const SearchSpace& s, const std::string& decision, int64_
 double budgeted(const profile::Cost& c, int which) {
   switch (which) {
     case 0: return c.latency_ms;
-    case 1: return static_cast<double>(c.weight_bytes + c.kv_cache_bytes);
+    case 1: return static_cast<double>(c.peak_bytes());
     default: return static_cast<double>(c.params);
   }
 }
-constexpr const char* kBudgetNames[] = {"latency", "memory (weights + KV cache)", "parameters"};
+constexpr const char* kBudgetNames[] = {"latency", "memory (predicted peak)", "parameters"};
 std::string budget_value(int which, double v) {
   switch (which) {
     case 0: return fmt::format("{:.4f} ms", v);
@@ -254,6 +254,14 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
   const profile::CostSpace cspace = cost_space(*cc.space, *cc.config, cc.block_rank);
   const at::Tensor head = net.lm_head().detach();
   const Budget& B = budget;
+  // The expected peak memory: the expected weights and KV cache (differentiable) plus the rest of
+  // the peak (activations, RoPE tables, runtime constant) of the current argmax architecture, a
+  // constant of the step. The peak is a maximum over the forward pass, not an expectation of
+  // table entries; it moves little with the architecture, and the repair checks it exactly.
+  auto expected_memory = [&](const profile::ExpectedCost& e) {
+    const profile::Cost c = arch_cost(cc, net.argmax());
+    return e.weight_bytes + e.kv_cache_bytes + static_cast<double>(c.peak_bytes() - c.weight_bytes - c.kv_cache_bytes);
+  };
   auto penalty_of = [&](const profile::ExpectedCost& e) {
     at::Tensor p = at::zeros({}, at::kDouble);
     const bool target = o.penalty_form == "target";
@@ -264,7 +272,7 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       return t;
     };
     if (B.latency_ms > 0) p = p + term(e.latency_ms / B.latency_ms);
-    if (B.memory_bytes > 0) p = p + term((e.weight_bytes + e.kv_cache_bytes) / B.memory_bytes);
+    if (B.memory_bytes > 0) p = p + term(expected_memory(e) / B.memory_bytes);
     if (B.params > 0) p = p + term(e.params / B.params);
     return p * o.penalty_weight;
   };
@@ -383,7 +391,7 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       rec["top1_agreement"] = out[3].item<double>();
       rec["penalty"] = pen.item<double>();
       rec["expected_latency_ms"] = e.latency_ms.item<double>();
-      rec["expected_memory_bytes"] = (e.weight_bytes + e.kv_cache_bytes).item<double>();
+      rec["expected_memory_bytes"] = expected_memory(e).item<double>();
       rec["expected_params"] = e.params.item<double>();
     }
     // Entropy: freeze decided decisions at their argmax (logits -1e4 elsewhere: exactly one-hot

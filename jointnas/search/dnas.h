@@ -23,9 +23,10 @@
 
 namespace jointnas::search {
 
-// Hard limits on the deployed model; 0 = no limit. Memory is what the model holds: weights as
-// stored plus the KV cache at the workload's batch and context (activations and RoPE tables are
-// reported beside it, not budgeted).
+// Hard limits on the deployed model; 0 = no limit. Memory is the runtime's predicted peak for the
+// workload (profile::Cost::peak_bytes): weights as stored, the KV cache at the workload's batch and
+// context, the largest set of live activations, the RoPE tables and the table's calibrated
+// runtime constant (cuBLAS workspaces and the like; measured on CUDA only).
 struct Budget {
   double latency_ms = 0, memory_bytes = 0, params = 0;
   bool any() const { return latency_ms > 0 || memory_bytes > 0 || params > 0; }

@@ -119,6 +119,31 @@ TEST(Dnas, BudgetFeasibilityUsesTheTrueMinimumAndNamesIt) {
   EXPECT_THROW(check_budget_feasible(fx.cc, p), ConfigError);
 }
 
+// The memory budget is the runtime's predicted peak, not only what the model holds: a budget just
+// above the smallest weights + KV cache is infeasible (every architecture also needs activations
+// and RoPE tables), and the repair ends at a predicted peak within the budget.
+TEST(Dnas, MemoryBudgetIsThePredictedPeak) {
+  Fixture fx;
+  const profile::Cost small = arch_cost(fx.cc, smallest_arch(fx.space, fx.c));
+  ASSERT_GT(small.activation_bytes, 0);
+  Budget held;
+  held.memory_bytes = static_cast<double>(small.weight_bytes + small.kv_cache_bytes) * 1.0001;
+  try {
+    check_budget_feasible(fx.cc, held);
+    FAIL() << "a memory budget below every predicted peak must throw";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("predicted peak"), std::string::npos) << e.what();
+  }
+  Budget peak;
+  peak.memory_bytes = static_cast<double>(small.peak_bytes()) * 1.0001;
+  EXPECT_NO_THROW(check_budget_feasible(fx.cc, peak));
+  const Arch big = largest_arch(fx.space);
+  peak.memory_bytes = 0.5 * static_cast<double>(small.peak_bytes() + arch_cost(fx.cc, big).peak_bytes());
+  const Repair r = repair_to_budget(fx.cc, peak, big, {});
+  EXPECT_FALSE(r.moves.empty());
+  EXPECT_LE(static_cast<double>(arch_cost(fx.cc, r.arch).peak_bytes()), peak.memory_bytes);
+}
+
 // The repair and arch.json find the supernet's logits by name: decisions() must name exactly
 // the supernet's arch_* parameters, in the same order, with the same numbers of choices.
 TEST(Dnas, DecisionNamesAreTheSupernetsLogitNames) {
@@ -158,7 +183,7 @@ TEST(Dnas, RepairMeetsTheBudgetAndSpendsTheLeastLikelyChoices) {
 double search_budget(Fixture& fx) { return 1.3 * fx.brute_min_latency(); }
 
 DnasResult short_search(Fixture& fx, std::vector<Json>* log, uint64_t seed,
-                        const std::function<void(DnasOptions&)>& tweak = {}) {
+                        const std::function<void(DnasOptions&)>& tweak = {}, const Budget* budget = nullptr) {
   model::Checkpoint ck = testing::random_llama_checkpoint(fx.c, 3, 0.05, 1.0);
   SupernetOptions so;
   so.lora_rank = 4;
@@ -175,6 +200,7 @@ DnasResult short_search(Fixture& fx, std::vector<Json>* log, uint64_t seed,
   if (tweak) tweak(o);
   Budget b;
   b.latency_ms = search_budget(fx);
+  if (budget != nullptr) b = *budget;
   LocalProcessGroup pg;
   return run_dnas(net, tokens, fx.cc, b, o, pg, [&](const Json& j) { log->push_back(j); });
 }
@@ -209,6 +235,24 @@ TEST(Dnas, ShortSearchMeetsBudgetEntropyFallsAndIsDeterministic) {
   Json bad = j1;
   bad["indices"]["arch_hidden"] = 7;
   EXPECT_THROW(arch_from_json(bad, fx.space, "<bad>"), IoError);
+}
+
+// A memory budget alone: the penalty follows the expected peak (weights + KV of the distribution
+// plus the rest of the argmax architecture's peak) and the result's predicted peak meets it.
+TEST(Dnas, ShortSearchUnderAMemoryBudgetMeetsThePredictedPeak) {
+  Fixture fx;
+  const double lo = static_cast<double>(arch_cost(fx.cc, smallest_arch(fx.space, fx.c)).peak_bytes());
+  const double hi = static_cast<double>(arch_cost(fx.cc, largest_arch(fx.space)).peak_bytes());
+  Budget b;
+  b.memory_bytes = lo + 0.1 * (hi - lo);
+  std::vector<Json> log;
+  const DnasResult r = short_search(fx, &log, 5, {}, &b);
+  EXPECT_LE(static_cast<double>(r.predicted.peak_bytes()), b.memory_bytes);
+  ASSERT_FALSE(log.empty());
+  const double first = log.front()["expected_memory_bytes"].get<double>();
+  EXPECT_GT(first, b.memory_bytes) << "the uniform start should be over this budget";
+  EXPECT_LE(first, hi);
+  EXPECT_LT(log.back()["expected_memory_bytes"].get<double>(), first);
 }
 
 TEST(Dnas, InfeasibleBudgetFailsBeforeAnyTraining) {

@@ -54,7 +54,9 @@ void write_report(const std::string& run_dir, const Json& stages) {
   md += fmt::format("| decode latency, measured (ms) | {:.4f} | {:.4f} |\n", json_ms(bo), json_ms(bf));
   md += fmt::format("| decode latency, predicted by the table (ms) | {:.4f} | {:.4f} |\n", num(dense, "latency_ms"),
                     num(pred, "latency_ms"));
-  md += fmt::format("| weights + KV cache, predicted (MiB) | {:.3f} | {:.3f} |\n", mib(dense), mib(pred));
+  md += fmt::format("| peak memory, predicted (MiB) | {:.3f} | {:.3f} |\n", num(dense, "peak_bytes") / 1048576.0,
+                    num(pred, "peak_bytes") / 1048576.0);
+  md += fmt::format("| of which weights + KV cache (MiB) | {:.3f} | {:.3f} |\n", mib(dense), mib(pred));
   md += fmt::format("| parameters | {:.0f} | {:.0f} |\n", num(dense, "params"), num(pred, "params"));
   if (po.is_object() && pf.is_object()) md += fmt::format("| perplexity (eval text) | {:.3f} | {:.3f} |\n", num(po, "ppl"), num(pf, "ppl"));
   // The user's budget (a closed-loop round holds the table to a tighter one: arch.json's).
@@ -62,6 +64,13 @@ void write_report(const std::string& run_dir, const Json& stages) {
   if (lat_budget > 0 && json_ms(bf) > 0) {
     md += fmt::format("\nLatency budget {:.4f} ms: the found model measures {:.4f} ms, which {} the budget.\n", lat_budget,
                       json_ms(bf), json_ms(bf) <= lat_budget ? "meets" : "MISSES");
+  }
+  const double mem_budget = num(arch["budget"], "memory_bytes");
+  if (mem_budget > 0) {
+    md += fmt::format("\nMemory budget {:.3f} MiB: the found model's predicted peak is {:.3f} MiB, which {} the budget "
+                      "(not measured: `bench` does not read the peak).\n",
+                      mem_budget / 1048576.0, num(pred, "peak_bytes") / 1048576.0,
+                      num(pred, "peak_bytes") <= mem_budget ? "meets" : "MISSES");
   }
   md += fmt::format("\nSearch: {} steps (stop: {}); finetune KD {:.4f} -> {:.4f}.\n\n", arch.value("steps_run", 0),
                     arch.value("stop_reason", std::string("?")), num(ft, "kd_first"), num(ft, "kd_last"));

@@ -69,8 +69,9 @@ void run(SearchFlags& f) {
   budget.memory_bytes = f.memory_mib * 1024.0 * 1024.0;
   budget.params = f.params;
   JNAS_CHECK_CONFIG(budget.any(), "search needs a budget: --latency, --memory-mib or --params");
-  JNAS_LOG_INFO("[search] dense model by the table: {:.4f} ms, {:.2f} MiB weights + KV; budget {}", dense.latency_ms,
-                (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0, budget.to_json().dump());
+  JNAS_LOG_INFO("[search] dense model by the table: {:.4f} ms, {:.2f} MiB peak memory ({:.2f} MiB weights + KV); budget {}",
+                dense.latency_ms, dense.peak_bytes() / 1048576.0, (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0,
+                budget.to_json().dump());
   double clamped_from = 0;
   if (f.clamp_budget && budget.latency_ms > 0) {
     const double reach = search::arch_cost(cc, search::fastest_arch(cc)).latency_ms;
@@ -141,10 +142,12 @@ void run(SearchFlags& f) {
          std::cout << fmt::format("  {:<28} {:>12} {:>12} {:>12}\n", "", "dense", "found", "budget");
          std::cout << fmt::format("  {:<28} {:>12.4f} {:>12.4f} {:>12}\n", "latency (ms, table)", dense.latency_ms,
                                   r.predicted.latency_ms, budget.latency_ms > 0 ? fmt::format("{:.4f}", budget.latency_ms) : "-");
-         std::cout << fmt::format("  {:<28} {:>12.2f} {:>12.2f} {:>12}\n", "weights + KV (MiB)",
-                                  (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0,
-                                  (r.predicted.weight_bytes + r.predicted.kv_cache_bytes) / 1048576.0,
+         std::cout << fmt::format("  {:<28} {:>12.2f} {:>12.2f} {:>12}\n", "peak memory (MiB, table)",
+                                  dense.peak_bytes() / 1048576.0, r.predicted.peak_bytes() / 1048576.0,
                                   budget.memory_bytes > 0 ? fmt::format("{:.2f}", budget.memory_bytes / 1048576.0) : "-");
+         std::cout << fmt::format("  {:<28} {:>12.2f} {:>12.2f} {:>12}\n", "  of which weights + KV",
+                                  (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0,
+                                  (r.predicted.weight_bytes + r.predicted.kv_cache_bytes) / 1048576.0, "");
          std::cout << fmt::format("  {:<28} {:>12} {:>12} {:>12}\n", "parameters", dense.params, r.predicted.params,
                                   budget.params > 0 ? fmt::format("{:.0f}", budget.params) : "-");
          for (const auto& m : r.repairs) std::cout << "  repair: " << m << "\n";
@@ -164,7 +167,8 @@ void register_search(CLI::App& app) {
   sub->add_option("--importance", f->importance, "importance.json of the (permuted) model: the depth order");
   add_workload_flags(sub, f->workload);
   sub->add_option("--latency", f->latency, "Latency budget: ms, or a fraction of the dense model with 'x' (0.6x)");
-  sub->add_option("--memory-mib", f->memory_mib, "Memory budget (weights + KV cache), MiB");
+  sub->add_option("--memory-mib", f->memory_mib, "Memory budget, MiB: the runtime's predicted peak for the workload (weights, KV cache, activations, "
+                  "RoPE tables and the table's calibrated runtime constant)");
   sub->add_option("--params", f->params, "Parameter budget");
   sub->add_option("--steps", f->o.steps, "Alternating steps (default 100)");
   sub->add_option("--train-batch", f->o.batch, "Windows per step (default 4)");
