@@ -50,12 +50,21 @@ std::vector<std::pair<bool, double>> regimes(const Workload& w) {
 }
 
 // Stored bytes of an N x K linear in `format`, from the registry row.
-int64_t linear_bytes(int64_t n, int64_t k, const std::string& format, int64_t dtype_bytes) {
+// Weight bytes the runtime holds for one linear: the packed format, and on the CPU also the
+// dequantized copy in the compute dtype that QuantLinear keeps of a weight-only format (its CPU
+// GEMM runs on that copy), so a weight-only format costs more memory there than bf16, not less.
+int64_t linear_bytes(int64_t n, int64_t k, const std::string& format, int64_t dtype_bytes, bool cpu) {
   const quant::QuantFormat& f = quant::find_format(format);
   if (!f.quantized()) return n * k * dtype_bytes;
   const int64_t groups = k / f.group_for(k);
   return n * k * f.weight_bits / 8 + n * groups * static_cast<int64_t>(c10::elementSize(f.scale_dtype)) +
-         (f.asymmetric ? n * groups : 0);
+         (f.asymmetric ? n * groups : 0) + (cpu && f.weight_only() ? n * k * dtype_bytes : 0);
+}
+
+// Whether the table was measured on the CPU (profile writes meta.device = "cpu").
+bool measured_on_cpu(const LatencyTable& t) {
+  return t.meta.is_object() && t.meta.contains("device") && t.meta["device"].is_string() &&
+         t.meta["device"].get<std::string>() == "cpu";
 }
 
 // Everything one block contributes, for given sizes and formats.
@@ -461,6 +470,7 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
   JNAS_CHECK_CONFIG(static_cast<int64_t>(specs.size()) == c.num_hidden_layers,
                     "cost model: {} layer specs for {} layers", specs.size(), c.num_hidden_layers);
   const int64_t H = c.hidden_size, V = c.vocab_size;
+  const bool cpu = measured_on_cpu(table);
   Cost cost;
   cost.params = V * H * (c.tie_word_embeddings ? 1 : 2) + H;
   cost.weight_bytes = cost.params * dtype_bytes;  // embeddings, head, final norm
@@ -511,10 +521,10 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
     const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
     const int64_t I = l.intermediate_size;
     cost.params += 2 * H + H * (q + 2 * kv) + q * H + 2 * I * H + I * H;
-    cost.weight_bytes += 2 * H * dtype_bytes + linear_bytes(q + 2 * kv, H, l.format_qkv, dtype_bytes) +
-                         linear_bytes(H, q, l.format_o, dtype_bytes) +
-                         linear_bytes(2 * I, H, l.format_gate_up, dtype_bytes) +
-                         linear_bytes(H, I, l.format_down, dtype_bytes);
+    cost.weight_bytes += 2 * H * dtype_bytes + linear_bytes(q + 2 * kv, H, l.format_qkv, dtype_bytes, cpu) +
+                         linear_bytes(H, q, l.format_o, dtype_bytes, cpu) +
+                         linear_bytes(2 * I, H, l.format_gate_up, dtype_bytes, cpu) +
+                         linear_bytes(H, I, l.format_down, dtype_bytes, cpu);
   }
   return cost;
 }
@@ -555,6 +565,7 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
   const at::Tensor pH = pr.hidden.to(at::kDouble);
   const auto& Hs = sp.hidden;
   const int64_t nH = static_cast<int64_t>(Hs.size()), V = c.vocab_size;
+  const bool cpu = measured_on_cpu(table);
   const at::Tensor one = at::ones({1}, at::kDouble);
   auto hvec = [&](auto f) {
     std::vector<double> v;
@@ -640,7 +651,7 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
       return expect3(pH, pw, pf.to(at::kDouble), nH, nw, static_cast<int64_t>(fs.size()),
                      [&](int64_t a, int64_t b, int64_t f) {
                        auto [n, k] = nk(Hs[a], b);
-                       return static_cast<double>(linear_bytes(n, k, fs[f], dtype_bytes));
+                       return static_cast<double>(linear_bytes(n, k, fs[f], dtype_bytes, cpu));
                      });
     };
     auto qkv_rows = [&](int64_t b) { const AttnChoice& A = L.attention[b]; return (A.heads + 2 * A.kv_heads) * A.head_dim; };

@@ -89,7 +89,8 @@ class LatencyTable {
 
 struct Cost {
   double latency_ms = 0;
-  int64_t weight_bytes = 0;      // as stored (packed formats, embeddings, norms)
+  int64_t weight_bytes = 0;      // as the runtime holds them: packed formats, embeddings, norms, and
+                                 // on the CPU the dequantized copy of each weight-only linear
   int64_t kv_cache_bytes = 0;    // at the workload's batch and context (+ new tokens)
   int64_t activation_bytes = 0;  // peak transient tensors of one forward for the workload
   int64_t table_bytes = 0;       // the runtime's RoPE cos / sin tables (fp32, per head_dim)

@@ -82,6 +82,7 @@ TEST(CostModel, ExpectedAtOneHotEqualsDiscrete) {
     w.prefill_weight = 0.3;
     LatencyTable t = synthetic_table(base, sp, w);
     if (std::string(kind) != "prefill") t.calibration[w.name()] = {1.3, 0.05, 0.2, 8};  // applied in both
+    if (std::string(kind) == "mix") t.meta = Json{{"device", "cpu"}};  // + dequantized copies, in both
     for (int trial = 0; trial < 25; ++trial) {
       const Selection s = random_selection(sp, rng, 0.25);
       auto [cfg, specs] = select(base, sp, s);
@@ -285,6 +286,15 @@ TEST(CostModel, MemoryTerms) {
   // gate_up [384 x 128] per layer: bf16 2 B/weight -> 0.5 B + (bf16 scale + zero) per 128.
   EXPECT_EQ(dense.weight_bytes - q.weight_bytes, 3 * (384 * 128 * 2 - (384 * 64 + 384 * 3)));
   EXPECT_EQ(q.params, dense.params);
+  // A table measured on the CPU: the runtime also holds a dequantized copy (2 B/weight here) of
+  // each weight-only linear, so w4a16 costs more memory than bf16 there. Formats with quantized
+  // activations keep no copy.
+  LatencyTable cpu = t;
+  cpu.meta = Json{{"device", "cpu"}};
+  EXPECT_EQ(predict(c, specs, cpu, w).weight_bytes - q.weight_bytes, 3 * 384 * 128 * 2);
+  EXPECT_EQ(predict(c, model::dense_layer_specs(c), cpu, w).weight_bytes, dense.weight_bytes);
+  for (auto& s : specs) s.format_gate_up = "fp8_e4m3";
+  EXPECT_EQ(predict(c, specs, cpu, w).weight_bytes, predict(c, specs, t, w).weight_bytes);
 }
 
 // The activation term replays the runtime's allocations (cost_model.cpp, AllocWalk). Derived by
