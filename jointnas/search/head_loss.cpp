@@ -40,15 +40,28 @@ class HeadLossFn : public torch::autograd::Function<HeadLossFn> {
       const at::Tensor z = at::matmul(hidden.narrow(0, r, n), head.t());  // [n, V], hidden dtype
       at::Tensor logp_s_t;
       if (kd) {
-        const at::Tensor zt = at::matmul(teacher.narrow(0, r, n), head.t());
+        // In place where it can be, so that at most three [n, V] wide tensors live at once (a
+        // chunk of 1024 rows at 128k words is 0.5 GB each in fp32).
         logp_s_t = at::log_softmax(tempered(z), -1, wt);
-        const at::Tensor logp_t = at::log_softmax(tempered(zt), -1, wt);
-        const at::Tensor p_t = logp_t.exp();
-        kd_sum += (p_t * (logp_t - logp_s_t)).sum(at::kDouble);
-        agree += (z.argmax(-1) == zt.argmax(-1)).sum(at::kDouble);
+        at::Tensor p_t;
+        {
+          const at::Tensor zt = at::matmul(teacher.narrow(0, r, n), head.t());
+          agree += (z.argmax(-1) == zt.argmax(-1)).sum(at::kDouble);
+          at::Tensor logp_t = at::log_softmax(tempered(zt), -1, wt);
+          p_t = logp_t.exp();
+          // sum p_t (log p_t - log p_s) as one dot product: 0 where p_t underflows to 0 (log p_t
+          // stays finite, unlike log(p_t)).
+          const at::Tensor diff = logp_t.sub_(logp_s_t).view(-1);
+          kd_sum += (p_t.numel() < (int64_t{1} << 31) ? at::dot(p_t.view(-1), diff)  // BLAS takes int counts
+                                                      : (p_t.view(-1) * diff).sum()).to(at::kDouble);
+        }
         if (grad) {
-          // d kd / d z_s = T^2 / N * (softmax(z_s / T) - p_t) / T
-          at::Tensor gz = logp_s_t.exp().sub_(p_t).to(hidden.scalar_type());
+          // d kd / d z_s = T^2 / N * (softmax(z_s / T) - p_t) / T; the CE term below still needs
+          // log p_s at T = 1, otherwise it is consumed in place.
+          const bool keep = ce && T == 1.0;
+          at::Tensor s = keep ? logp_s_t.exp() : logp_s_t.exp_();
+          at::Tensor gz = s.sub_(p_t).to(hidden.scalar_type());
+          s = at::Tensor();
           at::Tensor out = gh_kd.narrow(0, r, n);
           at::mm_out(out, gz, head).mul_(T * inv_n);
         }
