@@ -262,7 +262,7 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
     const profile::Cost c = arch_cost(cc, net.argmax());
     return e.weight_bytes + e.kv_cache_bytes + static_cast<double>(c.peak_bytes() - c.weight_bytes - c.kv_cache_bytes);
   };
-  auto penalty_of = [&](const profile::ExpectedCost& e) {
+  auto penalty_of = [&](const profile::ExpectedCost& e, const at::Tensor& memory) {
     at::Tensor p = at::zeros({}, at::kDouble);
     const bool target = o.penalty_form == "target";
     bool primary = true;  // the first budget set, in the order latency, memory, params
@@ -272,7 +272,7 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       return t;
     };
     if (B.latency_ms > 0) p = p + term(e.latency_ms / B.latency_ms);
-    if (B.memory_bytes > 0) p = p + term(expected_memory(e) / B.memory_bytes);
+    if (B.memory_bytes > 0) p = p + term(memory / B.memory_bytes);
     if (B.params > 0) p = p + term(e.params / B.params);
     return p * o.penalty_weight;
   };
@@ -366,7 +366,8 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       const profile::ExpectedCost e = profile::expected_cost(
           *cc.config, cspace, arch_probs(*cc.space, to_cpu_double(net.distribution(Relaxation::kSoftmax)), cc.block_rank),
           *cc.table, cc.workload, cc.dtype_bytes);
-      const at::Tensor pen = penalty_of(e);
+      const at::Tensor memory = expected_memory(e);  // before the step: what the penalty used
+      const at::Tensor pen = penalty_of(e, memory);
       // Entropy ramp over the undecided decisions (mean normalised entropy, differentiable).
       at::Tensor ent = at::zeros({}, at::kDouble);
       int64_t undecided = 0;
@@ -391,7 +392,7 @@ DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const Cos
       rec["top1_agreement"] = out[3].item<double>();
       rec["penalty"] = pen.item<double>();
       rec["expected_latency_ms"] = e.latency_ms.item<double>();
-      rec["expected_memory_bytes"] = expected_memory(e).item<double>();
+      rec["expected_memory_bytes"] = memory.item<double>();
       rec["expected_params"] = e.params.item<double>();
     }
     // Entropy: freeze decided decisions at their argmax (logits -1e4 elsewhere: exactly one-hot

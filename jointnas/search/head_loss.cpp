@@ -1,6 +1,7 @@
 #include "jointnas/search/head_loss.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <fmt/ranges.h>
@@ -21,11 +22,13 @@ at::ScalarType wide(const at::Tensor& t) { return t.scalar_type() == at::kDouble
 // computed once (not again in the backward), and nothing waits for the host.
 class HeadLossFn : public torch::autograd::Function<HeadLossFn> {
  public:
+  // grad: whether autograd will call backward (hidden requires a gradient and grad mode was on at
+  // the call site; inside forward grad mode is always off).
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& head,
-                            const at::Tensor& teacher, const at::Tensor& targets, HeadLossOptions o) {
+                            const at::Tensor& teacher, const at::Tensor& targets, HeadLossOptions o, bool grad) {
     at::NoGradGuard no_grad;
     const int64_t N = hidden.size(0);
-    const bool kd = o.kd_weight != 0.0, ce = o.ce_weight != 0.0, grad = hidden.requires_grad();
+    const bool kd = o.kd_weight != 0.0, ce = o.ce_weight != 0.0;
     const double T = o.temperature, inv_n = 1.0 / static_cast<double>(N);
     const at::ScalarType wt = wide(hidden);
     const auto acc = hidden.options().dtype(at::kDouble);
@@ -52,8 +55,11 @@ class HeadLossFn : public torch::autograd::Function<HeadLossFn> {
           // sum p_t (log p_t - log p_s) as one dot product: 0 where p_t underflows to 0 (log p_t
           // stays finite, unlike log(p_t)).
           const at::Tensor diff = logp_t.sub_(logp_s_t).view(-1);
-          kd_sum += (p_t.numel() < (int64_t{1} << 31) ? at::dot(p_t.view(-1), diff)  // BLAS takes int counts
-                                                      : (p_t.view(-1) * diff).sum()).to(at::kDouble);
+          // On CUDA one cuBLAS dot (no [n, V] temporary; BLAS takes int counts); on the CPU ATen's
+          // cascade sum, which a plain fp32 dot would not match near KL = 0.
+          kd_sum += (p_t.is_cuda() && p_t.numel() < (int64_t{1} << 31) ? at::dot(p_t.view(-1), diff)
+                                                                         : (p_t.view(-1) * diff).sum())
+                        .to(at::kDouble);
         }
         if (grad) {
           // d kd / d z_s = T^2 / N * (softmax(z_s / T) - p_t) / T; the CE term below still needs
@@ -71,11 +77,12 @@ class HeadLossFn : public torch::autograd::Function<HeadLossFn> {
         const at::Tensor logp = kd && T == 1.0 ? logp_s_t : at::log_softmax(z, -1, wt);
         ce_sum -= logp.gather(1, tg).sum(at::kDouble);
         if (grad) {
-          // d ce / d z_s = (softmax(z_s) - onehot) / N
-          at::Tensor gz = at::softmax(z, -1);
+          // d ce / d z_s = (softmax(z_s) - onehot) / N, in the wide dtype and rounded once: in bf16
+          // a confident target's p - 1 would round to 0 (bf16 steps are 2^-8 near 1).
+          at::Tensor gz = at::softmax(z, -1, wt);
           gz.scatter_add_(1, tg, at::full({n, 1}, -1.0, gz.options()));
           at::Tensor out = gh_ce.narrow(0, r, n);
-          at::mm_out(out, gz, head).mul_(inv_n);
+          at::mm_out(out, gz.to(hidden.scalar_type()), head).mul_(inv_n);
         }
       }
     }
@@ -98,7 +105,7 @@ class HeadLossFn : public torch::autograd::Function<HeadLossFn> {
       at::Tensor t = gh_ce * (g[0] * ce_w + g[2]);
       gh = gh.defined() ? gh.add_(t) : t;
     }
-    return {gh, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {gh, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -117,7 +124,7 @@ at::Tensor head_loss(const at::Tensor& hidden, const at::Tensor& head, const at:
   JNAS_CHECK_CONFIG(!head.requires_grad(), "head_loss: the LM head is frozen (pass it detached)");
   const at::Tensor th = teacher_hidden.defined() ? teacher_hidden.detach() : at::empty({0}, hidden.options());
   const at::Tensor tg = targets.defined() ? targets.to(hidden.device(), at::kLong) : at::empty({0}, at::TensorOptions().dtype(at::kLong).device(hidden.device()));
-  return HeadLossFn::apply(hidden, head, th, tg, opts);
+  return HeadLossFn::apply(hidden, head, th, tg, opts, at::GradMode::is_enabled() && hidden.requires_grad());
 }
 
 }  // namespace jointnas::search

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
@@ -227,12 +228,16 @@ at::Tensor mix_weights(const at::Tensor& w, const MixSpec& spec, const at::Tenso
     TORCH_CHECK(fm.kind != kMixAsymInt || (fm.group % 32 == 0 && fm.group <= 128 && K % fm.group == 0),
                 "mix_weights: group ", fm.group, " must be 32, 64 or 128 and divide K");
   }
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(w.data_ptr()) % 16 == 0, "mix_weights: w must be 16-byte aligned");
+  const c10::cuda::CUDAGuard guard(w.device());
   at::Tensor pf = p.to(at::kFloat).contiguous();
   at::Tensor out = at::empty_like(w);
   at::Tensor gc, bf;
   if (g != nullptr) {
     gc = g->contiguous();
-    TORCH_CHECK(gc.sizes() == w.sizes() && gc.scalar_type() == at::kBFloat16, "mix_weights: G like W");
+    TORCH_CHECK(gc.sizes() == w.sizes() && gc.scalar_type() == at::kBFloat16 &&
+                    reinterpret_cast<uintptr_t>(gc.data_ptr()) % 16 == 0,
+                "mix_weights: G like W (bf16, 16-byte aligned)");
     bf = b->to(at::kFloat).contiguous();
     *sums = at::empty({N, spec.num_formats}, w.options().dtype(at::kFloat));
   }
@@ -271,7 +276,9 @@ at::Tensor dequantize_act_bf16(const at::Tensor& q, const at::Tensor& scale) {
   TORCH_CHECK(q.is_cuda() && q.dim() == 2 && q.is_contiguous() && (fp8 || q.scalar_type() == at::kChar),
               "dequantize_act_bf16: q must be a contiguous int8 or e4m3 CUDA matrix");
   const int64_t T = q.size(0), K = q.size(1);
-  TORCH_CHECK(K % kVec == 0, "dequantize_act_bf16: K = ", K, " must be a multiple of 8");
+  TORCH_CHECK(K % kVec == 0 && reinterpret_cast<uintptr_t>(q.data_ptr()) % 8 == 0,
+              "dequantize_act_bf16: K = ", K, " must be a multiple of 8 and q 8-byte aligned");
+  const c10::cuda::CUDAGuard guard(q.device());
   const at::Tensor s = scale.to(at::kFloat).contiguous();
   TORCH_CHECK(s.numel() == T && s.is_cuda(), "dequantize_act_bf16: one scale per row expected");
   at::Tensor out = at::empty({T, K}, q.options().dtype(at::kBFloat16));

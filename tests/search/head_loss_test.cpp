@@ -88,6 +88,21 @@ TEST(HeadLoss, UnderflowingTeacherProbabilitiesGiveAFiniteKl) {
   EXPECT_TRUE(at::isfinite(h.grad()).all().item<bool>());
 }
 
+// bf16 hidden states and a confident target (p = 1 - 3e^-12): the CE gradient at the target is
+// p - 1 = -1.8e-5, which a softmax rounded to bf16 (steps of 2^-8 near 1) would make exactly 0.
+// The gradient is formed in fp32 (p near 1 carries an absolute error of up to two fp32 ulps of 1,
+// 2 x 2^-23) and rounded once to bf16 (2^-8 relative at most).
+TEST(HeadLoss, CrossEntropyGradientOfAConfidentTargetSurvivesBf16) {
+  const auto b = at::TensorOptions().dtype(at::kBFloat16);
+  at::Tensor head = at::eye(4, b);  // logits = hidden
+  at::Tensor h = at::tensor({12.0f, 0.0f, 0.0f, 0.0f}).view({1, 4}).to(at::kBFloat16).requires_grad_(true);
+  at::Tensor tg = at::zeros({1}, at::kLong);
+  head_loss(h, head, {}, tg, {1.0, 0.0, 1.0, 1})[0].backward();
+  const double want = -3.0 / (std::exp(12.0) + 3.0);
+  EXPECT_NEAR(h.grad()[0][0].item<double>(), want, 2 * std::ldexp(1.0, -23) + std::abs(want) / 256) << "target";
+  EXPECT_NEAR(h.grad()[0][1].item<double>(), 1.0 / (std::exp(12.0) + 3.0), 1.0 / (std::exp(12.0) + 3.0) / 256);
+}
+
 TEST(HeadLoss, MissingInputsAreConfigErrors) {
   Inputs in = inputs(4, 8, 10, 1);
   EXPECT_THROW(head_loss(in.h, in.head, {}, in.tg, {1.0, 1.0, 0.0, 4}), ConfigError);     // kd without teacher
