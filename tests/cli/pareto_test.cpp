@@ -59,6 +59,9 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
     EXPECT_TRUE(p["measured_ms"].is_number() && p["measured_ms"].get<double>() > 0) << p.dump();
     EXPECT_TRUE(p["ppl"].is_number() && p["ppl"].get<double>() > 1) << p.dump();
     EXPECT_TRUE(p["kl"].is_number() && p["kl"].get<double>() >= 0) << p.dump();
+    // The predicted peak (what a memory budget bounds) is at least the weights + KV cache.
+    ASSERT_TRUE(p["peak_mib_predicted"].is_number()) << p.dump();
+    EXPECT_GT(p["peak_mib_predicted"].get<double>(), p["weights_kv_mib_predicted"].get<double>()) << p.dump();
   }
   EXPECT_NEAR(by_id["original"]["kl"].get<double>(), 0.0, 1e-6);  // the original against itself
 

@@ -321,7 +321,7 @@ struct Measured {
   Point p;
   bool ok = false;
   std::string status;
-  double ms = NAN, predicted_ms = NAN, ppl = NAN, kl = NAN, top1 = NAN, acc = NAN, mib = NAN, params = NAN;
+  double ms = NAN, predicted_ms = NAN, ppl = NAN, kl = NAN, top1 = NAN, acc = NAN, mib = NAN, peak_mib = NAN, params = NAN;
   double acc_se = NAN;  // standard error of the mean accuracy (the tasks' own, combined)
   std::map<std::string, double> task_acc;
   Json arch;  // architecture (values)
@@ -367,6 +367,7 @@ std::vector<Measured> collect(const Study& s, const Stages& st) {
         m.arch = aj;
         m.predicted_ms = num(aj["predicted"], "latency_ms");
         m.mib = (num(aj["predicted"], "weight_bytes") + num(aj["predicted"], "kv_cache_bytes")) / 1048576.0;
+        m.peak_mib = num(aj["predicted"], "peak_bytes") / 1048576.0;
         m.params = num(aj["predicted"], "params");
       }
     } else {
@@ -374,6 +375,7 @@ std::vector<Measured> collect(const Study& s, const Stages& st) {
       if (sj.is_object()) {
         m.predicted_ms = num(sj["predicted"], "latency_ms");
         m.mib = (num(sj["predicted"], "weight_bytes") + num(sj["predicted"], "kv_cache_bytes")) / 1048576.0;
+        m.peak_mib = num(sj["predicted"], "peak_bytes") / 1048576.0;
         m.params = num(sj["predicted"], "params");
       }
     }
@@ -544,19 +546,22 @@ void write_report(const Study& s, const Stages& st) {
 
   // All points.
   md += "## Every point\n\n| point | method | budget | measured ms | predicted ms | measured / predicted | weights + KV MiB "
-        "(predicted) | params | perplexity | KL | top-1 agree | mean acc | status |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+        "(predicted) | peak MiB (predicted) | params | perplexity | KL | top-1 agree | mean acc | status |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   Json pj = Json::array();
   for (const auto& m : ms) {
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", m.p.id, label_of(m.p.method),
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", m.p.id, label_of(m.p.method),
                       m.p.budget.empty() ? "-" : m.p.budget, f4(m.ms), f4(m.predicted_ms),
                       std::isfinite(m.ms) && std::isfinite(m.predicted_ms) ? f3(m.ms / m.predicted_ms) : "-", f3(m.mib),
+                      f3(m.peak_mib),
                       std::isfinite(m.params) ? fmt::format("{:.0f}", m.params) : "-", f3(m.ppl), f4(m.kl), f3(m.top1),
                       f3(m.acc), m.status);
     Json e{{"id", m.p.id}, {"method", m.p.method}, {"family", m.p.family}, {"budget", m.p.budget}, {"seed", m.p.seed},
            {"front_seed", m.p.front_seed}, {"status", m.status}};
     auto put = [&](const char* k, double v) { e[k] = std::isfinite(v) ? Json(v) : Json(nullptr); };
     put("measured_ms", m.ms), put("predicted_ms", m.predicted_ms), put("ppl", m.ppl), put("kl", m.kl), put("top1", m.top1);
-    put("mean_acc", m.acc), put("weights_kv_mib_predicted", m.mib), put("params", m.params);
+    put("mean_acc", m.acc), put("weights_kv_mib_predicted", m.mib), put("peak_mib_predicted", m.peak_mib);
+    put("params", m.params);
     e["task_acc"] = m.task_acc;
     if (m.arch.is_object()) e["architecture"] = m.arch.value("architecture", Json::object());
     pj.push_back(std::move(e));
