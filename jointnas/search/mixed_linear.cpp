@@ -161,7 +161,10 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
     at::Tensor gp = at::zeros({p.size(0)}, p.options().dtype(at::kDouble));
     at::Tensor ga = at::zeros({N}, a.options().dtype(at::kDouble));
     at::Tensor gb = at::zeros({b.size(0)}, b.options().dtype(at::kDouble));
-    for (size_t c = 0; c < w->classes.size(); ++c) {
+    // A LoRA-only step (architecture logits frozen) needs no gradient for p, a or b: then only
+    // dL/dx is formed, one matmul instead of 1 + classes.
+    const bool arch_grads = ctx->needs_input_grad(1) || ctx->needs_input_grad(2) || ctx->needs_input_grad(3);
+    for (size_t c = 0; arch_grads && c < w->classes.size(); ++c) {
       const auto& cls = w->classes[c];
       const at::Tensor xq = act_input(x2d, *w->formats[cls[0]]);
       const at::Tensor& ci = w->class_index[c];
@@ -203,6 +206,7 @@ struct FactorizedFn : public torch::autograd::Function<FactorizedFn> {
       const int64_t n = std::min(w->row_chunk, N - r0);
       gx.addmm_(g.narrow(1, r0, n), all.masked_rows(r0, n, a.narrow(0, r0, n), b));
     }
+    if (!arch_grads) return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
     return {gx, gp.to(p.scalar_type()), ga.to(a.scalar_type()), gb.to(b.scalar_type()), at::Tensor()};
   }
 };
