@@ -8,14 +8,21 @@
 // given: one CUDA graph calls the layer once per rotating copy, back to back, as the runtime's
 // CUDA-graph decode step and prefill run their linears; median replay time divided by the calls
 // (the replay's own launch is shared by them).
+// Formats that quantize activations get a second row, "input": "codes": the linear from x already
+// quantized, as the runtime runs it after a producer that quantizes (RMSNorm, SiLU * up). Then the
+// producers themselves ("op" rows): RMSNorm at [M, 4096] and SiLU * up at [M, 2 x 14336], bf16
+// output against the fused quantizing producer, so that producer + linear can be compared whole.
+// usage: quant_bench [M,M,...]   (default 1,16,256,2048)
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <string>
 
+#include "jointnas/kernels/fused.h"
 #include "jointnas/model/cuda_graph_decoder.h"
 #include "jointnas/quant/qkernels_cuda.h"
 #include "jointnas/quant/qlinear.h"
@@ -38,14 +45,56 @@ int copies_for(int64_t bytes) {
   return static_cast<int>(std::clamp<int64_t>((target + bytes - 1) / bytes, 2, 16));
 }
 
+// RMSNorm [M, 4096] and SiLU * up [M, 2 x 14336]: bf16 output, and quantized for w8a8 / fp8 by
+// the fused producer. One input each (the runtime's producers read what the previous kernel just
+// wrote); eager and in-graph (8 calls per replay).
+void producers(const std::vector<int64_t>& ms_list, const at::TensorOptions& bf) {
+  namespace k = jointnas::kernels;
+  for (int64_t M : ms_list) {
+    const at::Tensor x = at::randn({M, 4096}, bf), w = at::ones({4096}, bf), gu = at::randn({M, 2 * 14336}, bf);
+    struct Op {
+      std::string name, format;
+      std::function<void()> call;
+    };
+    std::vector<Op> ops = {{"rms_norm", "bf16", [&] { k::rms_norm(x, w, 1e-5); }},
+                           {"silu_mul", "bf16", [&] { k::silu_mul(gu); }}};
+    for (const char* f : {"w8a8", "fp8_e4m3"}) {
+      const q::QuantFormat& qf = q::find_format(f);
+      ops.push_back({"rms_norm", f, [&, &qf = qf] { q::rms_norm_quantized(x, w, 1e-5, qf); }});
+      ops.push_back({"silu_mul", f, [&, &qf = qf] { q::silu_mul_quantized(gu, qf); }});
+    }
+    for (const Op& op : ops) {
+      const double ms = cuda_time_ms(op.call, 10, 100);
+      const double gms = graph_ms([&](size_t) { op.call(); }, 8);
+      fmt::print("{{\"op\": \"{}\", \"M\": {}, \"format\": \"{}\", \"ms\": {:.5f}, \"graph_ms\": {:.5f}}}\n",
+                 op.name, M, op.format, ms, gms);
+    }
+    fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   c10::InferenceMode guard;
+  // The four shapes, then the fused q/k/v projection the runtime runs (6144 x 4096).
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}};
+      {4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}, {6144, 4096}};
   std::vector<int64_t> ms_list = {1, 16, 256, 2048};
+  if (argc > 1) {
+    ms_list.clear();
+    for (const char* p = argv[1]; *p != 0;) {
+      char* end = nullptr;
+      ms_list.push_back(std::strtoll(p, &end, 10));
+      if (end == p || ms_list.back() < 1) {
+        fmt::print(stderr, "quant_bench: expected a comma-separated list of M >= 1, got '{}'\n", argv[1]);
+        return 2;
+      }
+      p = *end == ',' ? end + 1 : end;
+    }
+  }
   auto bf = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  producers(ms_list, bf);
   for (auto [N, K] : shapes) {
     const at::Tensor w_master = at::randn({N, K}, bf) * 0.02;
     std::map<std::string, std::vector<q::QuantLinear>> lins;
@@ -83,6 +132,15 @@ int main(int argc, char** argv) {
                    "\"graph_gb_s\": {:.0f}, \"graph_speedup_vs_bf16\": {:.3f}}}\n",
                    N, K, M, f.name, v[0].path_for(M), ms, 2.0 * M * N * K / ms / 1e9, bytes / ms / 1e6,
                    bf16_ms / ms, gms, bytes / gms / 1e6, bf16_graph_ms / gms);
+        if (f.act == q::ActType::kNone) continue;
+        // From codes: x quantized once, outside the timed calls.
+        const q::QuantizedAct xq = q::rms_norm_quantized(x, at::ones({K}, bf), 1e-5, f);
+        const double cms = cuda_time_ms([&] { v[i++ % v.size()].forward(xq); }, 10, M >= 256 ? 50 : 200);
+        const double cgms = graph_ms([&](size_t j) { v[j].forward(xq); }, v.size());
+        fmt::print("{{\"N\": {}, \"K\": {}, \"M\": {}, \"format\": \"{}\", \"input\": \"codes\", \"ms\": {:.5f}, "
+                   "\"tflops\": {:.2f}, \"speedup_vs_bf16\": {:.3f}, \"graph_ms\": {:.5f}, "
+                   "\"graph_speedup_vs_bf16\": {:.3f}}}\n",
+                   N, K, M, f.name, cms, 2.0 * M * N * K / cms / 1e9, bf16_ms / cms, cgms, bf16_graph_ms / cgms);
       }
       if (M == 1) {
         // Tiling variants of the int4 GEMV (rows per warp x vectors in flight), for tuning.
@@ -111,7 +169,5 @@ int main(int argc, char** argv) {
       fflush(stdout);
     }
   }
-  (void)argc;
-  (void)argv;
   return 0;
 }

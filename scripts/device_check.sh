@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|supernet|search|sanitize|pareto|cpuval|pdl|profile8b|w4|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|fp8|supernet|search|sanitize|pareto|cpuval|pdl|profile8b|w4|all]
 set -uo pipefail
 what="${1:-all}"
 call_t0=$(date +%s)
@@ -96,6 +96,23 @@ if [ "$what" = ncu ]; then
     || tail -5 /tmp/ncu.err
   python3 scripts/ncu_decode.py /tmp/ncu.csv auto "$step" | tee "$OUT/ncu_decode.txt"
   exit 0
+fi
+if [ "$what" = fp8 ]; then
+  # Issue 3, fp8 at M = 2048: the `cuda` tests (producers that quantize, bitwise the unfused pair),
+  # the micro benchmark (linear from codes, the producers), the 8B decode step and prefill per
+  # format (the producers are in the runtime's block there).
+  (cd build-gpu && ctest -L cuda --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
+  grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest.log" | head -20; echo "== ctest -L cuda rc $rc"
+  build-gpu/bench/quant_bench "${JNAS_QB_M:-1,2048}" > "$OUT/quant_bench.jsonl" 2> "$OUT/quant_bench.err"; echo "== quant_bench rc $?"
+  python3 scripts/fp8_report.py "$OUT/quant_bench.jsonl"
+  J=build-gpu/tools/jointnas/jointnas
+  for f in bf16 fp8_e4m3 w8a8; do
+    $J bench --config configs/llama-3.1-8b.json --random-weights --device cuda --weight-format $f --contexts 128 \
+      --prefill 2048 --repeats 30 --format json > "$OUT/bench_8b_$f.json" 2>> "$OUT/bench.err"
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('8B $f decode ctx128', round(j['decode'][0]['ms'],3), 'ms, prefill 2048', round(j['prefill'][0]['ms'],2), 'ms')" "$OUT/bench_8b_$f.json"
+  done
+  rm -f "$OUT/cmake.log" "$OUT/build.log"
+  exit $rc
 fi
 if [ "$what" = w4 ]; then
   # Issue 3, acceptance 3: the int4 GEMV at M = 1 (pipelined kernel vs the register-staged ones):

@@ -8,27 +8,12 @@
 #include <c10/cuda/CUDAException.h>
 
 #include "jointnas/kernels/pdl_cuda.h"
+#include "jointnas/kernels/rowops_cuda.h"
 
 namespace jointnas::kernels {
 namespace {
 
-constexpr int kNormThreads = 256;
-
-// Sum of `v` over the kNormThreads threads of the block (warp shuffles, then shared memory); every
-// thread gets the total.
-__device__ __forceinline__ float block_sum(float v) {
-  __shared__ float partial[kNormThreads / 32];
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffff, v, off);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < kNormThreads / 32 ? partial[threadIdx.x] : 0.f;
-    for (int off = 16; off > 0; off >>= 1) t += __shfl_xor_sync(0xffffffff, t, off);
-    if (threadIdx.x == 0) partial[0] = t;
-  }
-  __syncthreads();
-  return partial[0];
-}
+constexpr int kNormThreads = kRowThreads;
 
 // One block per row: sum of squares in fp32, block reduction through shared memory.
 template <typename T>
@@ -46,8 +31,7 @@ __global__ void rms_norm_kernel(const T* __restrict__ x, const T* __restrict__ w
   }
   const float rstd = rsqrtf(block_sum(acc) / static_cast<float>(H) + eps);
   for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
-    T n = static_cast<T>(static_cast<float>(xr[i]) * rstd);
-    yr[i] = static_cast<T>(static_cast<float>(w[i]) * static_cast<float>(n));
+    yr[i] = rms_norm_element<T>(static_cast<float>(xr[i]), rstd, static_cast<float>(w[i]));
   }
 }
 
@@ -93,8 +77,7 @@ __global__ void __launch_bounds__(kNormThreads)
     T* oe = reinterpret_cast<T*>(&out);
 #pragma unroll
     for (int k = 0; k < E; ++k) {
-      const T n = static_cast<T>(static_cast<float>(xe[k]) * rstd);
-      oe[k] = static_cast<T>(static_cast<float>(we[k]) * static_cast<float>(n));
+      oe[k] = rms_norm_element<T>(static_cast<float>(xe[k]), rstd, static_cast<float>(we[k]));
     }
     y[row * vecs + i] = out;
   }
@@ -144,9 +127,8 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, i
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = idx / I, i = idx % I;
-    const float g = static_cast<float>(gu[r * 2 * I + i]);
-    const T act = static_cast<T>(g / (1.f + __expf(-g)));
-    out[idx] = static_cast<T>(static_cast<float>(act) * static_cast<float>(gu[r * 2 * I + I + i]));
+    out[idx] = silu_mul_element<T>(static_cast<float>(gu[r * 2 * I + i]),
+                                   static_cast<float>(gu[r * 2 * I + I + i]));
   }
 }
 
@@ -169,9 +151,7 @@ __global__ void silu_mul_vec_kernel(const int4* __restrict__ gu, int4* __restric
     T* o = reinterpret_cast<T*>(&o4);
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      const float gf = static_cast<float>(g[e]);
-      const T act = static_cast<T>(gf / (1.f + __expf(-gf)));
-      o[e] = static_cast<T>(static_cast<float>(act) * static_cast<float>(u[e]));
+      o[e] = silu_mul_element<T>(static_cast<float>(g[e]), static_cast<float>(u[e]));
     }
     out[idx] = o4;
   }

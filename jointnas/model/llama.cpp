@@ -320,12 +320,28 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   const int64_t nh = s.num_attention_heads, nkv = s.num_key_value_heads, hd = s.head_dim;
   const double eps = config_.rms_norm_eps;
 
-  at::Tensor h = kernels::rms_norm(x, w.input_layernorm, eps);
   auto tap = [&](LinearSlot slot, const at::Tensor& in) {
     if (hooks != nullptr && hooks->on_linear_input) hooks->on_linear_input(l, slot, in);
   };
-  tap(LinearSlot::kQkv, h);
-  at::Tensor qkv = w.qkv.forward(h);  // [B, T, (nh + 2 nkv) hd]
+  // A linear that quantizes its input per token (w8a8, fp8) gets it quantized by its producer,
+  // RMSNorm or SiLU(gate) * up, in one kernel on CUDA: bitwise the unfused pair, one pass over
+  // the activations fewer. A hook that reads the bf16 input takes the unfused path.
+  const bool taps = hooks != nullptr && hooks->on_linear_input;
+  auto fuses = [&](const quant::QuantLinear& lin) {
+    return !taps && quant::producer_quantizes_input(lin.format(), x.device(), x.scalar_type());
+  };
+  // The norm's output for the linear after it: bf16, or quantized by the norm.
+  at::Tensor h;
+  quant::QuantizedAct hq;
+  at::Tensor qkv;  // [B, T, (nh + 2 nkv) hd]
+  if (fuses(w.qkv)) {
+    hq = quant::rms_norm_quantized(x, w.input_layernorm, eps, w.qkv.format());
+    qkv = w.qkv.forward(hq);
+  } else {
+    h = kernels::rms_norm(x, w.input_layernorm, eps);
+    tap(LinearSlot::kQkv, h);
+    qkv = w.qkv.forward(h);
+  }
   // RoPE on q and k, k and v written to their cache slots (one kernel on CUDA). Without a cache
   // the "cache" is a scratch buffer of exactly these T positions.
   at::Tensor k_buf, v_buf;
@@ -378,9 +394,28 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   tap(LinearSlot::kO, attn);
   at::Tensor out = w.o_proj.forward_add(attn, x);
 
-  h = kernels::rms_norm(out, w.post_attention_layernorm, eps);
-  tap(LinearSlot::kGateUp, h);
-  at::Tensor act = kernels::silu_mul(w.gate_up.forward(h));  // [B, T, I]
+  // The second norm's output replaces the first (allocated before the first is released).
+  at::Tensor gu;  // [B, T, 2I]
+  if (fuses(w.gate_up)) {
+    quant::QuantizedAct n = quant::rms_norm_quantized(out, w.post_attention_layernorm, eps,
+                                                      w.gate_up.format());
+    hq = std::move(n);
+    h = at::Tensor();
+    gu = w.gate_up.forward(hq);
+  } else {
+    at::Tensor n = kernels::rms_norm(out, w.post_attention_layernorm, eps);
+    h = std::move(n);
+    hq = {};
+    tap(LinearSlot::kGateUp, h);
+    gu = w.gate_up.forward(h);
+  }
+  if (fuses(w.down_proj)) {
+    const quant::QuantizedAct act = quant::silu_mul_quantized(gu, w.down_proj.format());
+    gu = at::Tensor();
+    return w.down_proj.forward_add(act, out);
+  }
+  at::Tensor act = kernels::silu_mul(gu);  // [B, T, I]
+  gu = at::Tensor();
   tap(LinearSlot::kDown, act);
   return w.down_proj.forward_add(act, out);
 }

@@ -73,8 +73,16 @@ struct BlockTerms {
   int64_t weight_bytes = 0, params = 0, activation_bytes = 0;
 };
 
-double linear_ms(const LatencyTable& t, int64_t m, int64_t k, int64_t n, const std::string& f) {
-  return t.ms(LatencyTable::linear_key(m, k, n, f));
+// Whether the runtime hands a linear of `format` its input quantized by the producer (RMSNorm,
+// SiLU * up), the rule of LlamaModel::block: on a table measured on CUDA, bf16 activations.
+bool fed_quantized(const std::string& format, bool cpu_table) {
+  return quant::producer_quantizes_input(quant::find_format(format), cpu_table ? c10::kCPU : c10::kCUDA,
+                                         at::kBFloat16);
+}
+
+double linear_ms(const LatencyTable& t, int64_t m, int64_t k, int64_t n, const std::string& f,
+                 bool quantized_input) {
+  return t.ms(LatencyTable::linear_key(m, k, n, f, quantized_input));
 }
 
 // Peak transient memory of one forward, replayed allocation by allocation as LlamaModel::run /
@@ -102,7 +110,9 @@ class AllocWalk {
 constexpr int64_t kGemvRows = quant::cuda::kMaxGemvRows, kIntMmRows = quant::kIntMmMinRows;
 
 // y = x W^T over `rows` token rows, K -> N, in `format`; leaves y [rows, N] allocated.
-void walk_linear(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::string& format, int64_t eb) {
+// `quantized_input`: x came quantized from its producer (no quantization of x here).
+void walk_linear(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::string& format, int64_t eb,
+                 bool quantized_input = false) {
   const quant::QuantFormat& f = quant::find_format(format);
   const int64_t y = rows * n * eb;
   if (!f.quantized() || (f.weight_only() && rows <= kGemvRows)) {
@@ -115,46 +125,50 @@ void walk_linear(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::st
     a.free(n * k * eb);
     return;
   }
-  // Per-token activation quantization: 1-byte codes [rows, K] and fp32 scales [rows].
-  int64_t q = rows * k;
-  a.alloc(q + rows * 4);
+  // Per-token activation quantization: 1-byte codes [rows, K] and fp32 scales [rows], alive
+  // through the GEMM.
+  const int64_t q = rows * k + rows * 4;
+  if (!quantized_input) a.alloc(q);
   if (rows > kGemvRows && f.act == quant::ActType::kInt8PerToken) {
-    if (rows < kIntMmRows) {  // zero rows padded on (a new tensor; the unpadded one is freed)
-      a.alloc(kIntMmRows * k);
-      a.free(q);
-      q = kIntMmRows * k;
-    }
+    const int64_t padded = rows < kIntMmRows ? kIntMmRows * k : 0;  // zero rows padded on
+    a.alloc(padded);
     const int64_t acc = std::max(rows, kIntMmRows) * n * 4;  // _int_mm's int32 output
     a.alloc(acc);
     a.alloc(y);
-    a.free(acc);
+    a.free(acc + padded);
   } else {
     a.alloc(y);  // batch-1 GEMV or _scaled_mm: straight to the compute dtype
   }
-  a.free(q + rows * 4);
+  if (!quantized_input) a.free(q);
 }
 
 // residual + x W^T: fused into the GEMV epilogue at batch 1 (bf16: one row; quantized: up to
 // kGemvRows), otherwise the linear's output and then the sum.
-void walk_linear_add(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::string& format, int64_t eb) {
+void walk_linear_add(AllocWalk& a, int64_t rows, int64_t k, int64_t n, const std::string& format, int64_t eb,
+                     bool quantized_input = false) {
   const bool fused = quant::find_format(format).quantized() ? rows <= kGemvRows : rows == 1;
-  walk_linear(a, rows, k, n, format, eb);
+  walk_linear(a, rows, k, n, format, eb, quantized_input);
   if (fused) return;
   a.alloc(rows * n * eb);
   a.free(rows * n * eb);
 }
 
 // One block over `rows` = batch * t token rows; its input is live (counted by the caller), its
-// output is left allocated, everything else is freed.
+// output is left allocated, everything else is freed. `cpu`: no producer quantizes its output.
 void walk_block(AllocWalk& a, int64_t rows, int64_t t, int64_t batch, const model::LayerSpec& l, int64_t H,
-                int64_t eb) {
+                int64_t eb, bool cpu) {
   const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
   const int64_t I = l.intermediate_size;
   const int64_t h = rows * H * eb, qb = rows * q * eb;
-  a.alloc(h);                                          // h = rms_norm(x)
-  walk_linear(a, rows, H, q + 2 * kv, l.format_qkv, eb);  // qkv (K / V go to the cache)
-  a.alloc(qb);                                         // q after RoPE
-  a.alloc(qb);                                         // attention output
+  // A producer that quantizes for its linear writes 1-byte codes and fp32 scales instead of bf16.
+  const bool fq = fed_quantized(l.format_qkv, cpu), fg = fed_quantized(l.format_gate_up, cpu),
+             fd = fed_quantized(l.format_down, cpu);
+  auto produced = [&](bool quantized, int64_t width) { return quantized ? rows * width + rows * 4 : rows * width * eb; };
+  const int64_t h1 = produced(fq, H), h2 = produced(fg, H), act = produced(fd, I);
+  a.alloc(h1);                                                 // h = rms_norm(x)
+  walk_linear(a, rows, H, q + 2 * kv, l.format_qkv, eb, fq);  // qkv (K / V go to the cache)
+  a.alloc(qb);                                                 // q after RoPE
+  a.alloc(qb);                                                 // attention output
   if (t > 1) {
     const int64_t lse = batch * l.num_attention_heads * t * 4;  // flash attention's logsumexp
     a.alloc(lse);
@@ -163,28 +177,28 @@ void walk_block(AllocWalk& a, int64_t rows, int64_t t, int64_t batch, const mode
     a.free(qb);
   }
   walk_linear_add(a, rows, q, H, l.format_o, eb);  // out = x + o_proj(attn)
-  a.alloc(h);                                      // h = rms_norm(out) replaces the first h
-  a.free(h);
-  walk_linear(a, rows, H, 2 * I, l.format_gate_up, eb);
-  a.alloc(rows * I * eb);  // silu(gate) * up; the gate_up output is freed after it
+  a.alloc(h2);                                     // h = rms_norm(out) replaces the first h
+  a.free(h1);
+  walk_linear(a, rows, H, 2 * I, l.format_gate_up, eb, fg);
+  a.alloc(act);  // silu(gate) * up; the gate_up output is freed after it
   a.free(rows * 2 * I * eb);
-  walk_linear_add(a, rows, I, H, l.format_down, eb);  // the block's output
+  walk_linear_add(a, rows, I, H, l.format_down, eb, fd);  // the block's output
   // h, qkv, q, attention output, out and the SiLU product go out of scope.
-  a.free(h + (q + 2 * kv) * rows * eb + 2 * qb + h + rows * I * eb);
+  a.free(h2 + (q + 2 * kv) * rows * eb + 2 * qb + h + act);
 }
 
 // Peak transient bytes of LlamaModel::run over `t` tokens per sequence (rows = batch * t), scoring
 // the last position of each: int64 ids and positions, the embedding, the blocks in turn (the
 // previous block's output is freed once the next one returns), the final norm and fp32 logits.
 int64_t forward_peak_bytes(int64_t batch, int64_t t, const std::vector<model::LayerSpec>& specs, int64_t H,
-                           int64_t V, int64_t eb) {
+                           int64_t V, int64_t eb, bool cpu) {
   const int64_t rows = batch * t;
   AllocWalk a;
   a.alloc(2 * rows * 8);  // token ids on the device and positions
   a.alloc(rows * H * eb);  // embedding
   for (const model::LayerSpec& l : specs) {
     if (l.skip) continue;
-    walk_block(a, rows, t, batch, l, H, eb);
+    walk_block(a, rows, t, batch, l, H, eb, cpu);
     a.free(rows * H * eb);  // the block's input
   }
   a.alloc(batch * H * eb);  // final norm of the last positions
@@ -221,8 +235,9 @@ std::string Workload::name() const {
   return fmt::format("mix_b{}_c{}_s{}_{}_{}", batch, context, tokens, decode_weight, prefill_weight);
 }
 
-std::string LatencyTable::linear_key(int64_t m, int64_t k, int64_t n, const std::string& format) {
-  return fmt::format("linear/m{}/k{}/n{}/{}", m, k, n, format);
+std::string LatencyTable::linear_key(int64_t m, int64_t k, int64_t n, const std::string& format,
+                                     bool quantized_input) {
+  return fmt::format("linear/m{}/k{}/n{}/{}{}", m, k, n, format, quantized_input ? "/qx" : "");
 }
 std::string LatencyTable::attention_key(int64_t b, int64_t rows, int64_t context, int64_t heads,
                                         int64_t kv_heads, int64_t head_dim) {
@@ -478,19 +493,19 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
     const Shape s = shape_of(w, prefill);
     double lat = table.ms(LatencyTable::head_key(s.scored, H, V));
     // A decode workload first fills its context (a prefill of `context` tokens): its peak counts.
-    int64_t act = prefill ? forward_peak_bytes(w.batch, w.tokens, specs, H, V, dtype_bytes)
-                          : forward_peak_bytes(w.batch, 1, specs, H, V, dtype_bytes);
-    if (!prefill && w.context > 0) act = std::max(act, forward_peak_bytes(w.batch, w.context, specs, H, V, dtype_bytes));
+    int64_t act = prefill ? forward_peak_bytes(w.batch, w.tokens, specs, H, V, dtype_bytes, cpu)
+                          : forward_peak_bytes(w.batch, 1, specs, H, V, dtype_bytes, cpu);
+    if (!prefill && w.context > 0) act = std::max(act, forward_peak_bytes(w.batch, w.context, specs, H, V, dtype_bytes, cpu));
     for (const model::LayerSpec& l : specs) {
       if (l.skip) continue;
       const int64_t hd = l.head_dim, q = l.num_attention_heads * hd, kv = l.num_key_value_heads * hd;
       const int64_t I = l.intermediate_size;
-      lat += linear_ms(table, s.m, H, q + 2 * kv, l.format_qkv);
+      lat += linear_ms(table, s.m, H, q + 2 * kv, l.format_qkv, fed_quantized(l.format_qkv, cpu));
       lat += table.ms(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context,
                                                   l.num_attention_heads, l.num_key_value_heads, hd));
-      lat += linear_ms(table, s.m, q, H, l.format_o);
-      lat += linear_ms(table, s.m, H, 2 * I, l.format_gate_up);
-      lat += linear_ms(table, s.m, I, H, l.format_down);
+      lat += linear_ms(table, s.m, q, H, l.format_o, false);  // fed by the attention
+      lat += linear_ms(table, s.m, H, 2 * I, l.format_gate_up, fed_quantized(l.format_gate_up, cpu));
+      lat += linear_ms(table, s.m, I, H, l.format_down, fed_quantized(l.format_down, cpu));
       lat += table.ms(LatencyTable::block_fixed_key(s.m, H, I));
     }
     cost.latency_ms += weight * lat;
@@ -603,7 +618,7 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
           expect3(pH, pa, P.qkv.to(at::kDouble), nH, na, static_cast<int64_t>(L.formats_qkv.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
                     const AttnChoice& A = L.attention[b];
-                    return linear_ms(table, s.m, Hs[a], (A.heads + 2 * A.kv_heads) * A.head_dim, L.formats_qkv[f]);
+                    return linear_ms(table, s.m, Hs[a], (A.heads + 2 * A.kv_heads) * A.head_dim, L.formats_qkv[f], fed_quantized(L.formats_qkv[f], cpu));
                   }) +
           at::dot(pa, attn_vec([&](const AttnChoice& A) {
                     return table.ms(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context, A.heads,
@@ -612,15 +627,15 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
           expect3(pH, pa, P.o.to(at::kDouble), nH, na, static_cast<int64_t>(L.formats_o.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
                     const AttnChoice& A = L.attention[b];
-                    return linear_ms(table, s.m, A.heads * A.head_dim, Hs[a], L.formats_o[f]);
+                    return linear_ms(table, s.m, A.heads * A.head_dim, Hs[a], L.formats_o[f], false);
                   }) +
           expect3(pH, pi, P.gate_up.to(at::kDouble), nH, ni, static_cast<int64_t>(L.formats_gate_up.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
-                    return linear_ms(table, s.m, Hs[a], 2 * L.intermediate[b], L.formats_gate_up[f]);
+                    return linear_ms(table, s.m, Hs[a], 2 * L.intermediate[b], L.formats_gate_up[f], fed_quantized(L.formats_gate_up[f], cpu));
                   }) +
           expect3(pH, pi, P.down.to(at::kDouble), nH, ni, static_cast<int64_t>(L.formats_down.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
-                    return linear_ms(table, s.m, L.intermediate[b], Hs[a], L.formats_down[f]);
+                    return linear_ms(table, s.m, L.intermediate[b], Hs[a], L.formats_down[f], fed_quantized(L.formats_down[f], cpu));
                   }) +
           expect3(pH, pi, one, nH, ni, 1, [&](int64_t a, int64_t b, int64_t) {
             return table.ms(LatencyTable::block_fixed_key(s.m, Hs[a], L.intermediate[b]));
@@ -678,7 +693,10 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
 }
 
 std::vector<std::string> required_keys(const model::LlamaConfig& c, const CostSpace& sp,
-                                       const Workload& w) {
+                                       const Workload& w, bool cpu_table) {
+  auto linear = [&](int64_t m, int64_t k, int64_t n, const std::string& f, bool from_producer) {
+    return LatencyTable::linear_key(m, k, n, f, from_producer && fed_quantized(f, cpu_table));
+  };
   std::set<std::string> keys;
   for (auto [prefill, weight] : regimes(w)) {
     const Shape s = shape_of(w, prefill);
@@ -687,13 +705,13 @@ std::vector<std::string> required_keys(const model::LlamaConfig& c, const CostSp
       for (const LayerSpace& L : sp.layers) {
         for (const AttnChoice& A : L.attention) {
           for (const auto& f : L.formats_qkv) {
-            keys.insert(LatencyTable::linear_key(s.m, H, (A.heads + 2 * A.kv_heads) * A.head_dim, f));
+            keys.insert(linear(s.m, H, (A.heads + 2 * A.kv_heads) * A.head_dim, f, true));
           }
-          for (const auto& f : L.formats_o) keys.insert(LatencyTable::linear_key(s.m, A.heads * A.head_dim, H, f));
+          for (const auto& f : L.formats_o) keys.insert(linear(s.m, A.heads * A.head_dim, H, f, false));
         }
         for (int64_t I : L.intermediate) {
-          for (const auto& f : L.formats_gate_up) keys.insert(LatencyTable::linear_key(s.m, H, 2 * I, f));
-          for (const auto& f : L.formats_down) keys.insert(LatencyTable::linear_key(s.m, I, H, f));
+          for (const auto& f : L.formats_gate_up) keys.insert(linear(s.m, H, 2 * I, f, true));
+          for (const auto& f : L.formats_down) keys.insert(linear(s.m, I, H, f, true));
           keys.insert(LatencyTable::block_fixed_key(s.m, H, I));
         }
       }

@@ -42,7 +42,11 @@ class LatencyTable {
     double ms = 0, p10 = 0, p90 = 0;
     int repeats = 0;
   };
-  static std::string linear_key(int64_t m, int64_t k, int64_t n, const std::string& format);
+  // `quantized_input`: x arrives quantized per token by its producer (a w8a8 / fp8 linear after
+  // RMSNorm or SiLU * up on CUDA, quant::producer_quantizes_input): timed without QuantLinear's own
+  // quantization of x, key suffix "/qx". The producer's cost is in block_fixed.
+  static std::string linear_key(int64_t m, int64_t k, int64_t n, const std::string& format,
+                                bool quantized_input = false);
   // Attention of one layer for `rows` query tokens per sequence over `context` keys (decode:
   // rows 1; prefill: rows = context = S), batch b.
   static std::string attention_key(int64_t b, int64_t rows, int64_t context, int64_t heads,
@@ -152,8 +156,9 @@ ExpectedCost expected_cost(const model::LlamaConfig& config, const CostSpace& sp
 
 // Every table key that predict() / expected_cost() can ask for over `space` and `w`: what the
 // profiler must measure.
+// `cpu_table`: the keys of a table measured on the CPU (no producer-quantized linears there).
 std::vector<std::string> required_keys(const model::LlamaConfig& config, const CostSpace& space,
-                                       const Workload& w);
+                                       const Workload& w, bool cpu_table = false);
 
 // Fit of LatencyTable::Calibration from (uncalibrated prediction, kept blocks, measured ms)
 // triples, >= 3 runs with positive predictions and measurements. A few end-to-end runs on a

@@ -33,6 +33,7 @@ struct ParsedKey {
   std::string op;
   std::map<char, int64_t> v;
   std::string format;
+  bool quantized_input = false;  // "/qx": x arrives quantized (LatencyTable::linear_key)
 };
 
 ParsedKey parse_key(const std::string& key) {
@@ -45,6 +46,8 @@ ParsedKey parse_key(const std::string& key) {
     if (first) {
       p.op = part;
       first = false;
+    } else if (part == "qx") {
+      p.quantized_input = true;
     } else if (!part.empty() && std::isalpha(static_cast<unsigned char>(part[0])) && part.size() > 1 &&
                std::all_of(part.begin() + (part.rfind("kv", 0) == 0 ? 2 : 1), part.end(), ::isdigit)) {
       const bool kv = part.rfind("kv", 0) == 0;
@@ -252,7 +255,20 @@ void profile_keys(LatencyTable& table, const std::vector<std::string>& keys, con
       }
       const at::Tensor x = at::randn({M, K}, opt);
       size_t r = 0;
-      st = time_ms(o.device, [&] { ws[r++ % ws.size()].forward(x); }, o.warmup, o.repeats);
+      if (p.quantized_input) {
+        // As the runtime runs it after a producer that quantized x (RMSNorm, SiLU * up): the
+        // producer's cost is in block_fixed, the linear starts from the codes.
+        if (!quant::producer_quantizes_input(f, o.device, o.dtype)) {
+          throw ConfigError(fmt::format("latency-table key '{}': {} on {} ({}) has no producer-quantized "
+                                        "input; drop the /qx suffix", key, f.name, o.device.str(),
+                                        c10::toString(o.dtype)));
+        }
+        const quant::QuantizedAct qx = quant::quantize_act_ref(x.cpu(), f);
+        const quant::QuantizedAct xq{qx.q.to(o.device), qx.scale.to(o.device)};
+        st = time_ms(o.device, [&] { ws[r++ % ws.size()].forward(xq); }, o.warmup, o.repeats);
+      } else {
+        st = time_ms(o.device, [&] { ws[r++ % ws.size()].forward(x); }, o.warmup, o.repeats);
+      }
     } else if (p.op == "attention") {
       // As the runtime runs it: decode folds the query heads of a KV group and uses the split-K
       // kernel on CUDA (SDPA elsewhere); prefill is causal SDPA.

@@ -35,7 +35,9 @@
 #include <utility>
 
 #include "jointnas/quant/format.h"
+#include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/pdl_cuda.h"
+#include "jointnas/kernels/rowops_cuda.h"
 #include "jointnas/kernels/staging_cuda.h"
 #include "jointnas/quant/qkernels_cuda.h"
 
@@ -272,6 +274,204 @@ std::pair<at::Tensor, at::Tensor> quantize_act(const at::Tensor& x, const char* 
     run(quantize_act_kernel<kFp8, 0>, kQuantThreads);
   }
   return {q, scale};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producers that quantize their own output per token (the input of a w8a8 / fp8 linear): RMSNorm
+// and SiLU(gate) * up write the 1-byte codes and the row's scale in one pass. The produced row is
+// kept in registers, rounded to bf16 exactly as the unfused kernel (kernels/fused_cuda.cu) rounds
+// it, and never reaches global memory. Bitwise quantize_act(rms_norm(x)) and
+// quantize_act(silu_mul(gu)): the same thread layout as rms_norm_vec_kernel, so the sum of squares
+// adds the same numbers in the same order, then the rest of quantize_act_kernel. Needs rows of a
+// multiple of 8 values, 16-byte aligned, at most kQuantMaxVecs * kQuantThreads vectors.
+
+static_assert(kQuantThreads == kernels::kRowThreads, "the producers share RMSNorm's thread layout");
+
+using Bf16 = c10::BFloat16;  // the unfused kernels' element type, so the same conversions run
+
+__device__ __forceinline__ int4 bf16x8_pack(const Bf16 (&e)[8]) {
+  int4 v;
+  static_assert(sizeof(v) == sizeof(e));
+  memcpy(&v, e, sizeof(v));
+  return v;
+}
+
+// The second half of quantize_act_kernel<V > 0>: the row's amax from the produced values held in
+// v[0..V), the block-wide scale, the codes.
+template <bool kFp8, int V>
+__device__ __forceinline__ void quantize_held_row(const int4 (&v)[V], int k8,
+                                                  typename ActQuant<kFp8>::Out* __restrict__ qr,
+                                                  float* __restrict__ scale, float* red) {
+  using Q = ActQuant<kFp8>;
+  float amax = 0.0f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    float f[8];
+    bf16x8_to_float(v[j], f);  // zero vectors past the row leave amax unchanged
+#pragma unroll
+    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
+  }
+  const float s = row_scale<kFp8>(block_max(amax, red));
+  uint2* qv = reinterpret_cast<uint2*>(qr);
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int i = threadIdx.x + j * kQuantThreads;
+    if (i < k8) {
+      float f[8];
+      bf16x8_to_float(v[j], f);
+      qv[i] = make_uint2(Q::four(f[0], f[1], f[2], f[3], s), Q::four(f[4], f[5], f[6], f[7], s));
+    }
+  }
+  if (threadIdx.x == 0) scale[blockIdx.x] = s;
+}
+
+template <bool kFp8, int V>
+__global__ void __launch_bounds__(kQuantThreads)
+    rms_norm_quantize_kernel(const int4* __restrict__ x, const int4* __restrict__ w,
+                             typename ActQuant<kFp8>::Out* __restrict__ q, float* __restrict__ scale,
+                             int64_t K, float eps) {
+  __shared__ float red[kQuantThreads / 32];
+  const int k8 = static_cast<int>(K / 8);
+  int4 wv[V], v[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int i = threadIdx.x + j * kQuantThreads;
+    wv[j] = i < k8 ? __ldg(w + i) : make_int4(0, 0, 0, 0);  // no earlier kernel writes w
+  }
+  kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
+  const int64_t row = blockIdx.x;
+  float acc = 0.f;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int i = threadIdx.x + j * kQuantThreads;
+    v[j] = i < k8 ? x[row * k8 + i] : make_int4(0, 0, 0, 0);
+    const Bf16* e = reinterpret_cast<const Bf16*>(&v[j]);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float f = static_cast<float>(e[k]);
+      acc += f * f;
+    }
+  }
+  const float rstd = rsqrtf(kernels::block_sum(acc) / static_cast<float>(K) + eps);
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const Bf16* xe = reinterpret_cast<const Bf16*>(&v[j]);
+    const Bf16* we = reinterpret_cast<const Bf16*>(&wv[j]);
+    Bf16 out[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      out[k] = kernels::rms_norm_element<Bf16>(static_cast<float>(xe[k]), rstd, static_cast<float>(we[k]));
+    }
+    v[j] = bf16x8_pack(out);  // zero past the row: w * (0 * rstd) = 0
+  }
+  quantize_held_row<kFp8, V>(v, k8, q + row * K, scale, red);
+}
+
+// gu [M, 2I] (gate then up) -> codes of silu(gate) * up [M, I].
+template <bool kFp8, int V>
+__global__ void __launch_bounds__(kQuantThreads)
+    silu_mul_quantize_kernel(const int4* __restrict__ gu, typename ActQuant<kFp8>::Out* __restrict__ q,
+                             float* __restrict__ scale, int64_t I) {
+  __shared__ float red[kQuantThreads / 32];
+  kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
+  const int i8 = static_cast<int>(I / 8);
+  const int64_t row = blockIdx.x;
+  const int4* g = gu + row * 2 * i8;
+  int4 v[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int i = threadIdx.x + j * kQuantThreads;
+    if (i >= i8) {
+      v[j] = make_int4(0, 0, 0, 0);
+      continue;
+    }
+    const int4 g4 = g[i], u4 = g[i8 + i];
+    const Bf16* ge = reinterpret_cast<const Bf16*>(&g4);
+    const Bf16* ue = reinterpret_cast<const Bf16*>(&u4);
+    Bf16 out[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      out[k] = kernels::silu_mul_element<Bf16>(static_cast<float>(ge[k]), static_cast<float>(ue[k]));
+    }
+    v[j] = bf16x8_pack(out);
+  }
+  quantize_held_row<kFp8, V>(v, i8, q + row * I, scale, red);
+}
+
+template <bool kFp8>
+std::pair<at::Tensor, at::Tensor> empty_quantized(int64_t M, int64_t K, const at::Tensor& like) {
+  return {at::empty({M, K}, like.options().dtype(kFp8 ? at::kFloat8_e4m3fn : at::kChar)),
+          at::empty({M, 1}, like.options().dtype(at::kFloat))};
+}
+
+// Whether a row of n bf16 values starting at every row of t can be held by the producers.
+bool holds_rows(const at::Tensor& t, int64_t n) {
+  return n % 8 == 0 && n / 8 <= kQuantMaxVecs * kQuantThreads && aligned16(t) &&
+         t.size(1) % 8 == 0;
+}
+
+template <bool kFp8>
+std::pair<at::Tensor, at::Tensor> rms_norm_quantize(const at::Tensor& x, const at::Tensor& w, double eps,
+                                                    const char* fn) {
+  check_tensor(x, fn, "x", at::kBFloat16);
+  check_tensor(w, fn, "w", at::kBFloat16, &x);
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 1 && w.size(0) == x.size(1), fn,
+              ": expected x [M, K] and w [K], got ", x.sizes(), " and ", w.sizes());
+  const int64_t M = x.size(0), K = x.size(1);
+  TORCH_CHECK(M <= INT32_MAX, fn, ": at most ", INT32_MAX, " rows, got ", M);
+  if (!holds_rows(x, K) || !aligned16(w)) return quantize_act<kFp8>(kernels::rms_norm(x, w, eps), fn);
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto out = empty_quantized<kFp8>(M, K, x);
+  if (M == 0) return out;
+  auto run = [&](auto kernel) {
+    kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(M)), dim3(kQuantThreads), 0,
+                         at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(x.data_ptr()),
+                         reinterpret_cast<const int4*>(w.data_ptr()),
+                         reinterpret_cast<typename ActQuant<kFp8>::Out*>(out.first.data_ptr()),
+                         static_cast<float*>(out.second.data_ptr()), K, static_cast<float>(eps));
+  };
+  const int64_t k8 = K / 8;
+  if (k8 <= kQuantThreads) {
+    run(rms_norm_quantize_kernel<kFp8, 1>);
+  } else if (k8 <= 2 * kQuantThreads) {
+    run(rms_norm_quantize_kernel<kFp8, 2>);
+  } else if (k8 <= 4 * kQuantThreads) {
+    run(rms_norm_quantize_kernel<kFp8, 4>);
+  } else {
+    run(rms_norm_quantize_kernel<kFp8, kQuantMaxVecs>);
+  }
+  return out;
+}
+
+template <bool kFp8>
+std::pair<at::Tensor, at::Tensor> silu_mul_quantize(const at::Tensor& gu, const char* fn) {
+  check_tensor(gu, fn, "gu", at::kBFloat16);
+  TORCH_CHECK(gu.dim() == 2 && gu.size(1) % 2 == 0, fn, ": expected gu [M, 2I], got ", gu.sizes());
+  const int64_t M = gu.size(0), I = gu.size(1) / 2;
+  TORCH_CHECK(M <= INT32_MAX, fn, ": at most ", INT32_MAX, " rows, got ", M);
+  if (!holds_rows(gu, I)) return quantize_act<kFp8>(kernels::silu_mul(gu), fn);
+  const c10::cuda::CUDAGuard guard(gu.device());
+  auto out = empty_quantized<kFp8>(M, I, gu);
+  if (M == 0) return out;
+  auto run = [&](auto kernel) {
+    kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(M)), dim3(kQuantThreads), 0,
+                         at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(gu.data_ptr()),
+                         reinterpret_cast<typename ActQuant<kFp8>::Out*>(out.first.data_ptr()),
+                         static_cast<float*>(out.second.data_ptr()), I);
+  };
+  const int64_t i8 = I / 8;
+  if (i8 <= kQuantThreads) {
+    run(silu_mul_quantize_kernel<kFp8, 1>);
+  } else if (i8 <= 2 * kQuantThreads) {
+    run(silu_mul_quantize_kernel<kFp8, 2>);
+  } else if (i8 <= 4 * kQuantThreads) {
+    run(silu_mul_quantize_kernel<kFp8, 4>);
+  } else {
+    run(silu_mul_quantize_kernel<kFp8, kQuantMaxVecs>);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -646,6 +846,17 @@ std::pair<at::Tensor, at::Tensor> quantize_act_int8(const at::Tensor& x) {
 
 std::pair<at::Tensor, at::Tensor> quantize_act_fp8(const at::Tensor& x) {
   return quantize_act<true>(x, "quantize_act_fp8");
+}
+
+std::pair<at::Tensor, at::Tensor> rms_norm_quantize_act(const at::Tensor& x, const at::Tensor& w,
+                                                        double eps, bool fp8) {
+  return fp8 ? rms_norm_quantize<true>(x, w, eps, "rms_norm_quantize_act_fp8")
+             : rms_norm_quantize<false>(x, w, eps, "rms_norm_quantize_act_int8");
+}
+
+std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8) {
+  return fp8 ? silu_mul_quantize<true>(gu, "silu_mul_quantize_act_fp8")
+             : silu_mul_quantize<false>(gu, "silu_mul_quantize_act_int8");
 }
 
 at::Tensor gemv_w8a8(const at::Tensor& qx, const at::Tensor& sx, const at::Tensor& data,

@@ -37,6 +37,14 @@ at::Tensor dequant_w8(const at::Tensor& data, const at::Tensor& scale, c10::Scal
 std::pair<at::Tensor, at::Tensor> quantize_act_int8(const at::Tensor& x);
 std::pair<at::Tensor, at::Tensor> quantize_act_fp8(const at::Tensor& x);
 
+// Producers fused with that quantization (one kernel, the produced bf16 row never written):
+// bitwise quantize_act_*(kernels::rms_norm(x, w, eps)) for x [M, K], w [K] bf16, and
+// quantize_act_*(kernels::silu_mul(gu)) for gu [M, 2I] bf16 -> codes [M, I]. Rows that are not a
+// multiple of 8 values, not 16-byte aligned or longer than 16384 run the unfused pair.
+std::pair<at::Tensor, at::Tensor> rms_norm_quantize_act(const at::Tensor& x, const at::Tensor& w,
+                                                        double eps, bool fp8);
+std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8);
+
 // Integer / e4m3 GEMV for the W8A8 formats at small M: qx [M, K] (M <= kMaxGemvRows) with
 // per-token scales sx [M, 1] fp32, weight data [N, K] with per-row scales sw [N, 1] fp32 ->
 // y [M, N] bf16 = bf16(float(dot) * sx * sw) (+ residual as above). int8: exact int32 dot (dp4a),

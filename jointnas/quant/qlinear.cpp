@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "jointnas/core/log.h"
+#include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/linear.h"
 #ifdef JNAS_WITH_CUDA
 #include "jointnas/quant/qkernels_cuda.h"
@@ -18,7 +19,67 @@ at::Tensor scale_epilogue_ref(const at::Tensor& acc, const at::Tensor& sx, const
   return (acc.to(at::kFloat) * sx * sw_row).to(dtype);
 }
 
+// Once per process: a shape no kernel takes runs the reference (correct, slow).
+void warn_reference(const PackedWeight& w, int64_t m, c10::Device device) {
+  static bool warned = false;
+  if (!warned) {
+    warned = true;
+    JNAS_LOG_WARN("{}: no kernel for [{} x {}] x [{} x {}] on {}; running the reference path "
+                  "(slow, same numbers)",
+                  w.format->name, m, w.in_features, w.out_features, w.in_features, device.str());
+  }
+}
+
 }  // namespace
+
+bool producer_quantizes_input(const QuantFormat& f, c10::Device device, c10::ScalarType dtype) {
+  return f.act != ActType::kNone && device.is_cuda() && dtype == at::kBFloat16;
+}
+
+#ifdef JNAS_WITH_CUDA
+namespace {
+
+// codes [M, K'] and scales [M, 1] back to the producer input's leading dimensions.
+QuantizedAct shaped_like(std::pair<at::Tensor, at::Tensor> qs, const at::Tensor& in, int64_t width) {
+  auto sizes = in.sizes().vec();
+  sizes.back() = width;
+  QuantizedAct qa{qs.first.view(sizes), {}};
+  sizes.back() = 1;
+  qa.scale = qs.second.view(sizes);
+  return qa;
+}
+
+}  // namespace
+#endif
+
+QuantizedAct rms_norm_quantized(const at::Tensor& x, const at::Tensor& w, double eps,
+                                const QuantFormat& f) {
+  TORCH_CHECK(f.act != ActType::kNone, "rms_norm_quantized: ", f.name,
+              " keeps activations unquantized");
+#ifdef JNAS_WITH_CUDA
+  if (producer_quantizes_input(f, x.device(), x.scalar_type())) {
+    const int64_t K = x.size(-1);
+    return shaped_like(cuda::rms_norm_quantize_act(x.reshape({-1, K}).contiguous(), w.contiguous(), eps,
+                                                   f.act == ActType::kFp8E4M3PerToken),
+                       x, K);
+  }
+#endif
+  return quantize_act_ref(kernels::rms_norm(x, w, eps), f);
+}
+
+QuantizedAct silu_mul_quantized(const at::Tensor& gu, const QuantFormat& f) {
+  TORCH_CHECK(f.act != ActType::kNone, "silu_mul_quantized: ", f.name,
+              " keeps activations unquantized");
+#ifdef JNAS_WITH_CUDA
+  if (producer_quantizes_input(f, gu.device(), gu.scalar_type())) {
+    const int64_t I = gu.size(-1) / 2;
+    return shaped_like(cuda::silu_mul_quantize_act(gu.reshape({-1, 2 * I}).contiguous(),
+                                                   f.act == ActType::kFp8E4M3PerToken),
+                       gu, I);
+  }
+#endif
+  return quantize_act_ref(kernels::silu_mul(gu), f);
+}
 
 QuantLinear::QuantLinear(PackedWeight w, c10::Device device, c10::ScalarType dtype)
     : w_(w.to(device)), device_(device), dtype_(dtype) {
@@ -98,16 +159,65 @@ at::Tensor QuantLinear::forward(const at::Tensor& x) const {
 at::Tensor QuantLinear::forward_add(const at::Tensor& x, const at::Tensor& residual) const {
   if (!w_.format->quantized()) return kernels::linear_add(x, dense_, residual);
   const int64_t m = x.numel() / w_.in_features;
-  const Path p = choose(m);
-  if (p == Path::kGemvW4 || p == Path::kGemvW8 || p == Path::kGemvW8A8 || p == Path::kGemvFp8) {
+  if (is_gemv(choose(m))) {
     at::Tensor r2d = residual.reshape({m, w_.out_features}).contiguous();
     return run(x.reshape({m, w_.in_features}), &r2d).view(residual.sizes());
   }
   return residual + forward(x);
 }
 
+namespace {
+
+// x.q [..., K], x.scale [..., 1] -> 2-D views, checked against the format and K.
+QuantizedAct flat_quantized(const QuantizedAct& x, const QuantFormat& f, int64_t K) {
+  TORCH_CHECK(f.act != ActType::kNone, "QuantLinear: ", f.name,
+              " keeps activations unquantized; pass x itself, not its quantized form");
+  const at::ScalarType want = f.act == ActType::kFp8E4M3PerToken ? at::kFloat8_e4m3fn : at::kChar;
+  TORCH_CHECK(x.q.defined() && x.scale.defined() && x.q.scalar_type() == want &&
+                  x.scale.scalar_type() == at::kFloat,
+              "QuantLinear: ", f.name, " expects codes of ", want, " and fp32 scales");
+  TORCH_CHECK(x.q.dim() >= 1 && x.q.size(-1) == K, "QuantLinear: expected codes with ", K,
+              " features, got ", x.q.sizes());
+  const int64_t m = x.q.numel() / K;
+  TORCH_CHECK(x.scale.numel() == m, "QuantLinear: ", m, " rows of codes but ", x.scale.numel(),
+              " scales");
+  return {x.q.reshape({m, K}).contiguous(), x.scale.reshape({m, 1}).contiguous()};
+}
+
+}  // namespace
+
+at::Tensor QuantLinear::forward(const QuantizedAct& x) const {
+  TORCH_CHECK(defined(), "QuantLinear: forward on an empty layer");
+  const QuantizedAct x2d = flat_quantized(x, *w_.format, w_.in_features);
+  auto sizes = x.q.sizes().vec();
+  sizes.back() = w_.out_features;
+  return run_quantized(x2d, nullptr).view(sizes);
+}
+
+at::Tensor QuantLinear::forward_add(const QuantizedAct& x, const at::Tensor& residual) const {
+  TORCH_CHECK(defined(), "QuantLinear: forward on an empty layer");
+  const QuantizedAct x2d = flat_quantized(x, *w_.format, w_.in_features);
+  const int64_t m = x2d.q.size(0);
+  if (is_gemv(choose(m))) {
+    at::Tensor r2d = residual.reshape({m, w_.out_features}).contiguous();
+    return run_quantized(x2d, &r2d).view(residual.sizes());
+  }
+  return residual + forward(x);
+}
+
+QuantizedAct QuantLinear::quantize_input(const at::Tensor& x2d) const {
+#ifdef JNAS_WITH_CUDA
+  if (x2d.is_cuda() && dtype_ == at::kBFloat16) {
+    auto [q, s] = w_.format->act == ActType::kFp8E4M3PerToken ? cuda::quantize_act_fp8(x2d)
+                                                               : cuda::quantize_act_int8(x2d);
+    return {q, s};
+  }
+#endif
+  return quantize_act_ref(x2d, *w_.format);
+}
+
 at::Tensor QuantLinear::run(const at::Tensor& x2d_in, const at::Tensor* residual2d) const {
-  const QuantFormat& f = *w_.format;
+  [[maybe_unused]] const QuantFormat& f = *w_.format;
   const int64_t m = x2d_in.size(0);
   at::Tensor x2d = x2d_in.contiguous();
   switch (choose(m)) {
@@ -124,59 +234,63 @@ at::Tensor QuantLinear::run(const at::Tensor& x2d_in, const at::Tensor* residual
       return cuda::gemv_w4a16(x2d, w_.data, w_.scale, w_.zero, w_.group, residual2d);
     case Path::kGemvW8:
       return cuda::gemv_w8a16(x2d, w_.data, w_.scale, residual2d);
-    case Path::kGemvW8A8: {
-      auto [qx, sx] = cuda::quantize_act_int8(x2d);
-      return cuda::gemv_w8a8(qx, sx, w_.data, w_.scale, residual2d);
-    }
-    case Path::kGemvFp8: {
-      auto [qx, sx] = cuda::quantize_act_fp8(x2d);
-      return cuda::gemv_fp8(qx, sx, w_.data, w_.scale, residual2d);
-    }
 #endif
       break;
-    case Path::kIntMm: {
-      at::Tensor qx, sx;
+    case Path::kGemvW8A8:
+    case Path::kIntMm:
+    case Path::kGemvFp8:
+    case Path::kScaledMm:
+      return run_quantized(quantize_input(x2d), residual2d);
+    case Path::kReference:
+    default:
+      break;
+  }
+  warn_reference(w_, m, device_);
+  at::Tensor y = linear_ref(x2d, unpack(w_), dtype_);
+  return residual2d != nullptr ? *residual2d + y : y;
+}
+
+at::Tensor QuantLinear::run_quantized(const QuantizedAct& x, const at::Tensor* residual2d) const {
+  const int64_t m = x.q.size(0);
+  switch (choose(m)) {
 #ifdef JNAS_WITH_CUDA
-      if (x2d.is_cuda()) {
-        std::tie(qx, sx) = cuda::quantize_act_int8(x2d);
+    case Path::kGemvW8A8:
+      return cuda::gemv_w8a8(x.q, x.scale, w_.data, w_.scale, residual2d);
+    case Path::kGemvFp8:
+      return cuda::gemv_fp8(x.q, x.scale, w_.data, w_.scale, residual2d);
+#endif
+    case Path::kIntMm: {
+#ifdef JNAS_WITH_CUDA
+      if (x.q.is_cuda()) {
+        at::Tensor qx = x.q;
         if (m < kIntMmMinRows) qx = at::constant_pad_nd(qx, {0, 0, 0, kIntMmMinRows - m});
         at::Tensor acc = at::_int_mm(qx, w_.data.t()).narrow(0, 0, m);
-        return cuda::scale_epilogue(acc, sx, w_.scale, nullptr);
+        return cuda::scale_epilogue(acc, x.scale, w_.scale, nullptr);
       }
 #endif
-      const QuantizedAct qa = quantize_act_ref(x2d, f);
-      return scale_epilogue_ref(at::_int_mm(qa.q, w_.data.t()), qa.scale, scale_row_, dtype_);
+      return scale_epilogue_ref(at::_int_mm(x.q, w_.data.t()), x.scale, scale_row_, dtype_);
     }
     case Path::kScaledMm: {
 #ifdef JNAS_WITH_CUDA
-      if (x2d.is_cuda()) {
+      if (x.q.is_cuda()) {
         // Row-wise scaling: scale_a [M, 1], scale_b [1, N], fp32; e4m3 operands, bf16 out. Fast
         // accumulation (no periodic promotion of the tensor cores' fp8 partial sums to fp32):
         // 1.74x instead of 1.57x over bf16 at 2048 x 4096 -> 14336 on an H200, for a relative
         // error of 1.9e-3 instead of 1.7e-3 against fp64 on the same fp8 operands, far under
         // e4m3's own rounding (scripts/fp8_accum_probe.py, docs/benchmarks.md).
-        auto [qx, sx] = cuda::quantize_act_fp8(x2d);
-        return at::_scaled_mm(qx, w_.data.t(), sx, scale_row_, {}, {}, dtype_, /*use_fast_accum=*/true);
+        return at::_scaled_mm(x.q, w_.data.t(), x.scale, scale_row_, {}, {}, dtype_, /*use_fast_accum=*/true);
       }
 #endif
-      const QuantizedAct qa = quantize_act_ref(x2d, f);
       // The CPU kernel takes per-tensor scales only: unit scales, fp32 out, then ours.
       at::Tensor one = at::ones({}, at::kFloat);
-      at::Tensor acc = at::_scaled_mm(qa.q, w_.data.t(), one, one, {}, {}, at::kFloat);
-      return scale_epilogue_ref(acc, qa.scale, scale_row_, dtype_);
+      at::Tensor acc = at::_scaled_mm(x.q, w_.data.t(), one, one, {}, {}, at::kFloat);
+      return scale_epilogue_ref(acc, x.scale, scale_row_, dtype_);
     }
-    case Path::kReference:
     default:
       break;
   }
-  static bool warned = false;
-  if (!warned) {
-    warned = true;
-    JNAS_LOG_WARN("{}: no kernel for [{} x {}] x [{} x {}] on {}; running the reference path "
-                  "(slow, same numbers)",
-                  f.name, m, w_.in_features, w_.out_features, w_.in_features, device_.str());
-  }
-  at::Tensor y = linear_ref(x2d, unpack(w_), dtype_);
+  warn_reference(w_, m, device_);
+  at::Tensor y = linear_ref(x, unpack(w_), dtype_);
   return residual2d != nullptr ? *residual2d + y : y;
 }
 

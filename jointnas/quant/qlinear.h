@@ -18,8 +18,23 @@
 #include <c10/core/Device.h>
 
 #include "jointnas/quant/pack.h"
+#include "jointnas/quant/quantize.h"
 
 namespace jointnas::quant {
+
+// Whether the runtime hands a linear of format `f` on `device` its input already quantized by the
+// producer of that input (RMSNorm before q/k/v and gate/up, SiLU(gate) * up before down), one
+// kernel instead of the producer plus QuantLinear's own per-token quantization: formats that
+// quantize activations, on CUDA with bf16 activations. The cost model times such linears from
+// their quantized input (profile/cost_model.cpp); o_proj, fed by the attention, quantizes itself.
+bool producer_quantizes_input(const QuantFormat& f, c10::Device device, c10::ScalarType dtype);
+
+// The fused producers: bitwise quantize_act(rms_norm(x, w, eps)) and quantize_act(silu_mul(gu))
+// as QuantLinear quantizes on that device (x [..., K] -> q [..., K], scale [..., 1]; gu [..., 2I]
+// -> [..., I]). On CUDA (bf16) one kernel each; elsewhere the reference pair.
+QuantizedAct rms_norm_quantized(const at::Tensor& x, const at::Tensor& w, double eps,
+                                const QuantFormat& f);
+QuantizedAct silu_mul_quantized(const at::Tensor& gu, const QuantFormat& f);
 
 // _int_mm on CUDA needs more than 16 rows; smaller batches are padded with zero rows (w8a8
 // between the GEMV and _int_mm; the cost model counts the padded copy).
@@ -39,6 +54,11 @@ class QuantLinear {
   at::Tensor forward(const at::Tensor& x) const;
   // residual + forward(x), fused into the GEMV epilogue where one runs (same two roundings).
   at::Tensor forward_add(const at::Tensor& x, const at::Tensor& residual) const;
+  // The same from x already quantized per token for this format (x.q [..., K] int8 or e4m3,
+  // x.scale [..., 1] fp32), as quantize_act_ref or a fused producer makes it: bitwise forward()
+  // of the x that quantizes to it. Formats that quantize activations only.
+  at::Tensor forward(const QuantizedAct& x) const;
+  at::Tensor forward_add(const QuantizedAct& x, const at::Tensor& residual) const;
 
   // The kernel path forward() takes for M rows ("gemv_w4a16", "dequant+cublas", ...).
   std::string path_for(int64_t m) const;
@@ -56,6 +76,12 @@ class QuantLinear {
                     kScaledMm, kReference };
   Path choose(int64_t m) const;
   at::Tensor run(const at::Tensor& x2d, const at::Tensor* residual2d) const;
+  // The activation-quantized paths from qx [M, K], sx [M, 1].
+  at::Tensor run_quantized(const QuantizedAct& x2d, const at::Tensor* residual2d) const;
+  QuantizedAct quantize_input(const at::Tensor& x2d) const;
+  static bool is_gemv(Path p) {
+    return p == Path::kGemvW4 || p == Path::kGemvW8 || p == Path::kGemvW8A8 || p == Path::kGemvFp8;
+  }
 
   PackedWeight w_;            // on the device
   c10::Device device_{c10::kCPU};

@@ -130,11 +130,18 @@ at::Tensor linear_ref(const at::Tensor& x, const QuantizedWeight& qw, c10::Scala
     at::Tensor w = dequantize_ref(qw, at::kFloat).to(at::kDouble);
     return at::matmul(x.to(at::kDouble), w.t()).to(out_dtype);
   }
+  return linear_ref(quantize_act_ref(x, f), qw, out_dtype);
+}
+
+at::Tensor linear_ref(const QuantizedAct& x, const QuantizedWeight& qw, c10::ScalarType out_dtype) {
+  TORCH_CHECK(qw.format->act != ActType::kNone, "linear_ref: ", qw.format->name,
+              " keeps activations unquantized");
+  TORCH_CHECK(x.q.size(-1) == qw.q.size(1), "linear_ref: x has ", x.q.size(-1),
+              " features, the weight expects ", qw.q.size(1));
   // Integer (or e4m3) dot products are exact in double for any K < 2^53 / 127^2.
-  const QuantizedAct qa = quantize_act_ref(x, f);
-  at::Tensor dot = at::matmul(qa.q.to(at::kFloat).to(at::kDouble),
+  at::Tensor dot = at::matmul(x.q.to(at::kFloat).to(at::kDouble),
                               qw.q.to(at::kFloat).to(at::kDouble).t());
-  return (dot * qa.scale.to(at::kDouble) * qw.scale.to(at::kDouble).reshape({-1})).to(out_dtype);
+  return (dot * x.scale.to(at::kDouble) * qw.scale.to(at::kDouble).reshape({-1})).to(out_dtype);
 }
 
 }  // namespace jointnas::quant

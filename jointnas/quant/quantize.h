@@ -62,5 +62,7 @@ at::Tensor fake_quant_act(const at::Tensor& x, const QuantFormat& format);
 // token and compute the integer / e4m3 dot products exactly, times both scales. x [..., K] ->
 // [..., N] in `out_dtype` (one final rounding).
 at::Tensor linear_ref(const at::Tensor& x, const QuantizedWeight& qw, c10::ScalarType out_dtype);
+// The same from x already quantized (w8a8 / fp8): x.q [..., K], x.scale [..., 1].
+at::Tensor linear_ref(const QuantizedAct& x, const QuantizedWeight& qw, c10::ScalarType out_dtype);
 
 }  // namespace jointnas::quant

@@ -188,3 +188,32 @@ TEST(LlamaCuda, GraphPrefillMatchesEagerPrefill) {
   KVCache small = m.new_cache(2, 100);
   EXPECT_THROW(m.prefill_static(ids, small), ConfigError);
 }
+
+// Linears that quantize their input (w8a8, fp8) get it quantized by its producer (RMSNorm, SiLU *
+// up) in one kernel; a hook on the linear inputs forces the unfused path. The two must agree
+// bitwise, in prefill (_scaled_mm / _int_mm) and in decode (GEMVs with the fused residual), with
+// formats mixed within a block so that fused and unfused producers meet.
+TEST(LlamaCuda, ProducerQuantizedInputsAreBitwiseTheUnfusedBlock) {
+  REQUIRE_CUDA();
+  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
+  c.num_hidden_layers = 2;
+  c.vocab_size = 4096;
+  std::vector<LayerSpec> specs = dense_layer_specs(c);
+  specs[0].format_qkv = specs[0].format_o = specs[0].format_gate_up = specs[0].format_down = "fp8_e4m3";
+  specs[1].format_qkv = "w8a8";
+  specs[1].format_gate_up = "fp8_e4m3";
+  specs[1].format_down = "w8a8";  // o stays bf16
+  const LlamaModel m = LlamaModel::random(c, cuda_opts(at::kBFloat16), 5, specs);
+  int64_t taps = 0;
+  ForwardHooks unfused;
+  unfused.on_linear_input = [&](int64_t, LinearSlot, const at::Tensor&) { ++taps; };
+  const at::Tensor ids = at::randint(0, c.vocab_size, {2, 65}, at::kLong).cuda();
+  EXPECT_TRUE(at::equal(m.forward(ids), m.forward(ids, nullptr, false, &unfused)));
+  EXPECT_EQ(taps, 2 * 4);
+  KVCache a = m.new_cache(2, 80), b = m.new_cache(2, 80);
+  EXPECT_TRUE(at::equal(m.forward(ids, &a, true), m.forward(ids, &b, true, &unfused)));
+  for (int64_t t = 0; t < 3; ++t) {
+    const at::Tensor tok = at::full({2, 1}, 17 + t, at::kLong).cuda();
+    EXPECT_TRUE(at::equal(m.forward(tok, &a, true), m.forward(tok, &b, true, &unfused))) << "decode step " << t;
+  }
+}

@@ -41,11 +41,14 @@ CostSpace space() {
 }
 
 // Every key the space needs, with arbitrary (seeded) latencies: the algebra must hold for any table.
-LatencyTable synthetic_table(const model::LlamaConfig& c, const CostSpace& s, const Workload& w) {
+// `cpu`: a table measured on the CPU (meta.device "cpu", its own keys).
+LatencyTable synthetic_table(const model::LlamaConfig& c, const CostSpace& s, const Workload& w,
+                             bool cpu = false) {
   LatencyTable t;
+  if (cpu) t.meta = Json{{"device", "cpu"}};
   std::mt19937_64 rng(42);
   std::uniform_real_distribution<double> u(0.01, 1.0);
-  for (const std::string& k : required_keys(c, s, w)) t.set(k, {u(rng), 0, 0, 1});
+  for (const std::string& k : required_keys(c, s, w, cpu)) t.set(k, {u(rng), 0, 0, 1});
   return t;
 }
 
@@ -80,9 +83,9 @@ TEST(CostModel, ExpectedAtOneHotEqualsDiscrete) {
     w.tokens = 33;
     w.decode_weight = 0.7;
     w.prefill_weight = 0.3;
-    LatencyTable t = synthetic_table(base, sp, w);
+    // mix: a CPU table (+ dequantized copies, no producer-quantized inputs), in both.
+    LatencyTable t = synthetic_table(base, sp, w, std::string(kind) == "mix");
     if (std::string(kind) != "prefill") t.calibration[w.name()] = {1.3, 0.05, 0.2, 8};  // applied in both
-    if (std::string(kind) == "mix") t.meta = Json{{"device", "cpu"}};  // + dequantized copies, in both
     for (int trial = 0; trial < 25; ++trial) {
       const Selection s = random_selection(sp, rng, 0.25);
       auto [cfg, specs] = select(base, sp, s);
@@ -289,12 +292,50 @@ TEST(CostModel, MemoryTerms) {
   // A table measured on the CPU: the runtime also holds a dequantized copy (2 B/weight here) of
   // each weight-only linear, so w4a16 costs more memory than bf16 there. Formats with quantized
   // activations keep no copy.
-  LatencyTable cpu = t;
-  cpu.meta = Json{{"device", "cpu"}};
+  const LatencyTable cpu = synthetic_table(c, sp, w, /*cpu=*/true);
   EXPECT_EQ(predict(c, specs, cpu, w).weight_bytes - q.weight_bytes, 3 * 384 * 128 * 2);
   EXPECT_EQ(predict(c, model::dense_layer_specs(c), cpu, w).weight_bytes, dense.weight_bytes);
   for (auto& s : specs) s.format_gate_up = "fp8_e4m3";
   EXPECT_EQ(predict(c, specs, cpu, w).weight_bytes, predict(c, specs, t, w).weight_bytes);
+}
+
+// A w8a8 / fp8 linear after RMSNorm or SiLU * up takes its input quantized by that producer on
+// CUDA (LlamaModel::block): its own key ("/qx", timed from the codes) on a CUDA table, the plain
+// key on a CPU table, and o_proj (fed by the attention) always the plain key.
+TEST(CostModel, ProducerQuantizedLinearsHaveTheirOwnKeys) {
+  model::LlamaConfig c = base_config();
+  Workload w;
+  const CostSpace sp = space();
+  int qx = 0;
+  for (const std::string& k : required_keys(c, sp, w)) {
+    if (k.size() < 3 || k.compare(k.size() - 3, 3, "/qx") != 0) continue;
+    ++qx;
+    // w8a8 reaches q/k/v (after RMSNorm) and fp8 reaches gate/up and down.
+    EXPECT_TRUE(k.find("/w8a8/") != std::string::npos || k.find("/fp8_e4m3/") != std::string::npos) << k;
+  }
+  EXPECT_GT(qx, 0);
+  for (const std::string& k : required_keys(c, sp, w, /*cpu_table=*/true)) {
+    EXPECT_EQ(k.find("/qx"), std::string::npos) << k;
+  }
+  std::vector<model::LayerSpec> specs = model::dense_layer_specs(c);
+  LatencyTable t = synthetic_table(c, sp, w);
+  const double dense = predict(c, specs, t, w).latency_ms;
+  // One fp8 down projection: its latency is the /qx entry, and the plain entry is not read.
+  specs[1].format_down = "fp8_e4m3";
+  const std::string plain = LatencyTable::linear_key(1, c.intermediate_size, c.hidden_size, "fp8_e4m3");
+  const std::string fed = LatencyTable::linear_key(1, c.intermediate_size, c.hidden_size, "fp8_e4m3", true);
+  EXPECT_EQ(fed, plain + "/qx");
+  t.set(plain, {100.0, 0, 0, 1});
+  t.set(fed, {0.25, 0, 0, 1});
+  const double bf16_down = t.ms(LatencyTable::linear_key(1, c.intermediate_size, c.hidden_size, "bf16"));
+  EXPECT_NEAR(predict(c, specs, t, w).latency_ms - dense, 0.25 - bf16_down, 1e-12);
+  // o_proj in w8a8 quantizes its own input: the plain key.
+  specs[1].format_down = "bf16";
+  specs[1].format_o = "w8a8";
+  const int64_t q = c.num_attention_heads * c.head_dim;
+  t.set(LatencyTable::linear_key(1, q, c.hidden_size, "w8a8"), {50.0, 0, 0, 1});
+  const double bf16_o = t.ms(LatencyTable::linear_key(1, q, c.hidden_size, "bf16"));
+  EXPECT_NEAR(predict(c, specs, t, w).latency_ms - dense, 50.0 - bf16_o, 1e-12);
 }
 
 // The activation term replays the runtime's allocations (cost_model.cpp, AllocWalk). Derived by
@@ -310,15 +351,23 @@ TEST(CostModel, ActivationPeakFollowsTheRuntimesAllocations) {
   w.tokens = 32;
   LatencyTable t = synthetic_table(c, space(), w);
   const int64_t R = 32, H = 128, q = 6 * 16, kv = 2 * 16, I = 192;
-  t.set(LatencyTable::linear_key(R, H, 2 * I, "w8a8"), {0.5, 0, 0, 1});  // not in space()
+  t.set(LatencyTable::linear_key(R, H, 2 * I, "w8a8", true), {0.5, 0, 0, 1});  // not in space()
+  LatencyTable cpu = t;
+  cpu.meta = Json{{"device", "cpu"}};
+  cpu.set(LatencyTable::linear_key(R, H, 2 * I, "w8a8"), {0.5, 0, 0, 1});
   const Cost dense = predict(c, specs, t, w);
   EXPECT_EQ(dense.activation_bytes, 2 * R * 8 + R * 2 * (3 * H + 3 * q + 2 * kv + 3 * I));
-  // w8a8 gate_up: while its bf16 output is written, x's int8 codes [R, H] and fp32 scales [R] and
-  // _int_mm's int32 accumulator [R, 2I] are live; they replace the SiLU product [R, I] bf16 as
-  // the difference at the peak.
+  EXPECT_EQ(predict(c, specs, cpu, w).activation_bytes, dense.activation_bytes);
+  // w8a8 gate_up, quantizing its own input (the CPU runtime): while its bf16 output is written,
+  // x's int8 codes [R, H] and fp32 scales [R] and _int_mm's int32 accumulator [R, 2I] are live;
+  // they replace the SiLU product [R, I] bf16 as the difference at the peak.
   specs[0].format_gate_up = "w8a8";
-  EXPECT_EQ(predict(c, specs, t, w).activation_bytes - dense.activation_bytes,
+  EXPECT_EQ(predict(c, specs, cpu, w).activation_bytes - dense.activation_bytes,
             R * H + R * 4 + R * 2 * I * 4 - R * I * 2);
+  // On CUDA the second RMSNorm writes those codes and scales itself instead of its bf16 output
+  // [R, H]; the accumulator still replaces the SiLU product.
+  EXPECT_EQ(predict(c, specs, t, w).activation_bytes - dense.activation_bytes,
+            R * 4 - R * H + R * 2 * I * 4 - R * I * 2);
   // The memory constant of a calibration is carried through the table file and into the peak.
   LatencyTable tc = t;
   tc.calibration[w.name()].memory_bytes = 12345;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "jointnas/kernels/fused.h"
 #include "jointnas/quant/format.h"
 #include "jointnas/quant/pack.h"
 #include "jointnas/quant/qkernels_cuda.h"
@@ -145,6 +146,53 @@ TEST(AqKernelsCuda, QuantizeActIsBitwiseEqualToReference) {
     SCOPED_TRACE(name);
     at::Tensor flat = act_rows(1, 3 * 64 + 1, 0).cuda().reshape({-1});
     expect_quantize_act_bitwise(f, flat.narrow(0, 1, 3 * 64).view({3, 64}));
+  }
+}
+
+// The producers that quantize their output (RMSNorm before q/k/v and gate/up, SiLU * up before
+// down) are bitwise the unfused pair, over the same row patterns, both held-row widths and the
+// fallbacks: 20 (not a multiple of 8 values) and 16400 (longer than the 16384 a block holds) run
+// the unfused pair; 16 / 48 / 4096 / 14336 the fused kernel (1, 1, 2 and 7 vectors per thread).
+TEST(AqKernelsCuda, ProducersAreBitwiseTheUnfusedPair) {
+  REQUIRE_CUDA();
+  at::manual_seed(12);
+  const double eps = 1e-5;
+  for (const char* name : {"w8a8", "fp8_e4m3"}) {
+    const QuantFormat& f = find_format(name);
+    const bool fp8 = f.act == ActType::kFp8E4M3PerToken;
+    for (int64_t K : {16, 20, 48, 4096, 14336, 16400}) {
+      // Norm weights around 1 with a few large ones, as trained models have.
+      at::Tensor w = (1 + 0.2 * at::randn({K})).index_fill_(0, at::arange(0, K, 97), 8.0);
+      w = w.to(at::kBFloat16).cuda();
+      for (int64_t M : {1, 3, 17, 128}) {
+        for (int shift = 0; shift < 5; ++shift) {
+          SCOPED_TRACE(::testing::Message() << name << " M " << M << " K " << K << " shift " << shift);
+          const at::Tensor x = act_rows(M, K, shift).cuda();
+          const auto [qn, sn] = cuda::rms_norm_quantize_act(x, w, eps, fp8);
+          const auto [qn_ref, sn_ref] = quantize_act_cuda(f, kernels::rms_norm(x, w, eps));
+          EXPECT_TRUE(bits_equal(sn, sn_ref)) << "rms_norm scales";
+          EXPECT_TRUE(bits_equal(qn, qn_ref)) << "rms_norm values";
+          const at::Tensor gu = act_rows(M, 2 * K, shift).cuda();
+          const auto [qs, ss] = cuda::silu_mul_quantize_act(gu, fp8);
+          const auto [qs_ref, ss_ref] = quantize_act_cuda(f, kernels::silu_mul(gu));
+          EXPECT_TRUE(bits_equal(ss, ss_ref)) << "silu_mul scales";
+          EXPECT_TRUE(bits_equal(qs, qs_ref)) << "silu_mul values";
+        }
+      }
+    }
+    // The 8B prefill shape, and a view 2 bytes into its storage (not 16-byte aligned: unfused).
+    SCOPED_TRACE(name);
+    const at::Tensor w = (1 + 0.2 * at::randn({4096})).to(at::kBFloat16).cuda();
+    const at::Tensor x = act_rows(2048, 4096, 0).cuda();
+    EXPECT_TRUE(bits_equal(cuda::rms_norm_quantize_act(x, w, eps, fp8).first,
+                           quantize_act_cuda(f, kernels::rms_norm(x, w, eps)).first));
+    const at::Tensor flat = act_rows(1, 3 * 64 + 1, 0).cuda().reshape({-1});
+    const at::Tensor odd = flat.narrow(0, 1, 3 * 64).view({3, 64});
+    const at::Tensor w64 = w.narrow(0, 0, 64).contiguous();
+    EXPECT_TRUE(bits_equal(cuda::rms_norm_quantize_act(odd, w64, eps, fp8).first,
+                           quantize_act_cuda(f, kernels::rms_norm(odd, w64, eps)).first));
+    EXPECT_TRUE(bits_equal(cuda::silu_mul_quantize_act(odd, fp8).first,
+                           quantize_act_cuda(f, kernels::silu_mul(odd)).first));
   }
 }
 

@@ -5,6 +5,7 @@
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/kernels/fused.h"
 #include "jointnas/quant/qlinear.h"
 #include "linear_bound.h"
 
@@ -58,6 +59,29 @@ TEST(QuantLinearCuda, ForwardAddMatchesUnfused) {
       const at::Tensor r = at::randn({M, 4096}, at::kCUDA).to(at::kBFloat16);
       EXPECT_TRUE(at::equal(lin.forward_add(x, r), r + lin.forward(x)))
           << f.name << " M=" << M << " path " << lin.path_for(M);
+    }
+  }
+}
+
+// From codes a producer wrote (forward(QuantizedAct)): bitwise forward(x) on every path of the
+// formats that quantize activations (GEMV at M <= 4, _int_mm padded below 17 rows, _int_mm,
+// _scaled_mm), with the residual too; and the fused RMSNorm producer feeds it the same codes.
+TEST(QuantLinearCuda, QuantizedInputIsBitwiseForward) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  at::manual_seed(13);
+  for (const char* name : {"w8a8", "fp8_e4m3"}) {
+    const QuantFormat& f = find_format(name);
+    const QuantLinear lin = QuantLinear::quantize(at::randn({1024, 4096}, at::kCUDA) * 0.02, f, at::kCUDA,
+                                                  at::kBFloat16);
+    const at::Tensor norm_w = (1 + 0.2 * at::randn({4096}, at::kCUDA)).to(at::kBFloat16);
+    for (int64_t M : {1, 3, 16, 17, 2048}) {
+      const at::Tensor x = at::randn({1, M, 4096}, at::kCUDA).to(at::kBFloat16);
+      const at::Tensor r = at::randn({1, M, 1024}, at::kCUDA).to(at::kBFloat16);
+      const QuantizedAct qa = rms_norm_quantized(x, norm_w, 1e-5, f);
+      ASSERT_EQ(qa.q.sizes(), x.sizes());
+      const at::Tensor h = kernels::rms_norm(x, norm_w, 1e-5);
+      EXPECT_TRUE(at::equal(lin.forward(qa), lin.forward(h))) << name << " M=" << M << " " << lin.path_for(M);
+      EXPECT_TRUE(at::equal(lin.forward_add(qa, r), lin.forward_add(h, r))) << name << " M=" << M;
     }
   }
 }

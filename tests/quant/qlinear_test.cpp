@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/kernels/fused.h"
 #include "jointnas/quant/qlinear.h"
 #include "linear_bound.h"
 
@@ -48,6 +49,45 @@ TEST(QuantLinearCpu, ForwardAddAndBatchShapes) {
     ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 24}));
     EXPECT_TRUE(at::equal(lin.forward_add(x, r), r + y)) << f.name;
     EXPECT_TRUE(at::equal(y.reshape({10, 24}), lin.forward(x.reshape({10, 64})))) << f.name;
+  }
+}
+
+// A linear that quantizes its input takes it already quantized (from a producer): bitwise the
+// forward of the unquantized x, with and without the residual, at any leading shape. The
+// producers on the CPU are the reference pair. Wrong codes are refused with the reason.
+TEST(QuantLinearCpu, QuantizedInputIsBitwiseForward) {
+  at::manual_seed(5);
+  for (const QuantFormat& f : formats()) {
+    const at::Tensor w = at::randn({24, 64}) * 0.05;
+    const QuantLinear lin = QuantLinear::quantize(w, f, at::kCPU, at::kBFloat16);
+    const at::Tensor x = at::randn({2, 5, 64}).to(at::kBFloat16);
+    if (f.act == ActType::kNone) {
+      EXPECT_FALSE(producer_quantizes_input(f, at::kCUDA, at::kBFloat16)) << f.name;
+      const QuantizedAct qa = quantize_act_ref(x, find_format("w8a8"));
+      EXPECT_THROW(lin.forward(qa), c10::Error) << f.name;
+      continue;
+    }
+    EXPECT_TRUE(producer_quantizes_input(f, at::kCUDA, at::kBFloat16)) << f.name;
+    EXPECT_FALSE(producer_quantizes_input(f, at::kCPU, at::kBFloat16)) << f.name;
+    EXPECT_FALSE(producer_quantizes_input(f, at::kCUDA, at::kFloat)) << f.name;
+    const QuantizedAct qa = quantize_act_ref(x, f);
+    const at::Tensor r = at::randn({2, 5, 24}).to(at::kBFloat16);
+    EXPECT_TRUE(at::equal(lin.forward(qa), lin.forward(x))) << f.name;
+    EXPECT_TRUE(at::equal(lin.forward_add(qa, r), lin.forward_add(x, r))) << f.name;
+    const at::Tensor norm_w = at::randn({64}).to(at::kBFloat16);
+    const QuantizedAct n = rms_norm_quantized(x, norm_w, 1e-5, f);
+    const QuantizedAct n_ref = quantize_act_ref(kernels::rms_norm_ref(x, norm_w, 1e-5), f);
+    EXPECT_TRUE(at::equal(n.q.to(at::kFloat), n_ref.q.to(at::kFloat)) && at::equal(n.scale, n_ref.scale)) << f.name;
+    const at::Tensor gu = at::randn({2, 5, 128}).to(at::kBFloat16);
+    const QuantizedAct s = silu_mul_quantized(gu, f);
+    const QuantizedAct s_ref = quantize_act_ref(kernels::silu_mul_ref(gu), f);
+    ASSERT_EQ(s.q.sizes(), (std::vector<int64_t>{2, 5, 64}));
+    EXPECT_TRUE(at::equal(s.q.to(at::kFloat), s_ref.q.to(at::kFloat)) && at::equal(s.scale, s_ref.scale)) << f.name;
+    // Codes of the other 8-bit type, a wrong width, or scales that do not match the rows.
+    const QuantFormat& other = find_format(f.act == ActType::kInt8PerToken ? "fp8_e4m3" : "w8a8");
+    EXPECT_THROW(lin.forward(quantize_act_ref(x, other)), c10::Error) << f.name;
+    EXPECT_THROW(lin.forward(quantize_act_ref(at::randn({3, 32}), f)), c10::Error) << f.name;
+    EXPECT_THROW(lin.forward(QuantizedAct{qa.q, qa.scale.narrow(1, 0, 2)}), c10::Error) << f.name;
   }
 }
 

@@ -113,7 +113,7 @@ void run(ProfileFlags& f) {
                     f.out, om.dump());
     }
   }
-  const std::vector<std::string> keys = profile::required_keys(cfg, space, w);
+  const std::vector<std::string> keys = profile::required_keys(cfg, space, w, o.device.is_cpu());
   int64_t last_pct = -1;
   profile::profile_keys(table, keys, o, f.force, [&](int64_t done, int64_t total, const std::string& key, double eta) {
     const int64_t pct = 100 * done / total;
