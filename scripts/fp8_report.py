@@ -15,7 +15,7 @@ def main():
     for r in rows:
         if "op" in r:
             prod[(r["op"], r["M"], r["format"])] = r["graph_ms"]
-        elif "format" in r and "N" in r:
+        elif "graph_ms" in r and "format" in r:
             lin[(r["N"], r["K"], r["M"], r["format"], r.get("input", "x"))] = r["graph_ms"]
     print("| N x K | M | format | bf16 us | quantizes x itself: us, x bf16 | from codes: us, x bf16 |")
     print("|---|---:|---|---:|---:|---:|")

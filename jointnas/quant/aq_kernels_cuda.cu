@@ -3,8 +3,8 @@
 //
 // quantize_act_*: one block per row of x. The row is read once into registers (up to 8 16-byte
 // vectors per thread, K <= 16384), the block reduces amax exactly (a max never rounds), then every
-// element is divided by the scale with a true IEEE division (__fdiv_rn), as quantize_act_ref does
-// on the CPU. (ATen on CUDA divides by a scalar through its reciprocal, so quantize_act_ref run on
+// element is divided by the scale, rounded as the IEEE division quantize_act_ref does on the CPU
+// wherever the code could differ (through the reciprocal and one correction: scale_division.h). (ATen on CUDA divides by a scalar through its reciprocal, so quantize_act_ref run on
 // a CUDA tensor can differ from this kernel by an ulp of the scale; compare against the CPU.)
 //
 // GEMVs: as kernels/gemv_cuda.cu, memory-bound, so built for bytes in flight: qx [M, K] is staged
@@ -40,6 +40,7 @@
 #include "jointnas/kernels/rowops_cuda.h"
 #include "jointnas/kernels/staging_cuda.h"
 #include "jointnas/quant/qkernels_cuda.h"
+#include "jointnas/quant/scale_division.h"
 
 namespace jointnas::quant::cuda {
 namespace {
@@ -112,11 +113,11 @@ struct ActQuant<false> {
   static constexpr float kQmax = 127.0f;
   using Out = int8_t;
   // clamp(rint(v / s), -127, 127): rintf rounds half to even as at::round.
-  static __device__ __forceinline__ uint32_t one(float v, float s) {
-    const float r = fminf(fmaxf(rintf(__fdiv_rn(v, s)), -127.0f), 127.0f);
+  static __device__ __forceinline__ uint32_t one(float v, const ScaleDivision& s) {
+    const float r = fminf(fmaxf(rintf(s(v)), -127.0f), 127.0f);
     return static_cast<uint32_t>(static_cast<int>(r)) & 0xffu;
   }
-  static __device__ __forceinline__ uint32_t four(float a, float b, float c, float d, float s) {
+  static __device__ __forceinline__ uint32_t four(float a, float b, float c, float d, const ScaleDivision& s) {
     return one(a, s) | (one(b, s) << 8) | (one(c, s) << 16) | (one(d, s) << 24);
   }
 };
@@ -127,17 +128,17 @@ struct ActQuant<true> {
   using Out = __nv_fp8_storage_t;
   // clamp(v / s, -448, 448) then round-to-nearest-even to e4m3 (the satfinite cvt equals
   // c10::Float8_e4m3fn's conversion on the clamped range, subnormals included).
-  static __device__ __forceinline__ float clamped(float v, float s) {
-    return fminf(fmaxf(__fdiv_rn(v, s), -kFp8E4M3Max), kFp8E4M3Max);
+  static __device__ __forceinline__ float clamped(float v, const ScaleDivision& s) {
+    return fminf(fmaxf(s(v), -kFp8E4M3Max), kFp8E4M3Max);
   }
-  static __device__ __forceinline__ uint32_t two(float a, float b, float s) {
+  static __device__ __forceinline__ uint32_t two(float a, float b, const ScaleDivision& s) {
     return __nv_cvt_float2_to_fp8x2(make_float2(clamped(a, s), clamped(b, s)), __NV_SATFINITE,
                                     __NV_E4M3);
   }
-  static __device__ __forceinline__ uint32_t one(float v, float s) {
+  static __device__ __forceinline__ uint32_t one(float v, const ScaleDivision& s) {
     return __nv_cvt_float_to_fp8(clamped(v, s), __NV_SATFINITE, __NV_E4M3);
   }
-  static __device__ __forceinline__ uint32_t four(float a, float b, float c, float d, float s) {
+  static __device__ __forceinline__ uint32_t four(float a, float b, float c, float d, const ScaleDivision& s) {
     return two(a, b, s) | (two(c, d, s) << 16);
   }
 };
@@ -201,13 +202,14 @@ __global__ void __launch_bounds__(kQuantThreads)
       for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
     }
     s = row_scale<kFp8>(block_max(amax, red));
+    const ScaleDivision div(s);
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       const int i = threadIdx.x + j * blockDim.x;
       if (i < k8) {
         float f[8];
         bf16x8_to_float(v[j], f);
-        qv[i] = make_uint2(Q::four(f[0], f[1], f[2], f[3], s), Q::four(f[4], f[5], f[6], f[7], s));
+        qv[i] = make_uint2(Q::four(f[0], f[1], f[2], f[3], div), Q::four(f[4], f[5], f[6], f[7], div));
       }
     }
   } else if constexpr (V == 0) {
@@ -221,18 +223,20 @@ __global__ void __launch_bounds__(kQuantThreads)
       for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
     }
     s = row_scale<kFp8>(block_max(amax, red));
+    const ScaleDivision div(s);
     for (int64_t i = threadIdx.x; i < k8; i += blockDim.x) {
       float f[8];
       bf16x8_to_float(__ldg(xv + i), f);
-      qv[i] = make_uint2(Q::four(f[0], f[1], f[2], f[3], s), Q::four(f[4], f[5], f[6], f[7], s));
+      qv[i] = make_uint2(Q::four(f[0], f[1], f[2], f[3], div), Q::four(f[4], f[5], f[6], f[7], div));
     }
   } else {
     for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
       amax = fmaxf(amax, fabsf(__bfloat162float(xr[i])));
     }
     s = row_scale<kFp8>(block_max(amax, red));
+    const ScaleDivision div(s);
     for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
-      qr[i] = static_cast<typename Q::Out>(Q::one(__bfloat162float(xr[i]), s));
+      qr[i] = static_cast<typename Q::Out>(Q::one(__bfloat162float(xr[i]), div));
     }
   }
   if (threadIdx.x == 0) scale[row] = s;
@@ -298,7 +302,7 @@ __device__ __forceinline__ int4 bf16x8_pack(const Bf16 (&e)[8]) {
 
 // The second half of quantize_act_kernel<V > 0>: the row's amax from the produced values held in
 // v[0..V), the block-wide scale, the codes.
-template <bool kFp8, int V>
+template <bool kFp8, int V, int kThreads = kQuantThreads>
 __device__ __forceinline__ void quantize_held_row(const int4 (&v)[V], int k8,
                                                   typename ActQuant<kFp8>::Out* __restrict__ qr,
                                                   float* __restrict__ scale, float* red) {
@@ -312,14 +316,15 @@ __device__ __forceinline__ void quantize_held_row(const int4 (&v)[V], int k8,
     for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
   }
   const float s = row_scale<kFp8>(block_max(amax, red));
+  const ScaleDivision div(s);
   uint2* qv = reinterpret_cast<uint2*>(qr);
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    const int i = threadIdx.x + j * kQuantThreads;
+    const int i = threadIdx.x + j * kThreads;
     if (i < k8) {
       float f[8];
       bf16x8_to_float(v[j], f);
-      qv[i] = make_uint2(Q::four(f[0], f[1], f[2], f[3], s), Q::four(f[4], f[5], f[6], f[7], s));
+      qv[i] = make_uint2(Q::four(f[0], f[1], f[2], f[3], div), Q::four(f[4], f[5], f[6], f[7], div));
     }
   }
   if (threadIdx.x == 0) scale[blockIdx.x] = s;
@@ -368,12 +373,13 @@ __global__ void __launch_bounds__(kQuantThreads)
   quantize_held_row<kFp8, V>(v, k8, q + row * K, scale, red);
 }
 
-// gu [M, 2I] (gate then up) -> codes of silu(gate) * up [M, I].
-template <bool kFp8, int V>
-__global__ void __launch_bounds__(kQuantThreads)
+// gu [M, 2I] (gate then up) -> codes of silu(gate) * up [M, I]. kThreads per row: 256, or 1024
+// when there are fewer rows than SMs (decode: one block would compute a whole row alone).
+template <bool kFp8, int V, int kThreads>
+__global__ void __launch_bounds__(kThreads)
     silu_mul_quantize_kernel(const int4* __restrict__ gu, typename ActQuant<kFp8>::Out* __restrict__ q,
                              float* __restrict__ scale, int64_t I) {
-  __shared__ float red[kQuantThreads / 32];
+  __shared__ float red[kThreads / 32];
   kernels::pdl::wait();
   kernels::pdl::launch_dependents();
   const int i8 = static_cast<int>(I / 8);
@@ -382,7 +388,7 @@ __global__ void __launch_bounds__(kQuantThreads)
   int4 v[V];
 #pragma unroll
   for (int j = 0; j < V; ++j) {
-    const int i = threadIdx.x + j * kQuantThreads;
+    const int i = threadIdx.x + j * kThreads;
     if (i >= i8) {
       v[j] = make_int4(0, 0, 0, 0);
       continue;
@@ -397,7 +403,7 @@ __global__ void __launch_bounds__(kQuantThreads)
     }
     v[j] = bf16x8_pack(out);
   }
-  quantize_held_row<kFp8, V>(v, i8, q + row * I, scale, red);
+  quantize_held_row<kFp8, V, kThreads>(v, i8, q + row * I, scale, red);
 }
 
 template <bool kFp8>
@@ -455,21 +461,29 @@ std::pair<at::Tensor, at::Tensor> silu_mul_quantize(const at::Tensor& gu, const 
   const c10::cuda::CUDAGuard guard(gu.device());
   auto out = empty_quantized<kFp8>(M, I, gu);
   if (M == 0) return out;
-  auto run = [&](auto kernel) {
-    kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(M)), dim3(kQuantThreads), 0,
+  auto run = [&](auto kernel, int threads) {
+    kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(M)), dim3(threads), 0,
                          at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(gu.data_ptr()),
                          reinterpret_cast<typename ActQuant<kFp8>::Out*>(out.first.data_ptr()),
                          static_cast<float*>(out.second.data_ptr()), I);
   };
   const int64_t i8 = I / 8;
-  if (i8 <= kQuantThreads) {
-    run(silu_mul_quantize_kernel<kFp8, 1>);
+  const bool few_rows = M < at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  if (few_rows && i8 > kQuantThreads) {
+    constexpr int kWide = 4 * kQuantThreads;
+    if (i8 <= kWide) {
+      run(silu_mul_quantize_kernel<kFp8, 1, kWide>, kWide);
+    } else {
+      run(silu_mul_quantize_kernel<kFp8, kQuantMaxVecs / 4, kWide>, kWide);
+    }
+  } else if (i8 <= kQuantThreads) {
+    run(silu_mul_quantize_kernel<kFp8, 1, kQuantThreads>, kQuantThreads);
   } else if (i8 <= 2 * kQuantThreads) {
-    run(silu_mul_quantize_kernel<kFp8, 2>);
+    run(silu_mul_quantize_kernel<kFp8, 2, kQuantThreads>, kQuantThreads);
   } else if (i8 <= 4 * kQuantThreads) {
-    run(silu_mul_quantize_kernel<kFp8, 4>);
+    run(silu_mul_quantize_kernel<kFp8, 4, kQuantThreads>, kQuantThreads);
   } else {
-    run(silu_mul_quantize_kernel<kFp8, kQuantMaxVecs>);
+    run(silu_mul_quantize_kernel<kFp8, kQuantMaxVecs, kQuantThreads>, kQuantThreads);
   }
   return out;
 }

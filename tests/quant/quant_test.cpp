@@ -1,6 +1,8 @@
 // Registry, reference quantizers, fake-quant and pack/unpack: the invariants of issue 3,
 // acceptance 1 (bitwise fake-quant == dequant(quant), bitwise pack round trip, half-step error).
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -11,6 +13,7 @@
 #include "jointnas/quant/format.h"
 #include "jointnas/quant/pack.h"
 #include "jointnas/quant/quantize.h"
+#include "jointnas/quant/scale_division.h"
 
 namespace jointnas::quant {
 namespace {
@@ -189,6 +192,51 @@ TEST(QuantRef, BadInputsThrow) {
   EXPECT_THROW(quantize_ref(at::ones({4, 4}, at::kInt), find_format("w8a16")), c10::Error);
   EXPECT_THROW(pack(quantize_ref(at::randn({4, 33}), find_format("w4a16_g128"))), c10::Error);
   EXPECT_THROW(quantize_act_ref(at::randn({2, 4}), find_format("w8a16")), c10::Error);
+}
+
+}  // namespace
+}  // namespace jointnas::quant
+
+namespace jointnas::quant {
+namespace {
+
+// The activation quantizers' division through the reciprocal (scale_division.h, what the CUDA
+// kernels run) against the IEEE quotient, exhaustively: every positive finite bf16 amax, every
+// bf16 v in [0, amax], s = amax / qmax as the quantizers compute it. Where either quotient could
+// give a nonzero code (|q| >= 2^-11) they must be the same float. Negative v mirror positive v
+// (every step rounds symmetrically); -0 keeps its sign. About 5e8 pairs per qmax.
+TEST(ScaleDivision, MatchesIeeeDivisionWhereverACodeCouldBeNonzero) {
+  auto bf16 = [](uint32_t b) {
+    const uint32_t u = b << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  };
+  for (const float qmax : {127.0f, kFp8E4M3Max}) {
+    int64_t pairs = 0, differ = 0, slow_rows = 0;
+    for (uint32_t a = 1; a < 0x7F80; ++a) {
+      const float amax = bf16(a);
+      const float s = amax / qmax;
+      const ScaleDivision div(s);
+      slow_rows += !div.fast && amax >= 0x1p-90f;
+      for (uint32_t b = 0; b <= a; ++b) {
+        const float v = bf16(b);
+        const float want = v / s, got = div(v);
+        ++pairs;
+        if (std::fabs(want) < 0x1p-11f && std::fabs(got) < 0x1p-11f) continue;
+        if (std::memcmp(&want, &got, sizeof want) != 0 && differ++ < 5) {
+          ADD_FAILURE() << "qmax " << qmax << " amax " << amax << " v " << v << ": " << got << " vs " << want;
+        }
+      }
+    }
+    EXPECT_EQ(differ, 0) << "qmax " << qmax << ", " << pairs << " pairs";
+    EXPECT_EQ(slow_rows, 0) << "every amax >= 2^-90 must take the reciprocal path";
+    const ScaleDivision div(1.5f);
+    EXPECT_TRUE(std::signbit(div(-0.0f)));
+    EXPECT_EQ(div(-3.0f), -2.0f);
+    EXPECT_TRUE(std::isnan(ScaleDivision(NAN)(1.0f)));
+    EXPECT_EQ(ScaleDivision(INFINITY)(1.0f), 0.0f);
+  }
 }
 
 }  // namespace
