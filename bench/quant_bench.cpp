@@ -63,6 +63,10 @@ void producers(const std::vector<int64_t>& ms_list, const at::TensorOptions& bf)
       ops.push_back({"rms_norm", f, [&, &qf = qf] { q::rms_norm_quantized(x, w, 1e-5, qf); }});
       ops.push_back({"silu_mul", f, [&, &qf = qf] { q::silu_mul_quantized(gu, qf); }});
     }
+    for (int threads : {256, 512, 1024}) {  // SiLU * up's threads per row (the default picks one)
+      ops.push_back({fmt::format("silu_mul_t{}", threads), "fp8_e4m3",
+                     [&, threads] { q::cuda::silu_mul_quantize_act(gu, true, threads); }});
+    }
     for (const Op& op : ops) {
       const double ms = cuda_time_ms(op.call, 10, 100);
       const double gms = graph_ms([&](size_t) { op.call(); }, 8);

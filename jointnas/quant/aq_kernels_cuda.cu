@@ -373,8 +373,7 @@ __global__ void __launch_bounds__(kQuantThreads)
   quantize_held_row<kFp8, V>(v, k8, q + row * K, scale, red);
 }
 
-// gu [M, 2I] (gate then up) -> codes of silu(gate) * up [M, I]. kThreads per row: 256, or 1024
-// when there are fewer rows than SMs (decode: one block would compute a whole row alone).
+// gu [M, 2I] (gate then up) -> codes of silu(gate) * up [M, I], kThreads (256, 512, 1024) per row.
 template <bool kFp8, int V, int kThreads>
 __global__ void __launch_bounds__(kThreads)
     silu_mul_quantize_kernel(const int4* __restrict__ gu, typename ActQuant<kFp8>::Out* __restrict__ q,
@@ -452,7 +451,7 @@ std::pair<at::Tensor, at::Tensor> rms_norm_quantize(const at::Tensor& x, const a
 }
 
 template <bool kFp8>
-std::pair<at::Tensor, at::Tensor> silu_mul_quantize(const at::Tensor& gu, const char* fn) {
+std::pair<at::Tensor, at::Tensor> silu_mul_quantize(const at::Tensor& gu, const char* fn, int variant) {
   check_tensor(gu, fn, "gu", at::kBFloat16);
   TORCH_CHECK(gu.dim() == 2 && gu.size(1) % 2 == 0, fn, ": expected gu [M, 2I], got ", gu.sizes());
   const int64_t M = gu.size(0), I = gu.size(1) / 2;
@@ -461,29 +460,42 @@ std::pair<at::Tensor, at::Tensor> silu_mul_quantize(const at::Tensor& gu, const 
   const c10::cuda::CUDAGuard guard(gu.device());
   auto out = empty_quantized<kFp8>(M, I, gu);
   if (M == 0) return out;
-  auto run = [&](auto kernel, int threads) {
-    kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(M)), dim3(threads), 0,
-                         at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(gu.data_ptr()),
-                         reinterpret_cast<typename ActQuant<kFp8>::Out*>(out.first.data_ptr()),
-                         static_cast<float*>(out.second.data_ptr()), I);
-  };
   const int64_t i8 = I / 8;
-  const bool few_rows = M < at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  if (few_rows && i8 > kQuantThreads) {
-    constexpr int kWide = 4 * kQuantThreads;
-    if (i8 <= kWide) {
-      run(silu_mul_quantize_kernel<kFp8, 1, kWide>, kWide);
-    } else {
-      run(silu_mul_quantize_kernel<kFp8, kQuantMaxVecs / 4, kWide>, kWide);
+  // Vectors per thread: the fewest that hold the row (i8 <= 2048, so 1024 threads need at most 2).
+  auto launch = [&](auto threads) {
+    constexpr int T = decltype(threads)::value;
+    auto run = [&](auto kernel) {
+      kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(M)), dim3(T), 0,
+                           at::cuda::getCurrentCUDAStream(), reinterpret_cast<const int4*>(gu.data_ptr()),
+                           reinterpret_cast<typename ActQuant<kFp8>::Out*>(out.first.data_ptr()),
+                           static_cast<float*>(out.second.data_ptr()), I);
+    };
+    if (i8 <= T) {
+      run(silu_mul_quantize_kernel<kFp8, 1, T>);
+    } else if (i8 <= 2 * T) {
+      run(silu_mul_quantize_kernel<kFp8, 2, T>);
+    } else if constexpr (T <= 512) {
+      if (i8 <= 4 * T) {
+        run(silu_mul_quantize_kernel<kFp8, 4, T>);
+      } else if constexpr (T == 256) {
+        run(silu_mul_quantize_kernel<kFp8, kQuantMaxVecs, T>);
+      }
     }
-  } else if (i8 <= kQuantThreads) {
-    run(silu_mul_quantize_kernel<kFp8, 1, kQuantThreads>, kQuantThreads);
-  } else if (i8 <= 2 * kQuantThreads) {
-    run(silu_mul_quantize_kernel<kFp8, 2, kQuantThreads>, kQuantThreads);
-  } else if (i8 <= 4 * kQuantThreads) {
-    run(silu_mul_quantize_kernel<kFp8, 4, kQuantThreads>, kQuantThreads);
+  };
+  // Default: the most threads a row can use (at most 2 vectors each). On an H200 at 2048 x 14336,
+  // 1024 threads per row took 57.5 us, 512 60.6 us, 256 67.2 us; at one row 4.7, 5.2, 7.6 us
+  // (bench/quant_bench, docs/benchmarks.md): the SiLU and the quantization are compute, and more
+  // warps per row overlap them with the loads of other rows.
+  int threads = variant;
+  if (threads == 0) threads = i8 > 2 * 256 ? 1024 : i8 > 256 ? 512 : 256;
+  TORCH_CHECK(threads == 256 || threads == 512 || threads == 1024, fn, ": variant must be 0, 256, 512 or 1024, got ",
+              variant);
+  if (threads == 1024) {
+    launch(std::integral_constant<int, 1024>{});
+  } else if (threads == 512) {
+    launch(std::integral_constant<int, 512>{});
   } else {
-    run(silu_mul_quantize_kernel<kFp8, kQuantMaxVecs, kQuantThreads>, kQuantThreads);
+    launch(std::integral_constant<int, 256>{});
   }
   return out;
 }
@@ -868,9 +880,9 @@ std::pair<at::Tensor, at::Tensor> rms_norm_quantize_act(const at::Tensor& x, con
              : rms_norm_quantize<false>(x, w, eps, "rms_norm_quantize_act_int8");
 }
 
-std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8) {
-  return fp8 ? silu_mul_quantize<true>(gu, "silu_mul_quantize_act_fp8")
-             : silu_mul_quantize<false>(gu, "silu_mul_quantize_act_int8");
+std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8, int variant) {
+  return fp8 ? silu_mul_quantize<true>(gu, "silu_mul_quantize_act_fp8", variant)
+             : silu_mul_quantize<false>(gu, "silu_mul_quantize_act_int8", variant);
 }
 
 at::Tensor gemv_w8a8(const at::Tensor& qx, const at::Tensor& sx, const at::Tensor& data,

@@ -41,9 +41,11 @@ std::pair<at::Tensor, at::Tensor> quantize_act_fp8(const at::Tensor& x);
 // bitwise quantize_act_*(kernels::rms_norm(x, w, eps)) for x [M, K], w [K] bf16, and
 // quantize_act_*(kernels::silu_mul(gu)) for gu [M, 2I] bf16 -> codes [M, I]. Rows that are not a
 // multiple of 8 values, not 16-byte aligned or longer than 16384 run the unfused pair.
+// `variant` (benchmarks): threads per row of SiLU * up, 256 / 512 / 1024; 0 = the default (as many
+// as the row can use, up to 1024).
 std::pair<at::Tensor, at::Tensor> rms_norm_quantize_act(const at::Tensor& x, const at::Tensor& w,
                                                         double eps, bool fp8);
-std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8);
+std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8, int variant = 0);
 
 // Integer / e4m3 GEMV for the W8A8 formats at small M: qx [M, K] (M <= kMaxGemvRows) with
 // per-token scales sx [M, 1] fp32, weight data [N, K] with per-row scales sw [N, 1] fp32 ->

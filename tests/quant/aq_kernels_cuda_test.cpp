@@ -152,8 +152,8 @@ TEST(AqKernelsCuda, QuantizeActIsBitwiseEqualToReference) {
 // The producers that quantize their output (RMSNorm before q/k/v and gate/up, SiLU * up before
 // down) are bitwise the unfused pair, over the same row patterns, both held-row widths and the
 // fallbacks: 20 (not a multiple of 8 values) and 16400 (longer than the 16384 a block holds) run
-// the unfused pair; 16 / 48 / 4096 / 14336 the fused kernel (1, 1, 2 and 7 vectors per thread;
-// SiLU * up below 132 rows: 1024 threads, 1 or 2 vectors each).
+// the unfused pair; 16 / 48 / 4096 / 14336 the fused kernel (RMSNorm: 256 threads, 1, 1, 2 and 7
+// vectors each; SiLU * up: up to 1024 threads, and every thread count at 14336).
 TEST(AqKernelsCuda, ProducersAreBitwiseTheUnfusedPair) {
   REQUIRE_CUDA();
   at::manual_seed(12);
@@ -187,7 +187,12 @@ TEST(AqKernelsCuda, ProducersAreBitwiseTheUnfusedPair) {
     const at::Tensor x = act_rows(2048, 4096, 0).cuda();
     EXPECT_TRUE(bits_equal(cuda::rms_norm_quantize_act(x, w, eps, fp8).first,
                            quantize_act_cuda(f, kernels::rms_norm(x, w, eps)).first));
-    // SiLU * up with as many rows as prefill (256 threads per row; fewer rows than SMs take 1024).
+    for (int threads : {256, 512, 1024}) {
+      const at::Tensor gu = act_rows(17, 2 * 14336, 2).cuda();
+      EXPECT_TRUE(bits_equal(cuda::silu_mul_quantize_act(gu, fp8, threads).first,
+                             quantize_act_cuda(f, kernels::silu_mul(gu)).first)) << threads << " threads";
+    }
+    // SiLU * up with as many rows as prefill.
     const at::Tensor gu = act_rows(2048, 2 * 14336, 1).cuda();
     const auto [qs, ss] = cuda::silu_mul_quantize_act(gu, fp8);
     const auto [qs_ref, ss_ref] = quantize_act_cuda(f, kernels::silu_mul(gu));
