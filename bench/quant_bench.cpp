@@ -10,8 +10,9 @@
 // (the replay's own launch is shared by them).
 // Formats that quantize activations get a second row, "input": "codes": the linear from x already
 // quantized, as the runtime runs it after a producer that quantizes (RMSNorm, SiLU * up). Then the
-// producers themselves ("op" rows): RMSNorm at [M, 4096] and SiLU * up at [M, 2 x 14336], bf16
-// output against the fused quantizing producer, so that producer + linear can be compared whole.
+// producers themselves ("op" rows): RMSNorm at [M, 4096], SiLU * up at [M, 2 x 14336] and the
+// attention output's transpose to [M, 4096], bf16 output against the fused quantizing producer, so
+// that producer + linear can be compared whole.
 // usage: quant_bench [M,M,...]   (default 1,16,256,2048)
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -45,23 +46,27 @@ int copies_for(int64_t bytes) {
   return static_cast<int>(std::clamp<int64_t>((target + bytes - 1) / bytes, 2, 16));
 }
 
-// RMSNorm [M, 4096] and SiLU * up [M, 2 x 14336]: bf16 output, and quantized for w8a8 / fp8 by
-// the fused producer. One input each (the runtime's producers read what the previous kernel just
+// RMSNorm [M, 4096], SiLU * up [M, 2 x 14336] and the attention output [1, 32, M, 128] -> [1, M,
+// 4096] (bf16: the transposed copy; quantized: the gather): bf16 output, and quantized for w8a8 /
+// fp8 by the fused producer. One input each (the runtime's producers read what the previous kernel just
 // wrote); eager and in-graph (8 calls per replay).
 void producers(const std::vector<int64_t>& ms_list, const at::TensorOptions& bf) {
   namespace k = jointnas::kernels;
   for (int64_t M : ms_list) {
     const at::Tensor x = at::randn({M, 4096}, bf), w = at::ones({4096}, bf), gu = at::randn({M, 2 * 14336}, bf);
+    const at::Tensor attn = at::randn({1, 32, M, 128}, bf);  // SDPA's output [B, nh, T, hd]
     struct Op {
       std::string name, format;
       std::function<void()> call;
     };
     std::vector<Op> ops = {{"rms_norm", "bf16", [&] { k::rms_norm(x, w, 1e-5); }},
-                           {"silu_mul", "bf16", [&] { k::silu_mul(gu); }}};
+                           {"silu_mul", "bf16", [&] { k::silu_mul(gu); }},
+                           {"attn_out", "bf16", [&] { attn.transpose(1, 2).reshape({1, M, 4096}); }}};
     for (const char* f : {"w8a8", "fp8_e4m3"}) {
       const q::QuantFormat& qf = q::find_format(f);
       ops.push_back({"rms_norm", f, [&, &qf = qf] { q::rms_norm_quantized(x, w, 1e-5, qf); }});
       ops.push_back({"silu_mul", f, [&, &qf = qf] { q::silu_mul_quantized(gu, qf); }});
+      ops.push_back({"attn_out", f, [&, &qf = qf] { q::attention_output_quantized(attn, qf); }});
     }
     for (int threads : {256, 512, 1024}) {  // SiLU * up's threads per row (the default picks one)
       ops.push_back({fmt::format("silu_mul_t{}", threads), "fp8_e4m3",

@@ -323,9 +323,10 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   auto tap = [&](LinearSlot slot, const at::Tensor& in) {
     if (hooks != nullptr && hooks->on_linear_input) hooks->on_linear_input(l, slot, in);
   };
-  // A linear that quantizes its input per token (w8a8, fp8) gets it quantized by its producer,
-  // RMSNorm or SiLU(gate) * up, in one kernel on CUDA: bitwise the unfused pair, one pass over
-  // the activations fewer. A hook that reads the bf16 input takes the unfused path.
+  // A linear that quantizes its input per token (w8a8, fp8) gets it quantized by its producer
+  // (RMSNorm, the attention output's transpose, SiLU(gate) * up) in one kernel on CUDA: bitwise
+  // the unfused pair, one pass over the activations fewer. A hook that reads the bf16 input takes
+  // the unfused path.
   const bool taps = hooks != nullptr && hooks->on_linear_input;
   auto fuses = [&](const quant::QuantLinear& lin) {
     return !taps && quant::producer_quantizes_input(lin.format(), x.device(), x.scalar_type());
@@ -390,9 +391,18 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
     }
   }
   if (fold) attn = attn.reshape({B, nh, 1, hd});
-  attn = attn.transpose(1, 2).reshape({B, T, nh * hd});
-  tap(LinearSlot::kO, attn);
-  at::Tensor out = w.o_proj.forward_add(attn, x);
+  at::Tensor out;
+  if (fuses(w.o_proj)) {
+    // The codes of [B, T, nh hd] read straight from [B, nh, T, hd]; the attention output is
+    // released before o_proj runs.
+    const quant::QuantizedAct a = quant::attention_output_quantized(attn, w.o_proj.format());
+    attn = at::Tensor();
+    out = w.o_proj.forward_add(a, x);
+  } else {
+    attn = attn.transpose(1, 2).reshape({B, T, nh * hd});
+    tap(LinearSlot::kO, attn);
+    out = w.o_proj.forward_add(attn, x);
+  }
 
   // The second norm's output replaces the first (allocated before the first is released).
   at::Tensor gu;  // [B, T, 2I]

@@ -161,8 +161,8 @@ void walk_block(AllocWalk& a, int64_t rows, int64_t t, int64_t batch, const mode
   const int64_t I = l.intermediate_size;
   const int64_t h = rows * H * eb, qb = rows * q * eb;
   // A producer that quantizes for its linear writes 1-byte codes and fp32 scales instead of bf16.
-  const bool fq = fed_quantized(l.format_qkv, cpu), fg = fed_quantized(l.format_gate_up, cpu),
-             fd = fed_quantized(l.format_down, cpu);
+  const bool fq = fed_quantized(l.format_qkv, cpu), fo = fed_quantized(l.format_o, cpu),
+             fg = fed_quantized(l.format_gate_up, cpu), fd = fed_quantized(l.format_down, cpu);
   auto produced = [&](bool quantized, int64_t width) { return quantized ? rows * width + rows * 4 : rows * width * eb; };
   const int64_t h1 = produced(fq, H), h2 = produced(fg, H), act = produced(fd, I);
   a.alloc(h1);                                                 // h = rms_norm(x)
@@ -173,18 +173,30 @@ void walk_block(AllocWalk& a, int64_t rows, int64_t t, int64_t batch, const mode
     const int64_t lse = batch * l.num_attention_heads * t * 4;  // flash attention's logsumexp
     a.alloc(lse);
     a.free(lse);
-    a.alloc(qb);  // [B, nh, T, hd] -> [B, T, nh hd] copy; the attention output is then freed
-    a.free(qb);
   }
-  walk_linear_add(a, rows, q, H, l.format_o, eb);  // out = x + o_proj(attn)
+  if (fo) {
+    // The attention output's codes are gathered from [B, nh, T, hd]; the output is released,
+    // o_proj runs, its codes go out of scope.
+    a.alloc(produced(true, q));
+    a.free(qb);
+    walk_linear_add(a, rows, q, H, l.format_o, eb, true);  // out = x + o_proj(attn)
+    a.free(produced(true, q));
+  } else {
+    if (t > 1) {
+      a.alloc(qb);  // [B, nh, T, hd] -> [B, T, nh hd] copy; the attention output is then freed
+      a.free(qb);
+    }
+    walk_linear_add(a, rows, q, H, l.format_o, eb);  // out = x + o_proj(attn)
+  }
   a.alloc(h2);                                     // h = rms_norm(out) replaces the first h
   a.free(h1);
   walk_linear(a, rows, H, 2 * I, l.format_gate_up, eb, fg);
   a.alloc(act);  // silu(gate) * up; the gate_up output is freed after it
   a.free(rows * 2 * I * eb);
   walk_linear_add(a, rows, I, H, l.format_down, eb, fd);  // the block's output
-  // h, qkv, q, attention output, out and the SiLU product go out of scope.
-  a.free(h2 + (q + 2 * kv) * rows * eb + 2 * qb + h + act);
+  // h, qkv, q, the attention output (unless released for o_proj's codes), out and the SiLU
+  // product go out of scope.
+  a.free(h2 + (q + 2 * kv) * rows * eb + (fo ? 1 : 2) * qb + h + act);
 }
 
 // Peak transient bytes of LlamaModel::run over `t` tokens per sequence (rows = batch * t), scoring
@@ -503,7 +515,7 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
       lat += linear_ms(table, s.m, H, q + 2 * kv, l.format_qkv, fed_quantized(l.format_qkv, cpu));
       lat += table.ms(LatencyTable::attention_key(w.batch, s.attn_rows, s.attn_context,
                                                   l.num_attention_heads, l.num_key_value_heads, hd));
-      lat += linear_ms(table, s.m, q, H, l.format_o, false);  // fed by the attention
+      lat += linear_ms(table, s.m, q, H, l.format_o, fed_quantized(l.format_o, cpu));
       lat += linear_ms(table, s.m, H, 2 * I, l.format_gate_up, fed_quantized(l.format_gate_up, cpu));
       lat += linear_ms(table, s.m, I, H, l.format_down, fed_quantized(l.format_down, cpu));
       lat += table.ms(LatencyTable::block_fixed_key(s.m, H, I));
@@ -627,7 +639,7 @@ ExpectedCost expected_cost(const model::LlamaConfig& c, const CostSpace& sp, con
           expect3(pH, pa, P.o.to(at::kDouble), nH, na, static_cast<int64_t>(L.formats_o.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
                     const AttnChoice& A = L.attention[b];
-                    return linear_ms(table, s.m, A.heads * A.head_dim, Hs[a], L.formats_o[f], false);
+                    return linear_ms(table, s.m, A.heads * A.head_dim, Hs[a], L.formats_o[f], fed_quantized(L.formats_o[f], cpu));
                   }) +
           expect3(pH, pi, P.gate_up.to(at::kDouble), nH, ni, static_cast<int64_t>(L.formats_gate_up.size()),
                   [&](int64_t a, int64_t b, int64_t f) {
@@ -707,7 +719,7 @@ std::vector<std::string> required_keys(const model::LlamaConfig& c, const CostSp
           for (const auto& f : L.formats_qkv) {
             keys.insert(linear(s.m, H, (A.heads + 2 * A.kv_heads) * A.head_dim, f, true));
           }
-          for (const auto& f : L.formats_o) keys.insert(linear(s.m, A.heads * A.head_dim, H, f, false));
+          for (const auto& f : L.formats_o) keys.insert(linear(s.m, A.heads * A.head_dim, H, f, true));
         }
         for (int64_t I : L.intermediate) {
           for (const auto& f : L.formats_gate_up) keys.insert(linear(s.m, H, 2 * I, f, true));

@@ -64,6 +64,13 @@ void check_tensor(const at::Tensor& t, const char* fn, const char* name, at::Sca
               " strides ", t.strides());
 }
 
+// As check_tensor, for a tensor read through its strides.
+void check_tensor_device_dtype(const at::Tensor& t, const char* fn, const char* name, at::ScalarType dtype) {
+  TORCH_CHECK(t.defined(), fn, ": ", name, " must be defined");
+  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got device ", t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, fn, ": ", name, " must be ", dtype, ", got ", t.scalar_type());
+}
+
 // A per-row scale vector: fp32 [n, 1] or [n].
 void check_scale(const at::Tensor& s, int64_t n, const char* fn, const char* name,
                  const at::Tensor& like) {
@@ -411,6 +418,30 @@ std::pair<at::Tensor, at::Tensor> empty_quantized(int64_t M, int64_t K, const at
           at::empty({M, 1}, like.options().dtype(at::kFloat))};
 }
 
+// The attention output quantized for o_proj: attn [B, nh, T, hd] (any strides with unit stride
+// along hd) -> codes of attn.transpose(1, 2).reshape(B * T, nh * hd), the gather done by the loads
+// (the bf16 transposed copy the unquantized path makes is never written). Row (b, t) holds nh
+// heads of hd8 = hd / 8 vectors.
+template <bool kFp8, int V>
+__global__ void __launch_bounds__(kQuantThreads)
+    heads_quantize_kernel(const __nv_bfloat16* __restrict__ attn,
+                          typename ActQuant<kFp8>::Out* __restrict__ q, float* __restrict__ scale,
+                          int64_t T, int hd8, int k8, int64_t sb, int64_t sh, int64_t st) {
+  __shared__ float red[kQuantThreads / 32];
+  kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
+  const int64_t row = blockIdx.x, b = row / T, t = row - b * T;
+  const __nv_bfloat16* base = attn + b * sb + t * st;
+  int4 v[V];
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    const int i = threadIdx.x + j * kQuantThreads;
+    const int h = i / hd8, d = i - h * hd8;
+    v[j] = i < k8 ? __ldg(reinterpret_cast<const int4*>(base + h * sh) + d) : make_int4(0, 0, 0, 0);
+  }
+  quantize_held_row<kFp8, V>(v, k8, q + row * static_cast<int64_t>(k8) * 8, scale, red);
+}
+
 // Whether a row of n bf16 values starting at every row of t can be held by the producers.
 bool holds_rows(const at::Tensor& t, int64_t n) {
   return n % 8 == 0 && n / 8 <= kQuantMaxVecs * kQuantThreads && aligned16(t) &&
@@ -446,6 +477,41 @@ std::pair<at::Tensor, at::Tensor> rms_norm_quantize(const at::Tensor& x, const a
     run(rms_norm_quantize_kernel<kFp8, 4>);
   } else {
     run(rms_norm_quantize_kernel<kFp8, kQuantMaxVecs>);
+  }
+  return out;
+}
+
+template <bool kFp8>
+std::pair<at::Tensor, at::Tensor> heads_quantize(const at::Tensor& attn, const char* fn) {
+  check_tensor_device_dtype(attn, fn, "attn", at::kBFloat16);
+  TORCH_CHECK(attn.dim() == 4, fn, ": expected attn [B, nh, T, hd], got ", attn.sizes());
+  const int64_t B = attn.size(0), nh = attn.size(1), T = attn.size(2), hd = attn.size(3);
+  const int64_t M = B * T, K = nh * hd;
+  TORCH_CHECK(M <= INT32_MAX, fn, ": at most ", INT32_MAX, " rows, got ", M);
+  const bool gather = hd % 8 == 0 && attn.stride(3) == 1 && attn.stride(0) % 8 == 0 &&
+                      attn.stride(1) % 8 == 0 && attn.stride(2) % 8 == 0 && aligned16(attn) &&
+                      K / 8 <= kQuantMaxVecs * kQuantThreads;
+  if (!gather) return quantize_act<kFp8>(attn.transpose(1, 2).reshape({M, K}).contiguous(), fn);
+  const c10::cuda::CUDAGuard guard(attn.device());
+  auto out = empty_quantized<kFp8>(M, K, attn);
+  if (M == 0) return out;
+  auto run = [&](auto kernel) {
+    kernels::pdl::launch(kernel, dim3(static_cast<unsigned>(M)), dim3(kQuantThreads), 0,
+                         at::cuda::getCurrentCUDAStream(),
+                         reinterpret_cast<const __nv_bfloat16*>(attn.data_ptr()),
+                         reinterpret_cast<typename ActQuant<kFp8>::Out*>(out.first.data_ptr()),
+                         static_cast<float*>(out.second.data_ptr()), T, static_cast<int>(hd / 8),
+                         static_cast<int>(K / 8), attn.stride(0), attn.stride(1), attn.stride(2));
+  };
+  const int64_t k8 = K / 8;
+  if (k8 <= kQuantThreads) {
+    run(heads_quantize_kernel<kFp8, 1>);
+  } else if (k8 <= 2 * kQuantThreads) {
+    run(heads_quantize_kernel<kFp8, 2>);
+  } else if (k8 <= 4 * kQuantThreads) {
+    run(heads_quantize_kernel<kFp8, 4>);
+  } else {
+    run(heads_quantize_kernel<kFp8, kQuantMaxVecs>);
   }
   return out;
 }
@@ -878,6 +944,11 @@ std::pair<at::Tensor, at::Tensor> rms_norm_quantize_act(const at::Tensor& x, con
                                                         double eps, bool fp8) {
   return fp8 ? rms_norm_quantize<true>(x, w, eps, "rms_norm_quantize_act_fp8")
              : rms_norm_quantize<false>(x, w, eps, "rms_norm_quantize_act_int8");
+}
+
+std::pair<at::Tensor, at::Tensor> heads_quantize_act(const at::Tensor& attn, bool fp8) {
+  return fp8 ? heads_quantize<true>(attn, "heads_quantize_act_fp8")
+             : heads_quantize<false>(attn, "heads_quantize_act_int8");
 }
 
 std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8, int variant) {

@@ -46,6 +46,10 @@ std::pair<at::Tensor, at::Tensor> quantize_act_fp8(const at::Tensor& x);
 std::pair<at::Tensor, at::Tensor> rms_norm_quantize_act(const at::Tensor& x, const at::Tensor& w,
                                                         double eps, bool fp8);
 std::pair<at::Tensor, at::Tensor> silu_mul_quantize_act(const at::Tensor& gu, bool fp8, int variant = 0);
+// The attention output for o_proj: attn [B, nh, T, hd] bf16 (unit stride along hd) -> codes
+// [B * T, nh * hd], bitwise quantize_act_*(attn.transpose(1, 2).reshape(B * T, nh * hd)), read
+// through the strides (no transposed copy).
+std::pair<at::Tensor, at::Tensor> heads_quantize_act(const at::Tensor& attn, bool fp8);
 
 // Integer / e4m3 GEMV for the W8A8 formats at small M: qx [M, K] (M <= kMaxGemvRows) with
 // per-token scales sx [M, 1] fp32, weight data [N, K] with per-row scales sw [N, 1] fp32 ->

@@ -67,6 +67,20 @@ QuantizedAct rms_norm_quantized(const at::Tensor& x, const at::Tensor& w, double
   return quantize_act_ref(kernels::rms_norm(x, w, eps), f);
 }
 
+QuantizedAct attention_output_quantized(const at::Tensor& attn, const QuantFormat& f) {
+  TORCH_CHECK(f.act != ActType::kNone, "attention_output_quantized: ", f.name,
+              " keeps activations unquantized");
+  TORCH_CHECK(attn.dim() == 4, "attention_output_quantized: expected [B, nh, T, hd], got ", attn.sizes());
+  const int64_t B = attn.size(0), T = attn.size(2), K = attn.size(1) * attn.size(3);
+#ifdef JNAS_WITH_CUDA
+  if (producer_quantizes_input(f, attn.device(), attn.scalar_type())) {
+    auto [q, s] = cuda::heads_quantize_act(attn, f.act == ActType::kFp8E4M3PerToken);
+    return {q.view({B, T, K}), s.view({B, T, 1})};
+  }
+#endif
+  return quantize_act_ref(attn.transpose(1, 2).reshape({B, T, K}), f);
+}
+
 QuantizedAct silu_mul_quantized(const at::Tensor& gu, const QuantFormat& f) {
   TORCH_CHECK(f.act != ActType::kNone, "silu_mul_quantized: ", f.name,
               " keeps activations unquantized");

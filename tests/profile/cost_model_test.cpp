@@ -299,9 +299,9 @@ TEST(CostModel, MemoryTerms) {
   EXPECT_EQ(predict(c, specs, cpu, w).weight_bytes, predict(c, specs, t, w).weight_bytes);
 }
 
-// A w8a8 / fp8 linear after RMSNorm or SiLU * up takes its input quantized by that producer on
-// CUDA (LlamaModel::block): its own key ("/qx", timed from the codes) on a CUDA table, the plain
-// key on a CPU table, and o_proj (fed by the attention) always the plain key.
+// A w8a8 / fp8 linear takes its input quantized by its producer on CUDA (LlamaModel::block): its
+// own key ("/qx", timed from the codes) on a CUDA table, for every slot; the plain key on a CPU
+// table.
 TEST(CostModel, ProducerQuantizedLinearsHaveTheirOwnKeys) {
   model::LlamaConfig c = base_config();
   Workload w;
@@ -310,7 +310,7 @@ TEST(CostModel, ProducerQuantizedLinearsHaveTheirOwnKeys) {
   for (const std::string& k : required_keys(c, sp, w)) {
     if (k.size() < 3 || k.compare(k.size() - 3, 3, "/qx") != 0) continue;
     ++qx;
-    // w8a8 reaches q/k/v (after RMSNorm) and fp8 reaches gate/up and down.
+    // w8a8 reaches q/k/v and o, fp8 gate/up and down.
     EXPECT_TRUE(k.find("/w8a8/") != std::string::npos || k.find("/fp8_e4m3/") != std::string::npos) << k;
   }
   EXPECT_GT(qx, 0);
@@ -329,13 +329,18 @@ TEST(CostModel, ProducerQuantizedLinearsHaveTheirOwnKeys) {
   t.set(fed, {0.25, 0, 0, 1});
   const double bf16_down = t.ms(LatencyTable::linear_key(1, c.intermediate_size, c.hidden_size, "bf16"));
   EXPECT_NEAR(predict(c, specs, t, w).latency_ms - dense, 0.25 - bf16_down, 1e-12);
-  // o_proj in w8a8 quantizes its own input: the plain key.
+  // o_proj in w8a8 (its codes gathered from the attention output): the /qx key too.
   specs[1].format_down = "bf16";
   specs[1].format_o = "w8a8";
   const int64_t q = c.num_attention_heads * c.head_dim;
   t.set(LatencyTable::linear_key(1, q, c.hidden_size, "w8a8"), {50.0, 0, 0, 1});
+  t.set(LatencyTable::linear_key(1, q, c.hidden_size, "w8a8", true), {0.5, 0, 0, 1});
   const double bf16_o = t.ms(LatencyTable::linear_key(1, q, c.hidden_size, "bf16"));
-  EXPECT_NEAR(predict(c, specs, t, w).latency_ms - dense, 50.0 - bf16_o, 1e-12);
+  EXPECT_NEAR(predict(c, specs, t, w).latency_ms - dense, 0.5 - bf16_o, 1e-12);
+  // On a CPU table the plain key.
+  LatencyTable cpu = t;
+  cpu.meta = Json{{"device", "cpu"}};
+  EXPECT_NEAR(predict(c, specs, cpu, w).latency_ms - dense, 50.0 - bf16_o, 1e-12);
 }
 
 // The activation term replays the runtime's allocations (cost_model.cpp, AllocWalk). Derived by

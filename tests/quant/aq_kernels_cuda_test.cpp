@@ -208,6 +208,34 @@ TEST(AqKernelsCuda, ProducersAreBitwiseTheUnfusedPair) {
   }
 }
 
+// The attention output's codes for o_proj, gathered from [B, nh, T, hd] by the loads, are bitwise
+// the codes of the transposed copy: SDPA's layout, a [B, T, nh, hd] buffer seen transposed, decode
+// (T = 1), and hd = 20 (not a multiple of 8: the copy, then the quantizer).
+TEST(AqKernelsCuda, AttentionOutputCodesAreBitwiseTheTransposedCopy) {
+  REQUIRE_CUDA();
+  at::manual_seed(14);
+  for (const char* name : {"w8a8", "fp8_e4m3"}) {
+    const QuantFormat& f = find_format(name);
+    const bool fp8 = f.act == ActType::kFp8E4M3PerToken;
+    struct Case {
+      int64_t B, nh, T, hd;
+      bool bthd;  // stored as [B, T, nh, hd]
+    };
+    for (const Case c : {Case{1, 32, 300, 128, false}, Case{2, 32, 300, 128, true}, Case{3, 32, 1, 128, false},
+                         Case{2, 6, 17, 64, false}, Case{2, 3, 9, 20, false}}) {
+      SCOPED_TRACE(::testing::Message() << name << " B " << c.B << " nh " << c.nh << " T " << c.T << " hd "
+                                        << c.hd << (c.bthd ? " [B, T, nh, hd]" : ""));
+      const at::Tensor rows = act_rows(c.B * c.T, c.nh * c.hd, static_cast<int>(c.T % 5)).cuda();
+      const at::Tensor bthd = rows.view({c.B, c.T, c.nh, c.hd});
+      const at::Tensor attn = c.bthd ? bthd.transpose(1, 2) : bthd.transpose(1, 2).contiguous();
+      const auto [q, s] = cuda::heads_quantize_act(attn, fp8);
+      const auto [q_ref, s_ref] = quantize_act_cuda(f, attn.transpose(1, 2).reshape({c.B * c.T, c.nh * c.hd}).contiguous());
+      EXPECT_TRUE(bits_equal(s, s_ref)) << "scales";
+      EXPECT_TRUE(bits_equal(q, q_ref)) << "values";
+    }
+  }
+}
+
 // Bounds of the GEMV / epilogue output y against linear_ref in double (whose own error, two
 // double roundings of the scale products, is ~2^-52 relative and ignored):
 //   w8a8: the int32 dot is exact; float(dot) (exact below 2^24, else 2^-24 relative) and the two

@@ -83,6 +83,11 @@ TEST(QuantLinearCpu, QuantizedInputIsBitwiseForward) {
     const QuantizedAct s_ref = quantize_act_ref(kernels::silu_mul_ref(gu), f);
     ASSERT_EQ(s.q.sizes(), (std::vector<int64_t>{2, 5, 64}));
     EXPECT_TRUE(at::equal(s.q.to(at::kFloat), s_ref.q.to(at::kFloat)) && at::equal(s.scale, s_ref.scale)) << f.name;
+    const at::Tensor attn = at::randn({2, 4, 5, 16}).to(at::kBFloat16);  // [B, nh, T, hd]
+    const QuantizedAct o = attention_output_quantized(attn, f);
+    const QuantizedAct o_ref = quantize_act_ref(attn.transpose(1, 2).reshape({2, 5, 64}), f);
+    ASSERT_EQ(o.q.sizes(), (std::vector<int64_t>{2, 5, 64}));
+    EXPECT_TRUE(at::equal(o.q.to(at::kFloat), o_ref.q.to(at::kFloat)) && at::equal(o.scale, o_ref.scale)) << f.name;
     // Codes of the other 8-bit type, a wrong width, or scales that do not match the rows.
     const QuantFormat& other = find_format(f.act == ActType::kInt8PerToken ? "fp8_e4m3" : "w8a8");
     EXPECT_THROW(lin.forward(quantize_act_ref(x, other)), c10::Error) << f.name;
