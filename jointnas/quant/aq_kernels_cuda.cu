@@ -442,6 +442,21 @@ __global__ void __launch_bounds__(kQuantThreads)
   quantize_held_row<kFp8, V>(v, k8, q + row * static_cast<int64_t>(k8) * 8, scale, red);
 }
 
+// Calls pick(std::integral_constant<int, V>{}) with the fewest 16-byte vectors per thread V that
+// hold a row of k8 vectors over kQuantThreads threads.
+template <class Pick>
+void with_held_vectors(int64_t k8, Pick&& pick) {
+  if (k8 <= kQuantThreads) {
+    pick(std::integral_constant<int, 1>{});
+  } else if (k8 <= 2 * kQuantThreads) {
+    pick(std::integral_constant<int, 2>{});
+  } else if (k8 <= 4 * kQuantThreads) {
+    pick(std::integral_constant<int, 4>{});
+  } else {
+    pick(std::integral_constant<int, kQuantMaxVecs>{});
+  }
+}
+
 // Whether a row of n bf16 values starting at every row of t can be held by the producers.
 bool holds_rows(const at::Tensor& t, int64_t n) {
   return n % 8 == 0 && n / 8 <= kQuantMaxVecs * kQuantThreads && aligned16(t) &&
@@ -468,16 +483,7 @@ std::pair<at::Tensor, at::Tensor> rms_norm_quantize(const at::Tensor& x, const a
                          reinterpret_cast<typename ActQuant<kFp8>::Out*>(out.first.data_ptr()),
                          static_cast<float*>(out.second.data_ptr()), K, static_cast<float>(eps));
   };
-  const int64_t k8 = K / 8;
-  if (k8 <= kQuantThreads) {
-    run(rms_norm_quantize_kernel<kFp8, 1>);
-  } else if (k8 <= 2 * kQuantThreads) {
-    run(rms_norm_quantize_kernel<kFp8, 2>);
-  } else if (k8 <= 4 * kQuantThreads) {
-    run(rms_norm_quantize_kernel<kFp8, 4>);
-  } else {
-    run(rms_norm_quantize_kernel<kFp8, kQuantMaxVecs>);
-  }
+  with_held_vectors(K / 8, [&](auto v) { run(rms_norm_quantize_kernel<kFp8, decltype(v)::value>); });
   return out;
 }
 
@@ -503,16 +509,7 @@ std::pair<at::Tensor, at::Tensor> heads_quantize(const at::Tensor& attn, const c
                          static_cast<float*>(out.second.data_ptr()), T, static_cast<int>(hd / 8),
                          static_cast<int>(K / 8), attn.stride(0), attn.stride(1), attn.stride(2));
   };
-  const int64_t k8 = K / 8;
-  if (k8 <= kQuantThreads) {
-    run(heads_quantize_kernel<kFp8, 1>);
-  } else if (k8 <= 2 * kQuantThreads) {
-    run(heads_quantize_kernel<kFp8, 2>);
-  } else if (k8 <= 4 * kQuantThreads) {
-    run(heads_quantize_kernel<kFp8, 4>);
-  } else {
-    run(heads_quantize_kernel<kFp8, kQuantMaxVecs>);
-  }
+  with_held_vectors(K / 8, [&](auto v) { run(heads_quantize_kernel<kFp8, decltype(v)::value>); });
   return out;
 }
 
