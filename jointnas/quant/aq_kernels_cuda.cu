@@ -50,25 +50,24 @@ constexpr unsigned kFull = 0xffffffffu;
 // ---------------------------------------------------------------------------------------------
 // Argument checks (expected vs got).
 
-void check_tensor(const at::Tensor& t, const char* fn, const char* name, at::ScalarType dtype,
-                  const at::Tensor* same_device_as = nullptr) {
+// A defined CUDA tensor of `dtype` (read through its strides).
+void check_tensor_device_dtype(const at::Tensor& t, const char* fn, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.defined(), fn, ": ", name, " must be defined");
   TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got device ", t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, fn, ": ", name, " must be ", dtype, ", got ",
+              t.scalar_type());
+}
+
+// The same, contiguous, and on the device of `same_device_as` when given.
+void check_tensor(const at::Tensor& t, const char* fn, const char* name, at::ScalarType dtype,
+                  const at::Tensor* same_device_as = nullptr) {
+  check_tensor_device_dtype(t, fn, name, dtype);
   if (same_device_as != nullptr) {
     TORCH_CHECK(t.device() == same_device_as->device(), fn, ": ", name, " must be on ",
                 same_device_as->device(), ", got ", t.device());
   }
-  TORCH_CHECK(t.scalar_type() == dtype, fn, ": ", name, " must be ", dtype, ", got ",
-              t.scalar_type());
   TORCH_CHECK(t.is_contiguous(), fn, ": ", name, " must be contiguous, got sizes ", t.sizes(),
               " strides ", t.strides());
-}
-
-// As check_tensor, for a tensor read through its strides.
-void check_tensor_device_dtype(const at::Tensor& t, const char* fn, const char* name, at::ScalarType dtype) {
-  TORCH_CHECK(t.defined(), fn, ": ", name, " must be defined");
-  TORCH_CHECK(t.is_cuda(), fn, ": ", name, " must be a CUDA tensor, got device ", t.device());
-  TORCH_CHECK(t.scalar_type() == dtype, fn, ": ", name, " must be ", dtype, ", got ", t.scalar_type());
 }
 
 // A per-row scale vector: fp32 [n, 1] or [n].

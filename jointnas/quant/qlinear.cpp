@@ -216,7 +216,7 @@ at::Tensor QuantLinear::forward_add(const QuantizedAct& x, const at::Tensor& res
     at::Tensor r2d = residual.reshape({m, w_.out_features}).contiguous();
     return run_quantized(x2d, &r2d).view(residual.sizes());
   }
-  return residual + forward(x);
+  return residual + run_quantized(x2d, nullptr).view(residual.sizes());
 }
 
 QuantizedAct QuantLinear::quantize_input(const at::Tensor& x2d) const {

@@ -34,6 +34,15 @@ RuntimeOptions cuda_opts(at::ScalarType dt) {
 }
 #define REQUIRE_CUDA() \
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device"
+
+// Llama-3.1-8B's shapes with `layers` blocks and a 4096-token vocabulary: fast, still GQA + llama3
+// RoPE.
+LlamaConfig small_8b(int64_t layers) {
+  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
+  c.num_hidden_layers = layers;
+  c.vocab_size = 4096;
+  return c;
+}
 }  // namespace
 
 TEST(LlamaCuda, Ref17mBf16ArgmaxAgrees) {
@@ -93,9 +102,7 @@ TEST(LlamaCuda, Fp32MatchesCpuGreedyIds) {
 
 TEST(LlamaCuda, GraphDecodeMatchesEagerDecode) {
   REQUIRE_CUDA();
-  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
-  c.num_hidden_layers = 2;  // the shapes of 8B, two blocks: fast, still GQA + llama3 RoPE
-  c.vocab_size = 4096;
+  LlamaConfig c = small_8b(2);
   c.eos_token_ids = {1};
   c.bos_token_id = 0;
   LlamaModel m = LlamaModel::random(c, cuda_opts(at::kBFloat16), 7);
@@ -124,9 +131,7 @@ TEST(LlamaCuda, ProgrammaticLaunchIsBitwiseSerialLaunch) {
   // read too early would see the previous step's buffers and change the logits. One block per
   // format family so that every programmatically launched kernel runs: the bf16 GEMV, w4 / w8
   // GEMVs, the activation quantizer with the int8 / fp8 GEMVs, norms, RoPE, attention, SiLU.
-  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
-  c.num_hidden_layers = 3;
-  c.vocab_size = 4096;
+  LlamaConfig c = small_8b(3);
   std::vector<LayerSpec> specs = dense_layer_specs(c);
   const char* fmts[3][kNumLinearSlots] = {{"w4a16_g128", "w8a16", "w4a16_g128", "w8a16"},
                                           {"w8a8", "fp8_e4m3", "fp8_e4m3", "w8a8"},
@@ -161,9 +166,7 @@ TEST(LlamaCuda, GraphPrefillMatchesEagerPrefill) {
   REQUIRE_CUDA();
   // The CUDA-graph prefill that `jointnas bench` times: the same computation as forward() (only the
   // host-side id check is left out), so a replay reproduces the eager logits and K/V.
-  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
-  c.num_hidden_layers = 2;
-  c.vocab_size = 4096;
+  LlamaConfig c = small_8b(2);
   LlamaModel m = LlamaModel::random(c, cuda_opts(at::kBFloat16), 11);
   const at::Tensor ids = at::randint(0, c.vocab_size, {2, 257}, at::kLong).cuda();
   KVCache a = m.new_cache(2, 257), b = m.new_cache(2, 257);
@@ -195,9 +198,7 @@ TEST(LlamaCuda, GraphPrefillMatchesEagerPrefill) {
 // formats mixed within a block so that fused and unfused producers meet.
 TEST(LlamaCuda, ProducerQuantizedInputsAreBitwiseTheUnfusedBlock) {
   REQUIRE_CUDA();
-  LlamaConfig c = LlamaConfig::from_file(repo_path("configs/llama-3.1-8b.json"));
-  c.num_hidden_layers = 2;
-  c.vocab_size = 4096;
+  LlamaConfig c = small_8b(2);
   std::vector<LayerSpec> specs = dense_layer_specs(c);
   specs[0].format_qkv = specs[0].format_o = specs[0].format_gate_up = specs[0].format_down = "fp8_e4m3";
   specs[1].format_qkv = "w8a8";
