@@ -37,4 +37,14 @@ if [ "$have_torch" != "$TORCH_VERSION" ]; then
   echo "[setup] pip: installing torch==$TORCH_VERSION (for LibTorch)" >&2
   "$PY" -m pip install -q "torch==$TORCH_VERSION"
 fi
-echo "[setup] ok: apt packages present, torch $TORCH_VERSION" >&2
+# Python tools of the checks: lizard measures function lengths (scripts/check_sizes.py).
+PY_TOOLS=("lizard==1.17.10")
+for spec in "${PY_TOOLS[@]}"; do
+  name="${spec%%==*}"; want="${spec##*==}"
+  have=$("$PY" -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || true)
+  if [ "$have" != "$want" ]; then
+    echo "[setup] pip: installing $spec" >&2
+    "$PY" -m pip install -q "$spec"
+  fi
+done
+echo "[setup] ok: apt packages present, torch $TORCH_VERSION, ${PY_TOOLS[*]}" >&2

@@ -307,7 +307,7 @@ void check_permutable(const model::Checkpoint& ckpt) {
   }
   const std::vector<model::LayerSpec> specs = model::dense_layer_specs(ckpt.config);
   for (size_t l = 0; l < specs.size(); ++l) {
-    for (int s = 0; s < model::kNumLinearSlots; ++s) {
+    for (int s = 0; s < model::kNumSlots; ++s) {
       // Group-wise formats quantize along the input axis at load: permuted columns would land in
       // other groups, so the loaded model would no longer compute the same function.
       JNAS_CHECK_CONFIG(!quant::find_format(specs[l].format_of(s)).quantized(),
@@ -387,6 +387,22 @@ model::Checkpoint permute_checkpoint(const model::Checkpoint& ckpt, const Import
     rows_cols("mlp.down_proj.weight", P, N);
   }
   return out;
+}
+
+std::vector<int64_t> load_block_rank(const std::string& path, int64_t layers) {
+  const Json j = read_json_file(path);
+  JNAS_CHECK_IO(j.contains("block_rank") && j["block_rank"].is_array(), "{}: no 'block_rank' list", path);
+  std::vector<int64_t> rank_of(static_cast<size_t>(layers), -1);
+  JNAS_CHECK_IO(static_cast<int64_t>(j["block_rank"].size()) == layers, "{}: block_rank lists {} blocks, the model has {}",
+                path, j["block_rank"].size(), layers);
+  for (size_t r = 0; r < j["block_rank"].size(); ++r) {
+    const Json& v = j["block_rank"][r];
+    JNAS_CHECK_IO(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < layers &&
+                      rank_of[v.get<size_t>()] < 0,
+                  "{}: block_rank must be a permutation of 0..{}", path, layers - 1);
+    rank_of[v.get<size_t>()] = static_cast<int64_t>(r);
+  }
+  return rank_of;
 }
 
 }  // namespace jointnas::compress

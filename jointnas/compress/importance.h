@@ -86,4 +86,8 @@ model::Checkpoint permute_checkpoint(const model::Checkpoint& ckpt, const Import
 // calibration): throws ConfigError for packed tensors or quantized formats in the layer specs.
 void check_permutable(const model::Checkpoint& ckpt);
 
+// importance.json lists block_rank[r] = the layer at rank r; returns the rank of each layer (what
+// the supernet and the cost model take). IoError unless it is a permutation of 0..layers-1.
+std::vector<int64_t> load_block_rank(const std::string& importance_json, int64_t layers);
+
 }  // namespace jointnas::compress

@@ -33,11 +33,6 @@ bool use_gptq(const QuantizePlan& plan, const quant::QuantFormat& f) {
 
 }  // namespace
 
-const char* slot_name(model::LinearSlot s) {
-  static const char* names[model::kNumLinearSlots] = {"qkv", "o", "gate_up", "down"};
-  return names[static_cast<int>(s)];
-}
-
 QuantizePlan uniform_plan(int64_t num_layers, const std::string& format) {
   quant::find_format(format);
   QuantizePlan p;
@@ -55,7 +50,7 @@ QuantizePlan plan_from_json(const Json& j, int64_t num_layers, const std::string
     JNAS_CHECK_CONFIG(e.is_object(), "{}: layer {} must be an object like {{\"qkv\": \"w8a8\"}}", src, l);
     for (const auto& [key, value] : e.items()) {
       int slot = -1;
-      for (int s = 0; s < model::kNumLinearSlots; ++s) {
+      for (int s = 0; s < model::kNumSlots; ++s) {
         if (key == slot_name(static_cast<model::LinearSlot>(s))) slot = s;
       }
       JNAS_CHECK_CONFIG(slot >= 0, "{}: layer {}: unknown key '{}' (expected qkv, o, gate_up, down)",
@@ -110,7 +105,7 @@ QuantizeReport quantize_model(model::LlamaModel& m, const QuantizePlan& plan, co
   rep.bytes_before = m.weight_bytes();
   bool any_gptq = false;
   for (int64_t l = 0; l < L; ++l) {
-    for (int s = 0; s < model::kNumLinearSlots; ++s) {
+    for (int s = 0; s < model::kNumSlots; ++s) {
       any_gptq |= !m.specs()[l].skip && use_gptq(plan, quant::find_format(plan.formats[l][s]));
     }
   }
@@ -124,9 +119,9 @@ QuantizeReport quantize_model(model::LlamaModel& m, const QuantizePlan& plan, co
   for (int64_t l = 0; l < L; ++l) {
     if (m.specs()[l].skip) continue;
     // Hessians of this block's GPTQ linears, from the current (partly quantized) model.
-    std::array<std::unique_ptr<quant::HessianAccumulator>, model::kNumLinearSlots> hess;
+    std::array<std::unique_ptr<quant::HessianAccumulator>, model::kNumSlots> hess;
     bool need = false;
-    for (int s = 0; s < model::kNumLinearSlots; ++s) {
+    for (int s = 0; s < model::kNumSlots; ++s) {
       if (use_gptq(plan, quant::find_format(plan.formats[l][s]))) {
         hess[s] = std::make_unique<quant::HessianAccumulator>(
             m.linear(l, static_cast<model::LinearSlot>(s)).in_features());
@@ -143,7 +138,7 @@ QuantizeReport quantize_model(model::LlamaModel& m, const QuantizePlan& plan, co
         m.forward(calib.narrow(0, b, std::min(plan.batch, calib.size(0) - b)), nullptr, false, &hooks);
       }
     }
-    for (int s = 0; s < model::kNumLinearSlots; ++s) {
+    for (int s = 0; s < model::kNumSlots; ++s) {
       const auto slot = static_cast<model::LinearSlot>(s);
       const quant::QuantFormat& f = quant::find_format(plan.formats[l][s]);
       const quant::QuantLinear& cur = m.linear(l, slot);

@@ -59,6 +59,4 @@ QuantizeReport quantize_model(model::LlamaModel& m, const QuantizePlan& plan,
 // `n` windows of `len` tokens at seeded random offsets of `stream` (GPTQ's calibration recipe).
 at::Tensor sample_windows(const std::vector<int64_t>& stream, int64_t n, int64_t len, uint64_t seed);
 
-const char* slot_name(model::LinearSlot s);
-
 }  // namespace jointnas::compress

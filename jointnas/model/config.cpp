@@ -262,6 +262,11 @@ LayerSpec LayerSpec::from_json(const Json& j, const std::string& src) {
   return s;
 }
 
+const char* slot_name(LinearSlot s) {
+  static constexpr std::array<const char*, kNumSlots> kNames = {"qkv", "o", "gate_up", "down"};
+  return kNames[slot_index(s)];
+}
+
 const std::string& LayerSpec::format_of(int slot) const {
   switch (slot) {
     case 0: return format_qkv;

@@ -3,6 +3,7 @@
 // (pruned, mixed-precision) models.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,23 @@ struct RopeParameters {
 };
 
 struct LayerSpec;
+
+// The four fused linears of a block, in this order everywhere: LayerSpec formats, the runtime's
+// weights, the search's format decisions, the cost model and the exports.
+enum class LinearSlot : uint8_t { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
+inline constexpr int kNumSlots = 4;
+inline constexpr std::array<LinearSlot, kNumSlots> kSlots = {LinearSlot::kQkv, LinearSlot::kO, LinearSlot::kGateUp,
+                                                             LinearSlot::kDown};
+// "qkv", "o", "gate_up", "down": the slot's name in arch.json, search spaces and logs.
+const char* slot_name(LinearSlot s);
+inline constexpr size_t slot_index(LinearSlot s) { return static_cast<size_t>(s); }
+// One value per slot, indexed by the slot.
+template <class T>
+struct PerSlot : std::array<T, kNumSlots> {
+  using std::array<T, kNumSlots>::operator[];
+  T& operator[](LinearSlot s) { return (*this)[slot_index(s)]; }
+  const T& operator[](LinearSlot s) const { return (*this)[slot_index(s)]; }
+};
 
 struct LlamaConfig {
   int64_t vocab_size = 0;

@@ -200,7 +200,7 @@ LlamaModel LlamaModel::from_checkpoint(const Checkpoint& ck, RuntimeOptions opts
     LayerWeights& w = m.layers_[l];
     w.input_layernorm = get(p + "input_layernorm.weight", {H});
     w.post_attention_layernorm = get(p + "post_attention_layernorm.weight", {H});
-    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+    for (int slot = 0; slot < kNumSlots; ++slot) {
       const LinearSlot ls = static_cast<LinearSlot>(slot);
       std::vector<at::Tensor> dense;
       std::vector<quant::PackedWeight> packed;
@@ -258,10 +258,10 @@ LlamaModel LlamaModel::random(const LlamaConfig& config, RuntimeOptions opts, ui
     const int64_t q_out = s.num_attention_heads * s.head_dim, kv_out = s.num_key_value_heads * s.head_dim;
     w.input_layernorm = at::ones({H}, to);
     w.post_attention_layernorm = at::ones({H}, to);
-    const at::Tensor mats[kNumLinearSlots] = {mat(q_out + 2 * kv_out, H), mat(H, q_out),
+    const at::Tensor mats[kNumSlots] = {mat(q_out + 2 * kv_out, H), mat(H, q_out),
                                               mat(2 * s.intermediate_size, H),
                                               mat(H, s.intermediate_size)};
-    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+    for (int slot = 0; slot < kNumSlots; ++slot) {
       w.linear(static_cast<LinearSlot>(slot)) = quant::QuantLinear::quantize(
           mats[slot], quant::find_format(s.format_of(slot)), opts.device, opts.dtype);
     }
@@ -507,7 +507,7 @@ std::map<std::string, at::Tensor> LlamaModel::state_dict() const {
     const std::string p = fmt::format("model.layers.{}.", l);
     sd[p + "input_layernorm.weight"] = w.input_layernorm;
     sd[p + "post_attention_layernorm.weight"] = w.post_attention_layernorm;
-    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+    for (int slot = 0; slot < kNumSlots; ++slot) {
       const LinearSlot ls = static_cast<LinearSlot>(slot);
       const quant::PackedWeight& pw = w.linear(ls).packed();
       int64_t row = 0;
@@ -530,7 +530,7 @@ int64_t LlamaModel::num_parameters() const {
   for (size_t l = 0; l < layers_.size(); ++l) {
     if (specs_[l].skip) continue;
     n += 2 * H;
-    for (int slot = 0; slot < kNumLinearSlots; ++slot) {
+    for (int slot = 0; slot < kNumSlots; ++slot) {
       const quant::QuantLinear& q = layers_[l].linear(static_cast<LinearSlot>(slot));
       n += q.out_features() * q.in_features();
     }

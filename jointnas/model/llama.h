@@ -23,10 +23,6 @@ struct RuntimeOptions {
   c10::ScalarType dtype = c10::kFloat;  // compute (and weight) dtype
 };
 
-// The four linears of a block, in the order of LayerSpec's format fields.
-enum class LinearSlot { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
-inline constexpr int kNumLinearSlots = 4;
-
 // Weights of one block. q/k/v and gate/up are stored fused (one GEMM each, fewer launches in
 // decode), each in its LayerSpec format; state_dict() hands out HF-named views into them.
 struct LayerWeights {

@@ -16,64 +16,15 @@
 
 #include "jointnas/core/json_util.h"
 #include "jointnas/profile/cost_model.h"
+#include "jointnas/search/arch_io.h"
+#include "jointnas/search/budget.h"
+#include "jointnas/search/decisions.h"
 #include "jointnas/search/head_loss.h"
 #include "jointnas/search/space.h"
 #include "jointnas/search/supernet.h"
 #include "jointnas/search/train_state.h"
 
 namespace jointnas::search {
-
-// Hard limits on the deployed model; 0 = no limit. Memory is the runtime's predicted peak for the
-// workload (profile::Cost::peak_bytes): weights as stored, the KV cache at the workload's batch and
-// context, the largest set of live activations, the RoPE tables and the table's calibrated
-// runtime constant (cuBLAS workspaces and the like; measured on CUDA only).
-struct Budget {
-  double latency_ms = 0, memory_bytes = 0, params = 0;
-  bool any() const { return latency_ms > 0 || memory_bytes > 0 || params > 0; }
-  Json to_json() const;
-  static Budget from_json(const Json& j, const std::string& source);
-};
-
-// The table, workload and space the costs come from.
-struct CostContext {
-  const model::LlamaConfig* config = nullptr;
-  const SearchSpace* space = nullptr;
-  std::vector<int64_t> block_rank;
-  const profile::LatencyTable* table = nullptr;
-  profile::Workload workload;
-  int64_t dtype_bytes = 2;
-};
-
-profile::Cost arch_cost(const CostContext& cc, const Arch& arch);
-// sum over budgets of max(0, cost / budget - 1): 0 iff every budget is met.
-double budget_excess(const profile::Cost& c, const Budget& b);
-
-// One discrete decision of an architecture, named like the supernet's logits.
-struct Decision {
-  std::string name;
-  int64_t choices = 0;
-  int64_t* index = nullptr;
-};
-std::vector<Decision> decisions(const SearchSpace& space, Arch& arch);
-
-// The lowest achievable value of each budgeted quantity over the space (coordinate descent from
-// the smallest architecture; the cost is additive per decision, so it converges to the minimum on
-// monotone tables). Throws ConfigError when a budget lies below it, naming that minimum and the
-// architecture that reaches it: called before any training.
-void check_budget_feasible(const CostContext& cc, const Budget& b);
-// The architecture of least predicted latency by the same descent (the lower end of a budget sweep).
-Arch fastest_arch(const CostContext& cc);
-
-// Steps the architecture down until it meets the budgets: each move changes one decision, picking
-// the move with the least log-probability lost per unit of budget excess removed. `log_probs` by
-// decision name (from the supernet's logits; missing names count as uniform). Throws ConfigError
-// when no move reduces the excess any more.
-struct Repair {
-  Arch arch;
-  std::vector<std::string> moves;  // "layers.3.arch_format_down: bf16 -> w4a16_g128" ...
-};
-Repair repair_to_budget(const CostContext& cc, const Budget& b, Arch start,
-                        const std::map<std::string, std::vector<double>>& log_probs);
 
 struct DnasOptions {
   int64_t steps = 100;           // alternating steps (each: one LoRA update, one architecture update)
@@ -107,24 +58,10 @@ struct DnasOptions {
   Checkpointing checkpoint;
 };
 
-struct DnasResult {
-  Arch argmax;                  // before repair
-  Arch arch;                    // after repair
-  std::vector<std::string> repairs;
-  profile::Cost predicted;      // of `arch`
-  int64_t steps_run = 0;
-  std::string stop_reason;      // "steps" | "entropy" | "decided"
-};
-
 // `tokens`: the training stream, cut into windows of seq_len alternately assigned to the weight
 // and architecture splits. `log(step record)` receives one JSON object per step. Checks the budget
 // before training.
 DnasResult run_dnas(Supernet& net, const std::vector<int64_t>& tokens, const CostContext& cc, const Budget& budget,
                     const DnasOptions& o, ProcessGroup& pg, const std::function<void(const Json&)>& log);
-
-// arch.json: architecture (values and indices), the deployable config with per-layer specs,
-// predicted cost, budget, workload, repairs.
-Json arch_json(const CostContext& cc, const DnasResult& r, const Budget& b);
-Arch arch_from_json(const Json& j, const SearchSpace& space, const std::string& source);
 
 }  // namespace jointnas::search

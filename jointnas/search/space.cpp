@@ -188,7 +188,7 @@ SearchSpace SearchSpace::from_yaml(const std::string& text, const model::LlamaCo
                                     src + ": layers.intermediate");
     }
     for (int slot = 0; slot < kNumFormatSlots; ++slot) {
-      const std::string key = fmt::format("formats_{}", kSlotNames[slot]);
+      const std::string key = fmt::format("formats_{}", model::slot_name(model::kSlots[slot]));
       lc.formats[slot] = L[key] ? parse_formats(L[key], src + ": layers." + key) : formats;
     }
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -231,7 +231,7 @@ Json SearchSpace::to_json() const {
   Json layers_j = Json::array();
   for (const auto& l : layers) {
     Json f = Json::object();
-    for (int s = 0; s < kNumFormatSlots; ++s) f[kSlotNames[s]] = l.formats[s];
+    for (int s = 0; s < kNumFormatSlots; ++s) f[model::slot_name(model::kSlots[s])] = l.formats[s];
     layers_j.push_back(Json{{"kv_groups", l.kv_groups}, {"head_dims", l.head_dims},
                             {"intermediate", l.intermediate}, {"formats", f}});
   }
@@ -269,7 +269,7 @@ Json Arch::to_json(const SearchSpace& s) const {
   for (size_t l = 0; l < kv_groups.size(); ++l) {
     const LayerChoices& lc = s.layers[l];
     Json f = Json::object();
-    for (int k = 0; k < kNumFormatSlots; ++k) f[kSlotNames[k]] = lc.formats[k][formats[l][k]];
+    for (int k = 0; k < kNumFormatSlots; ++k) f[model::slot_name(model::kSlots[k])] = lc.formats[k][formats[l][k]];
     layers_j.push_back(Json{{"kv_groups", lc.kv_groups[kv_groups[l]]},
                             {"head_dim", lc.head_dims[head_dims[l]]},
                             {"intermediate", lc.intermediate[intermediate[l]]},
@@ -299,7 +299,7 @@ SearchSpace restrict_formats(const SearchSpace& s, const std::vector<std::string
     for (int k = 0; k < kNumFormatSlots; ++k) {
       std::vector<std::string>& f = r.layers[l].formats[k];
       std::erase_if(f, [&](const std::string& n) { return std::find(formats.begin(), formats.end(), n) == formats.end(); });
-      JNAS_CHECK_CONFIG(!f.empty(), "layer {} {}: none of the formats [{}] is in the search space", l, kSlotNames[k],
+      JNAS_CHECK_CONFIG(!f.empty(), "layer {} {}: none of the formats [{}] is in the search space", l, model::slot_name(model::kSlots[k]),
                         fmt::join(formats, ", "));
     }
   }
@@ -336,7 +336,7 @@ Arch map_arch(const SearchSpace& from, const Arch& a, const SearchSpace& to) {
         index_of(t.intermediate, f.intermediate.at(static_cast<size_t>(a.intermediate.at(l))), at + "intermediate"));
     std::array<int64_t, kNumFormatSlots> fm{};
     for (int k = 0; k < kNumFormatSlots; ++k) {
-      fm[k] = index_of(t.formats[k], f.formats[k].at(static_cast<size_t>(a.formats.at(l)[k])), at + kSlotNames[k]);
+      fm[k] = index_of(t.formats[k], f.formats[k].at(static_cast<size_t>(a.formats.at(l)[k])), at + model::slot_name(model::kSlots[k]));
     }
     m.formats.push_back(fm);
   }

@@ -16,9 +16,8 @@
 
 namespace jointnas::search {
 
-// The four format decisions of a layer, in model::LinearSlot order (qkv, o, gate_up, down).
-inline constexpr int kNumFormatSlots = 4;
-inline constexpr std::array<const char*, kNumFormatSlots> kSlotNames = {"qkv", "o", "gate_up", "down"};
+// The four format decisions of a layer, one per model::LinearSlot.
+inline constexpr int kNumFormatSlots = model::kNumSlots;
 
 struct LayerChoices {
   std::vector<int64_t> kv_groups;     // kept KV groups (query heads = groups * group size)

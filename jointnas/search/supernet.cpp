@@ -475,7 +475,7 @@ std::vector<std::pair<std::string, at::Tensor>> Supernet::named_arch_parameters(
     add(p + "arch_kv_groups", L.arch_groups);
     add(p + "arch_head_dim", L.arch_hd);
     add(p + "arch_intermediate", L.arch_inter);
-    for (int s = 0; s < kNumFormatSlots; ++s) add(p + "arch_format_" + kSlotNames[s], L.arch_fmt[s]);
+    for (int s = 0; s < kNumFormatSlots; ++s) add(p + "arch_format_" + model::slot_name(model::kSlots[s]), L.arch_fmt[s]);
   }
   return out;
 }

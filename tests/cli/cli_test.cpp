@@ -60,8 +60,8 @@ TEST(Cli, ConvertThenInspectAndGenerate) {
 TEST(Cli, QuantizeThenGenerateAndEval) {
   fs::path d = scratch("quantize");
   const std::string model = repo_path("models/stories260K/stories260K.bin");
-  CmdResult q = run("quantize --model " + model + " --format w4a16_g128 --out " +
-                    (d / "q4").string() + " --output json");
+  CmdResult q = run("quantize --model " + model + " --precision w4a16_g128 --out " +
+                    (d / "q4").string() + " --format json");
   ASSERT_EQ(q.code, 0) << q.err;
   auto j = jointnas::parse_json(q.out, "stdout");
   EXPECT_LT(j["report"]["weight_bytes_after"].get<int64_t>(),
@@ -83,15 +83,17 @@ TEST(Cli, QuantizeThenGenerateAndEval) {
   {
     std::ofstream(d / "plan.json") << R"([{"qkv": "bf16", "o": "bf16"}, {}, {}, {}, {"down": "fp8_e4m3"}])";
   }
+  // The old spelling (--format naming the precision) still works and says it is deprecated.
   CmdResult m = run("quantize --model " + model + " --format w8a8 --layer-formats " +
                     (d / "plan.json").string() + " --out " + (d / "mix").string());
   ASSERT_EQ(m.code, 0) << m.err;
+  EXPECT_NE(m.err.find("quantize --format w8a8 is deprecated"), std::string::npos) << m.err;
   auto cfg = jointnas::read_json_file((d / "mix" / "config.json").string());
   EXPECT_EQ(cfg["jointnas_layer_specs"][0]["format_qkv"], "bf16");
   EXPECT_EQ(cfg["jointnas_layer_specs"][0]["format_down"], "w8a8");
   EXPECT_EQ(cfg["jointnas_layer_specs"][4]["format_down"], "fp8_e4m3");
   // Bad requests are usage errors (exit 2) with a message that says what to do.
-  expect_error(run("quantize --model " + model + " --format int3 --out " + (d / "x").string()), 2,
+  expect_error(run("quantize --model " + model + " --precision int3 --out " + (d / "x").string()), 2,
                "unknown precision format 'int3'");
   expect_error(run("quantize --model " + model + " --method gptq --out " + (d / "x").string()), 2,
                "--calib");
@@ -123,7 +125,8 @@ TEST(Cli, BadInputsGiveOneErrorLineAndExitCode) {
   expect_error(run("inspect " + (d / "t").string()), 3, "header length");
   // Usage errors exit 2.
   expect_error(run("generate --model x --max-new-tokens -5"), 2, "max-new-tokens");
-  expect_error(run("frobnicate"), 2, "");
+  expect_error(run("frobnicate"), 2, "unknown command 'frobnicate'");
+  expect_error(run("generate --model x --temperature nan"), 2, "--temperature");
   expect_error(run("eval ppl --model " + repo_path("models/stories260K/stories260K.bin") +
                    " --text /nonexistent.txt"), 3, "cannot open");
 }
@@ -248,5 +251,5 @@ TEST(Cli, RunClosedLoopTightensTheBudgetWhenTheMeasurementMisses) {
   const jointnas::Json arch = jointnas::read_json_file((root / "run" / "search" / "arch.json").string());
   EXPECT_NEAR(arch["budget"].value("latency_ms", 0.0), predicted_before / 1.2, 1e-5);
   EXPECT_LE(arch["predicted"].value("latency_ms", 1e9), predicted_before / 1.2 + 1e-9);
-  EXPECT_NE(again.out.find(fmt::format("Latency budget {:.4f} ms", budget)), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find(fmt::format("The latency budget is {:.4f} ms", budget)), std::string::npos) << again.out;
 }

@@ -122,9 +122,9 @@ TEST(Pareto, BadConfigsAreClearErrors) {
   };
   expect_error(run("pareto " + cfg("budget: {latency: 0.5x}\n")), 2, "needs a 'pareto' section");
   expect_error(run("pareto " + cfg("pareto: {budgets: [12ms]}\n")), 2, "must be a fraction of the dense model");
-  expect_error(run("pareto " + cfg("pareto: {methods: [joint, magic]}\n")), 2, "unknown 'magic'");
+  expect_error(run("pareto " + cfg("pareto: {methods: [joint, magic]}\n")), 2, "'magic' is not one of joint, sequential, quant_only, depth_only");
   expect_error(run("pareto " + cfg("pareto: {budgets: [0.5x], seed_budgets: [0.7x]}\n")), 2, "is not one of pareto.budgets");
-  expect_error(run("pareto " + cfg("pareto: {budgets: [0.5x], seeds: []}\n")), 2, "pareto.seeds is empty");
+  expect_error(run("pareto " + cfg("pareto: {budgets: [0.5x], seeds: [1, 1]}\n")), 2, "'pareto.seeds' repeats a seed");
   expect_error(run("pareto " + cfg("pareto: {budgets: [0.5x, 0.50x]}\n")), 2, "repeats a budget");
   expect_error(run("pareto " + cfg("pareto: {budgets: [0.5x], quant_formats: [fp8_e4m3]}\n")), 2, "is not a format of");
 }

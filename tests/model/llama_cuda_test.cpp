@@ -133,11 +133,11 @@ TEST(LlamaCuda, ProgrammaticLaunchIsBitwiseSerialLaunch) {
   // GEMVs, the activation quantizer with the int8 / fp8 GEMVs, norms, RoPE, attention, SiLU.
   LlamaConfig c = small_8b(3);
   std::vector<LayerSpec> specs = dense_layer_specs(c);
-  const char* fmts[3][kNumLinearSlots] = {{"w4a16_g128", "w8a16", "w4a16_g128", "w8a16"},
+  const char* fmts[3][kNumSlots] = {{"w4a16_g128", "w8a16", "w4a16_g128", "w8a16"},
                                           {"w8a8", "fp8_e4m3", "fp8_e4m3", "w8a8"},
                                           {"bf16", "bf16", "bf16", "bf16"}};
   for (int l = 0; l < 3; ++l) {
-    for (int slot = 0; slot < kNumLinearSlots; ++slot) specs[l].format_of(slot) = fmts[l][slot];
+    for (int slot = 0; slot < kNumSlots; ++slot) specs[l].format_of(slot) = fmts[l][slot];
   }
   LlamaModel m = LlamaModel::random(c, cuda_opts(at::kBFloat16), 5, specs);
   const at::Tensor prompt = at::randint(0, c.vocab_size, {1, 200}, at::kLong);

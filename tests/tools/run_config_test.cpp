@@ -1,19 +1,20 @@
-// Run config parsing of `jointnas run` (tools/jointnas/run_config.h): every malformed config is a
-// ConfigError naming the file. The cases below were found by fuzz/fuzz_run_config or, for the
-// alias ones, by reading the converter (docs/fuzzing.md).
+// The typed run config (pipeline/run_config.h): every section read with its type and range
+// checked, unknown keys refused, values that look like flags refused, all before any stage runs.
+// The YAML cases below were found by fuzz/fuzz_run_config (docs/fuzzing.md).
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
-#include "tools/jointnas/run_config.h"
+#include "jointnas/pipeline/run_config.h"
 
-namespace jointnas::cli {
+namespace jointnas::pipeline {
 namespace {
 
 const std::string kHead = "model: m\nsearch_space: s.yaml\nbudget: {latency: 0.6x}\n";
 
 RunConfig parse(const std::string& text) { return parse_run_config(text, "configs/runs/t.yaml"); }
 
+// A ConfigError whose message names the file and contains `what`.
 void expect_config_error(const std::string& text, const std::string& what) {
   try {
     parse(text);
@@ -24,62 +25,103 @@ void expect_config_error(const std::string& text, const std::string& what) {
   }
 }
 
-TEST(RunConfig, ParsesShippedShape) {
-  const RunConfig rc = parse(kHead + "threads: 2\nworkload: {kind: decode, batch: 1}\nrun_dir: ../../runs/x\n");
+TEST(RunConfig, ParsesTheShippedShapeWithTypedValues) {
+  const RunConfig rc = parse(kHead + "threads: 2\nworkload: {kind: prefill, batch: 3, tokens: 64}\nrun_dir: ../../runs/x\n"
+                                     "search: {steps: 80, batch: 4, lr_arch: 0.1, relaxation: hard}\n");
   EXPECT_EQ(rc.dir, "configs/runs");
-  EXPECT_EQ(rc.str(rc.j, "model", ""), "m");
-  EXPECT_EQ(rc.num(rc.j, "threads", "1"), "2");
-  EXPECT_EQ(rc.num(rc.section("workload"), "batch", "4"), "1");
-  EXPECT_EQ(rc.path(rc.str(rc.j, "run_dir", "")), "runs/x");
-  EXPECT_EQ(rc.integer(rc.j, "closed_loop", 2, 0, 1000), 2);  // absent: the default
-  expect_config_error("model: m\n", "needs 'model', 'search_space' and 'budget'");
+  EXPECT_EQ(rc.model.str(), "configs/runs/m");  // relative to the config's folder
+  EXPECT_EQ(rc.run_dir.str(), "runs/x");
+  EXPECT_EQ(rc.threads, 2);
+  EXPECT_EQ(rc.workload.kind, "prefill");
+  EXPECT_EQ(rc.workload.batch, 3);
+  EXPECT_EQ(rc.workload.tokens, 64);
+  EXPECT_EQ(rc.search.dnas.steps, 80);
+  EXPECT_DOUBLE_EQ(rc.search.dnas.lr_arch, 0.1);
+  EXPECT_EQ(rc.search.dnas.relaxation, search::Relaxation::kHard);
+  EXPECT_EQ(rc.budget.latency, "0.6x");
+  EXPECT_EQ(rc.closed_loop, 2);  // absent: the default
   expect_config_error("[1, 2]", "is a mapping");
 }
 
-// Found by fuzz/fuzz_run_config: `closed_loop: !` reached std::stoi, whose std::invalid_argument
-// (std::out_of_range for 1e30) escaped as "error: stoi" with exit 1. Now a ConfigError.
+TEST(RunConfig, UnknownKeysAreErrorsNamingTheKey) {
+  expect_config_error(kHead + "serach: {steps: 3}\n", "unknown key 'serach'");
+  expect_config_error(kHead + "search: {stpes: 3}\n", "unknown key 'search.stpes'");
+  expect_config_error(kHead + "workload: {kind: decode, contxt: 5}\n", "unknown key 'workload.contxt'");
+}
+
+// A value that looks like a flag (`steps: "--out=x"`) is a type error before any stage: it used to
+// become the child's `--steps --out=x`.
+TEST(RunConfig, ValuesThatLookLikeFlagsAreTypeErrors) {
+  expect_config_error(kHead + "search: {steps: \"--out=x\"}\n", "'search.steps' must be an integer");
+  expect_config_error(kHead + "search: {penalty_form: \"--out=x\"}\n", "'search.penalty_form' must be one of");
+  expect_config_error(kHead + "data: {calibration: \"--out=x\"}\n", "looks like a command-line flag");
+  expect_config_error(kHead + "eval: {tasks: [piqa, \"--limit=1\"]}\n", "looks like a command-line flag");
+}
+
+TEST(RunConfig, RangesAndTypesAreCheckedWhenRead) {
+  expect_config_error(kHead + "workload: {context: -5}\n", "'workload.context' must be an integer in [0,");
+  expect_config_error(kHead + "workload: {kind: train}\n", "'workload.kind' must be one of decode, prefill");
+  expect_config_error(kHead + "budget: {memory_mib: -5}\n", "'budget.memory_mib' must be a finite number in [0,");
+  expect_config_error(kHead + "search: {lr_arch: .nan}\n", "'search.lr_arch' must be a finite number");
+  expect_config_error(kHead + "threads: 1.5\n", "'threads' must be an integer");
+  expect_config_error(kHead + "search: {relaxation: softmaxx}\n", "'search.relaxation' must be one of gumbel, hard, softmax");
+  expect_config_error(kHead + "pareto: {keep_models: maybe}\n", "'pareto.keep_models' must be true or false");
+  expect_config_error(kHead + "search: 5\n", "search");
+}
+
+// Found by fuzz/fuzz_run_config: `closed_loop: !` reached std::stoi (exit 1). A typed integer now.
 TEST(RunConfig, ClosedLoopMustBeASmallInteger) {
-  const RunConfig three = parse(kHead + "closed_loop: 3\n");
-  EXPECT_EQ(three.integer(three.j, "closed_loop", 2, 0, 1000), 3);
-  const RunConfig quoted = parse(kHead + "closed_loop: '0'\n");
-  EXPECT_EQ(quoted.integer(quoted.j, "closed_loop", 2, 0, 1000), 0);
+  EXPECT_EQ(parse(kHead + "closed_loop: 3\n").closed_loop, 3);
   for (const char* bad : {"!", "abc", "2.5", "1e30", "-1", "3x", "[1]", "99999999999999999999999"}) {
-    const RunConfig rc = parse(kHead + "closed_loop: " + bad + "\n");
-    EXPECT_THROW(rc.integer(rc.j, "closed_loop", 2, 0, 1000), ConfigError) << bad;
+    EXPECT_THROW(parse(kHead + "closed_loop: " + bad + "\n"), ConfigError) << bad;
   }
 }
 
-// Found by fuzz/fuzz_run_config: YAML strings are bytes, JSON strings must be UTF-8; a config with
-// a stray 0xFF byte threw nlohmann's type_error 316 when run() wrote stages.json (or an error
-// message dumped the value). Now refused up front.
-TEST(RunConfig, InvalidUtf8IsAConfigError) {
-  expect_config_error(kHead + "closed_loop: 0\xff\xfe\n", "is not UTF-8");
-  EXPECT_NO_THROW(parse(kHead + "data: {train: \"h\xc3\xa9llo.txt\"}\n"));
+// A 100 MB value must not make a 100 MB error line.
+TEST(RunConfig, ErrorMessagesQuoteLongValuesShortly) {
+  const std::string huge(200000, 'a');
+  try {
+    parse(kHead + "workload: {kind: " + huge + "}\n");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_LT(std::string(e.what()).size(), 400u) << std::string(e.what()).substr(0, 400);
+  }
 }
 
-// An alias inside its own anchor makes yaml-cpp's node graph cyclic: converting it to JSON recursed
-// until the stack overflowed (ASan stack-overflow). Nested aliases expand exponentially: 425 bytes
-// of YAML became 10^8 JSON values (a hang, then out of memory).
+// Found by fuzz/fuzz_run_config: YAML strings are bytes, JSON strings must be UTF-8.
+TEST(RunConfig, InvalidUtf8IsAConfigError) {
+  expect_config_error(kHead + "closed_loop: 0\xff\xfe\n", "is not UTF-8");
+  EXPECT_NO_THROW(parse(kHead + "data: {calibration: c.txt, train: \"h\xc3\xa9llo.txt\"}\n"));
+}
+
+// An alias inside its own anchor makes yaml-cpp's node graph cyclic; nested aliases expand
+// exponentially (425 bytes of YAML became 10^8 JSON values).
 TEST(RunConfig, SelfReferentialAndExponentialAliasesAreErrors) {
   expect_config_error(kHead + "search: &s {steps: [*s]}\n", "nests deeper than 64 levels");
   std::string laughs = kHead + "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (int i = 1; i < 8; ++i) {
-    const std::string name = fmt::format("a{}", i);
-    laughs += name;
-    laughs += ": &";
-    laughs += name;
-    laughs += " [";
-    for (int k = 0; k < 10; ++k) {
-      laughs += k ? ", *a" : "*a";
-      laughs += std::to_string(i - 1);
-    }
+    laughs += fmt::format("a{0}: &a{0} [", i);
+    for (int k = 0; k < 10; ++k) laughs += fmt::format("{}*a{}", k ? ", " : "", i - 1);
     laughs += "]\n";
   }
   expect_config_error(laughs, "more than 100000 values once aliases are expanded");
-  // Aliases themselves are fine (configs/runs use none, but YAML allows them).
-  const RunConfig rc = parse(kHead + "search: &s {steps: 5}\nfinetune: *s\n");
-  EXPECT_EQ(rc.num(rc.section("finetune"), "steps", "1"), "5");
+  const RunConfig rc = parse(kHead + "search: &s {steps: 5}\nfinetune: *s\n");  // aliases themselves are fine
+  EXPECT_EQ(rc.finetune.train.steps, 5);
+}
+
+// The dump holds every key with its default, and reads back to the same config.
+TEST(RunConfig, DumpHoldsEveryDefaultAndReadsBack) {
+  const RunConfig rc = parse(kHead + "search: {steps: 7}\n");
+  const Json d = dump(rc);
+  EXPECT_EQ(d["search"]["steps"], 7);
+  EXPECT_EQ(d["search"]["lr_arch"], search::DnasOptions{}.lr_arch);
+  EXPECT_EQ(d["finetune"]["steps"], search::FinetuneOptions{}.steps);
+  EXPECT_EQ(d["closed_loop"], 2);
+  EXPECT_TRUE(d["pareto"].contains("budget_count"));
+  RunConfig back;
+  opt::read(d, back, opt::Origin{"dump", ""}, "");
+  EXPECT_EQ(dump(back), d);
 }
 
 }  // namespace
-}  // namespace jointnas::cli
+}  // namespace jointnas::pipeline

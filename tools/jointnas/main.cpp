@@ -5,7 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
 
-#include "common.h"
+#include "cli.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 
@@ -30,6 +30,19 @@ int main(int argc, char** argv) {
   jointnas::cli::register_run(app);
   jointnas::cli::register_arch(app);
   jointnas::cli::register_pareto(app);
+  // An unknown command gets its own message (CLI11 would say "A subcommand is required").
+  std::string names;
+  bool known = false;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    known = known || (argc > 1 && sub->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    const std::string cmd = std::string(argv[1]).substr(0, 60);
+    std::cerr << "error: unknown command '" << cmd << "'\nhint: the commands are " << names
+              << "; 'jointnas <command> --help' describes one\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,4 +1,4 @@
-#include "step_log.h"
+#include "jointnas/pipeline/step_log.h"
 
 #include <sstream>
 
@@ -6,7 +6,7 @@
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/core/paths.h"
 
-namespace jointnas::cli {
+namespace jointnas::pipeline {
 
 void StepLog::resume_at(int64_t step) {
   std::string kept;
@@ -34,4 +34,4 @@ void StepLog::write(const Json& record) {
   JNAS_CHECK_IO(out_.good(), "error writing {} (disk full?)", path_);
 }
 
-}  // namespace jointnas::cli
+}  // namespace jointnas::pipeline

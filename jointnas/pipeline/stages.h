@@ -12,7 +12,7 @@
 
 #include "jointnas/core/json_util.h"
 
-namespace jointnas::cli {
+namespace jointnas::pipeline {
 
 // The JSON at `path`, or null when it is missing or unreadable.
 Json read_json_or_null(const std::string& path);
@@ -48,4 +48,4 @@ class Stages {
   Json j_;
 };
 
-}  // namespace jointnas::cli
+}  // namespace jointnas::pipeline

@@ -1,4 +1,4 @@
-#include "stage_runner.h"
+#include "jointnas/pipeline/stages.h"
 
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -19,7 +19,7 @@
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/core/paths.h"
 
-namespace jointnas::cli {
+namespace jointnas::pipeline {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -196,4 +196,4 @@ std::vector<std::string> Stages::run_all(const std::vector<StageJob>& jobs, int 
   return failed;
 }
 
-}  // namespace jointnas::cli
+}  // namespace jointnas::pipeline

@@ -7,7 +7,7 @@
 
 #include "jointnas/core/json_util.h"
 
-namespace jointnas::cli {
+namespace jointnas::pipeline {
 
 // A fresh run truncates the log at its first record. A resumed run (resume_at, called before the
 // first record) keeps the lines of the steps before its checkpoint, rewritten atomically, and
@@ -24,4 +24,4 @@ class StepLog {
   bool resumed_ = false;
 };
 
-}  // namespace jointnas::cli
+}  // namespace jointnas::pipeline

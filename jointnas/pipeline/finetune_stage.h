@@ -1,0 +1,71 @@
+// The `finetune` stage: the architecture of an arch.json (its LayerSpecs), cut from the permuted
+// model, recovered by LoRA + fake-quant distillation from the original, LoRA merged, quantized for
+// real and written as an HF directory (export/hf_directory.h).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "jointnas/core/json_util.h"
+#include "jointnas/pipeline/settings.h"
+#include "jointnas/search/finetune.h"
+
+namespace jointnas::search {
+template <class V>
+void fields(V& v, FinetuneOptions& o) {
+  v(opt::Key{"steps", "Distillation steps (0: export without finetuning)"}, o.steps, opt::in<int64_t>(0, 10000000));
+  v(opt::Key{"batch", "Windows per step", "train-batch"}, o.batch, opt::in<int64_t>(1, 1 << 16));
+  v(opt::Key{"seq_len", "Tokens per window (at most the model's positions)"}, o.seq_len, opt::in<int64_t>(2, 1 << 20));
+  v(opt::Key{"lr", "Adam step of the LoRA adapters"}, o.lr, opt::in(0.0, 1e3));
+  v(opt::Key{"kd_temperature", "Distillation temperature"}, o.loss.temperature, opt::in(1e-3, 1e3));
+  v(opt::Key{"checkpoint_every", "Steps between checkpoints in OUT/checkpoint; a rerun resumes from the last one"},
+    o.checkpoint.every, opt::in<int64_t>(1, 1000000000));
+  v(opt::Key{"checkpoint_seconds", "Also checkpoint when this many seconds passed since the last one (0: steps only)"},
+    o.checkpoint.every_seconds, opt::in(0.0, 1e9));
+}
+}  // namespace jointnas::search
+
+namespace jointnas::pipeline {
+
+// The run config's `finetune:` section; the same flags on `jointnas finetune`.
+struct FinetuneSettings {
+  search::FinetuneOptions train;
+  int64_t lora_rank = 8;
+  int64_t max_tokens = 200000;
+};
+template <class V>
+void fields(V& v, FinetuneSettings& s) {
+  fields(v, s.train);
+  v(opt::Key{"lora_rank", "LoRA rank"}, s.lora_rank, opt::in<int64_t>(1, 4096));
+  v(opt::Key{"max_tokens", "Tokens of the training text used (0 = all)"}, s.max_tokens, opt::in<int64_t>(0, int64_t(1) << 40));
+}
+
+// `jointnas finetune`.
+struct FinetuneStageOptions {
+  ModelSettings run;
+  opt::Path arch, text, out, space;
+  FinetuneSettings finetune;
+  int64_t seed = 0;
+  std::string target_device;  // whose default formats --space gets (default: --device)
+};
+template <class V>
+void fields(V& v, FinetuneStageOptions& o) {
+  fields(v, o.run);
+  v(opt::Key{"arch", "arch.json from `jointnas search` or `jointnas arch`: its layer specs are the architecture",
+             nullptr, nullptr, true},
+    o.arch);
+  v(opt::Key{"text", "Training text (distillation data)"}, o.text);
+  v(opt::Key{"out", "Export directory", nullptr, nullptr, true}, o.out);
+  v(opt::Key{"space", "Optional: the search space YAML the architecture came from, checked against arch.json"},
+    o.space);
+  fields(v, o.finetune);
+  v(opt::Key{"seed", "Seed (data order, LoRA init)"}, o.seed, opt::at_least<int64_t>(0));
+  v(opt::Key{"target_device", "cpu | cuda: as given to `jointnas search` (default: --device)"}, o.target_device,
+    opt::Choices{"", "cpu", "cuda"});
+}
+
+// Finetunes and exports; returns {out, steps, kd_first, kd_last}.
+Json run_finetune_stage(const FinetuneStageOptions& o, const std::atomic<bool>* interrupt);
+
+}  // namespace jointnas::pipeline

@@ -1,0 +1,243 @@
+// `jointnas run`; see run.h.
+#include "jointnas/pipeline/run.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "jointnas/core/atomic_file.h"
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/core/paths.h"
+
+namespace jointnas::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+}  // namespace
+
+BenchOptions workload_bench(const RunConfig& c, const std::string& model) {
+  BenchOptions b;
+  b.run = stage_model(c, model, c.target());
+  b.batch = c.workload.batch;
+  b.timing = c.eval.bench;
+  if (c.workload.kind == "prefill") {
+    b.contexts.clear();
+    b.prefill = {c.workload.tokens};
+  } else {
+    b.contexts = {c.workload.context};
+  }
+  return b;
+}
+
+namespace {
+
+// The latency a bench log measured for the workload (decode step or prefill); 0 when absent.
+double measured_ms(const Json& bench, const profile::Workload& w) {
+  const char* key = w.kind == "prefill" ? "prefill" : "decode";
+  if (!bench.is_object() || !bench.contains(key) || !bench[key].is_array() || bench[key].empty()) return 0.0;
+  return bench[key][0].value("ms", 0.0);
+}
+
+}  // namespace
+
+std::string run_directory(const RunCommandOptions& o, const RunConfig& c) {
+  if (!o.out.empty()) return o.out;
+  if (!c.run_dir.empty()) return c.run_dir;
+  return "runs/" + fs::path(o.config.str()).stem().string();
+}
+
+ImportanceOptions importance_options(const RunConfig& c, const std::string& permuted) {
+  ImportanceOptions o;
+  o.run = stage_model(c, c.model, c.device);
+  o.calib = c.data.calibration;
+  o.out.value = permuted;
+  o.importance = c.importance;
+  o.seed = c.seed;
+  return o;
+}
+
+ProfileStageOptions profile_options(const RunConfig& c, const std::string& permuted, const std::string& table) {
+  ProfileStageOptions o;
+  o.run = stage_model(c, "", c.target());
+  o.config.value = permuted + "/config.json";
+  o.space = c.search_space;
+  o.out.value = table;
+  o.workload = c.workload;
+  o.profile = c.profile;
+  o.seed = c.seed;
+  return o;
+}
+
+RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
+  RunPlan p;
+  p.run_dir = run_dir;
+  p.permuted = run_dir + "/permuted";
+  p.search_dir = run_dir + "/search";
+  p.exported = run_dir + "/model";
+  p.table = c.table.empty() ? run_dir + "/table.json" : c.table.str();
+
+  p.importance = importance_options(c, p.permuted);
+  if (c.table.empty()) p.profile = profile_options(c, p.permuted, p.table);
+  SearchOptions& s = p.search;
+  s.run = stage_model(c, p.permuted, c.device);
+  s.importance.value = p.permuted + "/importance.json";
+  s.space = c.search_space;
+  s.table.value = p.table;
+  s.text.value = c.train_text();
+  s.out.value = p.search_dir;
+  s.workload = c.workload;
+  s.budget = c.budget;
+  s.search = c.search;
+  s.seed = c.seed;
+  s.target_device = c.target_device;
+  FinetuneStageOptions& f = p.finetune;
+  f.run = stage_model(c, p.permuted, c.device);
+  f.arch.value = p.search_dir + "/arch.json";
+  f.text.value = c.train_text();
+  f.out.value = p.exported;
+  f.finetune = c.finetune;
+  f.seed = c.seed;
+  p.bench_original = workload_bench(c, c.model);
+  p.bench_found = workload_bench(c, p.exported);
+  if (!c.data.eval.empty()) {
+    PplOptions po;
+    po.run = stage_model(c, c.model, c.device);
+    po.text = c.data.eval;
+    po.ppl = c.eval.ppl;
+    p.ppl_original = po;
+    po.run.model.value = p.exported;
+    po.teacher = c.model;  // KL of the found model to the original over the same predictions
+    p.ppl_found = po;
+  }
+  return p;
+}
+
+std::vector<StageJob> stage_jobs(const RunPlan& p) {
+  const std::string logs = p.run_dir + "/logs/";
+  std::vector<StageJob> jobs;
+  jobs.push_back(stage_job("importance", {"importance"}, p.importance, logs + "importance.json"));
+  if (p.profile) jobs.push_back(stage_job("profile", {"profile"}, *p.profile, logs + "profile.json"));
+  jobs.push_back(stage_job("search", {"search", "--format", "json"}, p.search, logs + "search.json"));
+  jobs.push_back(stage_job("finetune", {"finetune", "--format", "json"}, p.finetune, logs + "finetune.json"));
+  jobs.push_back(stage_job("bench_original", {"bench", "--format", "json"}, p.bench_original, logs + "bench_original.json"));
+  jobs.push_back(stage_job("bench_found", {"bench", "--format", "json"}, p.bench_found, logs + "bench_found.json"));
+  if (p.ppl_original) {
+    jobs.push_back(stage_job("ppl_original", {"eval", "ppl", "--format", "json"}, *p.ppl_original, logs + "ppl_original.json"));
+    jobs.push_back(stage_job("ppl_found", {"eval", "ppl", "--format", "json"}, *p.ppl_found, logs + "ppl_found.json"));
+  }
+  return jobs;
+}
+
+std::optional<double> closed_loop_budget(double budget_ms, double measured, double predicted) {
+  if (budget_ms <= 0 || measured <= 0 || predicted <= 0 || measured <= budget_ms) return std::nullopt;
+  return budget_ms * predicted / measured;
+}
+
+report::RunSummary collect_summary(const RunConfig& c, const std::string& run_dir, const Json& stages) {
+  const Json arch = read_json_or_null(run_dir + "/search/arch.json");
+  const Json search = read_json_or_null(run_dir + "/logs/search.json");
+  JNAS_CHECK_IO(arch.is_object() && search.is_object(), "{}: the search's outputs are missing; rerun", run_dir);
+  auto ms = [&](const char* log) -> std::optional<double> {
+    const double v = measured_ms(read_json_or_null(run_dir + "/logs/" + log), c.workload);
+    return v > 0 ? std::optional<double>(v) : std::nullopt;
+  };
+  auto ppl = [&](const char* log) -> std::optional<double> {
+    const Json j = read_json_or_null(run_dir + "/logs/" + log);
+    return j.is_object() && j.contains("ppl") && j["ppl"].is_number() ? std::optional<double>(j["ppl"].get<double>())
+                                                                     : std::nullopt;
+  };
+  report::RunSummary s;
+  s.run_dir = run_dir;
+  s.workload = arch.value("workload", Json::object());
+  s.budget = arch.value("budget", Json::object());
+  s.budget_latency_ms = stages.value("budget_latency_ms", s.budget.value("latency_ms", 0.0));
+  s.budget_text = c.budget.latency;
+  s.dense = search.value("dense", Json::object());
+  s.predicted = arch.value("predicted", Json::object());
+  s.measured_original_ms = ms("bench_original.json");
+  s.measured_found_ms = ms("bench_found.json");
+  s.ppl_original = ppl("ppl_original.json");
+  s.ppl_found = ppl("ppl_found.json");
+  s.eval_text = c.data.eval.empty() ? "" : fs::path(c.data.eval.str()).filename().string();
+  s.steps_run = arch.value("steps_run", int64_t{0});
+  s.stop_reason = arch.value("stop_reason", std::string("?"));
+  const Json ft = read_json_or_null(run_dir + "/logs/finetune.json");
+  if (ft.is_object() && ft.contains("kd_first")) s.kd_first = ft.value("kd_first", 0.0), s.kd_last = ft.value("kd_last", 0.0);
+  const Json& cfg = arch.contains("config") ? arch["config"] : Json::object();
+  s.layer_specs = cfg.value("jointnas_layer_specs", Json::array());
+  s.hidden_size = cfg.value("hidden_size", int64_t{0});
+  const Json dense_cfg = read_json_or_null(run_dir + "/permuted/config.json");
+  s.hidden_size_original = dense_cfg.is_object() ? dense_cfg.value("hidden_size", int64_t{0}) : 0;
+  return s;
+}
+
+std::string write_run_report(const RunConfig& c, const std::string& run_dir, const Json& stages) {
+  const report::RunSummary s = collect_summary(c, run_dir, stages);
+  const std::string md = report::summary_markdown(s);
+  write_file_atomic(run_dir + "/summary.md", md);
+  write_file_atomic(run_dir + "/report.svg", report::architecture_svg(s.layer_specs));
+  return md;
+}
+
+std::string run_pipeline(const RunConfig& c, const std::string& config_text, const std::string& run_dir,
+                         int64_t closed_loop, const std::atomic<bool>& interrupt) {
+  std::error_code ec;
+  fs::create_directories(fs::path(run_dir) / "logs", ec);
+  JNAS_CHECK_IO(!ec, "cannot create the run directory {}: {}", run_dir, ec.message());
+  Stages st(run_dir + "/stages.json", interrupt);
+  Json& stages = st.json();
+  // The config is part of the run: a different config in the same directory is refused.
+  if (stages.contains("config")) {
+    JNAS_CHECK_CONFIG(stages["config"] == config_text,
+                      "{} was started with another config; use a new run directory (--out) or delete it", run_dir);
+  }
+  stages["config"] = config_text;
+  st.save();
+  RunPlan plan = plan_run(c, run_dir);
+  for (const StageJob& job : stage_jobs(plan)) {
+    st.run(job);
+    if (job.name == "search" && !stages.contains("budget_latency_ms")) {
+      // The user's latency budget in ms (a "0.6x" resolved by the search), before any correction.
+      stages["budget_latency_ms"] = read_json_file(plan.search_dir + "/arch.json")["budget"].value("latency_ms", 0.0);
+      st.save();
+    }
+  }
+  const double budget_ms = stages.value("budget_latency_ms", 0.0);
+  const int64_t rounds = closed_loop >= 0 ? closed_loop : c.closed_loop;
+  for (int64_t k = 1; k <= rounds && budget_ms > 0; ++k) {
+    const double measured = measured_ms(read_json_or_null(run_dir + "/logs/bench_found.json"), c.workload);
+    const double predicted = read_json_file(plan.search_dir + "/arch.json")["predicted"].value("latency_ms", 0.0);
+    const std::optional<double> corrected = closed_loop_budget(budget_ms, measured, predicted);
+    if (!corrected) break;
+    JNAS_LOG_WARN("[run] the found model measures {:.4f} ms against the {:.4f} ms budget (table: {:.4f} ms); round {}: "
+                  "holding the table to {:.4f} ms",
+                  measured, budget_ms, predicted, k, *corrected);
+    RunPlan again = plan;
+    again.search.budget.latency = fmt::format("{:.6f}", *corrected);
+    try {
+      // The same logs: the report reads the latest.
+      const std::string logs = run_dir + "/logs/";
+      const std::string pre = fmt::format("closed_loop_{}_", k);
+      st.run(stage_job(pre + "search", {"search", "--format", "json"}, again.search, logs + "search.json"));
+      st.run(stage_job(pre + "finetune", {"finetune", "--format", "json"}, again.finetune, logs + "finetune.json"));
+      st.run(stage_job(pre + "bench_found", {"bench", "--format", "json"}, again.bench_found, logs + "bench_found.json"));
+      if (again.ppl_found) {
+        st.run(stage_job(pre + "ppl_found", {"eval", "ppl", "--format", "json"}, *again.ppl_found, logs + "ppl_found.json"));
+      }
+    } catch (const Interrupted&) {
+      throw;
+    } catch (const Error&) {
+      // Typically the corrected budget is below what the space can reach: report what was
+      // measured (the report says the budget is missed), then fail.
+      write_run_report(c, run_dir, stages);
+      throw IoError(fmt::format("closed-loop round {} could not meet the {:.4f} ms budget on this device (the found "
+                                "model measures {:.4f} ms, the table predicted {:.4f} ms); see the error above and {}/summary.md",
+                                k, budget_ms, measured, predicted, run_dir));
+    }
+  }
+  return write_run_report(c, run_dir, stages);
+}
+
+}  // namespace jointnas::pipeline

@@ -1,0 +1,85 @@
+// `jointnas run CONFIG.yaml`: every stage of the pipeline in one run directory (importance ->
+// profile -> search -> finetune -> bench -> eval -> report), each as a child process of the same
+// binary whose options are the typed structs built here from the checked config (plan_run). A
+// finished stage is recorded in RUN/stages.json and skipped when the run is started again; the
+// search resumes from its own checkpoints. The closed loop re-holds the table to a tighter budget
+// when the exported model misses the user's (docs/pipeline.md).
+#pragma once
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "jointnas/pipeline/arch_stage.h"
+#include "jointnas/pipeline/run_config.h"
+#include "jointnas/pipeline/stages.h"
+#include "jointnas/report/run_summary.h"
+
+namespace jointnas::pipeline {
+
+// `jointnas run CONFIG.yaml` and `jointnas pareto CONFIG.yaml`.
+struct RunCommandOptions {
+  opt::Path config;
+  opt::Path out;              // the run directory (default: the config's run_dir, else runs/<config name>)
+  int64_t closed_loop = -1;   // -1: the config's closed_loop
+  bool dry_run = false;       // print the plan (every stage's command line) and stop
+};
+template <class V>
+void fields(V& v, RunCommandOptions& o) {
+  v(opt::Key{"config", "Run config YAML (configs/runs/)", "", nullptr, true}, o.config);
+  v(opt::Key{"out", "Run directory (default: run_dir of the config, else runs/<config name>)"}, o.out);
+  v(opt::Key{"closed_loop", "Closed-loop correction rounds (-1: the config's closed_loop; 0 = off)"}, o.closed_loop,
+    opt::in<int64_t>(-1, 1000));
+  v(opt::Key{"dry_run", "Check the config and print every stage's command line, then stop"}, o.dry_run);
+}
+// The run directory of a command: --out, else the config's run_dir, else runs/<config name>.
+std::string run_directory(const RunCommandOptions& o, const RunConfig& c);
+
+// The importance stage of a config, writing the permuted model to `permuted`; its profile stage,
+// measuring the table into `table` on the target device.
+ImportanceOptions importance_options(const RunConfig& c, const std::string& permuted);
+ProfileStageOptions profile_options(const RunConfig& c, const std::string& permuted, const std::string& table);
+
+// The stages of one run, as typed options.
+struct RunPlan {
+  std::string run_dir, permuted, table, search_dir, exported;
+  ImportanceOptions importance;
+  std::optional<ProfileStageOptions> profile;  // absent when the config gives a table
+  SearchOptions search;
+  FinetuneStageOptions finetune;
+  BenchOptions bench_original, bench_found;
+  std::optional<PplOptions> ppl_original, ppl_found;
+};
+RunPlan plan_run(const RunConfig& c, const std::string& run_dir);
+
+// The bench of `model` for the config's workload: the decode step at its context, or its prefill,
+// at its batch, on the target device.
+BenchOptions workload_bench(const RunConfig& c, const std::string& model);
+
+// A stage as a child process: `jointnas <command> <every option>`, its stdout to `log`.
+template <class O>
+StageJob stage_job(const std::string& name, const std::vector<std::string>& command, const O& options,
+                   const std::string& log) {
+  std::vector<std::string> args = command;
+  for (auto& a : opt::to_args(options)) args.push_back(std::move(a));
+  return StageJob{name, std::move(args), log};
+}
+std::vector<StageJob> stage_jobs(const RunPlan& p);
+
+// The closed loop (method.md): when the found model measures above the user's latency budget, the
+// table's bias near this architecture (measured / predicted) tightens the budget the table is
+// held to: budget * predicted / measured. nullopt when nothing is to correct.
+std::optional<double> closed_loop_budget(double budget_ms, double measured_ms, double predicted_ms);
+
+// The summary's values from what the stages wrote in `run_dir`.
+report::RunSummary collect_summary(const RunConfig& c, const std::string& run_dir, const Json& stages);
+// Writes RUN/summary.md and RUN/report.svg; returns the markdown.
+std::string write_run_report(const RunConfig& c, const std::string& run_dir, const Json& stages);
+
+// Runs (or resumes) the pipeline; returns the summary (markdown). `closed_loop` >= 0 overrides the
+// config's rounds. `config_text` is recorded in stages.json: a run directory belongs to one config.
+std::string run_pipeline(const RunConfig& c, const std::string& config_text, const std::string& run_dir,
+                         int64_t closed_loop, const std::atomic<bool>& interrupt);
+
+}  // namespace jointnas::pipeline

@@ -1,0 +1,94 @@
+// The checks of a run config before any stage runs; see run_config.h (check).
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/model/checkpoint.h"
+#include "jointnas/pipeline/run_config.h"
+#include "jointnas/pipeline/study_plan.h"
+#include "jointnas/search/space.h"
+
+namespace jointnas::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A file the config names must exist and be a regular file (a FIFO or a directory where a file
+// should be is named as such).
+void check_file(const RunConfig& c, const char* key, const std::string& path, bool dir_ok = false) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw ConfigError(fmt::format("{}: '{}': {} does not exist", c.source, key, path),
+                      "paths are relative to the run config's folder; \"$SHARED/...\" is the shared data folder "
+                      "(JNAS_SHARED_DIR)");
+  }
+  if (S_ISREG(st.st_mode) || (dir_ok && S_ISDIR(st.st_mode))) return;
+  const char* what = S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)" : "not a regular file";
+  throw ConfigError(fmt::format("{}: '{}': {} is {}, expected a {}", c.source, key, path, what,
+                                dir_ok ? "file or directory" : "file"));
+}
+
+void check_data(const RunConfig& c, RunMode mode) {
+  if (c.data.calibration.empty()) {
+    throw ConfigError(fmt::format("{}: 'data.calibration' is required: the text the importance ranking is computed on",
+                                  c.source),
+                      "add for example `data: {calibration: $SHARED/data/text/wikitext2/wikitext2_train_5k.txt}`");
+  }
+  check_file(c, "data.calibration", c.data.calibration);
+  if (!c.data.train.empty()) check_file(c, "data.train", c.data.train);
+  if (!c.data.eval.empty()) check_file(c, "data.eval", c.data.eval);
+  JNAS_CHECK_CONFIG(mode != RunMode::kStudy || !c.data.eval.empty(),
+                    "{}: 'data.eval' (the held-out perplexity text) is required by `jointnas pareto`", c.source);
+}
+
+// The workload, the eval window and the bench contexts against the model's positions: a decode
+// step at context c needs c + 1 positions, a prefill of s tokens s positions.
+void check_positions(const RunConfig& c, const model::LlamaConfig& m) {
+  const int64_t P = m.max_position_embeddings;
+  const profile::Workload& w = c.workload;
+  if (w.kind == "decode") {
+    JNAS_CHECK_CONFIG(w.context + 1 <= P,
+                      "{}: 'workload.context' {} does not fit the model: a decode step at context c needs c + 1 of its "
+                      "{} positions (at most {})",
+                      c.source, w.context, P, P - 1);
+  } else {
+    JNAS_CHECK_CONFIG(w.tokens <= P, "{}: 'workload.tokens' {} exceeds the model's {} positions", c.source, w.tokens, P);
+  }
+  if (!c.data.eval.empty()) {
+    const int64_t win = ppl_window(c.eval.ppl, P);
+    JNAS_CHECK_CONFIG(win >= 2 && win <= P,
+                      "{}: the perplexity window {} ('eval.window', or the protocol's) does not fit the model's {} "
+                      "positions",
+                      c.source, win, P);
+  }
+}
+
+}  // namespace
+
+void check(const RunConfig& c, RunMode mode) {
+  check_file(c, "model", c.model, /*dir_ok=*/true);
+  check_file(c, "search_space", c.search_space);
+  if (!c.table.empty()) check_file(c, "table", c.table);
+  check_data(c, mode);
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  JNAS_CHECK_CONFIG(c.threads <= static_cast<int64_t>(cores),
+                    "{}: 'threads' {} exceeds this machine's {} cores (more threads than cores only slow every "
+                    "stage down)",
+                    c.source, c.threads, cores);
+  if (mode == RunMode::kRun) {
+    check_budget(c.budget, c.source + ": 'budget'");
+  } else {
+    JNAS_CHECK_CONFIG(c.has_pareto, "{}: `jointnas pareto` needs a 'pareto' section (budgets, methods, ...)", c.source);
+  }
+  // The model's config and the search space against it: cheap (the weights are mapped, not read).
+  const model::Checkpoint ck = model::load_checkpoint(c.model);
+  check_positions(c, ck.config);
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, c.target());
+  if (mode == RunMode::kStudy) check_study(c, space);
+}
+
+}  // namespace jointnas::pipeline

@@ -1,0 +1,128 @@
+// The `search` stage; see search_stage.h.
+#include "jointnas/pipeline/search_stage.h"
+
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include "jointnas/compress/importance.h"
+#include "jointnas/core/atomic_file.h"
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/core/paths.h"
+#include "jointnas/data/token_stream.h"
+#include "jointnas/pipeline/model_loading.h"
+#include "jointnas/pipeline/step_log.h"
+#include "jointnas/search/arch_io.h"
+
+namespace jointnas::pipeline {
+namespace {
+
+// Logs every tenth step of the search (the whole record goes to search_log.jsonl).
+void log_step(const Json& rec, int64_t steps) {
+  const int64_t s = rec["step"].get<int64_t>();
+  if (s % 10 != 0 && s + 1 != steps) return;
+  JNAS_LOG_INFO("[search] step {}/{} tau {:.3f} kd {:.4f} E[lat] {:.4f} ms penalty {:.4f} entropy {:.3f} decided {}/{} ({:.0f} ms)",
+                s + 1, steps, rec["tau"].get<double>(), rec.value("kd", 0.0), rec.value("expected_latency_ms", 0.0),
+                rec.value("penalty", 0.0), rec["mean_entropy"].get<double>(), rec["decided"].get<int64_t>(),
+                rec["decisions"].get<int64_t>(), rec["ms"].get<double>());
+}
+
+// A latency budget below what the space reaches becomes that reach (--clamp-budget); returns the
+// budget it replaced (0: none).
+double clamp_latency(const search::CostContext& cc, search::Budget& budget) {
+  const double reach = search::arch_cost(cc, search::fastest_arch(cc)).latency_ms;
+  if (budget.latency_ms <= 0 || budget.latency_ms >= reach) return 0;
+  JNAS_LOG_WARN("[search] the latency budget {:.4f} ms is below the {:.4f} ms this space reaches; --clamp-budget: "
+                "searching at {:.4f} ms",
+                budget.latency_ms, reach, reach * (1 + 1e-6));
+  const double was = budget.latency_ms;
+  budget.latency_ms = reach * (1 + 1e-6);
+  return was;
+}
+
+}  // namespace
+
+search::Budget resolve_budget(const BudgetSettings& b, double dense_latency_ms) {
+  search::Budget budget;
+  if (!b.latency.empty()) budget.latency_ms = parse_latency_budget(b.latency, dense_latency_ms);
+  budget.memory_bytes = b.memory_mib * 1024.0 * 1024.0;
+  budget.params = b.params;
+  JNAS_CHECK_CONFIG(budget.any(), "search needs a budget: --latency, --memory-mib or --params (all > 0)");
+  return budget;
+}
+
+Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
+  const model::RuntimeOptions ro = runtime_options(o.run);
+  const model::Checkpoint ck = model::load_checkpoint(o.run.model);
+  const model::LlamaConfig& cfg = ck.config;
+  const std::string dev = target_device_name(o.target_device, ro);
+  // `full` is the space arch.json is written against; `space` the part of it searched here.
+  const search::SearchSpace full = search::SearchSpace::from_yaml_file(o.space, cfg, dev);
+  search::SearchSpace space = full;
+  if (!o.fix_arch.empty()) {
+    space = search::fix_structure(full, search::arch_from_json(read_json_file(o.fix_arch), full, o.fix_arch));
+  }
+  if (!o.formats.empty()) space = search::restrict_formats(space, o.formats);
+  const std::vector<int64_t> rank =
+      o.importance.empty() ? std::vector<int64_t>{} : compress::load_block_rank(o.importance, cfg.num_hidden_layers);
+  const profile::LatencyTable table = profile::LatencyTable::load(o.table);
+  search::CostContext cc{&cfg, &space, rank, &table, o.workload, static_cast<int64_t>(at::elementSize(ro.dtype))};
+
+  // "0.6x" is relative to the whole space's dense model, whatever part of it is searched.
+  search::CostContext cc_full = cc;
+  cc_full.space = &full;
+  const profile::Cost dense = search::arch_cost(cc_full, search::largest_arch(full));
+  search::Budget budget = resolve_budget(o.budget, dense.latency_ms);
+  JNAS_LOG_INFO("[search] dense model by the table: {:.4f} ms, {:.2f} MiB peak memory ({:.2f} MiB weights + KV); budget {}",
+                dense.latency_ms, dense.peak_bytes() / 1048576.0, (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0,
+                budget.to_json().dump());
+  const double clamped_from = o.clamp_budget ? clamp_latency(cc, budget) : 0;
+  // Fails here, before loading data or building the supernet, when the space cannot meet the budget.
+  search::check_budget_feasible(cc, budget);
+
+  const auto tok = load_tokenizer_for(o.run.model, cfg.vocab_size);
+  const std::vector<int64_t> stream = data::load_token_stream(o.text, *tok, cfg, o.search.max_tokens);
+  search::DnasOptions d = o.search.dnas;
+  d.seq_len = std::min(d.seq_len, cfg.max_position_embeddings);
+  d.seed = static_cast<uint64_t>(o.seed);
+  d.train_lora = !o.frozen_weights;
+  search::SupernetOptions so;
+  so.mixing = o.search.mixing;
+  so.device = ro.device;
+  so.dtype = ro.dtype;
+  so.lora_rank = o.search.lora_rank;
+  search::Supernet net(ck, space, rank, so, d.seed);
+
+  const std::string out = o.out;
+  std::error_code ec;
+  std::filesystem::create_directories(out, ec);
+  JNAS_CHECK_IO(!ec && dir_exists(out), "cannot create the output directory {}: {}", out, ec.message());
+  const std::string arch_path = out + "/arch.json", log_path = out + "/search_log.jsonl";
+  StepLog log(log_path);
+  d.checkpoint.dir = out + "/checkpoint";
+  d.checkpoint.interrupt = interrupt;
+  d.checkpoint.on_resume = [&](int64_t step) { log.resume_at(step); };
+  search::LocalProcessGroup pg;
+  JNAS_LOG_INFO("[search] {} tokens, {} decisions, 10^{:.1f} architectures, {} steps", stream.size(),
+                net.named_arch_parameters().size(), space.log10_num_architectures(rank), d.steps);
+  search::DnasResult r = search::run_dnas(net, stream, cc, budget, d, pg, [&](const Json& rec) {
+    log.write(rec);
+    log_step(rec, d.steps);
+  });
+  r.argmax = search::map_arch(space, r.argmax, full);  // identity unless a part was searched
+  r.arch = search::map_arch(space, r.arch, full);
+  Json aj = search::arch_json(cc_full, r, budget);
+  if (!o.formats.empty()) aj["searched_formats"] = o.formats;
+  if (!o.fix_arch.empty()) aj["fixed_structure_from"] = o.fix_arch.str();
+  if (clamped_from > 0) aj["budget_clamped_from_ms"] = clamped_from;
+  write_file_atomic(arch_path, aj.dump(1) + "\n");
+  Json summary{{"arch", arch_path}, {"log", log_path}, {"predicted", r.predicted.to_json()},
+               {"dense", dense.to_json()}, {"budget", budget.to_json()}, {"steps_run", r.steps_run},
+               {"stop_reason", r.stop_reason}};
+  summary["repairs"] = r.repairs;
+  return summary;
+}
+
+}  // namespace jointnas::pipeline

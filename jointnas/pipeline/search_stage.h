@@ -1,0 +1,121 @@
+// The `search` stage: the differentiable joint search (search/dnas.h) over a model, a search space,
+// a latency table and budgets; writes arch.json and search_log.jsonl into its output directory.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "jointnas/core/json_util.h"
+#include "jointnas/pipeline/settings.h"
+#include "jointnas/search/dnas.h"
+
+namespace jointnas::search {
+
+inline const opt::Names<Relaxation>& relaxation_names() {
+  static const opt::Names<Relaxation> n{
+      {Relaxation::kGumbel, "gumbel"}, {Relaxation::kHard, "hard"}, {Relaxation::kSoftmax, "softmax"}};
+  return n;
+}
+inline const opt::Names<Mixing>& mixing_names() {
+  static const opt::Names<Mixing> n{{Mixing::kFactorized, "factorized"},
+                                    {Mixing::kDenseMask, "dense_mask"},
+                                    {Mixing::kLoop, "loop"},
+                                    {Mixing::kPlain, "plain"}};
+  return n;
+}
+
+// The knobs of the DNAS loop a user may set (the rest of DnasOptions is wired by the stage).
+template <class V>
+void fields(V& v, DnasOptions& o) {
+  v(opt::Key{"steps", "Alternating steps (each: one LoRA update, one architecture update)"}, o.steps,
+    opt::in<int64_t>(0, 10000000));
+  v(opt::Key{"batch", "Windows per step", "train-batch"}, o.batch, opt::in<int64_t>(1, 1 << 16));
+  v(opt::Key{"seq_len", "Tokens per window (at most the model's positions)"}, o.seq_len, opt::in<int64_t>(2, 1 << 20));
+  v(opt::Key{"relaxation", "gumbel | hard | softmax"}, o.relaxation, relaxation_names());
+  v(opt::Key{"tau", "Initial Gumbel temperature"}, o.tau_start, opt::in(1e-6, 1e6));
+  v(opt::Key{"tau_end", "Final Gumbel temperature"}, o.tau_end, opt::in(1e-6, 1e6));
+  v(opt::Key{"lr_arch", "Adam step of the architecture logits"}, o.lr_arch, opt::in(0.0, 1e3));
+  v(opt::Key{"lr_lora", "Adam step of the LoRA adapters"}, o.lr_lora, opt::in(0.0, 1e3));
+  v(opt::Key{"penalty", "Budget penalty weight"}, o.penalty_weight, opt::in(0.0, 1e9));
+  v(opt::Key{"penalty_form", "target (spend the primary budget) | hinge (only excess)"}, o.penalty_form,
+    opt::Choices{"target", "hinge"});
+  v(opt::Key{"entropy_weight", "Final weight of the entropy ramp"}, o.entropy_weight, opt::in(0.0, 1e9));
+  v(opt::Key{"entropy_threshold", "Per-decision normalised entropy below which it freezes"}, o.entropy_threshold,
+    opt::in(0.0, 1.0));
+  v(opt::Key{"stop_entropy", "Mean normalised entropy that ends the search"}, o.stop_entropy, opt::in(0.0, 1.0));
+  v(opt::Key{"warmup", "LoRA-only steps first"}, o.warmup_steps, opt::in<int64_t>(0, 10000000));
+  v(opt::Key{"kd_temperature", "Distillation temperature"}, o.loss.temperature, opt::in(1e-3, 1e3));
+  v(opt::Key{"checkpoint_every", "Steps between checkpoints in OUT/checkpoint; a rerun resumes from the last one"},
+    o.checkpoint.every, opt::in<int64_t>(1, 1000000000));
+  v(opt::Key{"checkpoint_seconds", "Also checkpoint when this many seconds passed since the last one (0: steps only)"},
+    o.checkpoint.every_seconds, opt::in(0.0, 1e9));
+}
+
+}  // namespace jointnas::search
+
+namespace jointnas::pipeline {
+
+// The run config's `search:` section; the same flags on `jointnas search`.
+struct SearchSettings {
+  search::DnasOptions dnas;
+  int64_t lora_rank = 8;
+  search::Mixing mixing = search::Mixing::kFactorized;
+  int64_t max_tokens = 200000;
+};
+template <class V>
+void fields(V& v, SearchSettings& s) {
+  fields(v, s.dnas);
+  v(opt::Key{"lora_rank", "LoRA rank (0: frozen weights)"}, s.lora_rank, opt::in<int64_t>(0, 4096));
+  v(opt::Key{"mixing", "factorized | dense_mask | loop"}, s.mixing, search::mixing_names());
+  v(opt::Key{"max_tokens", "Tokens of the training text used (0 = all)"}, s.max_tokens, opt::in<int64_t>(0, int64_t(1) << 40));
+}
+
+// `jointnas search`.
+struct SearchOptions {
+  ModelSettings run;
+  opt::Path space, table, text, out, importance;
+  profile::Workload workload;
+  BudgetSettings budget;
+  SearchSettings search;
+  uint64_t seed = 0;
+  bool frozen_weights = false;
+  std::string target_device;         // whose default formats the space gets (default: --device)
+  std::vector<std::string> formats;  // search only these formats (bf16: architecture only)
+  opt::Path fix_arch;                // arch.json whose structure is kept: precision only
+  bool clamp_budget = false;         // a latency budget below the space's reach becomes that reach
+};
+template <class V>
+void fields(V& v, SearchOptions& o) {
+  fields(v, o.run);
+  v(opt::Key{"space", "Search space YAML (docs/search.md)", nullptr, nullptr, true}, o.space);
+  v(opt::Key{"table", "Latency table from `jointnas profile` for this space and workload", nullptr, nullptr, true},
+    o.table);
+  v(opt::Key{"text", "Training text (distillation data), e.g. wikitext2 train", nullptr, nullptr, true}, o.text);
+  v(opt::Key{"out", "Output directory (arch.json, search_log.jsonl)", nullptr, nullptr, true}, o.out);
+  v(opt::Key{"importance", "importance.json of the (permuted) model: the depth order"}, o.importance);
+  fields(v, o.workload);
+  fields(v, o.budget);
+  fields(v, o.search);
+  v(opt::Key{"seed", "Seed (data order, Gumbel noise, LoRA init)"}, o.seed);
+  v(opt::Key{"frozen_weights", "Architecture updates only"}, o.frozen_weights);
+  v(opt::Key{"target_device", "cpu | cuda: the device the table was measured on, whose formats the space defaults "
+                              "to (default: --device)"},
+    o.target_device, opt::Choices{"", "cpu", "cuda"});
+  v(opt::Key{"formats", "Search only these formats (comma list; bf16 = architecture only)"}, o.formats);
+  v(opt::Key{"fix_arch", "Keep this arch.json's structure; search precision only"}, o.fix_arch);
+  v(opt::Key{"clamp_budget", "A latency budget below what the space reaches becomes that reach (with a warning) "
+                             "instead of an error"},
+    o.clamp_budget);
+}
+
+// The budget of `b` in absolute units; "0.6x" is a fraction of `dense_latency_ms`. ConfigError
+// when no budget is set.
+search::Budget resolve_budget(const BudgetSettings& b, double dense_latency_ms);
+
+// Runs the search; returns the summary (arch path, predicted / dense cost, budget, repairs).
+// `interrupt`: set by SIGINT / SIGTERM, the search checkpoints and throws Interrupted.
+Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt);
+
+}  // namespace jointnas::pipeline

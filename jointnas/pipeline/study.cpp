@@ -1,0 +1,219 @@
+// `jointnas pareto`; see study.h.
+#include "jointnas/pipeline/study.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "jointnas/core/paths.h"
+#include "jointnas/core/atomic_file.h"
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/report/run_summary.h"
+
+namespace jointnas::pipeline {
+namespace {
+
+namespace fs = std::filesystem;
+
+double num(const Json& j, const char* k) { return j.is_object() && j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN; }
+
+double latency_of(const Study& s, const Json& bench) {
+  const char* key = s.prefill() ? "prefill" : "decode";
+  if (!bench.is_object() || !bench.contains(key) || !bench[key].is_array() || bench[key].empty()) return NAN;
+  return num(bench[key][0], "ms");
+}
+
+// Predicted cost columns from an arch.json's (or the dense cost log's) "predicted".
+void put_predicted(const Json& predicted, report::MeasuredPoint& m) {
+  m.predicted_ms = num(predicted, "latency_ms");
+  m.mib = (num(predicted, "weight_bytes") + num(predicted, "kv_cache_bytes")) / 1048576.0;
+  m.peak_mib = num(predicted, "peak_bytes") / 1048576.0;
+  m.params = num(predicted, "params");
+}
+
+void put_tasks(const Json& tasks, report::MeasuredPoint& m) {
+  if (!tasks.is_object() || !tasks.contains("results") || !tasks["results"].is_array() || tasks["results"].empty()) return;
+  double sum = 0, var = 0;
+  for (const Json& r : tasks["results"]) {
+    const double a = num(r, "acc"), se = num(r, "acc_stderr");
+    m.task_acc[r.value("task", std::string("?"))] = a;
+    sum += a;
+    var += std::isfinite(se) ? se * se : NAN;
+  }
+  const double n = static_cast<double>(tasks["results"].size());
+  m.acc = sum / n;
+  m.acc_se = std::sqrt(var) / n;
+}
+
+// The first failed stage of the point, if any, else whether it is measured.
+std::string status_of(const Study& s, const Stages& st, const Point& p, bool ok) {
+  for (const auto& [name, rec] : st.json().items()) {
+    if (name.rfind(p.id + "/", 0) == 0 && rec.is_object() && rec.value("failed", false)) {
+      return fmt::format("{} failed (exit {}){}", name.substr(p.id.size() + 1), rec.value("exit", -1),
+                         rec.contains("error") && rec["error"].is_string() ? ": " + rec["error"].get<std::string>() : "");
+    }
+  }
+  if (!ok && p.method == Method::kSeqFormat) {
+    const std::string dep = "arch_only-" + p.budget + "/search";
+    if (st.json().contains(dep) && st.json()[dep].value("failed", false)) return "skipped: " + dep + " failed";
+  }
+  return ok ? "measured" : "not measured yet";
+}
+
+// A point whose architecture failed skips the stages after it (they would fail the same way).
+void drop_failed(std::vector<StageJob>& jobs, const std::vector<std::string>& failed) {
+  std::set<std::string> bad;
+  for (const auto& n : failed) bad.insert(n.substr(0, n.find('/')));
+  std::erase_if(jobs, [&](const StageJob& j) { return bad.count(j.name.substr(0, j.name.find('/'))) > 0; });
+}
+
+// The shared stages and the budgets (`budgets: auto` resolved once and recorded in stages.json).
+void run_shared(Study& s, Stages& st) {
+  for (const StageJob& j : shared_jobs(s)) st.run(j);
+  st.run(cost_job(s, "dense_cost", false));
+  if (!s.budgets.empty()) return;
+  const StageJob fj = cost_job(s, "fastest_cost", true);
+  st.run(fj);
+  const Json fc = read_json_file(fj.log);
+  const double fastest = fc["predicted"].value("latency_ms", 0.0), dense_ms = fc["dense"].value("latency_ms", 0.0);
+  JNAS_CHECK_IO(fastest > 0 && dense_ms > 0, "{}: no predicted latencies", fj.log);
+  resolve_auto_budgets(s, fastest / dense_ms);
+  st.json()["budgets"] = s.budgets;
+  st.json()["seed_budgets"] = s.seed_budgets;
+  st.save();
+  JNAS_LOG_INFO("[pareto] budgets: auto -> {} (the fastest architecture predicts {:.3f}x of the dense model)",
+                fmt::join(s.budgets, ", "), fastest / dense_ms);
+}
+
+void run_phases(const Study& s, Stages& st) {
+  StudyJobs j = study_jobs(s);
+  auto phase = [&](const char* name, std::vector<StageJob>& jobs, int64_t parallel, std::vector<std::vector<StageJob>*> later) {
+    JNAS_LOG_INFO("[pareto] {}: {} stages, {} at once", name, jobs.size(), parallel);
+    const auto failed = st.run_all(jobs, static_cast<int>(parallel));
+    for (auto* l : later) drop_failed(*l, failed);
+  };
+  phase("architectures, round 1", j.round1, s.parallel, {&j.round2, &j.finetunes, &j.evals, &j.benches});
+  // Sequential points also depend on their architecture-only point.
+  for (const Point& p : s.points) {
+    if (p.method == Method::kSeqFormat && !st.done("arch_only-" + p.budget + "/search")) {
+      for (auto* l : {&j.round2, &j.finetunes, &j.evals, &j.benches}) drop_failed(*l, {p.id + "/"});
+    }
+  }
+  phase("architectures, round 2", j.round2, s.parallel, {&j.finetunes, &j.evals, &j.benches});
+  phase("finetune", j.finetunes, s.parallel, {&j.evals, &j.benches});
+  phase("evaluation", j.evals, s.parallel, {});
+  phase("latency (one at a time)", j.benches, 1, {});
+  if (s.config.pareto.keep_models) return;
+  for (const Point& p : s.points) {
+    if (p.method != Method::kOriginal && st.done(p.id + "/bench") && st.done(p.id + "/ppl") &&
+        (s.config.eval.tasks.empty() || st.done(p.id + "/tasks"))) {
+      std::remove((s.pdir(p) + "/model/model.safetensors").c_str());
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& st) {
+  std::vector<report::MeasuredPoint> out;
+  for (const Point& p : s.points) {
+    report::MeasuredPoint m;
+    m.id = p.id;
+    m.method = p.method_name();
+    m.family = family_name(p.family());
+    m.budget = p.budget;
+    m.seed = p.seed;
+    m.front_seed = p.front_seed;
+    const std::string d = p.method == Method::kOriginal ? s.out : s.pdir(p);
+    m.ms = latency_of(s, read_json_or_null(d + "/logs/bench.json"));
+    const Json ppl = read_json_or_null(d + "/logs/ppl.json");
+    m.ppl = num(ppl, "ppl");
+    if (ppl.is_object() && ppl.contains("teacher")) {
+      m.kl = num(ppl["teacher"], "kl");
+      m.top1 = num(ppl["teacher"], "top1_agreement");
+    }
+    put_tasks(read_json_or_null(d + "/logs/tasks.json"), m);
+    if (p.method != Method::kOriginal) {
+      const Json aj = read_json_or_null(s.arch_path(p));
+      if (aj.is_object()) {
+        m.arch = aj;
+        put_predicted(aj["predicted"], m);
+      }
+    } else {
+      const Json sj = read_json_or_null(s.out + "/logs/dense_cost.json");
+      if (sj.is_object()) put_predicted(sj["predicted"], m);
+    }
+    m.ok = std::isfinite(m.ms) && std::isfinite(m.ppl);
+    m.status = status_of(s, st, p, m.ok);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+report::StudyInfo study_info(const Study& s, const Stages& st) {
+  const RunConfig& c = s.config;
+  report::StudyInfo info;
+  info.model = fs::path(c.model.str()).filename().string();
+  if (info.model.empty()) info.model = c.model;
+  Json w = c.workload.to_json();
+  info.workload = report::workload_words(w);
+  info.prefill = s.prefill();
+  info.target = c.target();
+  const Json t = read_json_or_null(s.table());
+  info.device_name = t.is_object() && t.contains("meta") ? t["meta"].value("device", info.target) : info.target;
+  info.budgets = s.budgets;
+  info.seed_budgets = s.seed_budgets;
+  info.seq_formats = s.seq_formats;
+  info.tasks = c.eval.tasks;
+  info.seeds = s.seeds;
+  info.finetune_steps = c.finetune.train.steps;
+  info.eval_text = c.data.eval;
+  for (const auto& [name, rec] : st.json().items()) {
+    if (!rec.is_object() || !rec.contains("seconds")) continue;
+    const auto slash = name.rfind('/');
+    info.stage_seconds[slash == std::string::npos ? name : name.substr(slash + 1)] += rec.value("seconds", 0.0);
+  }
+  return info;
+}
+
+std::string run_study(Study s, const std::string& config_text, bool report_only, const std::atomic<bool>& interrupt) {
+  std::error_code ec;
+  fs::create_directories(fs::path(s.out) / "logs", ec);
+  JNAS_CHECK_IO(!ec, "cannot create the study directory {}: {}", s.out, ec.message());
+  Stages st(s.out + "/stages.json", interrupt);
+  if (st.json().contains("config")) {
+    JNAS_CHECK_CONFIG(st.json()["config"] == config_text,
+                      "{} was started with another config; use a new directory (--out) or delete it", s.out);
+  }
+  if (s.budgets.empty() && st.json().contains("budgets")) {
+    s.budgets = st.json()["budgets"].get<std::vector<std::string>>();
+    s.seed_budgets = st.json().value("seed_budgets", std::vector<std::string>{});
+  }
+  if (!report_only) {
+    st.json()["config"] = config_text;
+    st.save();
+    run_shared(s, st);
+    build_points(s);
+    for (const Point& p : s.points) {
+      if (p.method != Method::kOriginal) fs::create_directories(fs::path(s.pdir(p)) / "logs");
+    }
+    JNAS_LOG_INFO("[pareto] {} points ({} budgets), {} at once; study directory {}", s.points.size(), s.budgets.size(),
+                  s.parallel, s.out);
+    write_file_atomic(s.depth_space(), depth_space_yaml(s.config.search_space));
+    run_phases(s, st);
+  } else {
+    JNAS_CHECK_IO(!s.budgets.empty(), "{}: no budgets resolved yet (budgets: auto); run the study first", s.out);
+    build_points(s);
+  }
+  const std::string rd = s.out + "/report";
+  fs::create_directories(rd);
+  const report::StudyInfo info = study_info(s, st);
+  return report::write_pareto_report(report::make_pareto_report(info, collect_points(s, st)), info, rd);
+}
+
+}  // namespace jointnas::pipeline

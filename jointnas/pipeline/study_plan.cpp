@@ -1,0 +1,337 @@
+// The plan of a Pareto study; see study_plan.h.
+#include "jointnas/pipeline/study_plan.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <yaml-cpp/yaml.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/pipeline/run.h"
+
+namespace jointnas::pipeline {
+namespace {
+
+const std::vector<std::string> kDefaultSeqFormats{"w8a8", "fp8_e4m3", "w4a16_g128"};
+const std::vector<std::string> kDefaultQuantFormats{"w8a16", "w4a16_g128", "w8a8", "fp8_e4m3"};
+
+// The formats of `given` (or of the defaults) that the space offers, bf16 left out; a named one it
+// does not offer is an error.
+std::vector<std::string> baseline_formats(const RunConfig& c, const std::set<std::string>& offered, const char* key,
+                                          const std::vector<std::string>& given, const std::vector<std::string>& dflt) {
+  for (const auto& f : given) {
+    JNAS_CHECK_CONFIG(offered.count(f), "{}: 'pareto.{}': {} is not a format of {} on {} (it offers {})", c.source, key,
+                      f, c.search_space.str(), c.target(), fmt::join(offered, ", "));
+  }
+  std::vector<std::string> v = given.empty() ? dflt : given;
+  std::erase_if(v, [&](const std::string& f) { return !offered.count(f) || f == "bf16"; });
+  return v;
+}
+
+bool auto_budgets(const RunConfig& c) { return c.pareto.budgets.size() == 1 && c.pareto.budgets[0] == "auto"; }
+
+// A `search` stage (joint, architecture-only, precision-only) of point `p` into `dir`.
+StageJob search_job(const Study& s, const Point& p, const std::string& name, const std::string& dir,
+                    const std::string& budget) {
+  const RunConfig& c = s.config;
+  SearchOptions o;
+  o.run = stage_model(c, s.permuted(), c.device);
+  o.space = c.search_space;
+  o.table.value = s.table();
+  o.text.value = c.train_text();
+  o.out.value = dir;
+  o.importance.value = s.permuted() + "/importance.json";
+  o.workload = c.workload;
+  o.budget.latency = budget;
+  o.search = c.search;
+  o.seed = p.seed;
+  o.target_device = c.target();
+  if (p.method == Method::kArchOnly || (p.method == Method::kSeqMix && name.ends_with("search_arch"))) o.formats = {"bf16"};
+  if (p.method == Method::kSeqMix && name.ends_with("search_formats")) {
+    o.fix_arch.value = s.pdir(p) + "/search_arch/arch.json";
+    o.clamp_budget = true;
+  }
+  return stage_job(name, {"search", "--format", "json"}, o, dir + ".log.json");
+}
+
+// An `arch` stage (an architecture by rule) of point `p`.
+StageJob arch_job(const Study& s, const Point& p, const std::string& name) {
+  const RunConfig& c = s.config;
+  ArchStageOptions o;
+  o.run = stage_model(c, s.permuted(), c.device);
+  o.space = c.search_space;
+  o.table.value = s.table();
+  o.importance.value = s.permuted() + "/importance.json";
+  o.target_device = c.target();
+  o.workload = c.workload;
+  o.out.value = s.pdir(p) + "/arch.json";
+  if (p.method == Method::kSeqFormat) {
+    o.from.value = s.out + "/points/arch_only-" + p.budget + "/search/arch.json";
+    o.format_all = p.format;
+  } else if (p.method == Method::kQuantOnly) {
+    o.format_all = p.format;
+  } else if (p.method == Method::kDepthOnly) {
+    o.space.value = s.depth_space();
+    o.latency = p.budget;
+    o.fit_depth = true;
+  }
+  return stage_job(name, {"arch", "--format", "json"}, o, s.pdir(p) + "/logs/arch.json");
+}
+
+StageJob finetune_job(const Study& s, const Point& p) {
+  const RunConfig& c = s.config;
+  FinetuneStageOptions o;
+  o.run = stage_model(c, s.permuted(), c.device);
+  o.arch.value = s.arch_path(p);
+  o.text.value = c.train_text();
+  o.out.value = s.pdir(p) + "/model";
+  o.finetune = c.finetune;
+  o.seed = p.seed;
+  return stage_job(p.id + "/finetune", {"finetune", "--format", "json"}, o, s.pdir(p) + "/logs/finetune.json");
+}
+
+void add_eval_jobs(const Study& s, const Point& p, StudyJobs& j) {
+  const RunConfig& c = s.config;
+  const bool original = p.method == Method::kOriginal;
+  const std::string d = original ? s.out : s.pdir(p);
+  const std::string prefix = original ? "original" : p.id;
+  PplOptions ppl;
+  ppl.run = stage_model(c, s.model_path(p), c.device);
+  ppl.text = c.data.eval;
+  ppl.teacher = c.model;
+  ppl.ppl = c.eval.ppl;
+  j.evals.push_back(stage_job(prefix + "/ppl", {"eval", "ppl", "--format", "json"}, ppl, d + "/logs/ppl.json"));
+  if (!c.eval.tasks.empty()) {
+    std::vector<std::string> a{"eval", "tasks", "--model", s.model_path(p), "--tasks", fmt::format("{}", fmt::join(c.eval.tasks, ",")),
+                               "--limit", std::to_string(c.eval.task_limit), "--format", "json", "--device", c.device,
+                               "--threads", std::to_string(c.threads)};
+    if (!c.eval.task_dir.empty()) a.insert(a.end(), {"--task-dir", c.eval.task_dir.str()});
+    if (!c.eval.task_data.empty()) a.insert(a.end(), {"--data-dir", c.eval.task_data.str()});
+    j.evals.push_back({prefix + "/tasks", a, d + "/logs/tasks.json"});
+  }
+  j.benches.push_back(stage_job(prefix + "/bench", {"bench", "--format", "json"}, workload_bench(c, s.model_path(p)),
+                                d + "/logs/bench.json"));
+}
+
+}  // namespace
+
+const char* family_name(Family f) {
+  switch (f) {
+    case Family::kOriginal: return "original";
+    case Family::kJoint: return "joint";
+    case Family::kSequential: return "sequential";
+    case Family::kDepthOnly: return "depth_only";
+    case Family::kQuantOnly: return "quant_only";
+  }
+  return "?";
+}
+
+Family Point::family() const {
+  switch (method) {
+    case Method::kOriginal: return Family::kOriginal;
+    case Method::kJoint: return Family::kJoint;
+    case Method::kArchOnly:
+    case Method::kSeqFormat:
+    case Method::kSeqMix: return Family::kSequential;
+    case Method::kDepthOnly: return Family::kDepthOnly;
+    case Method::kQuantOnly: return Family::kQuantOnly;
+  }
+  return Family::kOriginal;
+}
+
+std::string Point::method_name() const {
+  switch (method) {
+    case Method::kOriginal: return "original";
+    case Method::kJoint: return "joint";
+    case Method::kArchOnly: return "arch_only";
+    case Method::kSeqFormat: return "seq_" + format;
+    case Method::kSeqMix: return "seq_mix";
+    case Method::kDepthOnly: return "depth_only";
+    case Method::kQuantOnly: return "quant_" + format;
+  }
+  return "?";
+}
+
+double parse_rel(const std::string& b, const std::string& source) {
+  double v = 0;
+  size_t used = 0;
+  try {
+    v = std::stod(b.substr(0, b.size() - 1), &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  JNAS_CHECK_CONFIG(!b.empty() && b.back() == 'x' && used + 1 == b.size() && std::isfinite(v) && v > 0 && v <= 1.5,
+                    "{}: pareto budget '{}' must be a fraction of the dense model's latency such as 0.5x", source,
+                    b.size() > 40 ? b.substr(0, 37) + "..." : b);
+  return v;
+}
+
+std::string fmt_rel(double r) { return fmt::format("{:g}x", r); }
+
+bool Study::has(const char* m) const {
+  return std::find(config.pareto.methods.begin(), config.pareto.methods.end(), m) != config.pareto.methods.end();
+}
+
+std::string Study::arch_path(const Point& p) const {
+  if (p.method == Method::kJoint || p.method == Method::kArchOnly) return pdir(p) + "/search/arch.json";
+  if (p.method == Method::kSeqMix) return pdir(p) + "/search_formats/arch.json";
+  return pdir(p) + "/arch.json";
+}
+
+std::string Study::model_path(const Point& p) const {
+  return p.method == Method::kOriginal ? config.model.str() : pdir(p) + "/model";
+}
+
+std::set<std::string> offered_formats(const search::SearchSpace& space) {
+  // A format every searched slot offers (slots with one choice keep it: `arch --formats` leaves
+  // them alone).
+  std::set<std::string> offered;
+  bool first = true;
+  for (const auto& l : space.layers) {
+    for (const auto& f : l.formats) {
+      if (f.size() < 2) continue;
+      std::set<std::string> here(f.begin(), f.end());
+      if (first) {
+        offered = here;
+        first = false;
+      } else {
+        std::erase_if(offered, [&](const std::string& x) { return !here.count(x); });
+      }
+    }
+  }
+  return offered;
+}
+
+void check_study(const RunConfig& c, const search::SearchSpace& space) {
+  make_study(c, space, c.run_dir, c.pareto.parallel);
+}
+
+Study make_study(const RunConfig& c, const search::SearchSpace& space, const std::string& out, int64_t parallel) {
+  Study s;
+  s.config = c;
+  s.out = out;
+  s.parallel = parallel;
+  const ParetoSettings& p = c.pareto;
+  if (!auto_budgets(c)) {
+    JNAS_CHECK_CONFIG(!p.budgets.empty(), "{}: 'pareto.budgets' is empty", c.source);
+    for (const auto& b : p.budgets) s.budgets.push_back(fmt_rel(parse_rel(b, c.source)));  // one spelling: the ids use it
+    JNAS_CHECK_CONFIG(std::set<std::string>(s.budgets.begin(), s.budgets.end()).size() == s.budgets.size(),
+                      "{}: 'pareto.budgets' repeats a budget ({})", c.source, fmt::join(s.budgets, ", "));
+  }
+  const std::set<std::string> offered = offered_formats(space);
+  s.seq_formats = baseline_formats(c, offered, "sequential_formats", p.sequential_formats, kDefaultSeqFormats);
+  s.quant_formats = baseline_formats(c, offered, "quant_formats", p.quant_formats, kDefaultQuantFormats);
+  s.seeds = p.seeds.empty() ? std::vector<int64_t>{c.seed} : p.seeds;
+  JNAS_CHECK_CONFIG(std::set<int64_t>(s.seeds.begin(), s.seeds.end()).size() == s.seeds.size(),
+                    "{}: 'pareto.seeds' repeats a seed", c.source);
+  JNAS_CHECK_CONFIG(!auto_budgets(c) || p.seed_budgets.empty(),
+                    "{}: with budgets: auto the extra seeds run at the second and the second-to-last budget; drop "
+                    "'pareto.seed_budgets' or list the budgets",
+                    c.source);
+  for (const auto& b : p.seed_budgets) {
+    const std::string r = fmt_rel(parse_rel(b, c.source));
+    JNAS_CHECK_CONFIG(std::find(s.budgets.begin(), s.budgets.end(), r) != s.budgets.end(),
+                      "{}: 'pareto.seed_budgets': {} is not one of pareto.budgets", c.source, r);
+    s.seed_budgets.push_back(r);
+  }
+  return s;
+}
+
+void resolve_auto_budgets(Study& s, double fastest_rel) {
+  const int64_t n = s.config.pareto.budget_count;
+  const double hi = 0.95, lo = std::min(0.9 * hi, std::max(0.02, 1.03 * fastest_rel));
+  s.budgets.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    const double r = std::exp(std::log(lo) + (std::log(hi) - std::log(lo)) * static_cast<double>(i) / static_cast<double>(n - 1));
+    s.budgets.push_back(fmt_rel(std::round(r * 1000) / 1000));
+  }
+  if (s.seeds.size() > 1) s.seed_budgets = {s.budgets[1], s.budgets[s.budgets.size() - 2]};
+}
+
+void build_points(Study& s) {
+  s.points.clear();
+  const int64_t seed0 = s.seeds.front();
+  s.points.push_back({"original", Method::kOriginal, "", "", 0, seed0, true});
+  for (const std::string& b : s.budgets) {
+    const double r = parse_rel(b, s.config.source);
+    if (s.has("joint")) {
+      for (size_t k = 0; k < s.seeds.size(); ++k) {
+        const bool extra = k > 0;
+        if (extra && std::find(s.seed_budgets.begin(), s.seed_budgets.end(), b) == s.seed_budgets.end()) continue;
+        s.points.push_back({fmt::format("joint-{}-s{}", b, s.seeds[k]), Method::kJoint, "", b, r, s.seeds[k], !extra});
+      }
+    }
+    if (s.has("sequential")) {
+      s.points.push_back({fmt::format("arch_only-{}", b), Method::kArchOnly, "", b, r, seed0, true});
+      for (const auto& f : s.seq_formats) {
+        s.points.push_back({fmt::format("seq_{}-{}", f, b), Method::kSeqFormat, f, b, r, seed0, true});
+      }
+      s.points.push_back({fmt::format("seq_mix-{}", b), Method::kSeqMix, "", b, r, seed0, true});
+    }
+    if (s.has("depth_only")) s.points.push_back({fmt::format("depth_only-{}", b), Method::kDepthOnly, "", b, r, seed0, true});
+  }
+  if (s.has("quant_only")) {
+    for (const auto& f : s.quant_formats) s.points.push_back({"quant_" + f, Method::kQuantOnly, f, "", 0, seed0, true});
+  }
+}
+
+std::vector<StageJob> shared_jobs(const Study& s) {
+  std::vector<StageJob> jobs;
+  jobs.push_back(stage_job("importance", {"importance"}, importance_options(s.config, s.permuted()), s.out + "/logs/importance.json"));
+  if (s.config.table.empty()) {
+    jobs.push_back(stage_job("profile", {"profile"}, profile_options(s.config, s.permuted(), s.table()), s.out + "/logs/profile.json"));
+  }
+  return jobs;
+}
+
+StageJob cost_job(const Study& s, const std::string& name, bool fastest) {
+  const RunConfig& c = s.config;
+  ArchStageOptions o;
+  o.run = stage_model(c, s.permuted(), c.device);
+  o.space = c.search_space;
+  o.table.value = s.table();
+  o.importance.value = s.permuted() + "/importance.json";
+  o.target_device = c.target();
+  o.workload = c.workload;
+  o.fastest = fastest;
+  o.out.value = s.out + "/logs/" + (fastest ? "fastest" : "dense") + "_arch.json";
+  return stage_job(name, {"arch", "--format", "json"}, o, s.out + "/logs/" + name + ".json");
+}
+
+StudyJobs study_jobs(const Study& s) {
+  StudyJobs j;
+  for (const Point& p : s.points) {
+    const std::string d = s.pdir(p);
+    switch (p.method) {
+      case Method::kJoint:
+      case Method::kArchOnly: j.round1.push_back(search_job(s, p, p.id + "/search", d + "/search", p.budget)); break;
+      case Method::kSeqMix:
+        // Half the compression (in log latency) by the architecture, the rest by precision.
+        j.round1.push_back(search_job(s, p, p.id + "/search_arch", d + "/search_arch", fmt_rel(std::sqrt(p.rel))));
+        j.round2.push_back(search_job(s, p, p.id + "/search_formats", d + "/search_formats", p.budget));
+        break;
+      case Method::kSeqFormat: j.round2.push_back(arch_job(s, p, p.id + "/arch")); break;
+      case Method::kQuantOnly:
+      case Method::kDepthOnly: j.round1.push_back(arch_job(s, p, p.id + "/arch")); break;
+      case Method::kOriginal: break;
+    }
+    if (p.method != Method::kOriginal) j.finetunes.push_back(finetune_job(s, p));
+    add_eval_jobs(s, p, j);
+  }
+  return j;
+}
+
+std::string depth_space_yaml(const std::string& space_path) {
+  YAML::Node root = YAML::LoadFile(space_path);
+  YAML::Node sp = root["search_space"] ? root["search_space"] : root;
+  YAML::Node d;
+  d["min"] = 1;
+  sp["depth"] = d;
+  YAML::Emitter e;
+  e << root;
+  return std::string("# written by `jointnas pareto`: ") + space_path + " with depth from 1 block\n" + e.c_str() + "\n";
+}
+
+}  // namespace jointnas::pipeline

@@ -1,0 +1,85 @@
+// The plan of a Pareto study (`jointnas pareto`, docs/pareto.md): its budgets, its points (one per
+// method, budget and seed) and the typed options of every stage that makes, finetunes, evaluates
+// and measures them. Pure: no stage runs here.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "jointnas/pipeline/arch_stage.h"
+#include "jointnas/pipeline/run_config.h"
+#include "jointnas/pipeline/stages.h"
+#include "jointnas/search/space.h"
+
+namespace jointnas::pipeline {
+
+// The methods of a study; a point's family groups the sequential variants.
+enum class Method : uint8_t { kOriginal, kJoint, kArchOnly, kSeqFormat, kSeqMix, kDepthOnly, kQuantOnly };
+enum class Family : uint8_t { kOriginal, kJoint, kSequential, kDepthOnly, kQuantOnly };
+const char* family_name(Family f);  // "joint", "sequential", ... (points.json)
+
+// One model of the study.
+struct Point {
+  std::string id;          // directory name under points/ ("joint-0.5x-s0", "seq_w8a8-0.5x", ...)
+  Method method = Method::kOriginal;
+  std::string format;      // kSeqFormat / kQuantOnly: the uniform format
+  std::string budget;      // "0.5x" ("" for budget-free points)
+  double rel = 0;          // the budget as a fraction of the dense model (0: none)
+  int64_t seed = 0;
+  bool front_seed = true;  // the seed the fronts are drawn from (the others show the spread)
+
+  Family family() const;
+  std::string method_name() const;  // "joint", "arch_only", "seq_w8a8", "seq_mix", "depth_only", "quant_w8a8"
+};
+
+// "0.5x" -> 0.5; ConfigError naming `source` unless it is a fraction in (0, 1.5].
+double parse_rel(const std::string& budget, const std::string& source);
+std::string fmt_rel(double r);  // 0.5 -> "0.5x"
+
+// The study's settings resolved against the config and its space.
+struct Study {
+  RunConfig config;
+  std::string out;
+  std::vector<std::string> budgets, seq_formats, quant_formats, seed_budgets;
+  std::vector<int64_t> seeds;
+  int64_t parallel = 1;
+  std::vector<Point> points;
+
+  std::string pdir(const Point& p) const { return out + "/points/" + p.id; }
+  std::string permuted() const { return out + "/permuted"; }
+  std::string table() const { return config.table.empty() ? out + "/table.json" : config.table.str(); }
+  std::string depth_space() const { return out + "/depth_only_space.yaml"; }
+  bool has(const char* method) const;
+  // Where the point's final arch.json is (a search writes it into its own directory).
+  std::string arch_path(const Point& p) const;
+  std::string model_path(const Point& p) const;
+  bool prefill() const { return config.workload.kind == "prefill"; }
+};
+
+// The formats a study's baselines may use: those every searched slot of `space` offers.
+std::set<std::string> offered_formats(const search::SearchSpace& space);
+// The study's checks (run before any stage: budgets, seeds, formats against the space).
+void check_study(const RunConfig& c, const search::SearchSpace& space);
+Study make_study(const RunConfig& c, const search::SearchSpace& space, const std::string& out, int64_t parallel);
+// `budgets: auto`: `count` budgets spread evenly in log latency from 1.03x the fastest architecture
+// the table predicts (as a fraction of the dense model) to 0.95x the dense model; the extra seeds
+// run at the second and second-to-last.
+void resolve_auto_budgets(Study& s, double fastest_rel);
+// Every point, in the order of the report.
+void build_points(Study& s);
+
+// The stages of the study, by phase.
+struct StudyJobs {
+  std::vector<StageJob> round1, round2, finetunes, evals, benches;
+};
+StudyJobs study_jobs(const Study& s);
+// The shared stages: importance, profile (unless a table is given).
+std::vector<StageJob> shared_jobs(const Study& s);
+// An `arch` stage of the whole space (the dense model's cost, or the fastest architecture).
+StageJob cost_job(const Study& s, const std::string& name, bool fastest);
+// The depth-only baseline's space: the user's, with every depth from 1 block (as YAML text).
+std::string depth_space_yaml(const std::string& space_path);
+
+}  // namespace jointnas::pipeline

@@ -1,0 +1,138 @@
+// The report of `jointnas run`; see run_summary.h.
+#include "jointnas/report/run_summary.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace jointnas::report {
+namespace {
+
+double num(const Json& j, const char* k) {
+  return j.is_object() && j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0;
+}
+std::string opt4(const std::optional<double>& v) { return v ? fmt::format("{:.4f}", *v) : "-"; }
+std::string opt3(const std::optional<double>& v) { return v ? fmt::format("{:.3f}", *v) : "-"; }
+std::string fmt_of(const Json& l, const char* k) {
+  return l.contains(k) && l[k].is_string() ? l[k].get<std::string>() : std::string("bf16");
+}
+
+// The budget and what was measured against it, in sentences.
+std::string verdict(const RunSummary& s) {
+  std::string md;
+  const double mem_budget = num(s.budget, "memory_bytes");
+  if (s.budget_latency_ms > 0) {
+    md += fmt::format("The latency budget is {:.4f} ms{} for a {}.", s.budget_latency_ms,
+                      s.budget_text.empty() ? "" : fmt::format(" ({})", s.budget_text), workload_words(s.workload));
+    if (s.measured_found_ms) {
+      md += fmt::format(" The found model measures {:.4f} ms, which {} the budget.", *s.measured_found_ms,
+                        *s.measured_found_ms <= s.budget_latency_ms ? "meets" : "MISSES");
+    }
+  } else {
+    md += fmt::format("The workload is a {}.", workload_words(s.workload));
+  }
+  if (mem_budget > 0) {
+    md += fmt::format(" The memory budget is {:.3f} MiB; the found model's predicted peak is {:.3f} MiB, which {} it "
+                      "(predicted, not measured).",
+                      mem_budget / 1048576.0, num(s.predicted, "peak_bytes") / 1048576.0,
+                      num(s.predicted, "peak_bytes") <= mem_budget ? "meets" : "MISSES");
+  }
+  if (num(s.budget, "params") > 0) {
+    md += fmt::format(" The parameter budget is {:.0f}; the found model has {:.0f}.", num(s.budget, "params"),
+                      num(s.predicted, "params"));
+  }
+  if (s.measured_original_ms && s.measured_found_ms && *s.measured_found_ms > 0) {
+    md += fmt::format(" Measured on this machine, the found model is {:.2f}x as fast as the original ({:.4f} ms against "
+                      "{:.4f} ms).",
+                      *s.measured_original_ms / *s.measured_found_ms, *s.measured_found_ms, *s.measured_original_ms);
+  }
+  if (s.ppl_original && s.ppl_found && *s.ppl_original > 0) {
+    md += fmt::format(" Its perplexity on {} is {:.3f} against the original's {:.3f} ({:.2f}x).",
+                      s.eval_text.empty() ? "the evaluation text" : s.eval_text, *s.ppl_found, *s.ppl_original,
+                      *s.ppl_found / *s.ppl_original);
+  }
+  return md + "\n\n";
+}
+
+std::string layer_table(const RunSummary& s) {
+  std::string md =
+      "| layer | kept | heads / kv | head size | MLP width | qkv | o | gate_up | down |\n|---:|---|---|---:|---:|---|---|---|---|\n";
+  for (size_t i = 0; i < s.layer_specs.size(); ++i) {
+    const Json& l = s.layer_specs[i];
+    if (l.value("skip", false)) {
+      md += fmt::format("| {} | dropped | - | - | - | - | - | - | - |\n", i);
+      continue;
+    }
+    md += fmt::format("| {} | yes | {:.0f} / {:.0f} | {:.0f} | {:.0f} | {} | {} | {} | {} |\n", i,
+                      num(l, "num_attention_heads"), num(l, "num_key_value_heads"), num(l, "head_dim"),
+                      num(l, "intermediate_size"), fmt_of(l, "format_qkv"), fmt_of(l, "format_o"),
+                      fmt_of(l, "format_gate_up"), fmt_of(l, "format_down"));
+  }
+  return md;
+}
+
+}  // namespace
+
+std::string workload_words(const Json& w) {
+  const std::string kind = w.value("kind", std::string("decode"));
+  if (kind == "prefill") {
+    return fmt::format("prefill of {} tokens at batch {}", w.value("tokens", int64_t{0}), w.value("batch", int64_t{1}));
+  }
+  return fmt::format("decode step (one new token) at context {} and batch {}", w.value("context", int64_t{0}),
+                     w.value("batch", int64_t{1}));
+}
+
+std::string summary_markdown(const RunSummary& s) {
+  auto mib = [](const Json& c) { return (num(c, "weight_bytes") + num(c, "kv_cache_bytes")) / 1048576.0; };
+  std::string md = fmt::format("# jointnas run: {}\n\n", s.run_dir);
+  md += verdict(s);
+  md += "| | original | found |\n|---|---:|---:|\n";
+  md += fmt::format("| latency, measured (ms) | {} | {} |\n", opt4(s.measured_original_ms), opt4(s.measured_found_ms));
+  md += fmt::format("| latency, predicted by the table (ms) | {:.4f} | {:.4f} |\n", num(s.dense, "latency_ms"),
+                    num(s.predicted, "latency_ms"));
+  md += fmt::format("| peak memory, predicted (MiB) | {:.3f} | {:.3f} |\n", num(s.dense, "peak_bytes") / 1048576.0,
+                    num(s.predicted, "peak_bytes") / 1048576.0);
+  md += fmt::format("| of which weights + KV cache (MiB) | {:.3f} | {:.3f} |\n", mib(s.dense), mib(s.predicted));
+  md += fmt::format("| parameters | {:.0f} | {:.0f} |\n", num(s.dense, "params"), num(s.predicted, "params"));
+  md += fmt::format("| hidden size | {} | {} |\n", s.hidden_size_original, s.hidden_size);
+  if (s.ppl_original || s.ppl_found) {
+    md += fmt::format("| perplexity (held-out text) | {} | {} |\n", opt3(s.ppl_original), opt3(s.ppl_found));
+  }
+  md += fmt::format("\nSearch: {} steps (stop: {}); finetune KD {} -> {}.\n\n", s.steps_run, s.stop_reason, opt4(s.kd_first),
+                    opt4(s.kd_last));
+  md += layer_table(s);
+  if (!s.sample.empty()) md += fmt::format("\nA greedy sample of the found model:\n\n> {}\n", s.sample);
+  md += "\n![found architecture](report.svg)\n";
+  return md;
+}
+
+std::string architecture_svg(const Json& layers) {
+  const int64_t n = static_cast<int64_t>(layers.size());
+  const int W = 60 * static_cast<int>(n) + 80, H = 260;
+  std::string svg = fmt::format(
+      R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="10">)", W, H);
+  svg += R"(<text x="10" y="14" font-size="12">found architecture per layer: attention width (blue) and MLP width (orange) as a fraction of the widest choice</text>)";
+  double max_attn = 1, max_mlp = 1;
+  for (const Json& l : layers) {
+    max_attn = std::max(max_attn, num(l, "num_attention_heads") * num(l, "head_dim"));
+    max_mlp = std::max(max_mlp, num(l, "intermediate_size"));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const Json& l = layers[static_cast<size_t>(i)];
+    const int x = 50 + 60 * static_cast<int>(i);
+    if (l.value("skip", false)) {
+      svg += fmt::format(R"(<rect x="{}" y="40" width="44" height="160" fill="#ddd"/><text x="{}" y="120">dropped</text>)", x,
+                         x + 2);
+    } else {
+      const double a = num(l, "num_attention_heads") * num(l, "head_dim") / max_attn, m = num(l, "intermediate_size") / max_mlp;
+      svg += fmt::format(R"(<rect x="{}" y="{:.1f}" width="20" height="{:.1f}" fill="#4878d0"/>)", x, 200 - 160 * a, 160 * a);
+      svg += fmt::format(R"(<rect x="{}" y="{:.1f}" width="20" height="{:.1f}" fill="#ee854a"/>)", x + 22, 200 - 160 * m, 160 * m);
+      svg += fmt::format(R"(<text x="{}" y="215">{}</text><text x="{}" y="227">{}</text>)", x, fmt_of(l, "format_qkv"), x,
+                         fmt_of(l, "format_down"));
+    }
+    svg += fmt::format(R"(<text x="{}" y="245">layer {}</text>)", x + 4, i);
+  }
+  return svg + R"(<text x="10" y="215">qkv</text><text x="10" y="227">down</text></svg>)" + "\n";
+}
+
+}  // namespace jointnas::report

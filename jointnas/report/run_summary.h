@@ -1,0 +1,37 @@
+// The report of `jointnas run`: summary.md (the budget and the workload in words, measured and
+// predicted latency, memory, parameters, perplexity, whether the budget is met, the speed-up and
+// the quality drop, the architecture per layer with dropped blocks shown as dropped) and
+// report.svg (per layer: attention and MLP width, formats). Pure functions of the values the
+// stages wrote (pipeline/run.cpp collects them). Torch-free.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "jointnas/core/json_util.h"
+
+namespace jointnas::report {
+
+struct RunSummary {
+  std::string run_dir;
+  Json workload;             // {kind, batch, context, tokens}
+  Json budget;               // {latency_ms, memory_bytes, params} held by the search
+  double budget_latency_ms = 0;  // the user's latency budget (a closed loop tightens the search's)
+  std::string budget_text;       // as the user wrote it ("0.6x")
+  Json dense, predicted;     // profile::Cost JSON of the original and the found model
+  std::optional<double> measured_original_ms, measured_found_ms;
+  std::optional<double> ppl_original, ppl_found;
+  std::string eval_text;     // the perplexity text
+  int64_t steps_run = 0;
+  std::string stop_reason;
+  std::optional<double> kd_first, kd_last;
+  Json layer_specs;          // the found config's jointnas_layer_specs
+  int64_t hidden_size = 0, hidden_size_original = 0;
+  std::string sample;        // a greedy sample of the found model ("" when none)
+};
+
+std::string workload_words(const Json& workload);
+std::string summary_markdown(const RunSummary& s);
+std::string architecture_svg(const Json& layer_specs);
+
+}  // namespace jointnas::report

@@ -1,0 +1,103 @@
+// The reports' words and tables, computed from values derived by hand: the run summary (budget,
+// workload, speed-up, quality drop, dropped blocks shown as dropped) and the Pareto report's
+// headline and family table on synthetic measured points.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "jointnas/report/pareto_report.h"
+#include "jointnas/report/run_summary.h"
+
+namespace jointnas::report {
+namespace {
+
+Json layer(bool skip, int heads = 4) {
+  return Json{{"num_attention_heads", heads}, {"num_key_value_heads", 2}, {"head_dim", 8}, {"intermediate_size", 88},
+              {"skip", skip}, {"format_qkv", "bf16"}, {"format_o", "bf16"}, {"format_gate_up", "w8a16"}, {"format_down", "bf16"}};
+}
+
+RunSummary summary() {
+  RunSummary s;
+  s.run_dir = "runs/x";
+  s.workload = {{"kind", "decode"}, {"batch", 1}, {"context", 256}};
+  s.budget = {{"latency_ms", 0.5}, {"memory_bytes", 0}, {"params", 0}};
+  s.budget_latency_ms = 0.5;
+  s.budget_text = "0.6x";
+  s.dense = {{"latency_ms", 1.0}, {"params", 1000}};
+  s.predicted = {{"latency_ms", 0.49}, {"params", 600}};
+  s.measured_original_ms = 1.2;
+  s.measured_found_ms = 0.8;
+  s.ppl_original = 7.5;
+  s.ppl_found = 9.0;
+  s.eval_text = "val.txt";
+  s.layer_specs = Json::array({layer(false), layer(true), layer(false, 2)});
+  return s;
+}
+
+TEST(RunSummary, StatesBudgetWorkloadSpeedupAndQualityInSentences) {
+  const std::string md = summary_markdown(summary());
+  EXPECT_NE(md.find("The latency budget is 0.5000 ms (0.6x) for a decode step (one new token) at context 256 and batch 1."),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("measures 0.8000 ms, which MISSES the budget"), std::string::npos) << md;
+  EXPECT_NE(md.find("1.50x as fast as the original"), std::string::npos) << md;  // 1.2 / 0.8
+  EXPECT_NE(md.find("perplexity on val.txt is 9.000 against the original's 7.500 (1.20x)"), std::string::npos) << md;
+  // The dropped block shows no widths or formats.
+  EXPECT_NE(md.find("| 1 | dropped | - | - | - | - | - | - | - |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 2 | yes | 2 / 2 | 8 | 88 | bf16 | bf16 | w8a16 | bf16 |"), std::string::npos) << md;
+  EXPECT_NE(architecture_svg(summary().layer_specs).find(">dropped<"), std::string::npos);
+}
+
+TEST(RunSummary, AMetBudgetAndAPrefillWorkload) {
+  RunSummary s = summary();
+  s.measured_found_ms = 0.4;
+  s.workload = {{"kind", "prefill"}, {"batch", 2}, {"tokens", 128}};
+  const std::string md = summary_markdown(s);
+  EXPECT_NE(md.find("for a prefill of 128 tokens at batch 2"), std::string::npos) << md;
+  EXPECT_NE(md.find("which meets the budget"), std::string::npos) << md;
+}
+
+MeasuredPoint pt(const std::string& id, const std::string& method, const std::string& family, double ms, double ppl) {
+  MeasuredPoint m;
+  m.id = id, m.method = method, m.family = family, m.ms = ms, m.ppl = ppl, m.ok = true, m.status = "measured";
+  m.budget = family == "original" || family == "quant_only" ? "" : "0.5x";
+  return m;
+}
+
+// The joint front is the sequential front at half the latency: at equal perplexity it is 2x
+// faster everywhere the fronts overlap (both fronts are straight in (log ms, ppl)), and at equal
+// latency it is better. Depth only is dominated by joint at every latency it reaches.
+TEST(ParetoReport, HeadlineAndFamilyTableFromMeasuredFronts) {
+  std::vector<MeasuredPoint> ms{pt("original", "original", "original", 4.0, 10.0),
+                                pt("j1", "joint", "joint", 1.0, 20.0),   pt("j2", "joint", "joint", 2.0, 15.0),
+                                pt("s1", "arch_only", "sequential", 2.0, 20.0), pt("s2", "seq_w8a8", "sequential", 4.0, 15.0),
+                                pt("d1", "depth_only", "depth_only", 1.5, 25.0), pt("d2", "depth_only", "depth_only", 2.0, 21.0)};
+  StudyInfo info;
+  info.model = "m";
+  info.workload = "decode step";
+  info.budgets = {"0.5x"};
+  const ParetoReport r = make_pareto_report(info, ms);
+  const Json& h = r.headline["perplexity"];
+  EXPECT_NEAR(h["speedup_max"].get<double>(), 2.0, 1e-9);
+  EXPECT_NEAR(h["speedup_median"].get<double>(), 2.0, 1e-9);
+  EXPECT_GT(h["gain_median"].get<double>(), 0.0);
+  // Depth only over [1.5, 2] ms: both fronts are straight in log ms, so the largest gap is at an
+  // end: at 1.5 ms depth reaches 25 and joint 20 - 5 log2(1.5).
+  EXPECT_NEAR(r.headline["perplexity_by_family"]["depth_only"]["gain_max"].get<double>(), 25.0 - (20.0 - 5.0 * std::log2(1.5)),
+              1e-9);
+  EXPECT_NE(r.markdown.find("up to 2.00x faster than the best sequential front"), std::string::npos) << r.markdown;
+  EXPECT_EQ(r.points.size(), ms.size());
+  EXPECT_EQ(r.points[1]["family"], "joint");
+  ASSERT_FALSE(r.charts.empty());
+  EXPECT_EQ(r.charts[0].first, "pareto_ppl");
+}
+
+TEST(ParetoReport, SaysWhenTheJointMethodLoses) {
+  std::vector<MeasuredPoint> ms{pt("j1", "joint", "joint", 2.0, 20.0), pt("j2", "joint", "joint", 4.0, 15.0),
+                                pt("s1", "arch_only", "sequential", 1.0, 20.0), pt("s2", "arch_only", "sequential", 2.0, 15.0)};
+  const ParetoReport r = make_pareto_report(StudyInfo{}, ms);
+  EXPECT_NE(r.markdown.find("SLOWER than the best sequential front"), std::string::npos) << r.markdown;
+  EXPECT_NE(r.markdown.find("WORSE everywhere both cover"), std::string::npos) << r.markdown;
+}
+
+}  // namespace
+}  // namespace jointnas::report
