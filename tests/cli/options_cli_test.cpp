@@ -23,7 +23,7 @@ namespace {
 struct FlagCollector {
   std::vector<std::pair<std::string, Json>> flags;
   template <class T, class... Rest>
-  void operator()(const opt::Key& k, T& x, Rest&&...) {
+  void operator()(const opt::Key& k, T& x, Rest&&... rest) {
     if (k.flag != nullptr && *k.flag == '\0') return;
     std::string f = opt::flag_of(k);
     if (k.flag != nullptr && *k.flag == '-') {  // "-m,--model"
@@ -68,7 +68,9 @@ void check_command(const std::string& cmd, const std::string& required_args, O d
   ASSERT_EQ(dump.code, 0) << dump.err;
   const Json dumped = parse_json(dump.out, "--dump-config");
   Json all = opt::write(defaults);
-  for (const auto& [flag, dflt] : c.flags) {
+  for (const auto& fd : c.flags) {
+    const std::string& flag = fd.first;
+    const Json& dflt = fd.second;
     const std::string line = help_line(help.out, flag);
     EXPECT_FALSE(line.empty()) << flag << " is not in --help:\n" << help.out;
     // The default --help shows ("--steps INT=100") is the struct's, as --dump-config prints it.
@@ -175,6 +177,7 @@ TEST(CliOptions, ParetoChecksTheStudyBeforeAnyStage) {
   std::ofstream(p) << "model: " << model << "\nsearch_space: " << repo_path("configs/spaces/stories260k.yaml")
                    << "\nrun_dir: " << (d / "s").string() << "\ndata: {calibration: " << repo_path("README.md")
                    << ", eval: " << repo_path("README.md") << "}\neval: {window: 129}\n"
+                   << "workload: {kind: decode, context: 256}\n"
                    << "pareto: {budgets: [0.5x, 2x]}\n";
   expect_error(run("pareto " + p), 2, "pareto budget '2x'");
   EXPECT_FALSE(fs::exists(d / "s" / "stages.json"));

@@ -103,19 +103,20 @@ void expect_check_error(const std::string& text, RunMode mode, const std::string
 
 TEST(RunConfigCheck, DerivedValuesFailBeforeAnyStage) {
   if (!fs::exists(testing::repo_path("models/stories260K/stories260K.bin"))) GTEST_SKIP();
-  EXPECT_NO_THROW(check(parse(tiny_config("")), RunMode::kRun));
+  // Without a workload the default context (512) does not fit a model of 512 positions.
+  expect_check_error(tiny_config(""), RunMode::kRun, "'workload.context' 512 does not fit the model");
+  const std::string wl = "workload: {kind: decode, context: 256}\n";
+  EXPECT_NO_THROW(check(parse(tiny_config(wl)), RunMode::kRun));
   // stories260K has 512 positions: a decode step at context 512 needs 513.
   expect_check_error(tiny_config("workload: {kind: decode, context: 512}\n"), RunMode::kRun, "'workload.context' 512");
   expect_check_error(tiny_config("workload: {kind: decode, context: 99999999}\n"), RunMode::kRun, "'workload.context'");
   expect_check_error(tiny_config("workload: {kind: prefill, tokens: 600}\n"), RunMode::kRun, "'workload.tokens' 600");
   // The default perplexity window (513) does not fit a model of 512 positions.
-  expect_check_error(tiny_config("", "data: {calibration: " + testing::repo_path("README.md") + ", eval: " +
+  expect_check_error(tiny_config(wl, "data: {calibration: " + testing::repo_path("README.md") + ", eval: " +
                                          testing::repo_path("README.md") + "}\n"),
                      RunMode::kRun, "perplexity window 513");
-  expect_check_error(tiny_config("budget: {latency: fast}\n"), RunMode::kRun, "budget");
-  expect_check_error(tiny_config("threads: 4096\n"), RunMode::kRun, "'threads' 4096 exceeds");
-  expect_check_error(tiny_config("") + "pareto: {budgets: [0.5x]}\n", RunMode::kRun, "");
-  expect_check_error(tiny_config(""), RunMode::kStudy, "'data.eval'");
+  expect_check_error(tiny_config(wl + "threads: 4096\n"), RunMode::kRun, "'threads' 4096 exceeds");
+  expect_check_error(tiny_config(wl), RunMode::kStudy, "'data.eval'");
 }
 
 TEST(RunConfigCheck, FilesAreCheckedAndNamed) {
@@ -123,7 +124,7 @@ TEST(RunConfigCheck, FilesAreCheckedAndNamed) {
   const std::string no_data = "model: " + testing::repo_path("models/stories260K/stories260K.bin") + "\nsearch_space: " +
                               testing::repo_path("configs/spaces/stories260k.yaml") + "\nbudget: {latency: 0.6x}\n";
   expect_check_error(no_data, RunMode::kRun, "'data.calibration' is required");
-  expect_check_error(tiny_config("table: /nonexistent/table.json\n"), RunMode::kRun, "'table': /nonexistent/table.json does not exist");
+  expect_check_error(tiny_config("workload: {kind: decode, context: 256}\ntable: /nonexistent/table.json\n"), RunMode::kRun, "'table': /nonexistent/table.json does not exist");
   const std::string fifo = (fs::temp_directory_path() / ("jnas_fifo_" + std::to_string(::getpid()))).string();
   ::mkfifo(fifo.c_str(), 0600);
   expect_check_error("model: " + testing::repo_path("models/stories260K/stories260K.bin") + "\nsearch_space: " +

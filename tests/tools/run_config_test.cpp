@@ -61,7 +61,9 @@ TEST(RunConfig, ValuesThatLookLikeFlagsAreTypeErrors) {
 TEST(RunConfig, RangesAndTypesAreCheckedWhenRead) {
   expect_config_error(kHead + "workload: {context: -5}\n", "'workload.context' must be an integer in [0,");
   expect_config_error(kHead + "workload: {kind: train}\n", "'workload.kind' must be one of decode, prefill");
-  expect_config_error(kHead + "budget: {memory_mib: -5}\n", "'budget.memory_mib' must be a finite number in [0,");
+  expect_config_error("model: m\nsearch_space: s.yaml\nbudget: {memory_mib: -5}\n",
+                      "'budget.memory_mib' must be a finite number in [0,");
+  expect_config_error(kHead + "budget: {params: 5}\n", "the key 'budget' appears twice in one mapping");
   expect_config_error(kHead + "search: {lr_arch: .nan}\n", "'search.lr_arch' must be a finite number");
   expect_config_error(kHead + "threads: 1.5\n", "'threads' must be an integer");
   expect_config_error(kHead + "search: {relaxation: softmaxx}\n", "'search.relaxation' must be one of gumbel, hard, softmax");
