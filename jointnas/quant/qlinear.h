@@ -27,7 +27,7 @@ namespace jointnas::quant {
 // -> [B, T, nh hd] gather before o_proj, SiLU(gate) * up before down), one kernel instead of the
 // producer plus QuantLinear's own per-token quantization: formats that quantize activations, on
 // CUDA with bf16 activations. The cost model times such linears from their quantized input
-// (profile/cost_model.cpp).
+// (profile/linear_cost.cpp).
 bool producer_quantizes_input(const QuantFormat& f, c10::Device device, c10::ScalarType dtype);
 
 // The fused producers: bitwise quantize_act(rms_norm(x, w, eps)) and quantize_act(silu_mul(gu))

@@ -20,6 +20,8 @@
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/model/checkpoint.h"
+#include "jointnas/profile/cost_space.h"
+#include "jointnas/profile/expected_cost.h"
 #include "jointnas/search/adam.h"
 #include "jointnas/search/cost.h"
 

@@ -15,7 +15,7 @@
 #include "jointnas/core/log.h"
 #include "jointnas/kernels/launch.h"
 #include "jointnas/model/checkpoint.h"
-#include "jointnas/profile/profiler.h"
+#include "jointnas/profile/timing.h"
 #include "jointnas/quant/format.h"
 #ifdef JNAS_WITH_CUDA
 #include "jointnas/model/cuda_graph_decoder.h"

@@ -9,7 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/workload.h"
 
 namespace jointnas::cli {
 
