@@ -4,7 +4,7 @@
 #include <c10/core/ScalarType.h>
 
 #include "jointnas/quant/format.h"
-#include "jointnas/quant/qlinear.h"
+#include "jointnas/quant/quantizing_producers.h"
 
 namespace jointnas::profile {
 

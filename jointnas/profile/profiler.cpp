@@ -20,6 +20,7 @@
 #include "jointnas/profile/git_sha.h"
 #include "jointnas/profile/timing.h"
 #include "jointnas/quant/qlinear.h"
+#include "jointnas/quant/quantizing_producers.h"
 #ifdef JNAS_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #endif
