@@ -27,6 +27,7 @@
 #include "jointnas/model/cuda_graph_decoder.h"
 #include "jointnas/quant/qkernels_cuda.h"
 #include "jointnas/quant/qlinear.h"
+#include "jointnas/quant/quantizing_producers.h"
 
 namespace {
 
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
       if (M == 1) {
         // Tiling variants of the int4 GEMV (rows per warp x vectors in flight), for tuning.
         auto& v4 = lins["w4a16_g128"];
-        for (int variant : {14, 18, 24, 42, 44, 81, 82, 100, 101, 102, 104, 108, 203, 204}) {
+        for (int variant : {14, 18, 24, 42, 44, 81, 82, 100, 101, 102, 104, 108}) {
           auto run = [&](size_t j) {
             const q::PackedWeight& p = v4[j % v4.size()].packed();
             q::cuda::gemv_w4a16(x, p.data, p.scale, p.zero, p.group, nullptr, variant);

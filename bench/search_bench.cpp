@@ -15,7 +15,10 @@
 
 #include "bench_checkpoint.h"
 #include "jointnas/model/config.h"
-#include "jointnas/profile/profiler.h"
+#include "jointnas/profile/latency_table.h"
+#include "jointnas/profile/required_keys.h"
+#include "jointnas/profile/timing.h"
+#include "jointnas/profile/workload.h"
 #include "jointnas/search/cost.h"
 #include "jointnas/search/dnas.h"
 #include "jointnas/search/finetune.h"

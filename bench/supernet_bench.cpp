@@ -16,7 +16,7 @@
 
 #include "jointnas/model/config.h"
 #include "jointnas/model/cuda_graph_decoder.h"
-#include "jointnas/profile/profiler.h"
+#include "jointnas/profile/timing.h"
 #include "bench_checkpoint.h"
 #include "jointnas/search/head_loss.h"
 #include "jointnas/search/supernet.h"

@@ -7,7 +7,9 @@
 #include "fuzz_models.h"
 #include "fuzz_util.h"
 #include "jointnas/core/json_util.h"
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/latency_table.h"
+#include "jointnas/profile/predict.h"
+#include "jointnas/profile/workload.h"
 
 using namespace jointnas;
 

@@ -1,6 +1,6 @@
 // Device-side pieces of the Llama block's row operations, shared by the fused kernels
 // (fused_cuda.cu) and the producers that hand a quantized-activation linear its input already
-// quantized (quant/aq_kernels_cuda.cu). Both must round at the same points, so that the fused
+// quantized (quant/quantizing_producers_cuda.cu). Both must round at the same points, so that the fused
 // producer is bitwise the unfused pair: RMSNorm rounds the normalized value to the compute dtype
 // before the weight product; SiLU rounds its output before the product with up.
 #pragma once

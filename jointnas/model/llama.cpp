@@ -15,6 +15,7 @@
 #include "jointnas/kernels/decode_attention.h"
 #include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/linear.h"
+#include "jointnas/quant/quantizing_producers.h"
 
 namespace jointnas::model {
 namespace {

@@ -12,7 +12,7 @@
 #include "jointnas/kernels/launch.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/pipeline/model_loading.h"
-#include "jointnas/profile/profiler.h"
+#include "jointnas/profile/timing.h"
 #include "jointnas/quant/format.h"
 #ifdef JNAS_WITH_CUDA
 #include "jointnas/model/cuda_graph_decoder.h"

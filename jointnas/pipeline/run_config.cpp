@@ -14,7 +14,7 @@
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/model/checkpoint.h"
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/workload.h"
 #include "jointnas/search/space.h"
 
 namespace jointnas::pipeline {

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "jointnas/core/options.h"
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/workload.h"
 
 namespace jointnas::pipeline {
 

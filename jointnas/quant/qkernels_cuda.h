@@ -1,6 +1,11 @@
 // Our own CUDA kernels for the quantized formats (defined in CUDA builds only; callers are guarded
-// by JNAS_WITH_CUDA, the constants are read by the cost model everywhere). Layouts are those of pack.h. Every kernel has a reference in quantize.h and a
-// cuda-labelled test against it (tests/quant/qkernels_cuda_test.cpp).
+// by JNAS_WITH_CUDA, the constants are read by the cost model everywhere). Layouts are those of
+// pack.h. Every kernel has a reference in quantize.h and a cuda-labelled test against it
+// (tests/quant/wo_kernels_cuda_test.cpp, aq_kernels_cuda_test.cpp). One file per kernel family:
+// gemv_w4_cuda.cu (register-staged int4 GEMV and the dispatch), gemv_w4_tc_cuda.cu (int4 on the
+// tensor cores), gemv_w8a16_cuda.cu, dequant_cuda.cu, act_quant_cuda.cu (per-token activation
+// quantization), quantizing_producers_cuda.cu, gemv_a8_cuda.cu (w8a8 / fp8 GEMVs),
+// scale_epilogue_cuda.cu.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,10 +21,9 @@ inline constexpr int64_t kMaxGemvRows = 4;
 // [N, K / g] uint8, needs K % 32 == 0 and g % 32 == 0. w8: data [N, K] int8, scale [N, 1] fp32,
 // needs K % 16 == 0.
 // `variant` (M = 1, benchmarks) forces rows per warp R and vectors per row U as R * 10 + U of the
-// register-staged kernel: 14, 18, 24, 42, 44, 81, 82; 203 / 204: the weights streamed through a
-// cp.async ring of 3 / 4 stages per warp (not faster: docs/benchmarks.md); 0 = the default. 100 (M = 1..4): tensor cores (mma.sync
-// m16n8k16 bf16 on exact (q - z), fp32 scale per group), 16 rows per warp, warps per 16-row tile
-// chosen from K; 101 / 102 / 104 / 108 force 1 / 2 / 4 / 8 warps per tile.
+// register-staged kernel: 14, 18, 24, 42, 44, 81, 82; 0 = the default. 100 (M = 1..4): tensor
+// cores (mma.sync m16n8k16 bf16 on exact (q - z), fp32 scale per group), 16 rows per warp, warps
+// per 16-row tile chosen from K; 101 / 102 / 104 / 108 force 1 / 2 / 4 / 8 warps per tile.
 at::Tensor gemv_w4a16(const at::Tensor& x, const at::Tensor& data, const at::Tensor& scale,
                       const at::Tensor& zero, int64_t group, const at::Tensor* residual,
                       int variant = 0);

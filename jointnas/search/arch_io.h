@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "jointnas/core/json_util.h"
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/predict.h"
 #include "jointnas/search/budget.h"
 #include "jointnas/search/space.h"
 

@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "jointnas/core/json_util.h"
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/latency_table.h"
+#include "jointnas/profile/predict.h"
+#include "jointnas/profile/workload.h"
 #include "jointnas/search/space.h"
 
 namespace jointnas::search {

@@ -1,4 +1,4 @@
-// The search space as the cost model sees it (profile/cost_model.h): the supernet's decisions
+// The search space as the cost model sees it (profile/cost_space.h): the supernet's decisions
 // (hidden size, depth under the block ranking, KV groups x head size, MLP width, formats) mapped
 // onto the cost model's per-layer choices, so that the expected cost of the supernet's
 // probabilities and the discrete cost of an extracted architecture come from one table and one
@@ -12,7 +12,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/cost_space.h"
+#include "jointnas/profile/expected_cost.h"
 #include "jointnas/search/space.h"
 #include "jointnas/search/supernet.h"
 

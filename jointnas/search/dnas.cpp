@@ -13,6 +13,8 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/profile/cost_space.h"
+#include "jointnas/profile/expected_cost.h"
 #include "jointnas/search/cost.h"
 #include "jointnas/search/trainer.h"
 

@@ -8,7 +8,13 @@
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/calibration.h"
+#include "jointnas/profile/cost_space.h"
+#include "jointnas/profile/expected_cost.h"
+#include "jointnas/profile/latency_table.h"
+#include "jointnas/profile/predict.h"
+#include "jointnas/profile/required_keys.h"
+#include "jointnas/profile/workload.h"
 
 namespace jointnas::profile {
 namespace {
@@ -343,7 +349,7 @@ TEST(CostModel, ProducerQuantizedLinearsHaveTheirOwnKeys) {
   EXPECT_NEAR(predict(c, specs, cpu, w).latency_ms - dense, 50.0 - bf16_o, 1e-12);
 }
 
-// The activation term replays the runtime's allocations (cost_model.cpp, AllocWalk). Derived by
+// The activation term replays the runtime's allocations (predict.cpp, AllocWalk). Derived by
 // hand from LlamaModel::block: at the SiLU product of a bf16 block the live tensors are the block
 // input x, the second norm's h, qkv, the roped q, the attention output, out = x + o_proj(...), the
 // gate_up output [2I] and the product [I], plus int64 ids and positions.

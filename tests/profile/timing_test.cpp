@@ -10,7 +10,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/profile/git_sha.h"
-#include "jointnas/profile/profiler.h"
+#include "jointnas/profile/timing.h"
 #include "tensor_assert.h"
 
 namespace jointnas::profile {

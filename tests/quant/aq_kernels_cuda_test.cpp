@@ -1,4 +1,5 @@
-// The W8A8 / fp8 kernels of aq_kernels_cuda.cu against the references of quantize.h (label
+// The W8A8 / fp8 kernels (quant/act_quant_cuda.cu, quantizing_producers_cuda.cu, gemv_a8_cuda.cu,
+// scale_epilogue_cuda.cu) against the references of quantize.h (label
 // `cuda`): activation quantization bitwise, the GEMVs and the _int_mm epilogue within bounds
 // derived below.
 //

@@ -7,6 +7,7 @@
 
 #include "jointnas/kernels/fused.h"
 #include "jointnas/quant/qlinear.h"
+#include "jointnas/quant/quantizing_producers.h"
 #include "linear_bound.h"
 
 namespace jointnas::quant {

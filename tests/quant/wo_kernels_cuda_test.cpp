@@ -1,4 +1,5 @@
-// The weight-only kernels of wo_kernels_cuda.cu (w4a16 / w8a16 GEMV and dequantization) against
+// The weight-only kernels (quant/gemv_w4_cuda.cu, gemv_w4_tc_cuda.cu, gemv_w8a16_cuda.cu,
+// dequant_cuda.cu: w4a16 / w8a16 GEMV and dequantization) against
 // the references of quantize.h (label `cuda`): dequantization bitwise, the GEMVs within the
 // elementwise bound derived at gemv_bound below.
 //
@@ -213,35 +214,6 @@ TEST(WoKernelsCuda, GemvW4MatchesLinearRef) {
           return cuda::gemv_w4a16(x, pw.data, pw.scale, pw.zero, pw.group, r);
         },
         "w4 " + describe(c));
-  }
-}
-
-// The pipelined M = 1 kernel (cp.async rings, variants 203 / 204 = 3 / 4 stages) computes
-// each row with the register-staged kernel's arithmetic in its order: bitwise the same output
-// (variant 24), with and without a residual. Among w4_gemv_cases: partial last chunks (K = 14336:
-// 3.5 chunks of 128 vectors), several rows per warp (N = 14336: about 7 items per warp, more than
-// the ring), x staged as bf16 (K > 8192), and K = 28672 (no register-kernel twin: only the bound).
-TEST(WoKernelsCuda, GemvW4PipelinedIsBitwiseTheRegisterKernel) {
-  REQUIRE_CUDA();
-  at::manual_seed(16);
-  const QuantFormat& f = find_format("w4a16_g128");
-  for (const Case& c : w4_gemv_cases()) {
-    const DeviceWeight dw = to_device(quantize_cpu(f, c.n, c.k, c.group));
-    const PackedWeight& pw = dw.packed;
-    for (int variant : {203, 204}) {
-      auto gemv = [&](const at::Tensor& x, const at::Tensor* r) {
-        return cuda::gemv_w4a16(x, pw.data, pw.scale, pw.zero, pw.group, r, variant);
-      };
-      check_gemv(dw, gemv, "w4 pipelined, variant " + std::to_string(variant) + " " + describe(c));
-      if (c.k > 16384) continue;
-      const at::Tensor x = at::randn({1, c.k}, on_gpu(at::kBFloat16));
-      const at::Tensor r = at::randn({1, c.n}, on_gpu(at::kBFloat16));
-      auto reg = [&](const at::Tensor* res) {
-        return cuda::gemv_w4a16(x, pw.data, pw.scale, pw.zero, pw.group, res, 24);
-      };
-      EXPECT_TRUE(bits_equal(gemv(x, nullptr), reg(nullptr))) << variant << " " << describe(c);
-      EXPECT_TRUE(bits_equal(gemv(x, &r), reg(&r))) << variant << " " << describe(c) << " with residual";
-    }
   }
 }
 

@@ -6,6 +6,12 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "jointnas/profile/cost_space.h"
+#include "jointnas/profile/expected_cost.h"
+#include "jointnas/profile/latency_table.h"
+#include "jointnas/profile/predict.h"
+#include "jointnas/profile/required_keys.h"
+#include "jointnas/profile/workload.h"
 #include "jointnas/search/cost.h"
 
 namespace jointnas::search {

@@ -10,6 +10,11 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/paths.h"
+#include "jointnas/profile/cost_space.h"
+#include "jointnas/profile/latency_table.h"
+#include "jointnas/profile/predict.h"
+#include "jointnas/profile/required_keys.h"
+#include "jointnas/profile/workload.h"
 #include "jointnas/search/cost.h"
 #include "jointnas/search/dnas.h"
 #include "tiny_llama.h"
