@@ -23,6 +23,9 @@ std::string shown(const Json& v) {
   return s;
 }
 
+// A string value as the user wrote it, without JSON quoting, cut to a line.
+std::string short_text(const std::string& s) { return s.size() > 80 ? s.substr(0, 77) + "..." : s; }
+
 const char* type_name(const Json& v) {
   if (v.is_string()) return "a string";
   if (v.is_boolean()) return "true/false";
@@ -194,9 +197,9 @@ void Reader::operator()(const Key& k, std::vector<std::string>& x, const Choices
       bool ok = false;
       std::string all;
       for (const auto& ch : c) ok = ok || ch == s, all += (all.empty() ? "" : ", ") + ch;
-      if (!ok) throw ConfigError(fmt::format("{}: '{}' is not one of {}", origin_.where(k), shown(e), all), k.help);
+      if (!ok) throw ConfigError(fmt::format("{}: '{}' is not one of {}", origin_.where(k), short_text(s), all), k.help);
     }
-    JNAS_CHECK_CONFIG(s.rfind("--", 0) != 0, "{}: '{}' looks like a command-line flag, not a value", origin_.where(k), shown(e));
+    JNAS_CHECK_CONFIG(s.rfind("--", 0) != 0, "{}: {} looks like a command-line flag, not a value", origin_.where(k), shown(e));
     out.push_back(s);
   }
   x = out;

@@ -111,6 +111,7 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
 
 TEST(Pareto, BadConfigsAreClearErrors) {
   const fs::path root = scratch("pareto_bad");
+  std::ofstream(root / "x.txt") << "Once upon a time there was a cat.\n";
   auto cfg = [&](const std::string& pareto) {
     const fs::path p = root / "c.yaml";
     std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\n"
