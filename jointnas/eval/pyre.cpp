@@ -103,17 +103,13 @@ std::vector<ReplPiece> parse_repl(const std::string& repl, pcre2_code* re) {
   return out;
 }
 
-}  // namespace
-
-std::string re_sub(const std::string& pattern, const std::string& repl, const std::string& s,
-                   int64_t count) {
-  Code code = compile(pattern);
-  pcre2_code* re = code.get();
-  const std::vector<ReplPiece> pieces = parse_repl(repl, re);
+// Calls on_match(ovector, rc) for each match as re.finditer yields them (Python 3.7+ rules for
+// empty matches), up to `count` matches when count > 0.
+template <typename F>
+void for_each_match(pcre2_code* re, const std::string& s, int64_t count, F on_match) {
   std::unique_ptr<pcre2_match_data, MatchDeleter> md(pcre2_match_data_create_from_pattern(re, nullptr));
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
-  std::string out;
-  size_t pos = 0, copied = 0;
+  size_t pos = 0;
   int64_t done = 0;
   uint32_t options = 0;
   while (pos <= s.size() && (count <= 0 || done < count)) {
@@ -129,6 +125,23 @@ std::string re_sub(const std::string& pattern, const std::string& repl, const st
     }
     if (rc < 0) throw PyError(fmt::format("re.error: match failed ({})", rc));
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
+    on_match(ov, rc);
+    ++done;
+    pos = ov[1];
+    // After an empty match, the next match may not be empty at the same place.
+    options = ov[0] == ov[1] ? (PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED) : 0;
+  }
+}
+
+}  // namespace
+
+std::string re_sub(const std::string& pattern, const std::string& repl, const std::string& s,
+                   int64_t count) {
+  Code code = compile(pattern);
+  const std::vector<ReplPiece> pieces = parse_repl(repl, code.get());
+  std::string out;
+  size_t copied = 0;
+  for_each_match(code.get(), s, count, [&](const PCRE2_SIZE* ov, int rc) {
     out.append(s, copied, ov[0] - copied);
     for (const auto& p : pieces) {
       if (p.group < 0) {
@@ -138,12 +151,20 @@ std::string re_sub(const std::string& pattern, const std::string& repl, const st
       }
     }
     copied = ov[1];
-    ++done;
-    pos = ov[1];
-    // After an empty match, the next match may not be empty at the same place.
-    options = ov[0] == ov[1] ? (PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED) : 0;
-  }
+  });
   out.append(s, copied, std::string::npos);
+  return out;
+}
+
+std::vector<std::string> re_split(const std::string& pattern, const std::string& s) {
+  Code code = compile(pattern);
+  std::vector<std::string> out;
+  size_t copied = 0;
+  for_each_match(code.get(), s, 0, [&](const PCRE2_SIZE* ov, int) {
+    out.push_back(s.substr(copied, ov[0] - copied));
+    copied = ov[1];
+  });
+  out.push_back(s.substr(copied));
   return out;
 }
 

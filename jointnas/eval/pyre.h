@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace jointnas::eval::py {
 
@@ -14,5 +15,9 @@ namespace jointnas::eval::py {
 // that does not exist is a PyError.
 std::string re_sub(const std::string& pattern, const std::string& repl, const std::string& s,
                    int64_t count = 0);
+
+// re.split(pattern, s) for a pattern without groups: the pieces between matches (empty ones at
+// the ends included).
+std::vector<std::string> re_split(const std::string& pattern, const std::string& s);
 
 }  // namespace jointnas::eval::py
