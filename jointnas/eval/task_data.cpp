@@ -491,7 +491,7 @@ std::string project_default(const std::string& exe, const char* env, const std::
 }  // namespace
 
 std::string default_data_dir(const std::string& exe) {
-  return project_default(exe, "JNAS_DATA_DIR", "../shared/data/tasks");
+  return project_default(exe, "JNAS_DATA_DIR", "../shared/data");
 }
 
 std::string default_task_dir(const std::string& exe) {

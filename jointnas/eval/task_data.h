@@ -52,7 +52,7 @@ std::string resolve_inside(const std::string& dir, const std::string& name, cons
 // current directory) that holds configs/tasks; "" when there is none.
 std::string find_project_root(const std::string& start);
 // Defaults when --data-dir / --task-dir are not given: $JNAS_DATA_DIR, else
-// <project>/../shared/data/tasks; $JNAS_TASK_DIR, else <project>/configs/tasks. `exe` is the
+// <project>/../shared/data; $JNAS_TASK_DIR, else <project>/configs/tasks. `exe` is the
 // running binary (/proc/self/exe); the current directory is tried after it.
 std::string default_data_dir(const std::string& exe);
 std::string default_task_dir(const std::string& exe);

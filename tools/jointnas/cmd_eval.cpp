@@ -1,5 +1,5 @@
 // `jointnas eval ppl`: perplexity of a text file under an explicit protocol (optionally against a
-// teacher); `jointnas eval tasks`: multiple-choice tasks with lm-eval semantics (docs/eval.md).
+// teacher); `jointnas eval tasks` is in cmd_eval_tasks.cpp (docs/eval.md).
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,7 +12,6 @@
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/eval/perplexity.h"
-#include "jointnas/eval/task_eval.h"
 
 namespace jointnas::cli {
 namespace {
@@ -99,130 +98,6 @@ void run_ppl(PplFlags& f) {
   });
 }
 
-struct TaskFlags {
-  RunFlags run;
-  std::string tasks;
-  std::string task_dir = "configs/tasks";
-  std::string data_dir = "../shared/data/tasks";
-  std::string out;
-  int64_t limit = 0;
-  int64_t batch = 16;
-  int64_t num_fewshot = -1;
-  int64_t max_length = 0;
-  bool items = false;
-  // Throughput at a model's shapes without its weights (never for accuracy).
-  bool random_weights = false;
-  std::string config, tokenizer;
-  uint64_t seed = 0;
-};
-
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t e = s.find(',', start);
-    if (e == std::string::npos) e = s.size();
-    if (e > start) out.push_back(s.substr(start, e - start));
-    start = e + 1;
-  }
-  return out;
-}
-
-// A task name is <task-dir>/<name>.yaml; anything ending in .yaml is a path.
-std::string task_file(const TaskFlags& f, const std::string& name) {
-  if (name.size() > 5 && name.compare(name.size() - 5, 5, ".yaml") == 0) return name;
-  const std::string path = (std::filesystem::path(f.task_dir) / (name + ".yaml")).string();
-  if (!std::filesystem::exists(path)) {
-    throw ConfigError(fmt::format("no task file for '{}' ({} not found)", name, path),
-                      "run from the repository root, or pass --task-dir <repo>/configs/tasks");
-  }
-  return path;
-}
-
-std::string fmt_metric(const Json& j, const std::string& m) {
-  if (!j.contains(m)) return "|  |  ";
-  const Json& se = j[m + "_stderr"];
-  return fmt::format("| {:.4f} | {} ", j[m].get<double>(),
-                     se.is_number() ? fmt::format("{:.4f}", se.get<double>()) : "n/a");
-}
-
-void run_tasks(TaskFlags& f) {
-  JNAS_CHECK_CONFIG(f.limit >= 0, "--limit must be >= 0, got {}", f.limit);
-  std::vector<eval::TaskConfig> cfgs;
-  for (const auto& name : split_commas(f.tasks)) cfgs.push_back(eval::load_task_config(task_file(f, name)));
-  JNAS_CHECK_CONFIG(!cfgs.empty(), "--tasks is empty: expected e.g. boolq,piqa,hellaswag");
-  LoadedModel lm;
-  if (f.random_weights) {
-    JNAS_CHECK_CONFIG(!f.config.empty() && !f.tokenizer.empty(),
-                      "--random-weights needs --config CONFIG.json and --tokenizer DIR");
-    lm.ckpt.config = model::LlamaConfig::from_file(f.config);
-    JNAS_LOG_INFO("[eval tasks] random weights at the shapes of {} (throughput only)", f.config);
-    lm.model = std::make_unique<model::LlamaModel>(
-        model::LlamaModel::random(lm.ckpt.config, runtime_options(f.run), f.seed));
-    lm.tokenizer = tok::load_tokenizer(f.tokenizer);
-    f.run.model = f.config + " (random weights)";
-  } else {
-    JNAS_CHECK_CONFIG(!f.run.model.empty(), "eval tasks needs --model, or --random-weights");
-    lm = load_model(f.run, /*need_tokenizer=*/true);
-  }
-  const auto& cfg = lm.ckpt.config;
-  // lm-eval's tok_encode adds BOS exactly when the tokenizer's add_special_tokens does.
-  const int64_t bos = !lm.tokenizer->add_bos() ? -1
-                      : cfg.bos_token_id >= 0  ? cfg.bos_token_id
-                                               : lm.tokenizer->bos_id();
-  Json results = Json::array();
-  for (auto& tc : cfgs) {
-    eval::TaskEvalOptions o;
-    o.data_dir = f.data_dir;
-    o.limit = f.limit;
-    o.num_fewshot = f.num_fewshot;
-    o.score.batch = f.batch;
-    o.score.max_length = f.max_length;
-    int64_t last = -1;
-    o.score.progress = [&](int64_t done, int64_t total) {
-      const int64_t pct = 100 * done / total;
-      if (pct / 10 != last / 10) {
-        JNAS_LOG_INFO("[eval tasks] {} | batch {}/{} ({}%)", tc.task, done, total, pct);
-        last = pct;
-      }
-    };
-    eval::TaskResult r = eval::evaluate_task(*lm.model, *lm.tokenizer, bos, tc, o);
-    JNAS_LOG_INFO("[eval tasks] {} | {} items, {} requests in {:.1f} s | {:.1f} items/s", r.task,
-                  r.n, r.requests, r.seconds, r.n / std::max(r.seconds, 1e-9));
-    Json j = eval::task_result_json(r, f.items);
-    j["num_fewshot"] = f.num_fewshot >= 0 ? f.num_fewshot : tc.num_fewshot;
-    j["items_per_s"] = r.n / std::max(r.seconds, 1e-9);
-    j["config"] = tc.source;
-    results.push_back(std::move(j));
-  }
-  Json out{{"model", f.run.model},
-           {"device", f.run.device},
-           {"limit", f.limit},
-           {"batch", f.batch},
-           {"data_dir", f.data_dir},
-           {"results", results}};
-  if (!f.out.empty()) {
-    write_file_atomic(f.out, out.dump(1) + "\n");
-  }
-  emit(f.run.format, out, [&] {
-    // The markdown table lm-eval prints: one row per task, the metrics its file reports.
-    std::cout << "| task | n | shots | acc | ± | acc_norm | ± | items/s |\n"
-              << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
-    for (size_t i = 0; i < results.size(); ++i) {
-      const Json& j = results[i];
-      Json shown = j;
-      for (const char* m : {"acc", "acc_norm"}) {
-        const auto& ms = cfgs[i].metrics;
-        if (std::find(ms.begin(), ms.end(), m) == ms.end()) shown.erase(m);
-      }
-      std::cout << fmt::format("| {} | {} | {} ", j["task"].get<std::string>(), j["n"].get<int64_t>(),
-                               j["num_fewshot"].get<int64_t>())
-                << fmt_metric(shown, "acc") << fmt_metric(shown, "acc_norm")
-                << fmt::format("| {:.1f} |\n", j["items_per_s"].get<double>());
-    }
-  });
-}
-
 }  // namespace
 
 void register_eval(CLI::App& app) {
@@ -253,33 +128,7 @@ void register_eval(CLI::App& app) {
   sub->add_option("--batch", f->protocol.batch, "Windows per forward pass")->capture_default_str();
   sub->callback([f] { run_ppl(*f); });
 
-  auto t = std::make_shared<TaskFlags>();
-  auto* ts = ev->add_subcommand("tasks", "Multiple-choice tasks with lm-eval semantics (docs/eval.md)");
-  add_run_flags(ts, t->run, /*model_required=*/false);
-  ts->add_flag("--random-weights", t->random_weights,
-               "Random weights at --config's shapes with --tokenizer (throughput only)");
-  ts->add_option("--config", t->config, "config.json whose shapes to run (with --random-weights)");
-  ts->add_option("--tokenizer", t->tokenizer, "Tokenizer directory (with --random-weights)");
-  ts->add_option("--seed", t->seed, "Seed of the random weights")->capture_default_str();
-  ts->add_option("--tasks", t->tasks,
-                 "Comma-separated task names (<task-dir>/<name>.yaml) or task files: boolq, piqa, "
-                 "hellaswag, winogrande, arc_easy, arc_challenge, mmlu, mmlu_5shot")
-      ->required();
-  ts->add_option("--task-dir", t->task_dir, "Directory of task files")->capture_default_str();
-  ts->add_option("--data-dir", t->data_dir, "Root of the task data (task paths are relative to it)")
-      ->capture_default_str();
-  ts->add_option("--limit", t->limit, "First N documents of each task (of each MMLU subject); 0 = all")
-      ->capture_default_str();
-  ts->add_option("--batch", t->batch, "Distinct model inputs per forward pass")->capture_default_str();
-  ts->add_option("--num-fewshot", t->num_fewshot, "Override the task files' num_fewshot (-1 = keep)")
-      ->capture_default_str();
-  ts->add_option("--max-length", t->max_length,
-                 "Token limit of one input (0 = max_position_embeddings); longer ones are cut "
-                 "from the left, as lm-eval does")
-      ->capture_default_str();
-  ts->add_option("--out", t->out, "Write the results JSON here");
-  ts->add_flag("--items", t->items, "Include per-item log-likelihoods and decisions in the JSON");
-  ts->callback([t] { run_tasks(*t); });
+  register_eval_tasks(ev);  // cmd_eval_tasks.cpp
 }
 
 }  // namespace jointnas::cli
