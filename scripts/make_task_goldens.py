@@ -147,9 +147,11 @@ def request_goldens():
                     inst = inst if isinstance(inst, list) else [inst]
                     item = {"args": [list(x.args) for x in inst]}
                     if task.OUTPUT_TYPE == "multiple_choice":
-                        # acc when choice 0 has the highest log-likelihood: 1 iff lm-eval's gold is 0
-                        res = task.process_results(doc, [(-float(k), False) for k in range(len(inst))])
-                        item["acc_if_first"] = res.get("acc")
+                        # acc when choice k has the highest log-likelihood, for each k: 1 where
+                        # lm-eval's gold is (all 0 when its gold is out of range, -100)
+                        n = len(inst)
+                        item["acc_by_pred"] = [task.process_results(doc, [(0.0 if j == k else -1.0, False)
+                                                                          for j in range(n)])["acc"] for k in range(n)]
                         item["choices"] = task.doc_to_choice(doc)
                     items.append(item)
                 out[name] = {"task": task_name, "output_type": task.OUTPUT_TYPE, "items": items}
