@@ -7,41 +7,10 @@
 #include "jointnas/core/log.h"
 
 namespace jointnas::eval {
-namespace {
-
-const SplitSource& split_source(const TaskConfig& cfg, const std::string& split, const char* why) {
-  auto it = cfg.splits.find(split);
-  if (it == cfg.splits.end()) {
-    throw ConfigError(fmt::format("{}: no local data for split '{}' ({}); dataset_path '{}'{} is a Hugging Face "
-                                  "name and nothing is downloaded",
-                                  cfg.source, split, why, cfg.dataset_path,
-                                  cfg.dataset_name.empty() ? "" : " / " + cfg.dataset_name),
-                      fmt::format("give 'dataset_path: json' and 'dataset_kwargs: {{data_files: {{{}: <file under "
-                                  "--data-dir>}}}}', or local_data.{} (docs/eval.md)", split, split));
-  }
-  return it->second;
-}
-
-}  // namespace
-
-std::vector<Instance> load_instances(const TaskConfig& cfg, const TaskEvalOptions& opts) {
-  const std::string& split = cfg.eval_split();
-  std::vector<Doc> docs = read_split(split_source(cfg, split, "the split lm-eval evaluates"), opts.data_dir, opts.limit);
-  JNAS_CHECK_IO(!docs.empty(), "{}: split '{}' has no documents", cfg.source, split);
-  process_docs(cfg, docs);
-  const int64_t shots = opts.num_fewshot >= 0 ? opts.num_fewshot : cfg.num_fewshot;
-  std::vector<Doc> fewshot;
-  if (shots > 0) {
-    fewshot = read_split(split_source(cfg, cfg.fewshot_pool_split(), "the few-shot split"), opts.data_dir, 0);
-    process_docs(cfg, fewshot);
-  }
-  return build_instances(cfg, docs, fewshot, shots);
-}
-
 TaskResult evaluate_task(const model::LlamaModel& model, const tok::Tokenizer& tok, int64_t bos,
                          const TaskConfig& cfg, const TaskEvalOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::vector<Instance> instances = load_instances(cfg, opts);
+  const std::vector<Instance> instances = load_instances(cfg, opts.data_dir, opts.limit, opts.num_fewshot);
   const int64_t prefix = opts.prefix_token >= 0 ? opts.prefix_token : bos;
   const int64_t max_len = opts.score.max_length > 0 ? opts.score.max_length : model.config().max_position_embeddings;
   // Requests, and for each instance the range of requests it owns (rolling: one per window).

@@ -24,8 +24,9 @@ struct TaskEvalOptions {
 TaskResult evaluate_task(const model::LlamaModel& model, const tok::Tokenizer& tok, int64_t bos,
                          const TaskConfig& cfg, const TaskEvalOptions& opts);
 
-// The task's documents and lm-eval requests without a model (the eval split, process_docs,
-// few-shot examples): what evaluate_task scores. Exposed for tests and --dry-run style checks.
-std::vector<Instance> load_instances(const TaskConfig& cfg, const TaskEvalOptions& opts);
+// The task's documents and lm-eval requests without a model: what evaluate_task scores.
+inline std::vector<Instance> load_instances(const TaskConfig& cfg, const TaskEvalOptions& opts) {
+  return load_instances(cfg, opts.data_dir, opts.limit, opts.num_fewshot);
+}
 
 }  // namespace jointnas::eval

@@ -261,4 +261,36 @@ std::vector<Instance> build_instances(const TaskConfig& cfg, const std::vector<D
   return out;
 }
 
+namespace {
+
+const SplitSource& split_source(const TaskConfig& cfg, const std::string& split, const char* why) {
+  auto it = cfg.splits.find(split);
+  if (it == cfg.splits.end()) {
+    throw ConfigError(fmt::format("{}: no local data for split '{}' ({}); dataset_path '{}'{} is a Hugging Face "
+                                  "name and nothing is downloaded",
+                                  cfg.source, split, why, cfg.dataset_path,
+                                  cfg.dataset_name.empty() ? "" : " / " + cfg.dataset_name),
+                      fmt::format("give 'dataset_path: json' and 'dataset_kwargs: {{data_files: {{{}: <file under "
+                                  "--data-dir>}}}}', or local_data.{} (docs/eval.md)", split, split));
+  }
+  return it->second;
+}
+
+}  // namespace
+
+std::vector<Instance> load_instances(const TaskConfig& cfg, const std::string& data_dir, int64_t limit,
+                                     int64_t num_fewshot) {
+  const std::string& split = cfg.eval_split();
+  std::vector<Doc> docs = read_split(split_source(cfg, split, "the split lm-eval evaluates"), data_dir, limit);
+  JNAS_CHECK_IO(!docs.empty(), "{}: split '{}' has no documents", cfg.source, split);
+  process_docs(cfg, docs);
+  const int64_t shots = num_fewshot >= 0 ? num_fewshot : cfg.num_fewshot;
+  std::vector<Doc> fewshot;
+  if (shots > 0) {
+    fewshot = read_split(split_source(cfg, cfg.fewshot_pool_split(), "the few-shot split"), data_dir, 0);
+    process_docs(cfg, fewshot);
+  }
+  return build_instances(cfg, docs, fewshot, shots);
+}
+
 }  // namespace jointnas::eval

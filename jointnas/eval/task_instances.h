@@ -47,4 +47,11 @@ std::vector<Instance> build_instances(const TaskConfig& cfg, const std::vector<D
 // Applies the task's process_docs hook (if any) to every document.
 void process_docs(const TaskConfig& cfg, std::vector<Doc>& docs);
 
+// The task's documents and requests from its local data: the eval split (first `limit` documents
+// of each subtask when > 0), process_docs, the few-shot pool when `num_fewshot` (>= 0 overrides
+// the task's) asks for examples. A split without local data is a ConfigError that says how to
+// give it.
+std::vector<Instance> load_instances(const TaskConfig& cfg, const std::string& data_dir, int64_t limit = 0,
+                                     int64_t num_fewshot = -1);
+
 }  // namespace jointnas::eval
