@@ -27,7 +27,9 @@ TEST(Jinja, MatchesPythonJinja2) {
     std::string got;
     ASSERT_NO_THROW(got = eval::jinja::render(tmpl, c["vars"], "golden"));
     EXPECT_EQ(got, c["out"].get<std::string>());
-    if (c.contains("literal")) EXPECT_TRUE(eval::py::equal(eval::py::literal_eval(got), c["literal"]));
+    if (c.contains("literal")) {
+      EXPECT_TRUE(eval::py::equal(eval::py::literal_eval(got), c["literal"]));
+    }
   }
 }
 

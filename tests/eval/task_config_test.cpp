@@ -120,8 +120,8 @@ TEST(TaskData, PathsAreConfinedToTheDataDirectory) {
     return load_instances(load_task_config(file), o);
   };
   EXPECT_EQ(load("ok.jsonl").size(), 1u);
-  for (const std::string bad : {"../secret.jsonl", "link.jsonl", (t.path / "secret.jsonl").string(), "./ok.jsonl",
-                                "a//ok.jsonl"}) {
+  for (const std::string& bad : std::vector<std::string>{"../secret.jsonl", "link.jsonl", (t.path / "secret.jsonl").string(),
+                                                         "./ok.jsonl", "a//ok.jsonl"}) {
     const std::string m = message_of([&] { load(bad); });
     EXPECT_NE(m.find("refusing task data path"), std::string::npos) << bad << ": " << m;
     EXPECT_NE(m.find("t.yaml"), std::string::npos) << m;
@@ -188,7 +188,9 @@ TEST(TaskData, SharedLayoutsReadIntoTheHfSchema) {
 // Every shipped task file loads; those whose data are in ../shared read the full split.
 TEST(TaskConfig, ShippedTaskFilesReadTheSharedData) {
   for (const auto& e : fs::directory_iterator(repo_path("configs/tasks"))) {
-    if (e.path().extension() == ".yaml") EXPECT_NO_THROW(load_task_config(e.path().string())) << e.path();
+    if (e.path().extension() == ".yaml") {
+      EXPECT_NO_THROW(load_task_config(e.path().string())) << e.path();
+    }
   }
   JNAS_REQUIRE_FILE(shared_path("data/tasks/boolq/boolq.jsonl"));
   const std::map<std::string, size_t> sizes = {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "jointnas/core/error.h"
 #include "jointnas/eval/loglikelihood.h"
 #include "jointnas/eval/py_random.h"
 #include "jointnas/eval/task_builtins.h"
