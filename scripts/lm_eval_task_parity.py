@@ -22,7 +22,8 @@ The paper tasks on ../shared's layouts are compared by scripts/lm_eval_parity.py
       --data-dir tests/fixtures/eval/tasks --tasks openbookqa,copa,social_iqa,lambada_openai
   python3 scripts/lm_eval_task_parity.py --tasks wikitext            # ../shared's wiki.test.raw
 
-Requires: pip install lm-eval==0.4.13 transformers==5.17.0 sentencepiece numpy (torch 2.11).
+Requires: pip install lm-eval==0.4.13 transformers==5.17.0 sentencepiece numpy accelerate (torch 2.11).
+One side at a time: --save-lm-eval FILE runs lm-eval only; --lm-eval-from FILE compares with it.
 Checks: accuracies equal (per document and aggregated), perplexities within 1e-4 relative,
 standard errors within 1e-4 relative where lm-eval reports one.
 """
@@ -194,6 +195,8 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--bootstrap-iters", type=int, default=100000)
     ap.add_argument("--report", default="")
+    ap.add_argument("--save-lm-eval", default="", help="run lm-eval only and save its side here")
+    ap.add_argument("--lm-eval-from", default="", help="lm-eval's side from a --save-lm-eval file")
     args = ap.parse_args()
     data_dir = args.data_dir or os.path.join(args.shared, "data")
     import torch
@@ -203,15 +206,23 @@ def main():
     model_path = os.path.join(args.shared, "models/ref-17m")
     tasks = args.tasks.split(",")
     report = {"model": args.model, "device": args.device, "limit": args.limit, "tasks": {}}
-    with tempfile.TemporaryDirectory() as work:
-        names = {}
-        for t in tasks:
-            if t == "wikitext" and not args.data_dir:
-                names[t] = wikitext_setup(args.shared, work)
-            else:
-                names[t] = lm_eval_yaml(os.path.join(args.task_dir, t + ".yaml"), data_dir, work, t)
-        lm = make_lm(args.model, args.shared, args.batch, args.device)
-        theirs = run_lm_eval(lm, work, names, args.limit, args.bootstrap_iters)
+    if args.lm_eval_from:
+        with open(args.lm_eval_from) as f:
+            theirs = json.load(f)["lm_eval"]
+    else:
+        with tempfile.TemporaryDirectory() as work:
+            names = {}
+            for t in tasks:
+                if t == "wikitext" and not args.data_dir:
+                    names[t] = wikitext_setup(args.shared, work)
+                else:
+                    names[t] = lm_eval_yaml(os.path.join(args.task_dir, t + ".yaml"), data_dir, work, t)
+            lm = make_lm(args.model, args.shared, args.batch, args.device)
+            theirs = run_lm_eval(lm, work, names, args.limit, args.bootstrap_iters)
+        if args.save_lm_eval:
+            with open(args.save_lm_eval, "w") as f:
+                json.dump({"limit": args.limit, "bootstrap_iters": args.bootstrap_iters, "lm_eval": theirs}, f)
+            return
     all_ok = True
     for t in tasks:
         ours = run_ours(args.binary, model_path, os.path.join(args.task_dir, t + ".yaml"), data_dir, args.limit,
