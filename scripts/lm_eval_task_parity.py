@@ -75,6 +75,12 @@ def lm_eval_yaml(task_file, data_dir, work, name):
         text = f.read()
     text = re.sub(r"^(\s+\w+: )(\S+\.jsonl?)\s*$", lambda m: m.group(1) + os.path.abspath(os.path.join(data_dir, m.group(2))),
                   text, flags=re.M)
+    # lm-eval reads every split the YAML names (its few-shot pool too): unset those without files.
+    m = re.search(r"data_files:\n((?:\s{4,}\w+: .*\n?)+)", text)
+    have = set(re.findall(r"^\s{4,}(\w+): ", m.group(1), flags=re.M)) if m else set()
+    text = re.sub(r"^(training|validation|test)_split:\s*(\S+)\s*$",
+                  lambda x: x.group(0) if x.group(2) in have or x.group(2) == "null" else f"{x.group(1)}_split: null",
+                  text, flags=re.M)
     with open(os.path.join(d, name + ".yaml"), "w") as f:
         f.write(text)
     family = name.split("_")[0]

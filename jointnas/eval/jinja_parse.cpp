@@ -472,7 +472,8 @@ class ExprParser {
         f->name = expect_name();
         while (at_op(".")) {  // dotted filter names
           ++i_;
-          f->name += "." + expect_name();
+          f->name += '.';  // (not "." + name: GCC 12 warns a false -Wrestrict on that)
+          f->name += expect_name();
         }
         f->items.push_back(e);
         if (at_op("(")) call_args(f.get());
