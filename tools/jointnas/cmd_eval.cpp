@@ -14,6 +14,8 @@
 #include "jointnas/eval/perplexity.h"
 
 namespace jointnas::cli {
+
+void register_eval_tasks(CLI::App* eval);  // cmd_eval_tasks.cpp: `eval tasks`
 namespace {
 
 struct PplFlags {

@@ -57,7 +57,6 @@ void emit(const std::string& format, const Json& j, const std::function<void()>&
 void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_eval(CLI::App& app);
-void register_eval_tasks(CLI::App* eval);  // `eval tasks`, under register_eval
 void register_convert(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
