@@ -59,7 +59,11 @@ TEST(Jinja, SyntaxErrorsNameTheTaskFileAndKey) {
 
 // Untrusted templates: deep nesting, huge ranges and repetitions are errors, not crashes.
 TEST(Jinja, BoundsUntrustedTemplates) {
-  EXPECT_THROW(eval::jinja::Template::parse(std::string(200, '(') + "1" + std::string(200, ')'), "t"), ConfigError);
+  EXPECT_THROW(eval::jinja::Template::parse("{{ " + std::string(200, '(') + "1" + std::string(200, ')') + " }}", "t"),
+               ConfigError);
+  std::string deep_ifs;  // 100 nested blocks, over the limit of 64
+  for (int i = 0; i < 100; ++i) deep_ifs += "{% if x %}";
+  EXPECT_THROW(eval::jinja::Template::parse(deep_ifs, "t"), ConfigError);
   EXPECT_THROW(eval::jinja::render("{{ range(100000000)|length }}", Json::object(), "t"), ConfigError);
   EXPECT_THROW(eval::jinja::render("{{ 'x' * 100000000 }}", Json::object(), "t"), ConfigError);
   EXPECT_THROW(eval::jinja::render("{{ 9223372036854775807 + 1 }}", Json::object(), "t"), ConfigError);
