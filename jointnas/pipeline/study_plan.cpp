@@ -10,6 +10,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/pipeline/run.h"
+#include "jointnas/pipeline/tasks_stage.h"
 
 namespace jointnas::pipeline {
 namespace {
@@ -104,12 +105,13 @@ void add_eval_jobs(const Study& s, const Point& p, StudyJobs& j) {
   ppl.ppl = c.eval.ppl;
   j.evals.push_back(stage_job(prefix + "/ppl", {"eval", "ppl", "--format", "json"}, ppl, d + "/logs/ppl.json"));
   if (!c.eval.tasks.empty()) {
-    std::vector<std::string> a{"eval", "tasks", "--model", s.model_path(p), "--tasks", fmt::format("{}", fmt::join(c.eval.tasks, ",")),
-                               "--limit", std::to_string(c.eval.task_limit), "--format", "json", "--device", c.device,
-                               "--threads", std::to_string(c.threads)};
-    if (!c.eval.task_dir.empty()) a.insert(a.end(), {"--task-dir", c.eval.task_dir.str()});
-    if (!c.eval.task_data.empty()) a.insert(a.end(), {"--data-dir", c.eval.task_data.str()});
-    j.evals.push_back({prefix + "/tasks", a, d + "/logs/tasks.json"});
+    TasksOptions t;
+    t.run = stage_model(c, s.model_path(p), c.device);
+    t.tasks = c.eval.tasks;
+    t.limit = c.eval.task_limit;
+    t.task_dir = c.eval.task_dir;
+    t.data_dir = c.eval.task_data;
+    j.evals.push_back(stage_job(prefix + "/tasks", {"eval", "tasks", "--format", "json"}, t, d + "/logs/tasks.json"));
   }
   j.benches.push_back(stage_job(prefix + "/bench", {"bench", "--format", "json"}, workload_bench(c, s.model_path(p)),
                                 d + "/logs/bench.json"));
