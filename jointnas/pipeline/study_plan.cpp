@@ -57,8 +57,8 @@ StageJob search_job(const Study& s, const Point& p, const std::string& name, con
   return stage_job(name, {"search", "--format", "json"}, o, dir + ".log.json");
 }
 
-// An `arch` stage (an architecture by rule) of point `p`.
-StageJob arch_job(const Study& s, const Point& p, const std::string& name) {
+// An `arch` stage of the study's permuted model, space, table and workload.
+ArchStageOptions arch_options(const Study& s) {
   const RunConfig& c = s.config;
   ArchStageOptions o;
   o.run = stage_model(c, s.permuted(), c.device);
@@ -67,6 +67,12 @@ StageJob arch_job(const Study& s, const Point& p, const std::string& name) {
   o.importance.value = s.permuted() + "/importance.json";
   o.target_device = c.target();
   o.workload = c.workload;
+  return o;
+}
+
+// An `arch` stage (an architecture by rule) of point `p`.
+StageJob arch_job(const Study& s, const Point& p, const std::string& name) {
+  ArchStageOptions o = arch_options(s);
   o.out.value = s.pdir(p) + "/arch.json";
   if (p.method == Method::kSeqFormat) {
     o.from.value = s.out + "/points/arch_only-" + p.budget + "/search/arch.json";
@@ -289,14 +295,7 @@ std::vector<StageJob> shared_jobs(const Study& s) {
 }
 
 StageJob cost_job(const Study& s, const std::string& name, bool fastest) {
-  const RunConfig& c = s.config;
-  ArchStageOptions o;
-  o.run = stage_model(c, s.permuted(), c.device);
-  o.space = c.search_space;
-  o.table.value = s.table();
-  o.importance.value = s.permuted() + "/importance.json";
-  o.target_device = c.target();
-  o.workload = c.workload;
+  ArchStageOptions o = arch_options(s);
   o.fastest = fastest;
   o.out.value = s.out + "/logs/" + (fastest ? "fastest" : "dense") + "_arch.json";
   return stage_job(name, {"arch", "--format", "json"}, o, s.out + "/logs/" + name + ".json");
