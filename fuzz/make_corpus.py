@@ -10,7 +10,8 @@ from anywhere; it rewrites fuzz/corpus completely. Inputs it reads (docs/fuzzing
   tests/fixtures/tokenizer/llama3_tokenizer.json (its first merges only),
   runs/stories260k-cpu/{search/arch.json,table.json,model/config.json} (made by
   configs/runs/stories260k-cpu.yaml; skipped with a note when absent),
-  ../shared/models/ref-17m/{config.json,model.safetensors.index.json} (skipped when absent).
+  ../shared/models/ref-17m/{config.json,model.safetensors.index.json} (skipped when absent),
+  configs/tasks/*.yaml, tests/fixtures/eval/tasks/*.yaml and data/ (task YAML and task data seeds).
 The SentencePiece seed is trained on a few sentences with the Python sentencepiece package
 (skipped when it is not installed).
 """
@@ -223,6 +224,48 @@ def yaml_seeds():
         "workload: {kind: 'decode', batch: 2}\neval: *b\n")
 
 
+# --- lm-eval task files and task data --------------------------------------------------------------
+TASK_READERS = ["json", "jsonl", "csv", "llm_foundry_boolq", "llm_foundry_winogrande", "hellaswag_txt",
+                "llm_adapters_arc", "mmlu_csv_dir", "wikitext_raw"]  # fuzz_task_data.cpp's order
+
+
+def task_seeds():
+    # Task YAMLs: the shipped ones and the test fixtures (lm-eval's own YAMLs), re-pointed at the
+    # target's data file d.jsonl; one near-valid file that leaves the data directory.
+    import re
+    for p in sorted((REPO / "configs/tasks").glob("*.yaml")) + sorted((REPO / "tests/fixtures/eval/tasks").glob("*.yaml")):
+        text = p.read_text()
+        text = re.sub(r"(data_files:\n(?:\s+\w+: .*\n)+)", "data_files:\n    test: d.jsonl\n    validation: d.jsonl\n"
+                      "    train: train.jsonl\n    dev: d.jsonl\n", text)
+        text = re.sub(r"local_data:\n(\s+.*\n?)+", "dataset_path: json\ndataset_kwargs: {data_files: {test: d.jsonl, "
+                      "validation: d.jsonl, dev: d.jsonl}}\n", text)
+        put("fuzz_task_yaml", ("fix_" if "fixtures" in str(p) else "cfg_") + p.name, text)
+    put("fuzz_task_yaml", "escape.yaml", "task: t\noutput_type: loglikelihood\ntest_split: test\ndataset_path: json\n"
+        "dataset_kwargs: {data_files: {test: ../outside.jsonl}}\ndoc_to_text: '{{text}}'\ndoc_to_target: x\n")
+    put("fuzz_task_yaml", "jinja.yaml", "task: t\noutput_type: multiple_choice\ntest_split: test\ndataset_path: json\n"
+        "dataset_kwargs: {data_files: {test: d.jsonl}}\n"
+        "doc_to_text: \"{% for i in range(choices.text|length) %}{{ 'ABCD'[i] }}. {{ choices.text[i]|trim }}\\n{% endfor %}\"\n"
+        "doc_to_target: \"{{ 'ABCD'[answerKey|int - 1] if answerKey|string in '1234' else answerKey }}\"\n"
+        "doc_to_choice: \"{{ choices.label }}\"\nnum_fewshot: 1\ntraining_split: train\n"
+        "dataset_kwargs: {data_files: {test: d.jsonl, train: train.jsonl}}\n")
+    # Task data: the first byte picks the reader; small files in each layout.
+    fx = REPO / "tests/fixtures/eval/tasks/data"
+    samples = {
+        "json": (fx / "arc_easy.jsonl").read_text(),
+        "jsonl": (fx / "hellaswag.jsonl").read_text(),
+        "csv": "question,choice0,choice1,choice2,choice3,answer\n\"Find x, y.\",0,1,2,\"a \"\"q\"\"\",1\n",
+        "llm_foundry_boolq": '{"query": "Passage: P -- t.\\nQuestion: is it?", "gold": 1}\n',
+        "llm_foundry_winogrande": '{"context_options": ["A beat B so A", "A beat B so B"], "continuation": "won.", "gold": 0}\n',
+        "hellaswag_txt": "Roof: A man is on a roof. he\n2\nclimbs.\nsits.\nfalls.\nwaves.\n",
+        "llm_adapters_arc": json.dumps([{"instruction": "Please choose the correct answer to the question: Why?\n\n"
+                                         "Answer1: a Answer2: b\n\nAnswer format: answer1/answer2", "answer": "answer2"}]),
+        "mmlu_csv_dir": "question,choice0,choice1,choice2,choice3,answer\nq?,0,1,2,3,2\n",
+        "wikitext_raw": " \n = A = \n x @-@ y \n = = B = = \n z \n = C = \n w \n",
+    }
+    for i, r in enumerate(TASK_READERS):
+        put("fuzz_task_data", f"{r}.bin", bytes([i]) + samples[r].encode())
+
+
 # --- arch.json, latency table ---------------------------------------------------------------------
 def arch_and_table_seeds():
     arch = optional(REPO / "runs/stories260k-cpu/search/arch.json")
@@ -263,6 +306,26 @@ def put_dict(target, header, words):
 
 def quoted(keys):
     return [f'"{k}"' for k in keys]
+
+
+def task_dictionaries():
+    yaml_syntax = ["- ", ": ", "{", "}", "[", "]", "'", '"', "!function ", "null", "true", "\n  "]
+    keys = ["task", "include", "output_type", "multiple_choice", "loglikelihood", "loglikelihood_rolling",
+            "dataset_path", "json", "csv", "dataset_kwargs", "data_files", "local_data", "reader", "path", "labels",
+            "training_split", "validation_split", "test_split", "fewshot_split", "fewshot_config", "sampler",
+            "first_n", "process_docs", "doc_to_text", "doc_to_target", "doc_to_choice", "process_results",
+            "description", "target_delimiter", "fewshot_delimiter", "num_fewshot", "metric_list", "metric",
+            "aggregation", "higher_is_better", "acc", "acc_norm", "perplexity", "word_perplexity", "bits_per_byte",
+            "weighted_perplexity", "mean", "d.jsonl", "train.jsonl", "../", "/etc/passwd",
+            "utils.process_docs", "utils.doc_to_text", "preprocess_wikitext.wikitext_detokenizer"] + TASK_READERS
+    jinja = ["{{", "}}", "{%", "%}", "{%-", "-%}", "{#", "#}", " if ", " else ", " for ", " in ", "endfor", "endif",
+             " set ", "|", "|join(' ')", "|int", "|length", "|lower", "|string", ".split(' ')", ".strip()",
+             ".index(", "[:-1]", "[-1]", "loop.index0", "range(", " is not none", " not in ", "~", "//", "**"]
+    put_dict("fuzz_task_yaml", "lm-eval task keys, YAML and Jinja syntax", yaml_syntax + keys + jinja)
+    put_dict("fuzz_task_data", "task data: JSON syntax, CSV quoting, layout markers",
+             ["{", "}", "[", "]", ":", ",", '"', '""', "\r\n", "Passage: ", "\nQuestion: ", "context_options",
+              "continuation", "gold", "instruction", "answer", "Answer1: ", " Answer2: ", "\n\nAnswer format: ",
+              "answer1/answer2", " = ", " = = ", "question,choice0,choice1,choice2,choice3,answer", "\xff", "\xc3"])
 
 
 def dictionaries():
@@ -333,7 +396,9 @@ def main():
     tokenizer_seeds()
     yaml_seeds()
     arch_and_table_seeds()
+    task_seeds()
     dictionaries()
+    task_dictionaries()
     total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     count = sum(1 for f in OUT.rglob("*") if f.is_file())
     print(f"[corpus] {count} seeds, {total} bytes in {OUT.relative_to(REPO)}", file=sys.stderr)

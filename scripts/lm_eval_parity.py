@@ -324,7 +324,7 @@ def run_ours(binary, model_path, tasks, limit, data_dir, batch, device="cpu"):
         out = f.name
     cmd = [binary, "eval", "tasks", "-m", model_path, "--tasks", ",".join(tasks), "--limit", str(limit),
            "--items", "--out", out, "--data-dir", data_dir, "--batch", str(batch),
-           "--device", device, "--dtype", "float32"]
+           "--device", device, "--dtype", "float32", "--bootstrap-iters", "0"]
     subprocess.run(cmd, check=True)
     with open(out) as f:
         return {r["task"]: r for r in json.load(f)["results"]}
@@ -449,7 +449,8 @@ def main():
     else:
         for task in tasks:
             try:
-                mine[task] = run_ours(args.binary, model_path, [task], lim[task], data_dir,
+                # configs/tasks/*.yaml name their data relative to ../shared/data (tasks/...).
+                mine[task] = run_ours(args.binary, model_path, [task], lim[task], os.path.dirname(data_dir),
                                       args.batch, args.device)[task]
             except subprocess.CalledProcessError as e:
                 if not args.only:

@@ -9,15 +9,10 @@
 #include <numeric>
 
 #include "jointnas/core/error.h"
+#include "jointnas/eval/pyvalue.h"
 
 namespace jointnas::eval {
 namespace {
-
-bool is_py_space(unsigned char c) {
-  // Python str.isspace for ASCII (what rstrip() removes): \t \n \v \f \r, the 0x1c-0x1f
-  // separators and space. Non-ASCII whitespace (NBSP, ...) is not moved; lm-eval would move it.
-  return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
-}
 
 std::vector<int64_t> encode(const tok::Tokenizer& tok, int64_t bos, const std::string& s) {
   std::vector<int64_t> out;
@@ -29,23 +24,23 @@ std::vector<int64_t> encode(const tok::Tokenizer& tok, int64_t bos, const std::s
 }  // namespace
 
 LoglikRequest encode_request(const tok::Tokenizer& tok, int64_t bos, const std::string& context,
-                             const std::string& continuation) {
+                             const std::string& continuation, int64_t prefix) {
   LoglikRequest r;
+  if (prefix < 0) prefix = bos;
   if (context.empty()) {
     for (int32_t id : tok.encode(continuation)) r.continuation.push_back(id);
     JNAS_CHECK_CONFIG(!r.continuation.empty(), "empty context and empty continuation");
-    if (bos >= 0 && r.continuation[0] != bos) {
-      r.context = {bos};
+    if (prefix >= 0 && r.continuation[0] != prefix) {
+      r.context = {prefix};
     } else {
       r.context = {r.continuation[0]};
       r.continuation.erase(r.continuation.begin());
     }
     return r;
   }
-  size_t keep = context.size();
-  while (keep > 0 && is_py_space(static_cast<unsigned char>(context[keep - 1]))) --keep;
-  const std::string ctx = context.substr(0, keep);
-  const std::string cont = context.substr(keep) + continuation;
+  // context.rstrip(): Python's Unicode whitespace moves to the continuation.
+  const std::string ctx = py::strip(context, std::nullopt, false, true);
+  const std::string cont = context.substr(ctx.size()) + continuation;
   std::vector<int64_t> whole = encode(tok, bos, ctx + cont);
   r.context = encode(tok, bos, ctx);
   // lm-eval slices by length even when the context's tokens are not a prefix of the whole's.
@@ -53,6 +48,31 @@ LoglikRequest encode_request(const tok::Tokenizer& tok, int64_t bos, const std::
     r.continuation.assign(whole.begin() + static_cast<long>(r.context.size()), whole.end());
   }
   return r;
+}
+
+std::vector<LoglikRequest> rolling_windows(const std::vector<int64_t>& tokens, int64_t prefix, int64_t max_len) {
+  JNAS_CHECK_CONFIG(max_len >= 1, "max_length must be >= 1, got {}", max_len);
+  std::vector<LoglikRequest> out;
+  if (tokens.empty()) return out;
+  const auto n = static_cast<int64_t>(tokens.size());
+  auto slice = [&](int64_t b, int64_t e) {
+    return std::vector<int64_t>(tokens.begin() + std::max<int64_t>(b, 0), tokens.begin() + e);
+  };
+  // First window: [prefix] + tokens[:L-1] predicts tokens[:L]; disjoint: context = [prefix].
+  const int64_t first = std::min(max_len, n);
+  out.push_back({{prefix}, slice(0, first)});
+  int64_t predicted = first;
+  while (predicted < n) {
+    const int64_t len = std::min(n - predicted, max_len);  // pred_len = max_len - context_len + 1
+    const int64_t end = predicted + len;
+    // Input tokens[end - max_len - 1, end - 1) predicts tokens[end - len, end); the disjoint
+    // context is the input without its last len - 1 tokens.
+    std::vector<int64_t> input = slice(end - max_len - 1, end - 1);
+    input.resize(input.size() - static_cast<size_t>(len - 1));
+    out.push_back({std::move(input), slice(end - len, end)});
+    predicted += len;
+  }
+  return out;
 }
 
 std::vector<LoglikResult> score_requests(const model::LlamaModel& model,

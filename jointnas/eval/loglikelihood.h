@@ -26,9 +26,16 @@ struct LoglikResult {
 // lm-eval's tokenization of a (context, continuation) pair: trailing whitespace of the context
 // moves to the continuation; whole = enc(context + continuation), ctx = enc(context), both with
 // BOS when `bos` >= 0 (HF add_special_tokens); continuation = whole[len(ctx):]. An empty context
-// becomes [bos] (or the continuation's first token when that already is BOS).
+// becomes [prefix] (lm-eval's prefix_token_id: BOS, else EOS; `prefix` < 0 means `bos`), or the
+// continuation's first token when that already is the prefix.
 LoglikRequest encode_request(const tok::Tokenizer& tok, int64_t bos, const std::string& context,
-                             const std::string& continuation);
+                             const std::string& continuation, int64_t prefix = -1);
+
+// lm-eval's loglikelihood_rolling windows of a token list (utils.get_rolling_token_windows with
+// context_len 1, then make_disjoint_window): the first window predicts tokens[0, max_len) after
+// [prefix]; each next one predicts up to max_len further tokens with the max_len tokens before
+// them as context. Every token is predicted exactly once, each with as much context as fits.
+std::vector<LoglikRequest> rolling_windows(const std::vector<int64_t>& tokens, int64_t prefix, int64_t max_len);
 
 struct ScoreOptions {
   int64_t batch = 16;       // distinct inputs per forward

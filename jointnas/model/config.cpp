@@ -174,33 +174,21 @@ void LlamaConfig::validate(const std::string& src) const {
 }
 
 Json LlamaConfig::to_json() const {
-  Json j;
-  j["architectures"] = {"LlamaForCausalLM"};
-  j["model_type"] = "llama";
-  j["vocab_size"] = vocab_size;
-  j["hidden_size"] = hidden_size;
-  j["intermediate_size"] = intermediate_size;
-  j["num_hidden_layers"] = num_hidden_layers;
-  j["num_attention_heads"] = num_attention_heads;
-  j["num_key_value_heads"] = num_key_value_heads;
-  j["head_dim"] = head_dim;
-  j["max_position_embeddings"] = max_position_embeddings;
-  j["rms_norm_eps"] = rms_norm_eps;
-  Json rp;
-  rp["rope_theta"] = rope.rope_theta;
-  rp["rope_type"] = rope.rope_type;
+  Json rp{{"rope_theta", rope.rope_theta}, {"rope_type", rope.rope_type}};
   if (rope.rope_type == "llama3") {
-    rp["factor"] = rope.factor;
-    rp["low_freq_factor"] = rope.low_freq_factor;
-    rp["high_freq_factor"] = rope.high_freq_factor;
-    rp["original_max_position_embeddings"] = rope.original_max_position_embeddings;
+    rp.update(Json{{"factor", rope.factor},
+                   {"low_freq_factor", rope.low_freq_factor},
+                   {"high_freq_factor", rope.high_freq_factor},
+                   {"original_max_position_embeddings", rope.original_max_position_embeddings}});
   }
-  j["rope_parameters"] = rp;
-  j["tie_word_embeddings"] = tie_word_embeddings;
-  j["attention_bias"] = false;
-  j["mlp_bias"] = false;
-  j["hidden_act"] = hidden_act;
-  j["dtype"] = torch_dtype;
+  // The keys transformers 5 writes (a JSON object's keys are sorted when it is written).
+  Json j{{"architectures", Json::array({"LlamaForCausalLM"})}, {"model_type", "llama"},
+         {"vocab_size", vocab_size}, {"hidden_size", hidden_size}, {"intermediate_size", intermediate_size},
+         {"num_hidden_layers", num_hidden_layers}, {"num_attention_heads", num_attention_heads},
+         {"num_key_value_heads", num_key_value_heads}, {"head_dim", head_dim},
+         {"max_position_embeddings", max_position_embeddings}, {"rms_norm_eps", rms_norm_eps},
+         {"rope_parameters", rp}, {"tie_word_embeddings", tie_word_embeddings}, {"attention_bias", false},
+         {"mlp_bias", false}, {"hidden_act", hidden_act}, {"dtype", torch_dtype}};
   if (bos_token_id >= 0) j["bos_token_id"] = bos_token_id;
   if (eos_token_ids.size() == 1) {
     j["eos_token_id"] = eos_token_ids[0];

@@ -79,10 +79,10 @@ struct LlamaConfig {
 // config); search results are lists that differ per layer. Formats are QuantFormat names
 // (docs/formats.md); "bf16" means unquantized in the model's compute dtype.
 struct LayerSpec {
-  int64_t num_attention_heads = 0;
-  int64_t num_key_value_heads = 0;
-  int64_t head_dim = 0;
-  int64_t intermediate_size = 0;
+  int64_t num_attention_heads = 0;  // query heads (a multiple of the KV heads: whole GQA groups)
+  int64_t num_key_value_heads = 0;  // KV heads, one per kept group
+  int64_t head_dim = 0;             // even; <= the model's (a prefix of its rotary pairs)
+  int64_t intermediate_size = 0;    // MLP width (0 never: a dropped block is `skip`)
   // RoPE base of this layer. A head size reduced to 2k of d rotary dims keeps the first k pairs,
   // which is an ordinary RoPE with theta' = theta^(2k/d) (docs/method: head size under RoPE).
   double rope_theta = 10000.0;

@@ -14,10 +14,10 @@ namespace jointnas::pipeline {
 
 // How long to time (profile::TimingPlan): the run config's `eval.bench_repeats` sets `repeats`.
 struct BenchTiming {
-  int64_t repeats = 30;
-  int64_t warmup = 5;
-  double min_warmup_ms = 200;
-  double min_time_ms = 500;
+  int64_t repeats = 30;        // timed calls, at least
+  int64_t warmup = 5;          // untimed calls, at least
+  double min_warmup_ms = 200;  // wall time spent warming up, at least
+  double min_time_ms = 500;    // summed timed calls, at least (a stable median of a small model)
 };
 template <class V>
 void fields(V& v, BenchTiming& t) {

@@ -15,14 +15,8 @@ namespace jointnas::search {
 template <class V>
 void fields(V& v, FinetuneOptions& o) {
   v(opt::Key{"steps", "Distillation steps (0: export without finetuning)"}, o.steps, opt::in<int64_t>(0, 10000000));
-  v(opt::Key{"batch", "Windows per step", "train-batch"}, o.batch, opt::in<int64_t>(1, 1 << 16));
-  v(opt::Key{"seq_len", "Tokens per window (at most the model's positions)"}, o.seq_len, opt::in<int64_t>(2, 1 << 20));
+  pipeline::training_fields(v, o.batch, o.seq_len, o.loss.temperature, o.checkpoint.every, o.checkpoint.every_seconds);
   v(opt::Key{"lr", "Adam step of the LoRA adapters"}, o.lr, opt::in(0.0, 1e3));
-  v(opt::Key{"kd_temperature", "Distillation temperature"}, o.loss.temperature, opt::in(1e-3, 1e3));
-  v(opt::Key{"checkpoint_every", "Steps between checkpoints in OUT/checkpoint; a rerun resumes from the last one"},
-    o.checkpoint.every, opt::in<int64_t>(1, 1000000000));
-  v(opt::Key{"checkpoint_seconds", "Also checkpoint when this many seconds passed since the last one (0: steps only)"},
-    o.checkpoint.every_seconds, opt::in(0.0, 1e9));
 }
 }  // namespace jointnas::search
 

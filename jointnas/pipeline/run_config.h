@@ -50,8 +50,10 @@ void fields(V& v, EvalSettings& e) {
     opt::in<int64_t>(1, 100000));
   v(opt::Key{"tasks", "Zero-shot tasks of a study (configs/tasks/<name>.yaml)"}, e.tasks);
   v(opt::Key{"task_limit", "First N documents of each task (0 = all)"}, e.task_limit, opt::in<int64_t>(0, 1 << 30));
-  v(opt::Key{"task_dir", "Directory of the task files (default: configs/tasks of the repository)"}, e.task_dir);
-  v(opt::Key{"task_data", "Root of the task data (default: $SHARED/data/tasks)"}, e.task_data);
+  v(opt::Key{"task_dir", "Directory of the task files (default: $JNAS_TASK_DIR, else configs/tasks of the checkout)"},
+    e.task_dir);
+  v(opt::Key{"task_data", "Root of the task data (default: $JNAS_DATA_DIR, else ../shared/data beside the checkout)"},
+    e.task_data);
 }
 
 // The `pareto:` section of a study (docs/pareto.md).

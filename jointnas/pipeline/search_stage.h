@@ -31,8 +31,7 @@ template <class V>
 void fields(V& v, DnasOptions& o) {
   v(opt::Key{"steps", "Alternating steps (each: one LoRA update, one architecture update)"}, o.steps,
     opt::in<int64_t>(0, 10000000));
-  v(opt::Key{"batch", "Windows per step", "train-batch"}, o.batch, opt::in<int64_t>(1, 1 << 16));
-  v(opt::Key{"seq_len", "Tokens per window (at most the model's positions)"}, o.seq_len, opt::in<int64_t>(2, 1 << 20));
+  pipeline::training_fields(v, o.batch, o.seq_len, o.loss.temperature, o.checkpoint.every, o.checkpoint.every_seconds);
   v(opt::Key{"relaxation", "gumbel | hard | softmax"}, o.relaxation, relaxation_names());
   v(opt::Key{"tau", "Initial Gumbel temperature"}, o.tau_start, opt::in(1e-6, 1e6));
   v(opt::Key{"tau_end", "Final Gumbel temperature"}, o.tau_end, opt::in(1e-6, 1e6));
@@ -46,11 +45,6 @@ void fields(V& v, DnasOptions& o) {
     opt::in(0.0, 1.0));
   v(opt::Key{"stop_entropy", "Mean normalised entropy that ends the search"}, o.stop_entropy, opt::in(0.0, 1.0));
   v(opt::Key{"warmup", "LoRA-only steps first"}, o.warmup_steps, opt::in<int64_t>(0, 10000000));
-  v(opt::Key{"kd_temperature", "Distillation temperature"}, o.loss.temperature, opt::in(1e-3, 1e3));
-  v(opt::Key{"checkpoint_every", "Steps between checkpoints in OUT/checkpoint; a rerun resumes from the last one"},
-    o.checkpoint.every, opt::in<int64_t>(1, 1000000000));
-  v(opt::Key{"checkpoint_seconds", "Also checkpoint when this many seconds passed since the last one (0: steps only)"},
-    o.checkpoint.every_seconds, opt::in(0.0, 1e9));
 }
 
 }  // namespace jointnas::search

@@ -31,6 +31,20 @@ void fields(V& v, ModelSettings& s) {
     opt::in<int64_t>(0, 4096));
 }
 
+// The knobs both training loops have (search/trainer.h): windows per step and their length, the
+// distillation temperature and the checkpoint policy. `steps` is each loop's own.
+template <class V>
+void training_fields(V& v, int64_t& batch, int64_t& seq_len, double& kd_temperature, int64_t& checkpoint_every,
+                     double& checkpoint_seconds) {
+  v(opt::Key{"batch", "Windows per step", "train-batch"}, batch, opt::in<int64_t>(1, 1 << 16));
+  v(opt::Key{"seq_len", "Tokens per window (at most the model's positions)"}, seq_len, opt::in<int64_t>(2, 1 << 20));
+  v(opt::Key{"kd_temperature", "Distillation temperature"}, kd_temperature, opt::in(1e-3, 1e3));
+  v(opt::Key{"checkpoint_every", "Steps between checkpoints in OUT/checkpoint; a rerun resumes from the last one"},
+    checkpoint_every, opt::in<int64_t>(1, 1000000000));
+  v(opt::Key{"checkpoint_seconds", "Also checkpoint when this many seconds passed since the last one (0: steps only)"},
+    checkpoint_seconds, opt::in(0.0, 1e9));
+}
+
 // A budget as the user writes it. Latency: milliseconds ("12.5") or a fraction of the dense model
 // by the table ("0.6x"); memory: the runtime's predicted peak in MiB; parameters. 0 / "": none.
 struct BudgetSettings {

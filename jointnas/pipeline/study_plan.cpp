@@ -10,6 +10,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/pipeline/run.h"
+#include "jointnas/pipeline/tasks_stage.h"
 
 namespace jointnas::pipeline {
 namespace {
@@ -56,8 +57,8 @@ StageJob search_job(const Study& s, const Point& p, const std::string& name, con
   return stage_job(name, {"search", "--format", "json"}, o, dir + ".log.json");
 }
 
-// An `arch` stage (an architecture by rule) of point `p`.
-StageJob arch_job(const Study& s, const Point& p, const std::string& name) {
+// An `arch` stage of the study's permuted model, space, table and workload.
+ArchStageOptions arch_options(const Study& s) {
   const RunConfig& c = s.config;
   ArchStageOptions o;
   o.run = stage_model(c, s.permuted(), c.device);
@@ -66,6 +67,12 @@ StageJob arch_job(const Study& s, const Point& p, const std::string& name) {
   o.importance.value = s.permuted() + "/importance.json";
   o.target_device = c.target();
   o.workload = c.workload;
+  return o;
+}
+
+// An `arch` stage (an architecture by rule) of point `p`.
+StageJob arch_job(const Study& s, const Point& p, const std::string& name) {
+  ArchStageOptions o = arch_options(s);
   o.out.value = s.pdir(p) + "/arch.json";
   if (p.method == Method::kSeqFormat) {
     o.from.value = s.out + "/points/arch_only-" + p.budget + "/search/arch.json";
@@ -104,12 +111,13 @@ void add_eval_jobs(const Study& s, const Point& p, StudyJobs& j) {
   ppl.ppl = c.eval.ppl;
   j.evals.push_back(stage_job(prefix + "/ppl", {"eval", "ppl", "--format", "json"}, ppl, d + "/logs/ppl.json"));
   if (!c.eval.tasks.empty()) {
-    std::vector<std::string> a{"eval", "tasks", "--model", s.model_path(p), "--tasks", fmt::format("{}", fmt::join(c.eval.tasks, ",")),
-                               "--limit", std::to_string(c.eval.task_limit), "--format", "json", "--device", c.device,
-                               "--threads", std::to_string(c.threads)};
-    if (!c.eval.task_dir.empty()) a.insert(a.end(), {"--task-dir", c.eval.task_dir.str()});
-    if (!c.eval.task_data.empty()) a.insert(a.end(), {"--data-dir", c.eval.task_data.str()});
-    j.evals.push_back({prefix + "/tasks", a, d + "/logs/tasks.json"});
+    TasksOptions t;
+    t.run = stage_model(c, s.model_path(p), c.device);
+    t.tasks = c.eval.tasks;
+    t.limit = c.eval.task_limit;
+    t.task_dir = c.eval.task_dir;
+    t.data_dir = c.eval.task_data;
+    j.evals.push_back(stage_job(prefix + "/tasks", {"eval", "tasks", "--format", "json"}, t, d + "/logs/tasks.json"));
   }
   j.benches.push_back(stage_job(prefix + "/bench", {"bench", "--format", "json"}, workload_bench(c, s.model_path(p)),
                                 d + "/logs/bench.json"));
@@ -287,14 +295,7 @@ std::vector<StageJob> shared_jobs(const Study& s) {
 }
 
 StageJob cost_job(const Study& s, const std::string& name, bool fastest) {
-  const RunConfig& c = s.config;
-  ArchStageOptions o;
-  o.run = stage_model(c, s.permuted(), c.device);
-  o.space = c.search_space;
-  o.table.value = s.table();
-  o.importance.value = s.permuted() + "/importance.json";
-  o.target_device = c.target();
-  o.workload = c.workload;
+  ArchStageOptions o = arch_options(s);
   o.fastest = fastest;
   o.out.value = s.out + "/logs/" + (fastest ? "fastest" : "dense") + "_arch.json";
   return stage_job(name, {"arch", "--format", "json"}, o, s.out + "/logs/" + name + ".json");

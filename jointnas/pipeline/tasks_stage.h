@@ -13,13 +13,14 @@ namespace jointnas::pipeline {
 struct TasksOptions {
   ModelSettings run{{}, "cpu", "", 0, false};
   std::vector<std::string> tasks;
-  opt::Path task_dir;  // "": configs/tasks of the repository
-  opt::Path data_dir;  // "": $SHARED/data/tasks (JNAS_SHARED_DIR, else ../shared beside the repository)
+  opt::Path task_dir;  // "": $JNAS_TASK_DIR, else configs/tasks of the checkout
+  opt::Path data_dir;  // "": $JNAS_DATA_DIR, else ../shared/data beside the checkout
   opt::Path out;
   int64_t limit = 0;
   int64_t batch = 16;
   int64_t num_fewshot = -1;
   int64_t max_length = 0;
+  int64_t bootstrap_iters = 100000;  // lm-eval's default
   bool items = false;
   // Throughput at a model's shapes without its weights (never for accuracy).
   bool random_weights = false;
@@ -31,12 +32,17 @@ void fields(V& v, TasksOptions& o) {
   fields(v, o.run);
   v(opt::Key{"tasks", "Comma list of task names (<task-dir>/<name>.yaml) or task YAML paths", nullptr, nullptr, true},
     o.tasks);
-  v(opt::Key{"task_dir", "Directory of task files (default: configs/tasks of the repository)"}, o.task_dir);
-  v(opt::Key{"data_dir", "Root of the task data (task paths are relative to it; default: $SHARED/data/tasks)"}, o.data_dir);
+  v(opt::Key{"task_dir", "Directory of task files (default: $JNAS_TASK_DIR, else configs/tasks of the checkout)"},
+    o.task_dir);
+  v(opt::Key{"data_dir", "Root of the task data; task paths are relative to it and may not leave it (default: "
+                         "$JNAS_DATA_DIR, else ../shared/data beside the checkout)"},
+    o.data_dir);
   v(opt::Key{"limit", "First N documents of each task (of each MMLU subject); 0 = all"}, o.limit, opt::in<int64_t>(0, 1 << 30));
   v(opt::Key{"batch", "Distinct model inputs per forward pass"}, o.batch, opt::in<int64_t>(1, 1 << 16));
   v(opt::Key{"num_fewshot", "Override the task files' num_fewshot (-1 = keep)"}, o.num_fewshot, opt::in<int64_t>(-1, 1000));
   v(opt::Key{"max_length", "Longest input in tokens (0 = the model's positions)"}, o.max_length, opt::in<int64_t>(0, 1 << 30));
+  v(opt::Key{"bootstrap_iters", "Bootstrap samples of the perplexity metrics' standard errors, as lm-eval (0: none)"},
+    o.bootstrap_iters, opt::in<int64_t>(0, 100000000));
   v(opt::Key{"out", "Write the results JSON here"}, o.out);
   v(opt::Key{"items", "Include per-item log-likelihoods and decisions in the JSON"}, o.items);
   v(opt::Key{"random_weights", "Random weights at --config's shapes with --tokenizer: throughput only, never accuracy"},
@@ -46,8 +52,9 @@ void fields(V& v, TasksOptions& o) {
   v(opt::Key{"seed", "Seed of the random weights"}, o.seed, opt::at_least<int64_t>(0));
 }
 
-// Evaluates every task; returns {model, device, limit, batch, data_dir, results: [...]} (each
-// result carries the metrics its task file reports, under "metrics").
+// Evaluates every task (lm-eval task files: multiple_choice, loglikelihood, loglikelihood_rolling;
+// docs/eval.md); returns {model, device, limit, batch, data_dir, task_dir, bootstrap_iters,
+// results: [...]}, each result with the metrics its task file reports under "metrics".
 Json run_tasks(const TasksOptions& o);
 
 }  // namespace jointnas::pipeline

@@ -89,6 +89,25 @@ struct Supernet::Impl {
   at::ScalarType prob_dtype() const { return opts.dtype == at::kDouble ? at::kDouble : at::kFloat; }
   at::TensorOptions fopts() const { return at::TensorOptions().dtype(prob_dtype()).device(opts.device); }
 
+  // A distribution with f(logits, index) for every decision, in ArchDist's order (hidden, depth,
+  // then per layer groups, head size, MLP width, formats by slot); `index` is the matching index of
+  // `a`, or nullptr without one. The order is the Gumbel noise's: it must not change.
+  ArchDist map_decisions(const Arch* a, const std::function<at::Tensor(const at::Tensor&, const int64_t*)>& f) const {
+    ArchDist d;
+    d.hidden = f(arch_hidden, a ? &a->hidden : nullptr);
+    d.depth = f(arch_depth, a ? &a->depth : nullptr);
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const auto& L = layers[l];
+      d.kv_groups.push_back(f(L.arch_groups, a ? &a->kv_groups.at(l) : nullptr));
+      d.head_dims.push_back(f(L.arch_hd, a ? &a->head_dims.at(l) : nullptr));
+      d.intermediate.push_back(f(L.arch_inter, a ? &a->intermediate.at(l) : nullptr));
+      std::array<at::Tensor, kNumFormatSlots> fm;
+      for (int k = 0; k < kNumFormatSlots; ++k) fm[k] = f(L.arch_fmt[k], a ? &a->formats.at(l)[k] : nullptr);
+      d.formats.push_back(fm);
+    }
+    return d;
+  }
+
   // ---- masks -----------------------------------------------------------------------------
   // a (rows) and b (columns) of a slot's expected mask for the given decision probabilities.
   std::pair<at::Tensor, at::Tensor> slot_masks(int64_t l, int slot, const LayerProbsView& pv) const {
@@ -532,40 +551,19 @@ ArchDist Supernet::distribution(Relaxation r, double temperature, std::optional<
     at::Tensor hard = at::zeros_like(soft).scatter_(0, soft.argmax(0, true), 1.0);
     return hard - soft.detach() + soft;  // one-hot forward, soft gradient
   };
-  ArchDist d;
-  d.hidden = relax(m.arch_hidden);
-  d.depth = relax(m.arch_depth);
-  for (const auto& L : m.layers) {
-    d.kv_groups.push_back(relax(L.arch_groups));
-    d.head_dims.push_back(relax(L.arch_hd));
-    d.intermediate.push_back(relax(L.arch_inter));
-    std::array<at::Tensor, kNumFormatSlots> f;
-    for (int s = 0; s < kNumFormatSlots; ++s) f[s] = relax(L.arch_fmt[s]);
-    d.formats.push_back(f);
-  }
-  return d;
+  return m.map_decisions(nullptr, [&](const at::Tensor& logits, const int64_t*) { return relax(logits); });
 }
 
 ArchDist Supernet::one_hot(const Arch& a) const {
   const Impl& m = *impl_;
-  const c10::Device dev = m.opts.device;
-  auto oh = [&](size_t n, int64_t i) {
-    JNAS_CHECK_CONFIG(i >= 0 && i < static_cast<int64_t>(n), "architecture index {} out of [0, {})", i, n);
-    return one_hot_vec(static_cast<int64_t>(n), i, dev, m.prob_dtype());
-  };
-  ArchDist d;
-  d.hidden = oh(m.space.hidden.size(), a.hidden);
-  d.depth = oh(m.space.depth.size(), a.depth);
-  for (size_t l = 0; l < m.layers.size(); ++l) {
-    const LayerChoices& lc = m.space.layers[l];
-    d.kv_groups.push_back(oh(lc.kv_groups.size(), a.kv_groups[l]));
-    d.head_dims.push_back(oh(lc.head_dims.size(), a.head_dims[l]));
-    d.intermediate.push_back(oh(lc.intermediate.size(), a.intermediate[l]));
-    std::array<at::Tensor, kNumFormatSlots> f;
-    for (int s = 0; s < kNumFormatSlots; ++s) f[s] = oh(lc.formats[s].size(), a.formats[l][s]);
-    d.formats.push_back(f);
-  }
-  return d;
+  JNAS_CHECK_CONFIG(a.kv_groups.size() == m.layers.size() && a.formats.size() == m.layers.size(),
+                    "an architecture of {} layers for a supernet of {}", a.kv_groups.size(), m.layers.size());
+  // Every decision has logits with one entry per choice (a single choice included).
+  return m.map_decisions(&a, [&](const at::Tensor& logits, const int64_t* i) {
+    const int64_t n = logits.numel();
+    JNAS_CHECK_CONFIG(*i >= 0 && *i < n, "architecture index {} out of [0, {})", *i, n);
+    return one_hot_vec(n, *i, m.opts.device, m.prob_dtype());
+  });
 }
 
 Arch Supernet::argmax() const {

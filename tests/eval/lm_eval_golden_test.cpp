@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "jointnas/core/json_util.h"
@@ -39,6 +41,7 @@ void check_task(const Fixture& f, const Json& golden, const std::string& task,
   o.data_dir = data_dir;
   o.limit = subject.empty() ? kItems : golden["tasks"][task]["limit"].get<int64_t>();
   o.score.batch = 8;
+  o.bootstrap_iters = 0;
   eval::TaskResult r = eval::evaluate_task(f.model, *f.tok, /*bos=*/1, cfg, o);
   std::vector<Json> want;
   for (const auto& it : golden["tasks"][task]["items"]) {
@@ -80,18 +83,19 @@ TEST(LmEvalGolden, Ref17mFirstItemsMatchLmEval) {
   Fixture f{model::LlamaModel::from_checkpoint(model::load_checkpoint(dir), {}),
             tok::load_tokenizer(dir)};
   for (const char* task : {"boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge"}) {
-    check_task(f, golden, task, shared_path("data/tasks"), "");
+    check_task(f, golden, task, shared_path("data"), "");
   }
-  // MMLU: one subject (a data directory holding only its test and dev files), 0- and 5-shot.
-  const fs::path tmp = fs::temp_directory_path() / "jnas_lm_eval_golden_mmlu";
+  // MMLU: one subject (a data directory holding only its test and dev files, copied: a symlink
+  // out of the data directory is refused), 0- and 5-shot.
+  const fs::path tmp = fs::temp_directory_path() / ("jnas_lm_eval_golden_mmlu_" + std::to_string(::getpid()));
   fs::remove_all(tmp);
-  fs::create_directories(tmp / "mmlu/test");
-  fs::create_directories(tmp / "mmlu/dev");
+  fs::create_directories(tmp / "tasks/mmlu/test");
+  fs::create_directories(tmp / "tasks/mmlu/dev");
   const std::string subject = "abstract_algebra";
-  fs::create_symlink(shared_path("data/tasks/mmlu/test/" + subject + "_test.csv"),
-                     tmp / "mmlu/test" / (subject + "_test.csv"));
-  fs::create_symlink(shared_path("data/tasks/mmlu/dev/" + subject + "_dev.csv"),
-                     tmp / "mmlu/dev" / (subject + "_dev.csv"));
+  fs::copy_file(shared_path("data/tasks/mmlu/test/" + subject + "_test.csv"),
+                tmp / "tasks/mmlu/test" / (subject + "_test.csv"));
+  fs::copy_file(shared_path("data/tasks/mmlu/dev/" + subject + "_dev.csv"),
+                tmp / "tasks/mmlu/dev" / (subject + "_dev.csv"));
   for (const char* task : {"mmlu", "mmlu_5shot"}) check_task(f, golden, task, tmp.string(), subject);
   fs::remove_all(tmp);
 }

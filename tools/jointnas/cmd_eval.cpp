@@ -22,21 +22,20 @@ void print_ppl(const Json& j) {
   std::cout << "\n";
 }
 
-std::string metric_cells(const Json& r, const std::string& m) {
-  const auto& shown = r["metrics"];
-  if (!r.contains(m) || std::find(shown.begin(), shown.end(), m) == shown.end()) return "|  |  ";
-  const Json& se = r[m + "_stderr"];
-  return fmt::format("| {:.4f} | {} ", r[m].get<double>(), se.is_number() ? fmt::format("{:.4f}", se.get<double>()) : "n/a");
+std::string fmt_value(const Json& j, const std::string& key) {
+  return j.contains(key) && j[key].is_number() ? fmt::format("{:.4f}", j[key].get<double>()) : "N/A";
 }
 
-// The markdown table lm-eval prints: one row per task, the metrics its file reports.
+// lm-eval's table: one row per task and metric.
 void print_tasks(const Json& out) {
-  std::cout << "| task | n | shots | acc | ± | acc_norm | ± | items/s |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  std::cout << "| task | n | shots | metric | value | ± | items/s |\n|---|---:|---:|---|---:|---:|---:|\n";
   for (const Json& j : out["results"]) {
-    std::cout << fmt::format("| {} | {} | {} ", j["task"].get<std::string>(), j["n"].get<int64_t>(),
-                             j["num_fewshot"].get<int64_t>())
-              << metric_cells(j, "acc") << metric_cells(j, "acc_norm")
-              << fmt::format("| {:.1f} |\n", j["items_per_s"].get<double>());
+    for (const auto& m : j["metrics"]) {
+      const std::string name = m.get<std::string>();
+      std::cout << fmt::format("| {} | {} | {} | {} | {} | {} | {:.1f} |\n", j["task"].get<std::string>(),
+                               j["n"].get<int64_t>(), j["num_fewshot"].get<int64_t>(), name, fmt_value(j, name),
+                               fmt_value(j, name + "_stderr"), j["items_per_s"].get<double>());
+    }
   }
 }
 
@@ -50,7 +49,7 @@ void register_eval(CLI::App& app) {
                                       const Json j = pipeline::run_ppl(o);
                                       emit(format, j, [&] { print_ppl(j); });
                                     });
-  add_command<pipeline::TasksOptions>(*ev, "tasks", "Multiple-choice tasks with lm-eval semantics (docs/eval.md)",
+  add_command<pipeline::TasksOptions>(*ev, "tasks", "lm-eval task files (multiple choice, log-likelihood, rolling perplexity) on local data (docs/eval.md)",
                                       [](const pipeline::TasksOptions& o, const std::string& format) {
                                         const Json j = pipeline::run_tasks(o);
                                         emit(format, j, [&] { print_tasks(j); });
