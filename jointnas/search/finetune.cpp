@@ -101,8 +101,10 @@ FinetuneResult run_finetune(Supernet& net, const std::vector<int64_t>& tokens, c
       log(Json{{"step", step}, {"kd", kd}, {"top1_agreement", out[3].item<double>()},
                {"ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()}});
     }
+    const bool stop = o.after_step && o.after_step(step + 1);
     const bool interrupted = ckpt.interrupted();
-    if (ckpt.due(step + 1, step + 1 == o.steps)) save(step + 1);
+    if (ckpt.due(step + 1, stop || step + 1 == o.steps)) save(step + 1);
+    if (stop) break;
     if (interrupted && step + 1 < o.steps) {
       throw Interrupted(fmt::format("finetune interrupted after step {}{}", step + 1,
                                     !ckpt.enabled() ? " (no checkpoint directory: the progress is lost)"
@@ -114,7 +116,7 @@ FinetuneResult run_finetune(Supernet& net, const std::vector<int64_t>& tokens, c
     r.first_kd += kds[i] / static_cast<double>(tenth);
     r.last_kd += kds[kds.size() - 1 - i] / static_cast<double>(tenth);
   }
-  r.steps = o.steps;
+  r.steps = static_cast<int64_t>(kds.size());
   return r;
 }
 

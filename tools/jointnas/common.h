@@ -67,5 +67,6 @@ void register_finetune(CLI::App& app);
 void register_run(CLI::App& app);
 void register_arch(CLI::App& app);
 void register_pareto(CLI::App& app);
+void register_derive(CLI::App& app);
 
 }  // namespace jointnas::cli

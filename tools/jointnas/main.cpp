@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_run(app);
   jointnas::cli::register_arch(app);
   jointnas::cli::register_pareto(app);
+  jointnas::cli::register_derive(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
