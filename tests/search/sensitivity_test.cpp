@@ -23,23 +23,24 @@ namespace {
 model::LlamaConfig config() {
   model::LlamaConfig c;
   c.vocab_size = 101;
-  c.hidden_size = 256;
-  c.intermediate_size = 256;
+  c.hidden_size = 128;
+  c.intermediate_size = 128;
   c.num_hidden_layers = 3;
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
-  c.head_dim = 64;
+  c.head_dim = 32;
   c.max_position_embeddings = 64;
   return c;
 }
 
 constexpr const char* kSpace = R"(
-hidden: [128, 256]
+hidden: [64, 128]
 depth: [2, 3]
+multiple_of: 32
 layers:
   heads: [1, 2]
-  head_dim: [32, 64]
-  intermediate: [128, 256]
+  head_dim: [16, 32]
+  intermediate: [64, 128]
 formats: [bf16, w8a16]
 )";
 

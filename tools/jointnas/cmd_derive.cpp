@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "search_flags.h"
+#include "jointnas/core/atomic_file.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/mapped_file.h"
@@ -29,10 +30,11 @@ struct DeriveFlags {
   RunFlags run;
   std::string space, table, importance, text, eval_text, scores, out, latency, target_device, dnas_arch;
   std::string validate_out;
+  std::vector<double> band;  // validation: only architectures predicted within [lo, hi] x the dense latency
   profile::Workload workload;
   double memory_mib = 0, params = 0, relax = 1.5;
   int64_t heldout_windows = 32, seq_len = 256, max_tokens = 0, eval_windows = 64, validate = 0;
-  bool per_hidden = true, portfolio = false;
+  bool one_row = false, portfolio = false;  // one_row: per-layer scores at the largest hidden size only
   search::FinetuneOptions ft;
   search::EarlyStopping es;
   int64_t lora_rank = 8;
@@ -65,8 +67,20 @@ void validate(DeriveFlags& f, const model::Checkpoint& ck, const search::CostCon
   std::mt19937_64 rng(f.seed);
   std::vector<double> predicted, before, after;
   Json points = Json::array();
+  const double dense_ms = search::arch_cost(cc, search::largest_arch(*cc.space)).latency_ms;
+  JNAS_CHECK_CONFIG(f.band.empty() || (f.band.size() == 2 && f.band[0] < f.band[1]),
+                    "--validate-band: expected two fractions LO,HI with LO < HI");
+  auto in_band = [&](const search::Arch& a) {
+    if (f.band.empty()) return true;
+    const double r = search::arch_cost(cc, a).latency_ms / dense_ms;
+    return r >= f.band[0] && r <= f.band[1];
+  };
   for (int64_t i = 0; i < f.validate; ++i) {
-    const search::Arch a = random_arch(*cc.space, rng);
+    search::Arch a = random_arch(*cc.space, rng);
+    for (int tries = 0; !in_band(a); ++tries) {
+      JNAS_CHECK_CONFIG(tries < 100000, "--validate-band: no random architecture in 100000 lies in the band");
+      a = random_arch(*cc.space, rng);
+    }
     const search::CandidateResult r =
         search::finetune_candidate(ck, cc, {fmt::format("random{}", i), a}, train, held, po, {}, &eval);
     predicted.push_back(t.score(*cc.space, a, cc.block_rank));
@@ -82,7 +96,7 @@ void validate(DeriveFlags& f, const model::Checkpoint& ck, const search::CostCon
   }
   const double rho_after = search::spearman(predicted, after), rho_before = search::spearman(predicted, before);
   const Json j{{"spearman_after_finetune", rho_after}, {"spearman_before_finetune", rho_before},
-               {"finetune_steps", f.ft.steps}, {"seed", f.seed}, {"points", points}};
+               {"finetune_steps", f.ft.steps}, {"seed", f.seed}, {"band", f.band}, {"points", points}};
   if (!f.validate_out.empty()) write_file_atomic(f.validate_out, j.dump(1) + "\n");
   emit(f.run.format, Json{{"spearman_after_finetune", rho_after}, {"spearman_before_finetune", rho_before}}, [&] {
     std::cout << fmt::format("{} random architectures: Spearman(score, eval KL) {:.3f} after finetune, {:.3f} before\n",
@@ -127,7 +141,7 @@ void run(DeriveFlags& f) {
     JNAS_LOG_INFO("[derive] scores from {}", f.scores);
   } else {
     search::SensitivityOptions o;
-    o.per_hidden = f.per_hidden;
+    o.per_hidden = !f.one_row;
     const search::Supernet net(ck, space, cc.block_rank, so, f.seed);
     JNAS_LOG_INFO("[derive] measuring {} sensitivities on {} held-out windows of {}", search::sensitivity_evaluations(space, o),
                   held.windows(), held.seq_len());
@@ -213,7 +227,7 @@ void register_derive(CLI::App& app) {
   sub->add_option("--heldout-windows", f->heldout_windows, "Held-out windows at the end of --text (default 32)");
   sub->add_option("--seq-len", f->seq_len, "Held-out window length (default 256)");
   sub->add_option("--max-tokens", f->max_tokens, "Tokens of --text used (0 = all)");
-  sub->add_flag("!--no-per-hidden", f->per_hidden, "Measure per-layer sensitivities at the largest hidden size only");
+  sub->add_flag("--no-per-hidden", f->one_row, "Measure per-layer sensitivities at the largest hidden size only");
   sub->add_flag("--portfolio", f->portfolio, "Finetune the derived, depth-only, architecture-only (and --dnas-arch) candidates; keep the best");
   sub->add_option("--dnas-arch", f->dnas_arch, "arch.json of `jointnas search`: a portfolio candidate");
   sub->add_option("--finetune-steps", f->ft.steps, "Finetune steps per candidate (default 100)");
@@ -224,6 +238,8 @@ void register_derive(CLI::App& app) {
   sub->add_option("--eval-every", f->es.eval_every, "Held-out evaluation every N finetune steps (0: at the end only)");
   sub->add_option("--patience", f->es.patience, "Evaluations without improvement before stopping (default 3)");
   sub->add_option("--validate", f->validate, "Finetune N random architectures; Spearman of score vs eval KL");
+  sub->add_option("--validate-band", f->band, "LO,HI: validate only architectures predicted at LO..HI x the dense latency")
+      ->delimiter(',');
   sub->add_option("--eval-text", f->eval_text, "Evaluation text of --validate");
   sub->add_option("--eval-windows", f->eval_windows, "Evaluation windows of --validate (default 64)");
   sub->add_option("--validate-out", f->validate_out, "JSON with every validation point");
