@@ -77,7 +77,8 @@ Json PortfolioResult::to_json(const SearchSpace& space) const {
            {"heldout_kl", r.recovery.best.kl},
            {"heldout_nll", r.recovery.best.nll},
            {"finetune_steps", r.recovery.finetune.steps},
-           {"best_step", r.recovery.best_step}};
+           {"best_step", r.recovery.best_step},
+           {"curve", r.recovery.to_json()["curve"]}};
     if (!r.same_as.empty()) j["same_as"] = r.same_as;
     cs.push_back(j);
     const bool same_arch = r.candidate.arch.to_json(space) == w.candidate.arch.to_json(space);

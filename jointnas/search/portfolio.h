@@ -47,7 +47,7 @@ struct PortfolioResult {
   size_t best = 0;
   // {"winner", "margin_kl" (the runner-up's held-out KL minus the winner's; 0 with one
   // architecture), "candidates": [{name, architecture, predicted, heldout_kl_before, heldout_kl,
-  // heldout_nll, finetune steps, best step, same_as}]}
+  // heldout_nll, finetune steps, best step, held-out curve, same_as}]}
   Json to_json(const SearchSpace& space) const;
 };
 

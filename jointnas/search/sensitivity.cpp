@@ -1,6 +1,10 @@
 #include "jointnas/search/sensitivity.h"
 
+#include <algorithm>
+#include <numeric>
 #include <vector>
+
+#include "jointnas/core/error.h"
 
 namespace jointnas::search {
 namespace {
@@ -89,6 +93,37 @@ ScoreTable measure_sensitivity(const Supernet& net, const HeldoutSet& heldout, c
     t.layers.push_back(std::move(layer_row));
   }
   return t;
+}
+
+std::vector<double> measure_block_drops(const model::Checkpoint& ckpt, const SearchSpace& space, const HeldoutSet& heldout,
+                                        const SupernetOptions& so) {
+  const int64_t L = static_cast<int64_t>(space.layers.size());
+  const auto it = std::find(space.depth.begin(), space.depth.end(), L - 1);
+  JNAS_CHECK_CONFIG(it != space.depth.end(), "block drops need the depth choice {} (all blocks but one) in the space", L - 1);
+  const Arch ref = largest_arch(space);
+  Arch drop = ref;
+  drop.depth = it - space.depth.begin();
+  std::vector<double> out;
+  double k_ref = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    std::vector<int64_t> rank(static_cast<size_t>(L));
+    for (int64_t m = 0, r = 0; m < L; ++m) rank[static_cast<size_t>(m)] = m == l ? L - 1 : r++;
+    const Supernet net(ckpt, space, rank, so, 0);
+    if (l == 0) k_ref = heldout.evaluate(net, net.one_hot(ref)).kl;
+    out.push_back(heldout.evaluate(net, net.one_hot(drop)).kl - k_ref);
+  }
+  return out;
+}
+
+std::vector<int64_t> rank_by_drop(const std::vector<double>& drops) {
+  std::vector<int64_t> order(drops.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return drops[static_cast<size_t>(a)] > drops[static_cast<size_t>(b)];
+  });
+  std::vector<int64_t> rank(drops.size());
+  for (size_t r = 0; r < order.size(); ++r) rank[static_cast<size_t>(order[r])] = static_cast<int64_t>(r);
+  return rank;
 }
 
 }  // namespace jointnas::search

@@ -15,6 +15,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
+
+#include "jointnas/model/checkpoint.h"
 
 #include "jointnas/search/heldout.h"
 #include "jointnas/search/score_table.h"
@@ -33,5 +36,14 @@ int64_t sensitivity_evaluations(const SearchSpace& space, const SensitivityOptio
 // a fresh supernet is the pretrained model). `progress(done, total)` after each evaluation.
 ScoreTable measure_sensitivity(const Supernet& net, const HeldoutSet& heldout, const SensitivityOptions& o,
                                const std::function<void(int64_t, int64_t)>& progress = {});
+
+// The KL increase of dropping each block alone (the rest as the reference), one supernet per block
+// with a ranking that puts it last: `space.depth` must offer num_hidden_layers - 1 blocks
+// (ConfigError otherwise). The measured counterpart of block influence (ShortGPT's 1 - cos).
+std::vector<double> measure_block_drops(const model::Checkpoint& ckpt, const SearchSpace& space, const HeldoutSet& heldout,
+                                        const SupernetOptions& so);
+// A depth order from block drops: the rank of each layer (rank 0 = kept longest = the largest
+// drop KL), ties by layer index: the convention of Supernet's block_rank.
+std::vector<int64_t> rank_by_drop(const std::vector<double>& drops);
 
 }  // namespace jointnas::search

@@ -130,6 +130,25 @@ TEST(Sensitivity, EveryScoreIsTheMeasuredKlIncreaseOfOneDecision) {
   EXPECT_NEAR(one.layers[0][0].intermediate[0], t.layers[1][0].intermediate[0], 1e-15);
 }
 
+// Dropping the block of rank L-1 alone is the global entry of depth L-1 at the largest hidden size.
+TEST(Sensitivity, BlockDropsAreSingleBlockDepthScores) {
+  Fixture fx;
+  const std::vector<int64_t> tokens = random_tokens(48, 3);
+  const HeldoutSet held(tokens, 12, 0, 4);
+  const std::vector<double> drops = measure_block_drops(fx.ck, fx.space, held, fx.so);
+  ASSERT_EQ(drops.size(), 3u);
+  const Supernet net(fx.ck, fx.space, fx.rank, fx.so, 1);
+  Arch a = largest_arch(fx.space);
+  const double k_ref = held.evaluate(net, net.one_hot(a)).kl;
+  a.depth = 0;  // 2 blocks: drops layer 0, of rank 2
+  EXPECT_NEAR(drops[0], held.evaluate(net, net.one_hot(a)).kl - k_ref, 1e-12);
+  for (double d : drops) EXPECT_GT(d, 0.0);
+  EXPECT_EQ(rank_by_drop({0.5, 2.0, 0.1, 2.0}), (std::vector<int64_t>{2, 0, 3, 1}));
+  SearchSpace shallow = fx.space;
+  shallow.depth = {3};
+  EXPECT_THROW(measure_block_drops(fx.ck, shallow, held, fx.so), ConfigError);
+}
+
 TEST(Heldout, SplitKeepsTheTailAndChecksItsSize) {
   std::vector<int64_t> s(100);
   for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<int64_t>(i);

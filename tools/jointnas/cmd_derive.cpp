@@ -29,7 +29,7 @@ namespace {
 struct DeriveFlags {
   RunFlags run;
   std::string space, table, importance, text, eval_text, scores, out, latency, target_device, dnas_arch;
-  std::string validate_out;
+  std::string validate_out, block_drops;
   std::vector<double> band;  // validation: only architectures predicted within [lo, hi] x the dense latency
   profile::Workload workload;
   double memory_mib = 0, params = 0, relax = 1.5;
@@ -123,7 +123,8 @@ void run(DeriveFlags& f) {
   if (!f.latency.empty()) budget.latency_ms = parse_latency_budget(f.latency, dense.latency_ms);
   budget.memory_bytes = f.memory_mib * 1024.0 * 1024.0;
   budget.params = f.params;
-  JNAS_CHECK_CONFIG(budget.any() || f.validate > 0, "derive needs a budget (--latency, --memory-mib, --params) or --validate");
+  JNAS_CHECK_CONFIG(budget.any() || f.validate > 0 || !f.block_drops.empty(),
+                    "derive needs a budget (--latency, --memory-mib, --params), --validate or --block-drops");
 
   f.seq_len = std::min(f.seq_len, cfg.max_position_embeddings);
   f.ft.seq_len = std::min(f.ft.seq_len, cfg.max_position_embeddings);
@@ -150,16 +151,22 @@ void run(DeriveFlags& f) {
     });
     if (!f.scores.empty()) write_file_atomic(f.scores, scores.to_json().dump(1) + "\n");
   }
+  if (!f.block_drops.empty()) {
+    const std::vector<double> drops = search::measure_block_drops(ck, space, held, so);
+    const std::vector<int64_t> rank = search::rank_by_drop(drops);
+    std::vector<int64_t> by_rank(rank.size());  // importance.json's convention: the layer at rank r
+    for (size_t l = 0; l < rank.size(); ++l) by_rank[static_cast<size_t>(rank[l])] = static_cast<int64_t>(l);
+    write_file_atomic(f.block_drops, Json{{"block_drop_kl", drops}, {"block_rank", by_rank}}.dump(1) + "\n");
+    JNAS_LOG_INFO("[derive] block drops written to {}", f.block_drops);
+  }
   search::PortfolioOptions po;
   po.finetune = f.ft;
   po.finetune.seed = f.seed;
   po.early = f.es;
   po.supernet = so;
   po.supernet.lora_rank = f.lora_rank;
-  if (f.validate > 0) {
-    validate(f, ck, cc, scores, split.train, held, po);
-    if (!budget.any()) return;
-  }
+  if (f.validate > 0) validate(f, ck, cc, scores, split.train, held, po);
+  if (!budget.any()) return;
 
   search::DeriveOptions dopt;
   dopt.relax = f.relax;
@@ -237,6 +244,7 @@ void register_derive(CLI::App& app) {
   sub->add_option("--lora-rank", f->lora_rank, "LoRA rank (default 8)");
   sub->add_option("--eval-every", f->es.eval_every, "Held-out evaluation every N finetune steps (0: at the end only)");
   sub->add_option("--patience", f->es.patience, "Evaluations without improvement before stopping (default 3)");
+  sub->add_option("--block-drops", f->block_drops, "Measure the KL of dropping each block alone; write it and a depth order here");
   sub->add_option("--validate", f->validate, "Finetune N random architectures; Spearman of score vs eval KL");
   sub->add_option("--validate-band", f->band, "LO,HI: validate only architectures predicted at LO..HI x the dense latency")
       ->delimiter(',');
