@@ -29,7 +29,7 @@ namespace {
 struct DeriveFlags {
   RunFlags run;
   std::string space, table, importance, text, eval_text, scores, out, latency, target_device, dnas_arch;
-  std::string validate_out, block_drops;
+  std::string validate_out, block_drops, recover_global;
   std::vector<double> band;  // validation: only architectures predicted within [lo, hi] x the dense latency
   profile::Workload workload;
   double memory_mib = 0, params = 0, relax = 1.5;
@@ -123,7 +123,7 @@ void run(DeriveFlags& f) {
   if (!f.latency.empty()) budget.latency_ms = parse_latency_budget(f.latency, dense.latency_ms);
   budget.memory_bytes = f.memory_mib * 1024.0 * 1024.0;
   budget.params = f.params;
-  JNAS_CHECK_CONFIG(budget.any() || f.validate > 0 || !f.block_drops.empty(),
+  JNAS_CHECK_CONFIG(budget.any() || f.validate > 0 || !f.block_drops.empty() || !f.recover_global.empty(),
                     "derive needs a budget (--latency, --memory-mib, --params), --validate or --block-drops");
 
   f.seq_len = std::min(f.seq_len, cfg.max_position_embeddings);
@@ -165,6 +165,13 @@ void run(DeriveFlags& f) {
   po.early = f.es;
   po.supernet = so;
   po.supernet.lora_rank = f.lora_rank;
+  if (!f.recover_global.empty()) {
+    const auto g = search::recovered_global_scores(ck, cc, split.train, held, po, [](int64_t done, int64_t total) {
+      JNAS_LOG_INFO("[derive] recovered global scores {}/{}", done, total);
+    });
+    write_file_atomic(f.recover_global, Json{{"global_before", scores.global}, {"global_after", g},
+                                             {"finetune_steps", po.finetune.steps}}.dump(1) + "\n");
+  }
   if (f.validate > 0) validate(f, ck, cc, scores, split.train, held, po);
   if (!budget.any()) return;
 
@@ -245,6 +252,8 @@ void register_derive(CLI::App& app) {
   sub->add_option("--eval-every", f->es.eval_every, "Held-out evaluation every N finetune steps (0: at the end only)");
   sub->add_option("--patience", f->es.patience, "Evaluations without improvement before stopping (default 3)");
   sub->add_option("--block-drops", f->block_drops, "Measure the KL of dropping each block alone; write it and a depth order here");
+  sub->add_option("--recover-global", f->recover_global,
+                  "Finetune every (hidden, depth) pair at full widths; write its held-out KL before and after here");
   sub->add_option("--validate", f->validate, "Finetune N random architectures; Spearman of score vs eval KL");
   sub->add_option("--validate-band", f->band, "LO,HI: validate only architectures predicted at LO..HI x the dense latency")
       ->delimiter(',');
