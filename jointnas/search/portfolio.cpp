@@ -89,27 +89,6 @@ Json PortfolioResult::to_json(const SearchSpace& space) const {
               {"candidates", cs}};
 }
 
-std::vector<std::vector<double>> recovered_global_scores(const model::Checkpoint& ckpt, const CostContext& cc,
-                                                         const std::vector<int64_t>& train, const HeldoutSet& heldout,
-                                                         const PortfolioOptions& o,
-                                                         const std::function<void(int64_t, int64_t)>& progress) {
-  const SearchSpace& s = *cc.space;
-  const Arch ref = largest_arch(s);
-  const int64_t total = static_cast<int64_t>(s.hidden.size() * s.depth.size());
-  std::vector<std::vector<double>> g(s.hidden.size(), std::vector<double>(s.depth.size(), 0.0));
-  int64_t done = 0;
-  for (size_t h = 0; h < s.hidden.size(); ++h) {
-    for (size_t d = 0; d < s.depth.size(); ++d) {
-      Arch a = ref;
-      a.hidden = static_cast<int64_t>(h);
-      a.depth = static_cast<int64_t>(d);
-      g[h][d] = finetune_candidate(ckpt, cc, {"global", a}, train, heldout, o, {}).recovery.best.kl;
-      if (progress) progress(++done, total);
-    }
-  }
-  return g;
-}
-
 Arch depth_only_arch(const CostContext& cc, const Budget& b) {
   const SearchSpace& s = *cc.space;
   Arch a = largest_arch(s);

@@ -65,15 +65,6 @@ PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& 
                               const HeldoutSet& heldout, const PortfolioOptions& o,
                               const std::function<void(const Json&)>& log);
 
-// The held-out KL after finetuning of every (hidden, depth) pair at the reference widths and formats
-// (largest_arch otherwise): [hidden][depth]. The global decisions are where measured KL before and
-// after finetuning rank architectures most differently (docs/search.md, issue 22), so their table
-// can be measured after recovery at the price of one short finetune per pair.
-std::vector<std::vector<double>> recovered_global_scores(const model::Checkpoint& ckpt, const CostContext& cc,
-                                                         const std::vector<int64_t>& train, const HeldoutSet& heldout,
-                                                         const PortfolioOptions& o,
-                                                         const std::function<void(int64_t, int64_t)>& progress = {});
-
 // The baselines as candidates, in the CostContext's space:
 // depth only: the whole model in bf16 with the most blocks (in block-rank order) that meet every
 // budget; ConfigError when even the fewest blocks of the space do not.

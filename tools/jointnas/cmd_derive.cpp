@@ -21,6 +21,7 @@
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/search/derive.h"
 #include "jointnas/search/portfolio.h"
+#include "jointnas/search/recovered_scores.h"
 #include "jointnas/search/sensitivity.h"
 
 namespace jointnas::cli {
@@ -29,7 +30,8 @@ namespace {
 struct DeriveFlags {
   RunFlags run;
   std::string space, table, importance, text, eval_text, scores, out, latency, target_device, dnas_arch;
-  std::string validate_out, block_drops, recover_global;
+  std::string validate_out, block_drops, recovered;
+  int64_t recover_samples = 3;
   std::vector<double> band;  // validation: only architectures predicted within [lo, hi] x the dense latency
   profile::Workload workload;
   double memory_mib = 0, params = 0, relax = 1.5;
@@ -53,19 +55,14 @@ std::vector<int64_t> token_stream(const std::string& path, const model::Checkpoi
   return s;
 }
 
-// A uniformly random choice per decision (validation samples).
-search::Arch random_arch(const search::SearchSpace& s, std::mt19937_64& rng) {
-  search::Arch a = search::largest_arch(s);
-  for (search::Decision& d : search::decisions(s, a)) *d.index = std::uniform_int_distribution<int64_t>(0, d.choices - 1)(rng);
-  return a;
-}
-
-void validate(DeriveFlags& f, const model::Checkpoint& ck, const search::CostContext& cc, const search::ScoreTable& t,
-              const std::vector<int64_t>& train, const search::HeldoutSet& held, const search::PortfolioOptions& po) {
+void validate(DeriveFlags& f, const model::Checkpoint& ck, const search::CostContext& cc,
+              const std::vector<std::pair<std::string, const search::ScoreTable*>>& tables, const std::vector<int64_t>& train,
+              const search::HeldoutSet& held, const search::PortfolioOptions& po) {
   JNAS_CHECK_CONFIG(!f.eval_text.empty(), "--validate needs --eval-text (the held-out evaluation text)");
   const search::HeldoutSet eval(token_stream(f.eval_text, ck, f.run.model, 0), f.seq_len, f.eval_windows, 4);
   std::mt19937_64 rng(f.seed);
-  std::vector<double> predicted, before, after;
+  std::vector<std::vector<double>> predicted(tables.size());
+  std::vector<double> before, after;
   Json points = Json::array();
   const double dense_ms = search::arch_cost(cc, search::largest_arch(*cc.space)).latency_ms;
   JNAS_CHECK_CONFIG(f.band.empty() || (f.band.size() == 2 && f.band[0] < f.band[1]),
@@ -76,31 +73,41 @@ void validate(DeriveFlags& f, const model::Checkpoint& ck, const search::CostCon
     return r >= f.band[0] && r <= f.band[1];
   };
   for (int64_t i = 0; i < f.validate; ++i) {
-    search::Arch a = random_arch(*cc.space, rng);
+    search::Arch a = search::random_arch(*cc.space, rng);
     for (int tries = 0; !in_band(a); ++tries) {
       JNAS_CHECK_CONFIG(tries < 100000, "--validate-band: no random architecture in 100000 lies in the band");
-      a = random_arch(*cc.space, rng);
+      a = search::random_arch(*cc.space, rng);
     }
     const search::CandidateResult r =
         search::finetune_candidate(ck, cc, {fmt::format("random{}", i), a}, train, held, po, {}, &eval);
-    predicted.push_back(t.score(*cc.space, a, cc.block_rank));
+    Json score = Json::object();
+    for (size_t k = 0; k < tables.size(); ++k) {
+      predicted[k].push_back(tables[k].second->score(*cc.space, a, cc.block_rank));
+      score[tables[k].first] = predicted[k].back();
+    }
     before.push_back(r.eval_before.kl);
     after.push_back(r.eval_after.kl);
-    points.push_back(Json{{"architecture", a.to_json(*cc.space)}, {"score", predicted.back()},
+    points.push_back(Json{{"architecture", a.to_json(*cc.space)}, {"score", score},
                           {"eval_kl_before", before.back()}, {"eval_kl_after", after.back()},
                           {"eval_nll_after", r.eval_after.nll}, {"heldout_kl_after", r.recovery.best.kl},
                           {"finetune_steps", r.recovery.finetune.steps}, {"best_step", r.recovery.best_step},
                           {"predicted", r.predicted.to_json()}});
-    JNAS_LOG_INFO("[derive] validation {}/{}: score {:.5f}, eval KL {:.5f} -> {:.5f}", i + 1, f.validate,
-                  predicted.back(), before.back(), after.back());
+    JNAS_LOG_INFO("[derive] validation {}/{}: score {}, eval KL {:.5f} -> {:.5f}", i + 1, f.validate, score.dump(),
+                  before.back(), after.back());
   }
-  const double rho_after = search::spearman(predicted, after), rho_before = search::spearman(predicted, before);
-  const Json j{{"spearman_after_finetune", rho_after}, {"spearman_before_finetune", rho_before},
-               {"finetune_steps", f.ft.steps}, {"seed", f.seed}, {"band", f.band}, {"points", points}};
+  Json rho = Json::object();
+  for (size_t k = 0; k < tables.size(); ++k) {
+    rho[tables[k].first] = Json{{"spearman_after_finetune", search::spearman(predicted[k], after)},
+                                {"spearman_before_finetune", search::spearman(predicted[k], before)}};
+  }
+  const Json j{{"spearman", rho}, {"finetune_steps", f.ft.steps}, {"seed", f.seed}, {"band", f.band}, {"points", points}};
   if (!f.validate_out.empty()) write_file_atomic(f.validate_out, j.dump(1) + "\n");
-  emit(f.run.format, Json{{"spearman_after_finetune", rho_after}, {"spearman_before_finetune", rho_before}}, [&] {
-    std::cout << fmt::format("{} random architectures: Spearman(score, eval KL) {:.3f} after finetune, {:.3f} before\n",
-                             f.validate, rho_after, rho_before);
+  emit(f.run.format, rho, [&] {
+    for (const auto& [name, v] : rho.items()) {
+      std::cout << fmt::format("{} random architectures, {} scores: Spearman(score, eval KL) {:.3f} after finetune, {:.3f} before\n",
+                               f.validate, name, v["spearman_after_finetune"].get<double>(),
+                               v["spearman_before_finetune"].get<double>());
+    }
   });
 }
 
@@ -123,7 +130,7 @@ void run(DeriveFlags& f) {
   if (!f.latency.empty()) budget.latency_ms = parse_latency_budget(f.latency, dense.latency_ms);
   budget.memory_bytes = f.memory_mib * 1024.0 * 1024.0;
   budget.params = f.params;
-  JNAS_CHECK_CONFIG(budget.any() || f.validate > 0 || !f.block_drops.empty() || !f.recover_global.empty(),
+  JNAS_CHECK_CONFIG(budget.any() || f.validate > 0 || !f.block_drops.empty() || !f.recovered.empty(),
                     "derive needs a budget (--latency, --memory-mib, --params), --validate or --block-drops");
 
   f.seq_len = std::min(f.seq_len, cfg.max_position_embeddings);
@@ -165,25 +172,36 @@ void run(DeriveFlags& f) {
   po.early = f.es;
   po.supernet = so;
   po.supernet.lora_rank = f.lora_rank;
-  if (!f.recover_global.empty()) {
-    const auto g = search::recovered_global_scores(ck, cc, split.train, held, po, [](int64_t done, int64_t total) {
-      JNAS_LOG_INFO("[derive] recovered global scores {}/{}", done, total);
-    });
-    write_file_atomic(f.recover_global, Json{{"global_before", scores.global}, {"global_after", g},
-                                             {"finetune_steps", po.finetune.steps}}.dump(1) + "\n");
+  // Recovered scores (search/recovered_scores.h): read when the file exists, else measured there.
+  search::ScoreTable recovered;
+  if (!f.recovered.empty()) {
+    if (file_exists(f.recovered)) {
+      recovered = search::ScoreTable::from_json(read_json_file(f.recovered), f.recovered);
+      recovered.check(space, f.recovered);
+    } else {
+      const search::RecoveredScores rs = search::recover_scores(
+          ck, cc, scores, split.train, held, po, f.recover_samples, f.seed + 1,
+          [](int64_t done, int64_t total) { JNAS_LOG_INFO("[derive] recovered scores {}/{}", done, total); });
+      write_file_atomic(f.recovered, rs.to_json(space).dump(1) + "\n");
+      JNAS_LOG_INFO("[derive] recovered scores written to {} (layer weight {:.4f})", f.recovered, rs.layer_weight);
+      recovered = rs.table;
+    }
   }
-  if (f.validate > 0) validate(f, ck, cc, scores, split.train, held, po);
+  std::vector<std::pair<std::string, const search::ScoreTable*>> tables = {{"sensitivity", &scores}};
+  if (!f.recovered.empty()) tables.push_back({"recovered", &recovered});
+  const search::ScoreTable& used = f.recovered.empty() ? scores : recovered;
+  if (f.validate > 0) validate(f, ck, cc, tables, split.train, held, po);
   if (!budget.any()) return;
 
   search::DeriveOptions dopt;
   dopt.relax = f.relax;
-  const search::Derivation d = search::derive(cc, budget, scores, dopt);
+  const search::Derivation d = search::derive(cc, budget, used, dopt);
   search::DnasResult r;
   r.argmax = d.arch;
   r.arch = d.arch;
   r.predicted = d.predicted;
   r.stop_reason = "derived";
-  Json extra{{"derivation", d.to_json(space)}, {"scores", f.scores}};
+  Json extra{{"derivation", d.to_json(space)}, {"scores", f.recovered.empty() ? f.scores : f.recovered}};
   if (f.portfolio) {
     std::vector<search::Candidate> cands = {{"derived", d.arch}};
     try {
@@ -191,7 +209,7 @@ void run(DeriveFlags& f) {
     } catch (const ConfigError& e) {
       JNAS_LOG_WARN("[derive] no depth-only candidate: {}", e.what());
     }
-    cands.push_back({"arch_only", search::arch_only_arch(cc, budget, scores)});
+    cands.push_back({"arch_only", search::arch_only_arch(cc, budget, used)});
     if (!f.dnas_arch.empty()) cands.push_back({"dnas", search::arch_from_json(read_json_file(f.dnas_arch), space, f.dnas_arch)});
     const search::PortfolioResult p = search::run_portfolio(ck, cc, cands, split.train, held, po, {});
     r.arch = p.candidates[p.best].candidate.arch;
@@ -252,8 +270,10 @@ void register_derive(CLI::App& app) {
   sub->add_option("--eval-every", f->es.eval_every, "Held-out evaluation every N finetune steps (0: at the end only)");
   sub->add_option("--patience", f->es.patience, "Evaluations without improvement before stopping (default 3)");
   sub->add_option("--block-drops", f->block_drops, "Measure the KL of dropping each block alone; write it and a depth order here");
-  sub->add_option("--recover-global", f->recover_global,
-                  "Finetune every (hidden, depth) pair at full widths; write its held-out KL before and after here");
+  sub->add_option("--recovered", f->recovered,
+                  "Recovered score table (search/recovered_scores.h): read when it exists, else measured (finetunes) and "
+                  "written there; the derivation then uses it");
+  sub->add_option("--recover-samples", f->recover_samples, "Random architectures per hidden size that fit the layer weight (default 3)");
   sub->add_option("--validate", f->validate, "Finetune N random architectures; Spearman of score vs eval KL");
   sub->add_option("--validate-band", f->band, "LO,HI: validate only architectures predicted at LO..HI x the dense latency")
       ->delimiter(',');
