@@ -203,7 +203,9 @@ void run(DeriveFlags& f) {
   r.stop_reason = "derived";
   Json extra{{"derivation", d.to_json(space)}, {"scores", f.recovered.empty() ? f.scores : f.recovered}};
   if (f.portfolio) {
-    std::vector<search::Candidate> cands = {{"derived", d.arch}};
+    std::vector<search::Candidate> cands = {{f.recovered.empty() ? "derived" : "derived_recovered", d.arch}};
+    // Both score tables propose: each wins at some budgets (docs/search.md).
+    if (!f.recovered.empty()) cands.push_back({"derived_sensitivity", search::derive(cc, budget, scores, dopt).arch});
     try {
       cands.push_back({"depth_only", search::depth_only_arch(cc, budget)});
     } catch (const ConfigError& e) {
