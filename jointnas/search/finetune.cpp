@@ -85,7 +85,7 @@ FinetuneResult run_finetune(Supernet& net, const std::vector<int64_t>& tokens, c
       log(Json{{"step", step}, {"kd", kd}, {"top1_agreement", out[3].item<double>()},
                {"ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()}});
     }
-    return false;
+    return o.after_step && o.after_step(step + 1);
   };
   auto save = [&](int64_t next_step) {
     std::map<std::string, at::Tensor> t;
@@ -98,7 +98,7 @@ FinetuneResult run_finetune(Supernet& net, const std::vector<int64_t>& tokens, c
     r.first_kd += kds[i] / static_cast<double>(tenth);
     r.last_kd += kds[kds.size() - 1 - i] / static_cast<double>(tenth);
   }
-  r.steps = o.steps;
+  r.steps = static_cast<int64_t>(kds.size());
   return r;
 }
 

@@ -23,10 +23,13 @@ struct FinetuneOptions {
   // LoRA, Adam state, data-order RNG, step and the KD history go to `checkpoint.dir` atomically;
   // a run that finds a checkpoint resumes from it, bit-identically on the CPU.
   Checkpointing checkpoint;
+  // Called after each step with the number of steps done; true stops the finetune there (early
+  // stopping: search/recovery.h). Not part of a checkpoint's identity.
+  std::function<bool(int64_t)> after_step;
 };
 
 struct FinetuneResult {
-  int64_t steps = 0;
+  int64_t steps = 0;  // steps run (fewer than asked when after_step stopped it)
   double first_kd = 0, last_kd = 0;  // mean KD of the first and last 10% of steps
 };
 

@@ -1,0 +1,120 @@
+#include "jointnas/search/portfolio.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/search/derive.h"
+
+namespace jointnas::search {
+
+CandidateResult finetune_candidate(const model::Checkpoint& ckpt, const CostContext& cc, const Candidate& c,
+                                   const std::vector<int64_t>& train, const HeldoutSet& heldout,
+                                   const PortfolioOptions& o, const std::function<void(const Json&)>& log,
+                                   const HeldoutSet* eval) {
+  CandidateResult r;
+  r.candidate = c;
+  r.predicted = arch_cost(cc, c.arch);
+  SupernetOptions so = o.supernet;
+  if (o.finetune.steps == 0) so.lora_rank = 0;
+  JNAS_CHECK_CONFIG(o.finetune.steps == 0 || so.lora_rank > 0, "portfolio: {} finetune steps need a LoRA rank > 0",
+                    o.finetune.steps);
+  Supernet net(ckpt, restrict_to(*cc.space, c.arch), cc.block_rank, so, o.finetune.seed);
+  LocalProcessGroup pg;
+  const ArchDist dist = net.one_hot(first_arch(net.space()));
+  if (eval != nullptr) r.eval_before = eval->evaluate(net, dist);
+  r.recovery = run_recovery(net, train, heldout, o.finetune, o.early, pg, log);
+  r.before = r.recovery.curve.front().score;
+  if (eval != nullptr) {
+    r.has_eval = true;
+    r.eval_after = eval->evaluate(net, dist);
+  }
+  return r;
+}
+
+PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& cc,
+                              const std::vector<Candidate>& candidates, const std::vector<int64_t>& train,
+                              const HeldoutSet& heldout, const PortfolioOptions& o,
+                              const std::function<void(const Json&)>& log) {
+  JNAS_CHECK_CONFIG(!candidates.empty(), "portfolio: no candidate architectures");
+  PortfolioResult p;
+  const SearchSpace& s = *cc.space;
+  for (const Candidate& c : candidates) {
+    const Json key = c.arch.to_json(s);
+    const auto same = std::find_if(p.candidates.begin(), p.candidates.end(), [&](const CandidateResult& r) {
+      return r.candidate.arch.to_json(s) == key;
+    });
+    if (same != p.candidates.end()) {
+      CandidateResult r = *same;
+      r.candidate.name = c.name;
+      r.same_as = same->same_as.empty() ? same->candidate.name : same->same_as;
+      p.candidates.push_back(r);
+      continue;
+    }
+    JNAS_LOG_INFO("[portfolio] candidate {}: finetuning {} steps", c.name, o.finetune.steps);
+    p.candidates.push_back(finetune_candidate(ckpt, cc, c, train, heldout, o, log));
+    const CandidateResult& r = p.candidates.back();
+    JNAS_LOG_INFO("[portfolio] candidate {}: held-out KL {:.5f} -> {:.5f} (best step {}), predicted {:.4f} ms", c.name,
+                  r.before.kl, r.recovery.best.kl, r.recovery.best_step, r.predicted.latency_ms);
+  }
+  for (size_t i = 1; i < p.candidates.size(); ++i) {
+    if (p.candidates[i].recovery.best.kl < p.candidates[p.best].recovery.best.kl) p.best = i;
+  }
+  return p;
+}
+
+Json PortfolioResult::to_json(const SearchSpace& space) const {
+  Json cs = Json::array();
+  double runner_up = -1;
+  const CandidateResult& w = candidates.at(best);
+  for (const CandidateResult& r : candidates) {
+    Json j{{"name", r.candidate.name},
+           {"architecture", r.candidate.arch.to_json(space)},
+           {"predicted", r.predicted.to_json()},
+           {"heldout_kl_before", r.before.kl},
+           {"heldout_kl", r.recovery.best.kl},
+           {"heldout_nll", r.recovery.best.nll},
+           {"finetune_steps", r.recovery.finetune.steps},
+           {"best_step", r.recovery.best_step},
+           {"curve", r.recovery.to_json()["curve"]}};
+    if (!r.same_as.empty()) j["same_as"] = r.same_as;
+    cs.push_back(j);
+    const bool same_arch = r.candidate.arch.to_json(space) == w.candidate.arch.to_json(space);
+    if (!same_arch && (runner_up < 0 || r.recovery.best.kl < runner_up)) runner_up = r.recovery.best.kl;
+  }
+  return Json{{"winner", w.candidate.name},
+              {"margin_kl", runner_up < 0 ? 0.0 : runner_up - w.recovery.best.kl},
+              {"candidates", cs}};
+}
+
+Arch depth_only_arch(const CostContext& cc, const Budget& b) {
+  const SearchSpace& s = *cc.space;
+  Arch a = largest_arch(s);
+  for (int64_t d = static_cast<int64_t>(s.depth.size()) - 1; d >= 0; --d) {
+    a.depth = d;
+    if (budget_excess(arch_cost(cc, a), b) == 0.0) return a;
+  }
+  throw ConfigError(fmt::format("depth only: even {} blocks in bf16 miss the budget {} (predicted {})", s.depth.front(),
+                                b.to_json().dump(), arch_cost(cc, a).to_json().dump()),
+                    "lower the space's smallest depth, or raise the budget");
+}
+
+Arch arch_only_arch(const CostContext& cc, const Budget& b, const ScoreTable& scores) {
+  const SearchSpace& s = *cc.space;
+  // Each slot keeps the format largest_arch gives it (bf16 where offered).
+  const Arch big = largest_arch(s);
+  SearchSpace sub = s;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    for (int k = 0; k < kNumFormatSlots; ++k) {
+      sub.layers[l].formats[k] = {s.layers[l].formats[k][static_cast<size_t>(big.formats[l][k])]};
+    }
+  }
+  CostContext sc = cc;
+  sc.space = &sub;
+  const Derivation d = derive(sc, b, map_scores(scores, s, sub));
+  return map_arch(sub, d.arch, s);
+}
+
+}  // namespace jointnas::search

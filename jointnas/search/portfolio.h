@@ -1,0 +1,76 @@
+// A candidate portfolio (issue 22): several architectures for one budget (the DNAS argmax after
+// repair, the exact derivation, depth only, architecture only, ...), each finetuned briefly with the
+// same recipe and compared on held-out KL; the best is returned with every candidate's numbers, so
+// that arch.json can say which won and by how much. A search that can always fall back to the
+// baselines of its own space cannot lose to them by more than the noise of that comparison.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "jointnas/core/json_util.h"
+#include "jointnas/model/checkpoint.h"
+#include "jointnas/search/dnas.h"
+#include "jointnas/search/heldout.h"
+#include "jointnas/search/recovery.h"
+#include "jointnas/search/score_table.h"
+
+namespace jointnas::search {
+
+struct Candidate {
+  std::string name;  // "derived", "dnas", "depth_only", "arch_only", ...
+  Arch arch;         // in the CostContext's space
+};
+
+struct CandidateResult {
+  Candidate candidate;
+  profile::Cost predicted;
+  HeldoutScore before;      // held-out score before the finetune (the cut model)
+  RecoveryResult recovery;  // the finetune; recovery.best is the candidate's held-out score
+  std::string same_as;      // the earlier candidate of the same architecture (not finetuned again)
+  // On a separate evaluation set, when one is given to finetune_candidate (validation): before the
+  // finetune and with the adapters it returns.
+  bool has_eval = false;
+  HeldoutScore eval_before, eval_after;
+};
+
+struct PortfolioOptions {
+  FinetuneOptions finetune;
+  EarlyStopping early;
+  SupernetOptions supernet;  // device, dtype, LoRA rank (> 0 when finetune.steps > 0)
+};
+
+struct PortfolioResult {
+  std::vector<CandidateResult> candidates;
+  size_t best = 0;
+  // {"winner", "margin_kl" (the runner-up's held-out KL minus the winner's; 0 with one
+  // architecture), "candidates": [{name, architecture, predicted, heldout_kl_before, heldout_kl,
+  // heldout_nll, finetune steps, best step, held-out curve, same_as}]}
+  Json to_json(const SearchSpace& space) const;
+};
+
+// Finetunes one architecture of `cc.space` from `ckpt` (restrict_to + LoRA) with early stopping on
+// `heldout`; `ckpt` must be the checkpoint `heldout` (and `eval`) were first evaluated with.
+CandidateResult finetune_candidate(const model::Checkpoint& ckpt, const CostContext& cc, const Candidate& c,
+                                   const std::vector<int64_t>& train, const HeldoutSet& heldout,
+                                   const PortfolioOptions& o, const std::function<void(const Json&)>& log,
+                                   const HeldoutSet* eval = nullptr);
+
+// Every candidate in turn (an architecture already finetuned is reused, marked same_as); the best
+// is the lowest held-out KL after finetuning. ConfigError on an empty list.
+PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& cc,
+                              const std::vector<Candidate>& candidates, const std::vector<int64_t>& train,
+                              const HeldoutSet& heldout, const PortfolioOptions& o,
+                              const std::function<void(const Json&)>& log);
+
+// The baselines as candidates, in the CostContext's space:
+// depth only: the whole model in bf16 with the most blocks (in block-rank order) that meet every
+// budget; ConfigError when even the fewest blocks of the space do not.
+Arch depth_only_arch(const CostContext& cc, const Budget& b);
+// architecture only: the exact derivation over the space's bf16 formats (formats as in
+// largest_arch), mapped back into the space; ConfigError when a slot offers no bf16.
+Arch arch_only_arch(const CostContext& cc, const Budget& b, const ScoreTable& scores);
+
+}  // namespace jointnas::search
