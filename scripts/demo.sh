@@ -11,11 +11,13 @@ bash scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$(command -v python3)" >/dev/null
 cmake --build build -j "$(nproc)" --target jointnas
 J=build/tools/jointnas/jointnas
-TEXT="${JNAS_SHARED_DIR:-../shared}/data/text/tinystories/tinystories_val_head.txt"
-if [ ! -f "$TEXT" ]; then
-  echo "error: $TEXT not found: the pipeline trains and evaluates on it (set JNAS_SHARED_DIR to the shared data folder)" >&2
-  exit 3
-fi
+for TEXT in tinystories_train_head.txt tinystories_val_head.txt; do
+  TEXT="${JNAS_SHARED_DIR:-../shared}/data/text/tinystories/$TEXT"
+  if [ ! -f "$TEXT" ]; then
+    echo "error: $TEXT not found: the pipeline trains on the TinyStories training head and evaluates on the validation head (set JNAS_SHARED_DIR to the shared data folder)" >&2
+    exit 3
+  fi
+done
 $J run configs/runs/stories260k-cpu.yaml
 echo "== a sample from the compressed model (greedy, 64 tokens)"
 $J generate --model runs/stories260k-cpu/model --prompt "Once upon a time" --max-new-tokens 64

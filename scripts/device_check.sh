@@ -8,6 +8,10 @@ what="${1:-all}"
 call_t0=$(date +%s)
 OUT="${OUT:-$PWD/out}"
 mkdir -p "$OUT"
+# What travels packed (the 64 MiB limit of a call): .dev/sysroot.tar.xz and .dev/shared.tar.xz.
+for a in sysroot shared; do
+  [ -f ".dev/$a.tar.xz" ] && [ ! -d ".dev/$a" ] && tar -C .dev -xJf ".dev/$a.tar.xz"
+done
 SHARED="${JNAS_SHARED_DIR:-$PWD/.dev/shared}"
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
@@ -167,7 +171,7 @@ if [ "$what" = pareto ]; then
   # stopped by SIGINT after JNAS_STUDY_SECONDS (it checkpoints; a rerun on a warm machine resumes).
   # The study directories come back without weights; charts: `jointnas pareto --report-only` here.
   # JNAS_CALL_SECONDS: the whole call's limit; each study stops in time to pack its archive.
-  export JNAS_SHARED_DIR="${JNAS_SHARED_DIR:-$PWD/.dev-pareto/shared}"
+  export JNAS_SHARED_DIR="$SHARED"
   J=build-gpu/tools/jointnas/jointnas; M="$JNAS_SHARED_DIR/models/ref-17m"
   if [ -n "${JNAS_BENCH_REPEAT:-}" ]; then
     # The latency noise floor of one model, bench run as separate processes. JNAS_BENCH_PLANS:

@@ -163,6 +163,8 @@ report::RunSummary collect_summary(const RunConfig& c, const std::string& run_di
   s.eval_text = c.data.eval.empty() ? "" : fs::path(c.data.eval.str()).filename().string();
   s.steps_run = arch.value("steps_run", int64_t{0});
   s.stop_reason = arch.value("stop_reason", std::string("?"));
+  s.selection = arch.value("selection", Json());
+  s.budget_use = arch.value("budget_use", Json());
   const Json ft = read_json_or_null(run_dir + "/logs/finetune.json");
   if (ft.is_object() && ft.contains("kd_first")) s.kd_first = ft.value("kd_first", 0.0), s.kd_last = ft.value("kd_last", 0.0);
   const Json& cfg = arch.contains("config") ? arch["config"] : Json::object();

@@ -15,6 +15,7 @@
 #include "jointnas/pipeline/model_loading.h"
 #include "jointnas/pipeline/step_log.h"
 #include "jointnas/search/arch_io.h"
+#include "jointnas/search/derive.h"
 
 namespace jointnas::pipeline {
 namespace {
@@ -93,35 +94,75 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
   so.device = ro.device;
   so.dtype = ro.dtype;
   so.lora_rank = o.search.lora_rank;
-  search::Supernet net(ck, space, rank, so, d.seed);
+  const SelectionSettings& sel = o.search.selection;
+  // The selection holds out the tail of the training text; `dnas` trains on all of it, as before.
+  const int64_t held_len = std::min(sel.heldout_seq_len, cfg.max_position_embeddings);
+  const search::TokenSplit split = sel.select == Selection::kDnas
+                                       ? search::TokenSplit{stream, {}}
+                                       : search::split_heldout(stream, sel.heldout_windows, held_len, d.batch);
 
   const std::string out = o.out;
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   JNAS_CHECK_IO(!ec && dir_exists(out), "cannot create the output directory {}: {}", out, ec.message());
   const std::string arch_path = out + "/arch.json", log_path = out + "/search_log.jsonl";
-  StepLog log(log_path);
-  d.checkpoint.dir = out + "/checkpoint";
-  d.checkpoint.interrupt = interrupt;
-  d.checkpoint.on_resume = [&](int64_t step) { log.resume_at(step); };
-  search::LocalProcessGroup pg;
-  JNAS_LOG_INFO("[search] {} tokens, {} decisions, 10^{:.1f} architectures, {} steps", stream.size(),
-                net.named_arch_parameters().size(), space.log10_num_architectures(rank), d.steps);
-  search::DnasResult r = search::run_dnas(net, stream, cc, budget, d, pg, [&](const Json& rec) {
-    log.write(rec);
-    log_step(rec, d.steps);
-  });
+  search::DnasResult r;
+  const bool run_dnas = sel.select != Selection::kDerived && d.steps > 0;
+  if (run_dnas) {
+    search::Supernet net(ck, space, rank, so, d.seed);
+    StepLog log(log_path);
+    d.checkpoint.dir = out + "/checkpoint";
+    d.checkpoint.interrupt = interrupt;
+    d.checkpoint.on_resume = [&](int64_t step) { log.resume_at(step); };
+    search::LocalProcessGroup pg;
+    JNAS_LOG_INFO("[search] {} tokens, {} decisions, 10^{:.1f} architectures, {} steps", split.train.size(),
+                  net.named_arch_parameters().size(), space.log10_num_architectures(rank), d.steps);
+    r = search::run_dnas(net, split.train, cc, budget, d, pg, [&](const Json& rec) {
+      log.write(rec);
+      log_step(rec, d.steps);
+    });
+  }
+  JNAS_CHECK_CONFIG(run_dnas || sel.select != Selection::kDnas, "search: select 'dnas' needs steps > 0");
+  Json selection;
+  if (sel.select != Selection::kDnas) {
+    if (interrupt != nullptr && interrupt->load()) throw Interrupted("search interrupted before the selection; rerun to resume");
+    const search::HeldoutSet held(split.heldout, held_len, 0, 4);
+    SelectionInputs in;
+    in.ckpt = &ck;
+    in.cc = &cc;
+    in.budget = budget;
+    in.train = &split.train;
+    in.heldout = &held;
+    in.supernet = so;
+    in.batch = d.batch;
+    in.seq_len = d.seq_len;
+    in.seed = d.seed;
+    in.scores_path = o.scores.empty() ? out + "/scores.json" : o.scores.str();
+    in.scores_identity = Json{{"model", o.run.model.str()}, {"text", o.text.str()}, {"max_tokens", o.search.max_tokens}};
+    in.dnas = run_dnas ? &r : nullptr;
+    const Selected s = select_architecture(sel, in);
+    if (!run_dnas) r.argmax = s.arch;
+    r.arch = s.arch;
+    r.predicted = s.predicted;
+    r.stop_reason = run_dnas ? r.stop_reason : "derived";
+    selection = s.record;
+  }
   r.argmax = search::map_arch(space, r.argmax, full);  // identity unless a part was searched
   r.arch = search::map_arch(space, r.arch, full);
   Json aj = search::arch_json(cc_full, r, budget);
   if (!o.formats.empty()) aj["searched_formats"] = o.formats;
   if (!o.fix_arch.empty()) aj["fixed_structure_from"] = o.fix_arch.str();
   if (clamped_from > 0) aj["budget_clamped_from_ms"] = clamped_from;
+  if (!selection.is_null()) aj["selection"] = selection;
+  const auto [use, binding] = search::budget_use(r.predicted, budget);
+  aj["budget_use"] = Json{{"binding", binding}, {"use", use}};
   write_file_atomic(arch_path, aj.dump(1) + "\n");
   Json summary{{"arch", arch_path}, {"log", log_path}, {"predicted", r.predicted.to_json()},
                {"dense", dense.to_json()}, {"budget", budget.to_json()}, {"steps_run", r.steps_run},
                {"stop_reason", r.stop_reason}};
   summary["repairs"] = r.repairs;
+  summary["budget_use"] = aj["budget_use"];
+  if (!selection.is_null()) summary["selected"] = selection.value("winner", "");
   return summary;
 }
 

@@ -1,5 +1,7 @@
 // The `search` stage: the differentiable joint search (search/dnas.h) over a model, a search space,
-// a latency table and budgets; writes arch.json and search_log.jsonl into its output directory.
+// a latency table and budgets, then the selection of the architecture (pipeline/selection.h: exact
+// derivation and candidate portfolio); writes arch.json, search_log.jsonl and scores.json into its
+// output directory.
 #pragma once
 
 #include <atomic>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "jointnas/core/json_util.h"
+#include "jointnas/pipeline/selection.h"
 #include "jointnas/pipeline/settings.h"
 #include "jointnas/search/dnas.h"
 
@@ -57,6 +60,7 @@ struct SearchSettings {
   int64_t lora_rank = 8;
   search::Mixing mixing = search::Mixing::kFactorized;
   int64_t max_tokens = 200000;
+  SelectionSettings selection;
 };
 template <class V>
 void fields(V& v, SearchSettings& s) {
@@ -64,12 +68,13 @@ void fields(V& v, SearchSettings& s) {
   v(opt::Key{"lora_rank", "LoRA rank (0: frozen weights)"}, s.lora_rank, opt::in<int64_t>(0, 4096));
   v(opt::Key{"mixing", "factorized | dense_mask | loop"}, s.mixing, search::mixing_names());
   v(opt::Key{"max_tokens", "Tokens of the training text used (0 = all)"}, s.max_tokens, opt::in<int64_t>(0, int64_t(1) << 40));
+  fields(v, s.selection);
 }
 
 // `jointnas search`.
 struct SearchOptions {
   ModelSettings run;
-  opt::Path space, table, text, out, importance;
+  opt::Path space, table, text, out, importance, scores;
   profile::Workload workload;
   BudgetSettings budget;
   SearchSettings search;
@@ -89,6 +94,9 @@ void fields(V& v, SearchOptions& o) {
   v(opt::Key{"text", "Training text (distillation data), e.g. wikitext2 train", nullptr, nullptr, true}, o.text);
   v(opt::Key{"out", "Output directory (arch.json, search_log.jsonl)", nullptr, nullptr, true}, o.out);
   v(opt::Key{"importance", "importance.json of the (permuted) model: the depth order"}, o.importance);
+  v(opt::Key{"scores", "Sensitivity scores (`jointnas scores`): reused when measured on the same model, text and "
+                       "space, else measured and written there (default: OUT/scores.json)"},
+    o.scores);
   fields(v, o.workload);
   fields(v, o.budget);
   fields(v, o.search);

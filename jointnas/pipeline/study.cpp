@@ -65,6 +65,16 @@ std::string status_of(const Study& s, const Stages& st, const Point& p, bool ok)
   return ok ? "measured" : "not measured yet";
 }
 
+// Why an architecture does not meet the latency budget it was asked for ("" when it does): a
+// sequential baseline whose structure leaves precision nothing to buy ends above its budget.
+std::string over_budget_reason(const Json& arch) {
+  const Json& b = arch.value("budget", Json::object());
+  const double asked = arch.value("budget_clamped_from_ms", b.is_object() ? b.value("latency_ms", 0.0) : 0.0);
+  const double predicted = arch.value("predicted", Json::object()).value("latency_ms", 0.0);
+  if (asked <= 0 || predicted <= asked * (1 + 1e-6)) return "";
+  return fmt::format("cannot meet the budget: predicted {:.4f} ms against {:.4f} ms", predicted, asked);
+}
+
 // A point whose architecture failed skips the stages after it (they would fail the same way).
 void drop_failed(std::vector<StageJob>& jobs, const std::vector<std::string>& failed) {
   std::set<std::string> bad;
@@ -138,11 +148,13 @@ std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& 
       m.top1 = num(ppl["teacher"], "top1_agreement");
     }
     put_tasks(read_json_or_null(d + "/logs/tasks.json"), m);
+    std::string over_budget;
     if (p.method != Method::kOriginal) {
       const Json aj = read_json_or_null(s.arch_path(p));
       if (aj.is_object()) {
         m.arch = aj;
         put_predicted(aj["predicted"], m);
+        over_budget = over_budget_reason(aj);
       }
     } else {
       const Json sj = read_json_or_null(s.out + "/logs/dense_cost.json");
@@ -150,6 +162,10 @@ std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& 
     }
     m.ok = std::isfinite(m.ms) && std::isfinite(m.ppl);
     m.status = status_of(s, st, p, m.ok);
+    if (!over_budget.empty()) {  // a point over its budget is not a point of that budget
+      m.ok = false;
+      m.status = over_budget;
+    }
     out.push_back(std::move(m));
   }
   return out;

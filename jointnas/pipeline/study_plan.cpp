@@ -10,6 +10,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/pipeline/run.h"
+#include "jointnas/pipeline/scores_stage.h"
 #include "jointnas/pipeline/tasks_stage.h"
 
 namespace jointnas::pipeline {
@@ -47,6 +48,9 @@ StageJob search_job(const Study& s, const Point& p, const std::string& name, con
   o.workload = c.workload;
   o.budget.latency = budget;
   o.search = c.search;
+  // The baselines are the usual pipelines: their DNAS argmax, without the joint method's selection.
+  if (p.method != Method::kJoint) o.search.selection.select = Selection::kDnas;
+  if (p.method == Method::kJoint) o.scores.value = s.out + "/scores.json";  // measured once: shared_jobs
   o.seed = p.seed;
   o.target_device = c.target();
   if (p.method == Method::kArchOnly || (p.method == Method::kSeqMix && name.ends_with("search_arch"))) o.formats = {"bf16"};
@@ -290,6 +294,23 @@ std::vector<StageJob> shared_jobs(const Study& s) {
   jobs.push_back(stage_job("importance", {"importance"}, importance_options(s.config, s.permuted()), s.out + "/logs/importance.json"));
   if (s.config.table.empty()) {
     jobs.push_back(stage_job("profile", {"profile"}, profile_options(s.config, s.permuted(), s.table()), s.out + "/logs/profile.json"));
+  }
+  if (s.has("joint") && s.config.search.selection.select != Selection::kDnas) {
+    // The sensitivity scores every joint search reads (the same model, text and space).
+    const RunConfig& c = s.config;
+    ScoresOptions o;
+    o.run = stage_model(c, s.permuted(), c.device);
+    o.space = c.search_space;
+    o.table.value = s.table();
+    o.workload = c.workload;
+    o.text.value = c.train_text();
+    o.importance.value = s.permuted() + "/importance.json";
+    o.out.value = s.out + "/scores.json";
+    o.target_device = c.target();
+    o.selection = c.search.selection;
+    o.batch = c.search.dnas.batch;
+    o.max_tokens = c.search.max_tokens;
+    jobs.push_back(stage_job("scores", {"scores", "--format", "json"}, o, s.out + "/logs/scores.json"));
   }
   return jobs;
 }

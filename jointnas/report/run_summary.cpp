@@ -82,6 +82,45 @@ std::string workload_words(const Json& w) {
                      w.value("batch", int64_t{1}));
 }
 
+namespace {
+
+// How the architecture was chosen (the portfolio's candidates) and how much of the budget it uses,
+// with the next larger architecture when it leaves more than 3 % unused.
+std::string selection_text(const RunSummary& s) {
+  std::string md;
+  const Json& sel = s.selection;
+  if (sel.is_object() && sel.contains("candidates") && sel["candidates"].is_array()) {
+    md += fmt::format("The architecture is the portfolio's winner, **{}**: its held-out KL after a brief finetune is "
+                      "{:.4f} nats lower than the next candidate's.\n\n",
+                      sel.value("winner", std::string("?")), num(sel, "margin_kl"));
+    md += "| candidate | predicted (ms) | held-out KL before | after finetune |\n|---|---:|---:|---:|\n";
+    for (const Json& c : sel["candidates"]) {
+      md += fmt::format("| {}{} | {:.4f} | {:.4f} | {:.4f} |\n", c.value("name", std::string("?")),
+                        c.contains("same_as") ? " (= " + c.value("same_as", std::string()) + ")" : "",
+                        num(c.value("predicted", Json::object()), "latency_ms"), num(c, "heldout_kl_before"),
+                        num(c, "heldout_kl"));
+    }
+    md += "\n";
+  } else if (sel.is_object()) {
+    md += fmt::format("The architecture is the {} one.\n\n", sel.value("winner", std::string("?")));
+  }
+  if (s.budget_use.is_object() && s.budget_use.contains("use")) {
+    const double use = num(s.budget_use, "use");
+    md += fmt::format("It uses {:.1f} % of the {} budget by the table.", 100 * use,
+                      s.budget_use.value("binding", std::string("latency")));
+    const Json next = sel.is_object() ? sel.value("derivation", Json::object()).value("next_larger", Json()) : Json();
+    if (use < 0.97 && next.is_object()) {
+      md += fmt::format(" The next larger architecture the derivation knows predicts {:.4f} ms ({:.1f} % of the "
+                        "budget).",
+                        num(next.value("predicted", Json::object()), "latency_ms"), 100 * num(next, "budget_use"));
+    }
+    md += "\n\n";
+  }
+  return md;
+}
+
+}  // namespace
+
 std::string summary_markdown(const RunSummary& s) {
   auto mib = [](const Json& c) { return (num(c, "weight_bytes") + num(c, "kv_cache_bytes")) / 1048576.0; };
   std::string md = fmt::format("# jointnas run: {}\n\n", s.run_dir);
@@ -100,6 +139,7 @@ std::string summary_markdown(const RunSummary& s) {
   }
   md += fmt::format("\nSearch: {} steps (stop: {}); finetune KD {} -> {}.\n\n", s.steps_run, s.stop_reason, opt4(s.kd_first),
                     opt4(s.kd_last));
+  md += selection_text(s);
   md += layer_table(s);
   if (!s.sample.empty()) md += fmt::format("\nA greedy sample of the found model:\n\n> {}\n", s.sample);
   md += "\n![found architecture](report.svg)\n";

@@ -28,6 +28,8 @@ struct RunSummary {
   Json layer_specs;          // the found config's jointnas_layer_specs
   int64_t hidden_size = 0, hidden_size_original = 0;
   std::string sample;        // a greedy sample of the found model ("" when none)
+  Json selection;            // arch.json's "selection" (winner, margin, candidates, derivation); null: none
+  Json budget_use;           // arch.json's {binding, use}
 };
 
 std::string workload_words(const Json& workload);

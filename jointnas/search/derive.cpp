@@ -180,6 +180,191 @@ struct Final {
   size_t state = 0;               // index in the last stage, until the architecture is rebuilt
 };
 
+// What the programme needs at one hidden size: the model with no block kept, each layer's options
+// (scores at this hidden size) and their per-layer Pareto fronts, the RoPE table bytes per head
+// size and the memory every architecture pays.
+struct HiddenStage {
+  profile::Cost none;
+  std::vector<std::vector<Option>> fronts;
+  std::vector<double> table_bytes;
+  double mem_const = 0;
+  double tables(uint32_t mask) const {
+    double t = 0;
+    for (size_t bit = 0; bit < table_bytes.size(); ++bit) t += (mask >> bit) & 1u ? table_bytes[bit] : 0.0;
+    return t;
+  }
+};
+
+HiddenStage prepare_hidden(const Costing& costing, const ScoreTable& scores, int64_t h) {
+  const CostContext& cc = costing.cc;
+  const SearchSpace& s = *cc.space;
+  const Active& act = costing.active;
+  const int64_t L = static_cast<int64_t>(s.layers.size());
+  HiddenStage hs;
+  // The model with no block kept, and the per-layer options (shared by layers with equal choices).
+  Arch base = largest_arch(s);
+  base.hidden = h;
+  auto [cfg, specs] = arch_specs(*cc.config, s, base, cc.block_rank);
+  for (auto& sp : specs) sp.skip = true;
+  hs.none = costing.cost(cfg, specs);
+  const profile::Cost& none = hs.none;
+  std::vector<double>& table_bytes = hs.table_bytes;  // RoPE tables per head size bit
+  std::vector<std::vector<Option>> opts(static_cast<size_t>(L));
+  for (int64_t l = 0; l < L; ++l) {
+    int64_t same = -1;
+    for (int64_t m = 0; m < l && same < 0; ++m) {
+      if (same_choices(s.layers[static_cast<size_t>(m)], s.layers[static_cast<size_t>(l)])) same = m;
+    }
+    std::vector<Option> v = same >= 0 ? opts[static_cast<size_t>(same)] : costing.options(h, static_cast<size_t>(l), none);
+    for (Option& op : v) op.score = scores.layer_score(h, static_cast<size_t>(l), op.attention, op.intermediate, op.formats);
+    opts[static_cast<size_t>(l)] = std::move(v);
+  }
+  // RoPE table bytes per head size: one kept layer of that size, minus none.
+  if (act.mem) {
+    table_bytes.assign(costing.head_sizes.size(), 0.0);
+    for (size_t bit = 0; bit < costing.head_sizes.size(); ++bit) {
+      for (int64_t l = 0; l < L && table_bytes[bit] == 0.0; ++l) {
+        for (const Option& op : opts[static_cast<size_t>(l)]) {
+          if (op.mask == (1u << bit)) {
+            Arch a = base;
+            const int64_t nhd = static_cast<int64_t>(s.layers[static_cast<size_t>(l)].head_dims.size());
+            a.kv_groups[static_cast<size_t>(l)] = op.attention / nhd;
+            a.head_dims[static_cast<size_t>(l)] = op.attention % nhd;
+            auto [c2, sp2] = arch_specs(*cc.config, s, a, cc.block_rank);
+            for (auto& x : sp2) x.skip = true;
+            sp2[static_cast<size_t>(l)].skip = false;
+            table_bytes[bit] = static_cast<double>(costing.cost(c2, sp2).table_bytes - none.table_bytes);
+            break;
+          }
+        }
+      }
+    }
+  }
+  hs.mem_const = static_cast<double>(none.weight_bytes + none.runtime_bytes + none.table_bytes);
+  // Per-layer fronts (scores at this hidden size).
+  std::vector<std::vector<Option>>& fronts = hs.fronts;
+  fronts.assign(static_cast<size_t>(L), {});
+  for (int64_t l = 0; l < L; ++l) {
+    std::vector<State> f;
+    const auto& v = opts[static_cast<size_t>(l)];
+    for (size_t i = 0; i < v.size(); ++i) {
+      State st;
+      st.score = v[i].score;
+      st.sum = v[i].add;
+      st.act = v[i].act;
+      st.mask = v[i].mask;
+      st.option = static_cast<int32_t>(i);
+      f.push_back(st);
+    }
+    prune(f, act, 0.0);
+    for (const State& st : f) fronts[static_cast<size_t>(l)].push_back(v[static_cast<size_t>(st.option)]);
+  }
+  return hs;
+}
+
+// The programme over the kept layers of one (hidden, depth) pair: appends the pair's (use, score)
+// front of finished architectures to `finals`.
+void solve_pair(const Costing& costing, const HiddenStage& hs, const ScoreTable& scores, const Budget& b,
+                const double* limit, const DeriveOptions& o, int64_t h, int64_t d, Derivation& res,
+                std::vector<Final>& finals) {
+  const CostContext& cc = costing.cc;
+  const SearchSpace& s = *cc.space;
+  const Active& act = costing.active;
+  const int64_t L = static_cast<int64_t>(s.layers.size());
+  const profile::Cost& none = hs.none;
+  const auto& fronts = hs.fronts;
+  const double mem_const = hs.mem_const;
+  auto tables = [&](uint32_t mask) { return hs.tables(mask); };
+  ++res.global_pairs;
+  std::vector<int64_t> kept;
+  for (int64_t l = 0; l < L; ++l) {
+    if (block_kept(cc.block_rank, l, s.depth[static_cast<size_t>(d)])) kept.push_back(l);
+  }
+  const size_t K = kept.size();
+  // Cheapest completion of stages j.. per scalar component.
+  std::vector<std::array<double, 3>> lb(K + 1, std::array<double, 3>{});
+  for (size_t j = K; j-- > 0;) {
+    for (int c = 0; c < 3; ++c) {
+      double m = kInf;
+      for (const Option& op : fronts[static_cast<size_t>(kept[j])]) m = std::min(m, op.add[c]);
+      lb[j][c] = lb[j + 1][c] + m;
+    }
+  }
+  auto feasible = [&](const State& st, size_t j, const double* lim) {
+    if (act.lat && none.latency_ms + st.sum[kLatency] + lb[j][kLatency] > lim[kLatency]) return false;
+    if (act.par && static_cast<double>(none.params) + st.sum[kParams] + lb[j][kParams] > lim[kParams]) return false;
+    if (act.mem && mem_const + st.sum[kMemory] + lb[j][kMemory] + st.act + tables(st.mask) > lim[kMemory]) return false;
+    return true;
+  };
+  std::vector<std::vector<State>> stages(1);
+  State init;
+  init.score = scores.global[static_cast<size_t>(h)][static_cast<size_t>(d)];
+  init.act = act.mem ? static_cast<double>(none.activation_bytes) : 0.0;
+  if (!feasible(init, 0, limit)) return;
+  stages[0].push_back(init);
+  for (size_t j = 0; j < K; ++j) {
+    const std::vector<Option>& f = fronts[static_cast<size_t>(kept[j])];
+    std::vector<State> next;
+    const std::vector<State>& cur = stages[j];
+    for (size_t p = 0; p < cur.size(); ++p) {
+      for (size_t i = 0; i < f.size(); ++i) {
+        State st;
+        st.score = cur[p].score + f[i].score;
+        for (int c = 0; c < 3; ++c) st.sum[c] = cur[p].sum[c] + f[i].add[c];
+        st.act = std::max(cur[p].act, f[i].act);
+        st.mask = cur[p].mask | f[i].mask;
+        st.parent = static_cast<int32_t>(p);
+        st.option = static_cast<int32_t>(i);
+        if (feasible(st, j + 1, limit)) next.push_back(st);
+      }
+    }
+    prune_bounded(next, act, o.max_front, res.gap_bound);
+    res.largest_front = std::max(res.largest_front, static_cast<int64_t>(next.size()));
+    stages.push_back(std::move(next));
+  }
+  // Finished states: totals, budget use, and the (use, score) front of this pair.
+  std::vector<Final> pair;
+  for (size_t i = 0; i < stages[K].size(); ++i) {
+    const State& st = stages[K][i];
+    Final fin;
+    fin.score = st.score;
+    fin.total = {none.latency_ms + st.sum[kLatency], mem_const + st.sum[kMemory] + st.act + tables(st.mask),
+                 static_cast<double>(none.params) + st.sum[kParams]};
+    fin.use = 0;
+    if (act.lat) fin.use = std::max(fin.use, fin.total[0] / b.latency_ms);
+    if (act.mem) fin.use = std::max(fin.use, fin.total[1] / b.memory_bytes);
+    if (act.par) fin.use = std::max(fin.use, fin.total[2] / b.params);
+    fin.state = i;
+    pair.push_back(fin);
+  }
+  std::sort(pair.begin(), pair.end(), [](const Final& x, const Final& y) {
+    return x.use != y.use ? x.use < y.use : x.score < y.score;
+  });
+  double best = kInf;
+  for (Final& fin : pair) {
+    if (!(fin.score < best)) continue;
+    best = fin.score;
+    // Rebuild the architecture from the back-pointers.
+    Arch a = largest_arch(s);
+    a.hidden = h;
+    a.depth = d;
+    int32_t idx = static_cast<int32_t>(fin.state);
+    for (size_t j = K; j-- > 0;) {
+      const State& st = stages[j + 1][static_cast<size_t>(idx)];
+      const Option& op = fronts[static_cast<size_t>(kept[j])][static_cast<size_t>(st.option)];
+      const size_t l = static_cast<size_t>(kept[j]);
+      const int64_t nhd = static_cast<int64_t>(s.layers[l].head_dims.size());
+      a.kv_groups[l] = op.attention / nhd;
+      a.head_dims[l] = op.attention % nhd;
+      a.intermediate[l] = op.intermediate;
+      a.formats[l] = op.formats;
+      idx = st.parent;
+    }
+    fin.arch = a;
+    finals.push_back(fin);
+  }
+}
+
 }  // namespace
 
 std::pair<double, std::string> budget_use(const profile::Cost& c, const Budget& b) {
@@ -212,7 +397,6 @@ Derivation derive(const CostContext& cc, const Budget& b, const ScoreTable& scor
                     o.relax, o.max_front);
   const SearchSpace& s = *cc.space;
   scores.check(s, "derive: score table");
-  const int64_t L = static_cast<int64_t>(s.layers.size());
   Costing costing{cc, {b.latency_ms > 0, b.params > 0, b.memory_bytes > 0}, {}};
   const Active& act = costing.active;
   {
@@ -226,157 +410,9 @@ Derivation derive(const CostContext& cc, const Budget& b, const ScoreTable& scor
   std::vector<Final> finals;
 
   for (int64_t h = 0; h < static_cast<int64_t>(s.hidden.size()); ++h) {
-    // The model with no block kept, and the per-layer options (shared by layers with equal choices).
-    Arch base = largest_arch(s);
-    base.hidden = h;
-    auto [cfg, specs] = arch_specs(*cc.config, s, base, cc.block_rank);
-    for (auto& sp : specs) sp.skip = true;
-    const profile::Cost none = costing.cost(cfg, specs);
-    std::vector<double> table_bytes;  // RoPE tables per head size bit, from predict() of one layer
-    std::vector<std::vector<Option>> opts(static_cast<size_t>(L));
-    for (int64_t l = 0; l < L; ++l) {
-      int64_t same = -1;
-      for (int64_t m = 0; m < l && same < 0; ++m) {
-        if (same_choices(s.layers[static_cast<size_t>(m)], s.layers[static_cast<size_t>(l)])) same = m;
-      }
-      std::vector<Option> v = same >= 0 ? opts[static_cast<size_t>(same)] : costing.options(h, static_cast<size_t>(l), none);
-      for (Option& op : v) op.score = scores.layer_score(h, static_cast<size_t>(l), op.attention, op.intermediate, op.formats);
-      opts[static_cast<size_t>(l)] = std::move(v);
-    }
-    // RoPE table bytes per head size: one kept layer of that size, minus none.
-    if (act.mem) {
-      table_bytes.assign(costing.head_sizes.size(), 0.0);
-      for (size_t bit = 0; bit < costing.head_sizes.size(); ++bit) {
-        for (int64_t l = 0; l < L && table_bytes[bit] == 0.0; ++l) {
-          for (const Option& op : opts[static_cast<size_t>(l)]) {
-            if (op.mask == (1u << bit)) {
-              Arch a = base;
-              const int64_t nhd = static_cast<int64_t>(s.layers[static_cast<size_t>(l)].head_dims.size());
-              a.kv_groups[static_cast<size_t>(l)] = op.attention / nhd;
-              a.head_dims[static_cast<size_t>(l)] = op.attention % nhd;
-              auto [c2, sp2] = arch_specs(*cc.config, s, a, cc.block_rank);
-              for (auto& x : sp2) x.skip = true;
-              sp2[static_cast<size_t>(l)].skip = false;
-              table_bytes[bit] = static_cast<double>(costing.cost(c2, sp2).table_bytes - none.table_bytes);
-              break;
-            }
-          }
-        }
-      }
-    }
-    auto tables = [&](uint32_t mask) {
-      double t = 0;
-      for (size_t bit = 0; bit < table_bytes.size(); ++bit) t += (mask >> bit) & 1u ? table_bytes[bit] : 0.0;
-      return t;
-    };
-    const double mem_const = static_cast<double>(none.weight_bytes + none.runtime_bytes + none.table_bytes);
-    // Per-layer fronts (scores at this hidden size).
-    std::vector<std::vector<Option>> fronts(static_cast<size_t>(L));
-    for (int64_t l = 0; l < L; ++l) {
-      std::vector<State> f;
-      const auto& v = opts[static_cast<size_t>(l)];
-      for (size_t i = 0; i < v.size(); ++i) {
-        State st;
-        st.score = v[i].score;
-        st.sum = v[i].add;
-        st.act = v[i].act;
-        st.mask = v[i].mask;
-        st.option = static_cast<int32_t>(i);
-        f.push_back(st);
-      }
-      prune(f, act, 0.0);
-      for (const State& st : f) fronts[static_cast<size_t>(l)].push_back(v[static_cast<size_t>(st.option)]);
-    }
-
+    const HiddenStage hs = prepare_hidden(costing, scores, h);
     for (int64_t d = 0; d < static_cast<int64_t>(s.depth.size()); ++d) {
-      ++res.global_pairs;
-      std::vector<int64_t> kept;
-      for (int64_t l = 0; l < L; ++l) {
-        if (block_kept(cc.block_rank, l, s.depth[static_cast<size_t>(d)])) kept.push_back(l);
-      }
-      const size_t K = kept.size();
-      // Cheapest completion of stages j.. per scalar component.
-      std::vector<std::array<double, 3>> lb(K + 1, std::array<double, 3>{});
-      for (size_t j = K; j-- > 0;) {
-        for (int c = 0; c < 3; ++c) {
-          double m = kInf;
-          for (const Option& op : fronts[static_cast<size_t>(kept[j])]) m = std::min(m, op.add[c]);
-          lb[j][c] = lb[j + 1][c] + m;
-        }
-      }
-      auto feasible = [&](const State& st, size_t j, const double* lim) {
-        if (act.lat && none.latency_ms + st.sum[kLatency] + lb[j][kLatency] > lim[kLatency]) return false;
-        if (act.par && static_cast<double>(none.params) + st.sum[kParams] + lb[j][kParams] > lim[kParams]) return false;
-        if (act.mem && mem_const + st.sum[kMemory] + lb[j][kMemory] + st.act + tables(st.mask) > lim[kMemory]) return false;
-        return true;
-      };
-      std::vector<std::vector<State>> stages(1);
-      State init;
-      init.score = scores.global[static_cast<size_t>(h)][static_cast<size_t>(d)];
-      init.act = act.mem ? static_cast<double>(none.activation_bytes) : 0.0;
-      if (!feasible(init, 0, limit)) continue;
-      stages[0].push_back(init);
-      for (size_t j = 0; j < K; ++j) {
-        const std::vector<Option>& f = fronts[static_cast<size_t>(kept[j])];
-        std::vector<State> next;
-        const std::vector<State>& cur = stages[j];
-        for (size_t p = 0; p < cur.size(); ++p) {
-          for (size_t i = 0; i < f.size(); ++i) {
-            State st;
-            st.score = cur[p].score + f[i].score;
-            for (int c = 0; c < 3; ++c) st.sum[c] = cur[p].sum[c] + f[i].add[c];
-            st.act = std::max(cur[p].act, f[i].act);
-            st.mask = cur[p].mask | f[i].mask;
-            st.parent = static_cast<int32_t>(p);
-            st.option = static_cast<int32_t>(i);
-            if (feasible(st, j + 1, limit)) next.push_back(st);
-          }
-        }
-        prune_bounded(next, act, o.max_front, res.gap_bound);
-        res.largest_front = std::max(res.largest_front, static_cast<int64_t>(next.size()));
-        stages.push_back(std::move(next));
-      }
-      // Finished states: totals, budget use, and the (use, score) front of this pair.
-      std::vector<Final> pair;
-      for (size_t i = 0; i < stages[K].size(); ++i) {
-        const State& st = stages[K][i];
-        Final fin;
-        fin.score = st.score;
-        fin.total = {none.latency_ms + st.sum[kLatency], mem_const + st.sum[kMemory] + st.act + tables(st.mask),
-                     static_cast<double>(none.params) + st.sum[kParams]};
-        fin.use = 0;
-        if (act.lat) fin.use = std::max(fin.use, fin.total[0] / b.latency_ms);
-        if (act.mem) fin.use = std::max(fin.use, fin.total[1] / b.memory_bytes);
-        if (act.par) fin.use = std::max(fin.use, fin.total[2] / b.params);
-        fin.state = i;
-        pair.push_back(fin);
-      }
-      std::sort(pair.begin(), pair.end(), [](const Final& x, const Final& y) {
-        return x.use != y.use ? x.use < y.use : x.score < y.score;
-      });
-      double best = kInf;
-      for (Final& fin : pair) {
-        if (!(fin.score < best)) continue;
-        best = fin.score;
-        // Rebuild the architecture from the back-pointers.
-        Arch a = largest_arch(s);
-        a.hidden = h;
-        a.depth = d;
-        int32_t idx = static_cast<int32_t>(fin.state);
-        for (size_t j = K; j-- > 0;) {
-          const State& st = stages[j + 1][static_cast<size_t>(idx)];
-          const Option& op = fronts[static_cast<size_t>(kept[j])][static_cast<size_t>(st.option)];
-          const size_t l = static_cast<size_t>(kept[j]);
-          const int64_t nhd = static_cast<int64_t>(s.layers[l].head_dims.size());
-          a.kv_groups[l] = op.attention / nhd;
-          a.head_dims[l] = op.attention % nhd;
-          a.intermediate[l] = op.intermediate;
-          a.formats[l] = op.formats;
-          idx = st.parent;
-        }
-        fin.arch = a;
-        finals.push_back(fin);
-      }
+      solve_pair(costing, hs, scores, b, limit, o, h, d, res, finals);
     }
   }
   // The best within the budget, and the cheapest with a better score.

@@ -31,8 +31,8 @@
 #include <string>
 
 #include "jointnas/core/json_util.h"
-#include "jointnas/profile/cost_model.h"
-#include "jointnas/search/dnas.h"
+#include "jointnas/profile/predict.h"
+#include "jointnas/search/budget.h"
 #include "jointnas/search/score_table.h"
 #include "jointnas/search/space.h"
 

@@ -6,6 +6,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/quant/format.h"
 #include "jointnas/search/derive.h"
 
 namespace jointnas::search {
@@ -99,6 +100,40 @@ Arch depth_only_arch(const CostContext& cc, const Budget& b) {
   throw ConfigError(fmt::format("depth only: even {} blocks in bf16 miss the budget {} (predicted {})", s.depth.front(),
                                 b.to_json().dump(), arch_cost(cc, a).to_json().dump()),
                     "lower the space's smallest depth, or raise the budget");
+}
+
+Arch grow_arch(const CostContext& cc, const Budget& b, const ScoreTable& scores, const Arch& a) {
+  if (!b.any() || budget_excess(arch_cost(cc, a), b) > 0.0) return a;
+  const SearchSpace& s = *cc.space;
+  auto at_least = [](const std::vector<int64_t>& v, int64_t i) {
+    std::vector<int64_t> r;
+    for (int64_t x : v) {
+      if (x >= v[static_cast<size_t>(i)]) r.push_back(x);
+    }
+    return r;
+  };
+  SearchSpace sub = s;
+  sub.hidden = at_least(s.hidden, a.hidden);
+  sub.depth = at_least(s.depth, a.depth);
+  const int64_t depth = s.depth[static_cast<size_t>(a.depth)];
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    if (!block_kept(cc.block_rank, static_cast<int64_t>(l), depth)) continue;
+    const LayerChoices& lc = s.layers[l];
+    LayerChoices& g = sub.layers[l];
+    g.kv_groups = at_least(lc.kv_groups, a.kv_groups[l]);
+    g.head_dims = at_least(lc.head_dims, a.head_dims[l]);
+    g.intermediate = at_least(lc.intermediate, a.intermediate[l]);
+    for (int k = 0; k < kNumFormatSlots; ++k) {
+      const int bits = quant::find_format(lc.formats[k][static_cast<size_t>(a.formats[l][k])]).weight_bits;
+      g.formats[k].clear();
+      for (const std::string& f : lc.formats[k]) {
+        if (quant::find_format(f).weight_bits >= bits) g.formats[k].push_back(f);
+      }
+    }
+  }
+  CostContext sc = cc;
+  sc.space = &sub;
+  return map_arch(sub, derive(sc, b, map_scores(scores, s, sub)).arch, s);
 }
 
 Arch arch_only_arch(const CostContext& cc, const Budget& b, const ScoreTable& scores) {

@@ -12,7 +12,8 @@
 
 #include "jointnas/core/json_util.h"
 #include "jointnas/model/checkpoint.h"
-#include "jointnas/search/dnas.h"
+#include "jointnas/search/budget.h"
+#include "jointnas/search/finetune.h"
 #include "jointnas/search/heldout.h"
 #include "jointnas/search/recovery.h"
 #include "jointnas/search/score_table.h"
@@ -69,6 +70,12 @@ PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& 
 // depth only: the whole model in bf16 with the most blocks (in block-rank order) that meet every
 // budget; ConfigError when even the fewest blocks of the space do not.
 Arch depth_only_arch(const CostContext& cc, const Budget& b);
+// The best architecture by `scores` within the budget among those that keep every choice of `a`
+// or take a larger one (hidden size, depth, KV groups, head size and MLP width at least `a`'s, a
+// format of at least as many weight bits; a block `a` drops is free): what the budget `a` leaves
+// unused buys. `a` itself is one of them, so the result never scores worse; `a` when no budget
+// is set or `a` misses it.
+Arch grow_arch(const CostContext& cc, const Budget& b, const ScoreTable& scores, const Arch& a);
 // architecture only: the exact derivation over the space's bf16 formats (formats as in
 // largest_arch), mapped back into the space; ConfigError when a slot offers no bf16.
 Arch arch_only_arch(const CostContext& cc, const Budget& b, const ScoreTable& scores);

@@ -87,7 +87,7 @@ void ScoreTable::check(const SearchSpace& space, const std::string& where) const
       const std::string at = fmt::format("layers[{}][{}].", h, l);
       check_size(s.attention, lc.kv_groups.size() * lc.head_dims.size(), at + "attention", where);
       check_size(s.intermediate, lc.intermediate.size(), at + "intermediate", where);
-      for (int k = 0; k < kNumFormatSlots; ++k) check_size(s.formats[k], lc.formats[k].size(), at + kSlotNames[k], where);
+      for (int k = 0; k < kNumFormatSlots; ++k) check_size(s.formats[k], lc.formats[k].size(), at + std::string(model::slot_name(model::kSlots[k])), where);
     }
   }
 }
@@ -98,7 +98,7 @@ Json ScoreTable::to_json() const {
     Json r = Json::array();
     for (const LayerScores& s : row) {
       Json f = Json::object();
-      for (int k = 0; k < kNumFormatSlots; ++k) f[kSlotNames[k]] = s.formats[k];
+      for (int k = 0; k < kNumFormatSlots; ++k) f[std::string(model::slot_name(model::kSlots[k]))] = s.formats[k];
       r.push_back(Json{{"attention", s.attention}, {"intermediate", s.intermediate}, {"formats", f}});
     }
     rows.push_back(r);
@@ -125,8 +125,8 @@ ScoreTable ScoreTable::from_json(const Json& j, const std::string& where) {
       ls.attention = numbers(s["attention"], "attention", where);
       ls.intermediate = numbers(s["intermediate"], "intermediate", where);
       for (int k = 0; k < kNumFormatSlots; ++k) {
-        JNAS_CHECK_IO(s["formats"].contains(kSlotNames[k]), "{}: formats lack '{}'", where, kSlotNames[k]);
-        ls.formats[k] = numbers(s["formats"][kSlotNames[k]], kSlotNames[k], where);
+        JNAS_CHECK_IO(s["formats"].contains(std::string(model::slot_name(model::kSlots[k]))), "{}: formats lack '{}'", where, std::string(model::slot_name(model::kSlots[k])));
+        ls.formats[k] = numbers(s["formats"][std::string(model::slot_name(model::kSlots[k]))], std::string(model::slot_name(model::kSlots[k])), where);
       }
       r.push_back(std::move(ls));
     }
@@ -164,7 +164,7 @@ ScoreTable score_table_from_log_probs(const SearchSpace& s, const std::map<std::
       for (double dv : d) ls.attention.push_back(gv + dv);
     }
     ls.intermediate = nlp(p + "arch_intermediate", lc.intermediate.size());
-    for (int k = 0; k < kNumFormatSlots; ++k) ls.formats[k] = nlp(p + "arch_format_" + kSlotNames[k], lc.formats[k].size());
+    for (int k = 0; k < kNumFormatSlots; ++k) ls.formats[k] = nlp(p + "arch_format_" + std::string(model::slot_name(model::kSlots[k])), lc.formats[k].size());
     row.push_back(std::move(ls));
   }
   t.layers.push_back(std::move(row));
@@ -222,7 +222,7 @@ ScoreTable map_scores(const ScoreTable& t, const SearchSpace& from, const Search
         for (double v : pick(part, f.head_dims, g.head_dims, "head_dim")) m.attention.push_back(v);
       }
       m.intermediate = pick(s.intermediate, f.intermediate, g.intermediate, "intermediate");
-      for (int k = 0; k < kNumFormatSlots; ++k) m.formats[k] = pick(s.formats[k], f.formats[k], g.formats[k], kSlotNames[k]);
+      for (int k = 0; k < kNumFormatSlots; ++k) m.formats[k] = pick(s.formats[k], f.formats[k], g.formats[k], std::string(model::slot_name(model::kSlots[k])));
       out.push_back(std::move(m));
     }
     r.layers.push_back(std::move(out));

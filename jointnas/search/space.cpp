@@ -306,6 +306,22 @@ SearchSpace restrict_formats(const SearchSpace& s, const std::vector<std::string
   return r;
 }
 
+Arch random_arch(const SearchSpace& s, std::mt19937_64& rng) {
+  auto pick = [&](size_t n) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, n - 1)(rng)); };
+  Arch a;
+  a.hidden = pick(s.hidden.size());
+  a.depth = pick(s.depth.size());
+  for (const auto& l : s.layers) {
+    a.kv_groups.push_back(pick(l.kv_groups.size()));
+    a.head_dims.push_back(pick(l.head_dims.size()));
+    a.intermediate.push_back(pick(l.intermediate.size()));
+    std::array<int64_t, kNumFormatSlots> f{};
+    for (int k = 0; k < kNumFormatSlots; ++k) f[k] = pick(l.formats[k].size());
+    a.formats.push_back(f);
+  }
+  return a;
+}
+
 SearchSpace fix_structure(const SearchSpace& s, const Arch& a) {
   SearchSpace r = restrict_to(s, a);
   for (size_t l = 0; l < r.layers.size(); ++l) r.layers[l].formats = s.layers[l].formats;

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,8 @@ Arch smallest_arch(const SearchSpace& space, const model::LlamaConfig& config);
 SearchSpace restrict_to(const SearchSpace& space, const Arch& arch);
 // Index 0 everywhere: the architecture of a restricted space.
 Arch first_arch(const SearchSpace& space);
+// A uniformly random choice of every list (hidden, depth, then per layer), drawn in that order.
+Arch random_arch(const SearchSpace& space, std::mt19937_64& rng);
 
 // Sub-spaces for the baselines of `jointnas pareto` (docs/pareto.md):
 // every format list cut to `formats` (in the space's order); ConfigError when a slot keeps none.

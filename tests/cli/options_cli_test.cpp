@@ -13,6 +13,7 @@
 #include "jointnas/pipeline/arch_stage.h"
 #include "jointnas/pipeline/model_tools.h"
 #include "jointnas/pipeline/quantize_stage.h"
+#include "jointnas/pipeline/scores_stage.h"
 #include "jointnas/pipeline/study.h"
 #include "jointnas/pipeline/tasks_stage.h"
 
@@ -104,6 +105,7 @@ TEST(CliOptions, EveryCommandsHelpAndDumpConfigShowTheSameDefaults) {
   check_command<pipeline::SearchOptions>("search", "--model m --space s --table t --text x --out o");
   check_command<pipeline::FinetuneStageOptions>("finetune", "--model m --arch a --out o");
   check_command<pipeline::ArchStageOptions>("arch", "--model m --space s --table t --out o");
+  check_command<pipeline::ScoresOptions>("scores", "--model m --space s --table t --text x --out o");
   check_command<pipeline::ImportanceOptions>("importance", "--model m --calib c --out o");
   check_command<pipeline::ProfileStageOptions>("profile", "--config c --out o");
   check_command<pipeline::BenchOptions>("bench", "");

@@ -20,7 +20,7 @@ std::string write_pareto_config(const fs::path& root, const std::string& text) {
                    << "workload: {kind: decode, batch: 1, context: 64}\n"
                    << "importance: {windows: 4, seq_len: 64}\n"
                    << "profile: {repeats: 3}\n"
-                   << "search: {steps: 6, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.2}\n"
+                   << "search: {steps: 6, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.2, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2}\n"
                    << "finetune: {steps: 2, batch: 2, seq_len: 64}\n"
                    << "eval: {bench_repeats: 3, max_windows: 4, window: 65}\n"
                    << "pareto:\n"
@@ -118,6 +118,7 @@ TEST(Pareto, BadConfigsAreClearErrors) {
                      << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
                      << "run_dir: " << (root / "s").string() << "\n"
                      << "data: {calibration: x.txt, eval: x.txt}\n"
+                     << "workload: {kind: decode, batch: 1, context: 64}\n"
                      << pareto;
     return p.string();
   };

@@ -11,7 +11,9 @@
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/model/checkpoint.h"
 #include "jointnas/pipeline/run.h"
+#include "jointnas/pipeline/study_plan.h"
 #include "tensor_assert.h"
 
 namespace jointnas::pipeline {
@@ -43,7 +45,8 @@ const StageJob& job(const std::vector<StageJob>& jobs, const std::string& name) 
 
 TEST(RunPlan, EveryStageGetsTheConfigsTypedValues) {
   const RunConfig c = parse(tiny_config("seed: 3\nthreads: 1\nworkload: {kind: decode, batch: 2, context: 100}\n"
-                                        "search: {steps: 7, batch: 3, lr_arch: 0.25, relaxation: hard}\n"
+                                        "search: {steps: 7, batch: 3, lr_arch: 0.25, relaxation: hard, select: derived, "
+                                        "candidate_steps: 9}\n"
                                         "finetune: {steps: 5, lora_rank: 4}\neval: {bench_repeats: 9, window: 65}\n",
                                         "data: {calibration: c.txt, eval: e.txt}\n"));
   const RunPlan p = plan_run(c, "/tmp/r");
@@ -54,6 +57,8 @@ TEST(RunPlan, EveryStageGetsTheConfigsTypedValues) {
   EXPECT_EQ(arg(s, "--train-batch"), "3");
   EXPECT_EQ(arg(s, "--lr-arch"), "0.25");
   EXPECT_EQ(arg(s, "--relaxation"), "hard");
+  EXPECT_EQ(arg(s, "--select"), "derived");
+  EXPECT_EQ(arg(s, "--candidate-steps"), "9");
   EXPECT_EQ(arg(s, "--latency"), "0.6x");
   EXPECT_EQ(arg(s, "--seed"), "3");
   EXPECT_EQ(arg(s, "--batch"), "2");  // the workload's batch
@@ -70,6 +75,23 @@ TEST(RunPlan, EveryStageGetsTheConfigsTypedValues) {
   EXPECT_EQ(arg(job(jobs, "ppl_found"), "--window"), "65");
   EXPECT_EQ(arg(job(jobs, "ppl_found"), "--teacher"), c.model.str());
   EXPECT_EQ(job(jobs, "profile").args[0], "profile");
+}
+
+// Issue 22: the joint points of a study select their architecture (portfolio by default); the
+// baselines keep their DNAS argmax, the usual pipelines they stand for.
+TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
+  const RunConfig c = parse(tiny_config("pareto: {budgets: [0.5x], methods: [joint, sequential]}\n"));
+  const model::Checkpoint ck = model::load_checkpoint(c.model);
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu");
+  Study study = make_study(c, space, "/tmp/jnas_study_plan", 1);
+  build_points(study);
+  const StudyJobs j = study_jobs(study);
+  EXPECT_EQ(arg(job(j.round1, "joint-0.5x-s0/search"), "--select"), "portfolio");
+  // The scores are measured once, before any search, and every joint search reads them.
+  EXPECT_EQ(arg(job(shared_jobs(study), "scores"), "--out"), "/tmp/jnas_study_plan/scores.json");
+  EXPECT_EQ(arg(job(j.round1, "joint-0.5x-s0/search"), "--scores"), "/tmp/jnas_study_plan/scores.json");
+  EXPECT_EQ(arg(job(j.round1, "arch_only-0.5x/search"), "--select"), "dnas");
+  EXPECT_EQ(arg(job(j.round1, "seq_mix-0.5x/search_arch"), "--select"), "dnas");
 }
 
 TEST(RunPlan, APrefillWorkloadBenchesThePrefillAndAGivenTableSkipsTheProfile) {

@@ -6,7 +6,11 @@
 #include <cstdio>
 #include <string>
 
-#include "jointnas/profile/cost_model.h"
+#include "jointnas/profile/latency_table.h"
+#include "jointnas/profile/workload.h"
+#include "jointnas/profile/cost_space.h"
+#include "jointnas/profile/required_keys.h"
+#include "jointnas/profile/predict.h"
 
 namespace jointnas::search {
 

@@ -10,6 +10,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/search/cost.h"
+#include "jointnas/search/decisions.h"
 #include "jointnas/search/heldout.h"
 #include "jointnas/search/portfolio.h"
 #include "jointnas/search/recovery.h"

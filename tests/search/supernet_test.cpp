@@ -44,21 +44,6 @@ layers:
   intermediate: [128, 256, 384]
 )";
 
-Arch random_arch(const SearchSpace& s, std::mt19937_64& rng) {
-  auto pick = [&](size_t n) { return static_cast<int64_t>(std::uniform_int_distribution<size_t>(0, n - 1)(rng)); };
-  Arch a;
-  a.hidden = pick(s.hidden.size());
-  a.depth = pick(s.depth.size());
-  for (const auto& l : s.layers) {
-    a.kv_groups.push_back(pick(l.kv_groups.size()));
-    a.head_dims.push_back(pick(l.head_dims.size()));
-    a.intermediate.push_back(pick(l.intermediate.size()));
-    std::array<int64_t, kNumFormatSlots> f{};
-    for (int k = 0; k < kNumFormatSlots; ++k) f[k] = pick(l.formats[k].size());
-    a.formats.push_back(f);
-  }
-  return a;
-}
 
 at::Tensor random_ids(int64_t B, int64_t T, int64_t V, uint64_t seed) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);

@@ -64,5 +64,6 @@ void register_finetune(CLI::App& app);
 void register_run(CLI::App& app);
 void register_arch(CLI::App& app);
 void register_pareto(CLI::App& app);
+void register_scores(CLI::App& app);
 
 }  // namespace jointnas::cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_run(app);
   jointnas::cli::register_arch(app);
   jointnas::cli::register_pareto(app);
+  jointnas::cli::register_scores(app);
   // An unknown command gets its own message (CLI11 would say "A subcommand is required").
   std::string names;
   bool known = false;

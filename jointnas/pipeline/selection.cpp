@@ -1,0 +1,117 @@
+// The architecture selection of the search stage; see selection.h.
+#include "jointnas/pipeline/selection.h"
+
+#include <fmt/format.h>
+
+#include "jointnas/core/atomic_file.h"
+#include "jointnas/core/error.h"
+#include "jointnas/core/log.h"
+#include "jointnas/core/paths.h"
+#include "jointnas/search/derive.h"
+#include "jointnas/search/portfolio.h"
+#include "jointnas/search/sensitivity.h"
+
+namespace jointnas::pipeline {
+
+search::ScoreTable sensitivity_scores(const SelectionSettings& s, const SelectionInputs& in) {
+  const search::SearchSpace& space = *in.cc->space;
+  Json identity = in.scores_identity;
+  identity["per_hidden"] = s.per_hidden;
+  identity["heldout"] = Json{{"windows", in.heldout->windows()}, {"seq_len", in.heldout->seq_len()}};
+  identity["space"] = space.to_json();
+  identity["block_rank"] = in.cc->block_rank;
+  if (!in.scores_path.empty() && file_exists(in.scores_path)) {
+    // A cache: anything unreadable or of another identity is measured again, never trusted.
+    try {
+      const Json j = read_json_file(in.scores_path);
+      if (j.is_object() && j.value("identity", Json()) == identity && j.contains("scores")) {
+        search::ScoreTable t = search::ScoreTable::from_json(j["scores"], in.scores_path);
+        t.check(space, in.scores_path);
+        JNAS_LOG_INFO("[search] sensitivity scores from {}", in.scores_path);
+        return t;
+      }
+    } catch (const std::exception& e) {
+      JNAS_LOG_WARN("[search] {}: not a usable score table ({}); measuring again", in.scores_path, e.what());
+    }
+  }
+  search::SensitivityOptions o;
+  o.per_hidden = s.per_hidden;
+  search::SupernetOptions so = in.supernet;
+  so.lora_rank = 0;  // the pretrained model itself
+  const search::Supernet net(*in.ckpt, space, in.cc->block_rank, so, in.seed);
+  const int64_t total = search::sensitivity_evaluations(space, o);
+  JNAS_LOG_INFO("[search] measuring {} sensitivities on {} held-out windows of {} tokens", total, in.heldout->windows(),
+                in.heldout->seq_len());
+  const int64_t every = std::max<int64_t>(1, total / 10);
+  search::ScoreTable t = search::measure_sensitivity(net, *in.heldout, o, [&](int64_t done, int64_t n) {
+    if (done % every == 0 || done == n) JNAS_LOG_INFO("[search] sensitivity {}/{}", done, n);
+  });
+  if (!in.scores_path.empty()) {
+    write_file_atomic(in.scores_path, Json{{"identity", identity}, {"scores", t.to_json()}}.dump(1) + "\n");
+  }
+  return t;
+}
+
+Selected select_architecture(const SelectionSettings& s, const SelectionInputs& in) {
+  JNAS_CHECK_CONFIG(s.select != Selection::kDnas, "select_architecture: 'dnas' takes the DNAS result as it is");
+  const search::CostContext& cc = *in.cc;
+  const search::SearchSpace& space = *cc.space;
+  const search::ScoreTable scores = sensitivity_scores(s, in);
+  search::DeriveOptions dopt;
+  dopt.relax = s.relax;
+  const search::Derivation d = search::derive(cc, in.budget, scores, dopt);
+  JNAS_LOG_INFO("[search] derived: score {:.5f}, {:.4f} ms predicted, {:.1f} % of the {} budget{}", d.score,
+                d.predicted.latency_ms, 100 * d.budget_use, d.binding,
+                d.has_next ? fmt::format("; next larger {:.4f} ms", d.next_predicted.latency_ms) : "");
+  Selected out;
+  out.record = Json{{"method", opt::name_of(selection_names(), s.select)}, {"derivation", d.to_json(space)},
+                    {"scores", in.scores_path}};
+  if (s.select == Selection::kDerived) {
+    out.arch = d.arch;
+    out.predicted = d.predicted;
+    out.winner = "derived";
+    out.record["winner"] = out.winner;
+    return out;
+  }
+
+  std::vector<search::Candidate> cands = {{"derived", d.arch}};
+  // The DNAS argmax after repair, grown into the budget the repair left (search/portfolio.h).
+  if (in.dnas != nullptr) cands.push_back({"dnas", search::grow_arch(cc, in.budget, scores, in.dnas->arch)});
+  // The baselines inside the space: a budget they cannot meet leaves them out, with the reason.
+  Json skipped = Json::object();
+  try {
+    cands.push_back({"depth_only", search::depth_only_arch(cc, in.budget)});
+  } catch (const ConfigError& e) {
+    skipped["depth_only"] = e.what();
+  }
+  try {
+    cands.push_back({"arch_only", search::arch_only_arch(cc, in.budget, scores)});
+  } catch (const ConfigError& e) {
+    skipped["arch_only"] = e.what();
+  }
+  search::PortfolioOptions po;
+  po.finetune.steps = s.candidate_steps;
+  po.finetune.batch = in.batch;
+  po.finetune.seq_len = in.seq_len;
+  po.finetune.lr = s.candidate_lr;
+  po.finetune.seed = in.seed;
+  po.early.eval_every = s.eval_every;
+  po.early.patience = s.patience;
+  po.supernet = in.supernet;
+  if (po.supernet.lora_rank == 0) po.supernet.lora_rank = 8;  // a frozen-weight search still finetunes candidates
+  const search::PortfolioResult p = search::run_portfolio(*in.ckpt, cc, cands, *in.train, *in.heldout, po, {});
+  const search::CandidateResult& w = p.candidates[p.best];
+  out.arch = w.candidate.arch;
+  out.predicted = w.predicted;
+  out.winner = w.candidate.name;
+  const Json pj = p.to_json(space);
+  out.record["winner"] = out.winner;
+  out.record["margin_kl"] = pj["margin_kl"];
+  out.record["candidates"] = pj["candidates"];
+  if (!skipped.empty()) out.record["skipped"] = skipped;
+  JNAS_LOG_INFO("[search] portfolio winner: {} (held-out KL {:.5f}, {:.5f} better than the next architecture)",
+                out.winner, w.recovery.best.kl, pj["margin_kl"].get<double>());
+  return out;
+}
+
+}  // namespace jointnas::pipeline

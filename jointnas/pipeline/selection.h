@@ -1,0 +1,97 @@
+// How the `search` stage chooses the architecture it writes (issue 22, docs/search.md):
+//  - portfolio (default): several candidates for the same budget (the exact derivation under
+//    measured sensitivity scores, the DNAS argmax after repair, depth only, architecture only),
+//    each finetuned briefly with early stopping and compared on held-out KL; the best is returned
+//    and arch.json says which won and by how much;
+//  - derived: the exact derivation alone (no DNAS run, no finetune);
+//  - dnas: the DNAS argmax after repair, as before (the baselines of a study use it).
+// The held-out windows are the tail of the training text: the DNAS and every finetune here train on
+// the rest, and the evaluation text is never looked at.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "jointnas/core/json_util.h"
+#include "jointnas/core/options.h"
+#include "jointnas/model/checkpoint.h"
+#include "jointnas/search/arch_io.h"
+#include "jointnas/search/heldout.h"
+#include "jointnas/search/score_table.h"
+#include "jointnas/search/supernet.h"
+
+namespace jointnas::pipeline {
+
+enum class Selection { kPortfolio, kDerived, kDnas };
+inline const opt::Names<Selection>& selection_names() {
+  static const opt::Names<Selection> n{
+      {Selection::kPortfolio, "portfolio"}, {Selection::kDerived, "derived"}, {Selection::kDnas, "dnas"}};
+  return n;
+}
+
+// Keys of the run config's `search:` section (flags of `jointnas search`).
+struct SelectionSettings {
+  Selection select = Selection::kPortfolio;
+  int64_t heldout_windows = 32;   // at the end of the training text
+  int64_t heldout_seq_len = 256;  // at most the model's positions
+  int64_t candidate_steps = 100;  // finetune steps of each portfolio candidate
+  int64_t eval_every = 20;        // held-out evaluations during a candidate's finetune
+  int64_t patience = 3;
+  double candidate_lr = 1e-3;
+  bool per_hidden = true;         // sensitivities measured again at every hidden size
+  double relax = 1.5;             // the derivation names the next larger architecture up to relax x the budget
+};
+template <class V>
+void fields(V& v, SelectionSettings& s) {
+  v(opt::Key{"select", "portfolio (derived, DNAS, depth-only and architecture-only candidates, finetuned briefly, "
+                       "best held-out KL wins) | derived (exact derivation under sensitivity scores) | dnas (the DNAS "
+                       "argmax)"},
+    s.select, selection_names());
+  v(opt::Key{"heldout_windows", "Windows at the end of the training text held out for scores and the portfolio"},
+    s.heldout_windows, opt::in<int64_t>(1, 1 << 20));
+  v(opt::Key{"heldout_seq_len", "Tokens per held-out window (at most the model's positions)"}, s.heldout_seq_len,
+    opt::in<int64_t>(2, 1 << 20));
+  v(opt::Key{"candidate_steps", "Finetune steps of each portfolio candidate (0: compare the cut models)"},
+    s.candidate_steps, opt::in<int64_t>(0, 10000000));
+  v(opt::Key{"eval_every", "Held-out evaluation every N candidate finetune steps (0: at the end only)"}, s.eval_every,
+    opt::in<int64_t>(0, 10000000));
+  v(opt::Key{"patience", "Held-out evaluations without improvement before a candidate's finetune stops"}, s.patience,
+    opt::in<int64_t>(0, 1000000));
+  v(opt::Key{"candidate_lr", "Adam step of the candidates' LoRA adapters"}, s.candidate_lr, opt::in(0.0, 1e3));
+  v(opt::Key{"per_hidden", "Measure the per-layer sensitivities again at every hidden size"}, s.per_hidden);
+  v(opt::Key{"relax", "Name the next larger architecture when it costs at most this multiple of the budget"}, s.relax,
+    opt::in(1.0, 100.0));
+}
+
+// What the selection works with; every pointer outlives the call.
+struct SelectionInputs {
+  const model::Checkpoint* ckpt = nullptr;
+  const search::CostContext* cc = nullptr;  // the searched space
+  search::Budget budget;
+  const std::vector<int64_t>* train = nullptr;
+  const search::HeldoutSet* heldout = nullptr;
+  search::SupernetOptions supernet;         // device, dtype, mixing, LoRA rank of the candidates
+  int64_t batch = 4, seq_len = 128;         // finetune windows of the candidates
+  uint64_t seed = 0;
+  std::string scores_path;                  // cache of the sensitivity scores ("" : none)
+  Json scores_identity;                     // what a cached score table must match to be reused
+  const search::DnasResult* dnas = nullptr;  // the DNAS result, a candidate when set
+};
+
+struct Selected {
+  search::Arch arch;
+  profile::Cost predicted;
+  std::string winner;  // "derived", "dnas", "depth_only", "arch_only"
+  Json record;         // arch.json's "selection" (derivation, candidates, winner, margin)
+};
+
+// The sensitivity scores of the searched space: read from `in.scores_path` when it holds a table
+// of the same identity, else measured on the held-out windows and written there.
+search::ScoreTable sensitivity_scores(const SelectionSettings& s, const SelectionInputs& in);
+
+// Chooses the architecture (s.select is portfolio or derived). ConfigError when no architecture
+// of the space meets the budget.
+Selected select_architecture(const SelectionSettings& s, const SelectionInputs& in);
+
+}  // namespace jointnas::pipeline
