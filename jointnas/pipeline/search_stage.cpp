@@ -146,6 +146,8 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
     r.predicted = s.predicted;
     r.stop_reason = run_dnas ? r.stop_reason : "derived";
     selection = s.record;
+    // Relative to this directory, so that two runs with equal inputs write equal arch.json files.
+    selection["scores"] = std::filesystem::path(in.scores_path).lexically_relative(out).string();
   }
   r.argmax = search::map_arch(space, r.argmax, full);  // identity unless a part was searched
   r.arch = search::map_arch(space, r.arch, full);

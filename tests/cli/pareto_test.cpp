@@ -118,7 +118,7 @@ TEST(Pareto, BadConfigsAreClearErrors) {
                      << "search_space: " << repo_path("configs/spaces/stories260k.yaml") << "\n"
                      << "run_dir: " << (root / "s").string() << "\n"
                      << "data: {calibration: x.txt, eval: x.txt}\n"
-                     << "workload: {kind: decode, batch: 1, context: 64}\n"
+                     << "workload: {kind: decode, batch: 1, context: 64}\neval: {window: 257}\n"
                      << pareto;
     return p.string();
   };

@@ -16,7 +16,11 @@ void register_pareto(CLI::App& app) {
       app, "pareto", "Joint search vs prune-then-quantize baselines at several budgets; measured Pareto report",
       [](const ParetoCommandOptions& o, const std::string& format) {
         const pipeline::RunConfig c = pipeline::load_run_config(o.run.config);
-        pipeline::check(c, pipeline::RunMode::kStudy);
+        // A report is often drawn on another machine than the one that measured: its thread count
+        // is the measuring machine's business.
+        pipeline::RunConfig checked = c;
+        if (o.report_only) checked.threads = 0;
+        pipeline::check(checked, pipeline::RunMode::kStudy);
         const model::Checkpoint ck = model::load_checkpoint(c.model);
         const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, c.target());
         const pipeline::Study s = pipeline::make_study(c, space, pipeline::run_directory(o.run, c),
