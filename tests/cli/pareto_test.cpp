@@ -55,7 +55,14 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
   std::map<std::string, Json> by_id;
   for (const Json& p : points) {
     by_id[p["id"].get<std::string>()] = p;
-    EXPECT_EQ(p["status"], "measured") << p.dump();
+    // A per-layer mix whose structure leaves precision too little to buy ends over its budget: it is
+    // measured, and reported as unable to meet the budget instead of as a point of it (issue 22).
+    const std::string st = p["status"].get<std::string>();
+    if (st.rfind("cannot meet the budget: predicted", 0) == 0) {
+      EXPECT_EQ(p["method"], "seq_mix") << p.dump();
+    } else {
+      EXPECT_EQ(st, "measured") << p.dump();
+    }
     EXPECT_TRUE(p["measured_ms"].is_number() && p["measured_ms"].get<double>() > 0) << p.dump();
     EXPECT_TRUE(p["ppl"].is_number() && p["ppl"].get<double>() > 1) << p.dump();
     EXPECT_TRUE(p["kl"].is_number() && p["kl"].get<double>() >= 0) << p.dump();
