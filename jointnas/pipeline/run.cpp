@@ -206,7 +206,11 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
       st.save();
     }
   }
-  const double budget_ms = stages.value("budget_latency_ms", 0.0);
+  const double table_budget_ms = stages.value("budget_latency_ms", 0.0);
+  // A relative budget is held against the original measured in this run, not the table's ms.
+  const double original_ms = measured_ms(read_json_or_null(run_dir + "/logs/bench_original.json"), c.workload);
+  const double budget_ms = report::measured_latency_budget(
+      c.budget.latency, table_budget_ms, original_ms > 0 ? std::optional<double>(original_ms) : std::nullopt);
   const int64_t rounds = closed_loop >= 0 ? closed_loop : c.closed_loop;
   for (int64_t k = 1; k <= rounds && budget_ms > 0; ++k) {
     const double measured = measured_ms(read_json_or_null(run_dir + "/logs/bench_found.json"), c.workload);

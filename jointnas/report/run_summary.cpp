@@ -3,6 +3,9 @@
 
 #include <algorithm>
 
+#include <cmath>
+#include <cstdlib>
+
 #include <fmt/format.h>
 
 namespace jointnas::report {
@@ -24,9 +27,14 @@ std::string verdict(const RunSummary& s) {
   if (s.budget_latency_ms > 0) {
     md += fmt::format("The latency budget is {:.4f} ms{} for a {}.", s.budget_latency_ms,
                       s.budget_text.empty() ? "" : fmt::format(" ({})", s.budget_text), workload_words(s.workload));
+    const double here = measured_latency_budget(s.budget_text, s.budget_latency_ms, s.measured_original_ms);
+    if (here != s.budget_latency_ms) {
+      md += fmt::format(" On this machine now, {} of the original's measured {:.4f} ms is {:.4f} ms.", s.budget_text,
+                        *s.measured_original_ms, here);
+    }
     if (s.measured_found_ms) {
       md += fmt::format(" The found model measures {:.4f} ms, which {} the budget.", *s.measured_found_ms,
-                        *s.measured_found_ms <= s.budget_latency_ms ? "meets" : "MISSES");
+                        *s.measured_found_ms <= here ? "meets" : "MISSES");
     }
   } else {
     md += fmt::format("The workload is a {}.", workload_words(s.workload));
@@ -120,6 +128,16 @@ std::string selection_text(const RunSummary& s) {
 }
 
 }  // namespace
+
+double measured_latency_budget(const std::string& budget_text, double budget_ms, std::optional<double> measured_original_ms) {
+  if (budget_text.size() < 2 || budget_text.back() != 'x' || !measured_original_ms || *measured_original_ms <= 0) {
+    return budget_ms;
+  }
+  char* end = nullptr;
+  const double fraction = std::strtod(budget_text.c_str(), &end);
+  if (end != budget_text.c_str() + budget_text.size() - 1 || !(fraction > 0) || !std::isfinite(fraction)) return budget_ms;
+  return fraction * *measured_original_ms;
+}
 
 std::string summary_markdown(const RunSummary& s) {
   auto mib = [](const Json& c) { return (num(c, "weight_bytes") + num(c, "kv_cache_bytes")) / 1048576.0; };

@@ -32,6 +32,12 @@ struct RunSummary {
   Json budget_use;           // arch.json's {binding, use}
 };
 
+// The latency budget on this machine: a fraction of the dense model ("0.6x") is that fraction of
+// the original's latency measured in the same run, so that a machine slower or faster than when
+// the table was profiled moves the budget with it (CPUs here drift 0.8x-1.4x between runs); an
+// absolute budget, or a run without that measurement, is `budget_ms` itself.
+double measured_latency_budget(const std::string& budget_text, double budget_ms, std::optional<double> measured_original_ms);
+
 std::string workload_words(const Json& workload);
 std::string summary_markdown(const RunSummary& s);
 std::string architecture_svg(const Json& layer_specs);
