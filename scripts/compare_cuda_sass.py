@@ -6,8 +6,9 @@ internal namespaces (wo::, aq::) removed, so that moving a kernel to another fil
 no change; instruction addresses and encodings are dropped. Needs nvcc and a cuobjdump (the CUDA
 toolkit's, or the one pip's triton ships).
 
-usage: python3 scripts/compare_cuda_sass.py BASE_REV [HEAD_REV] [--only DIR]
-       HEAD_REV default: the work tree; --only jointnas/quant compiles that folder's sources only;
+usage: python3 scripts/compare_cuda_sass.py BASE_REV [HEAD_REV] [--only DIR|GLOB.cu]
+       HEAD_REV default: the work tree; --only jointnas/quant compiles that folder's sources only,
+       --only 'jointnas/quant/gemv_w*_cuda.cu' those files;
        JOBS=N compiles N files at a time (default 2).
 Exit status 0 when every kernel of BASE is in HEAD with the same SASS; kernels only in one tree
 are listed (a removed kernel is reported, not an error: say why in the change)."""
@@ -56,7 +57,9 @@ def compile_all(root, out, nvcc, torch, only):
              "--expt-extended-lambda", "-DJNAS_WITH_CUDA=1", "-DFMT_HEADER_ONLY=1",
              "-D_GLIBCXX_USE_CXX11_ABI=1", "-I" + root, "-isystem", torch + "/include",
              "-isystem", torch + "/include/torch/csrc/api/include"]
-    sources = sorted(glob.glob(os.path.join(root, only, "**", "*.cu"), recursive=True))
+    # A folder, or a glob of .cu files (--only 'jointnas/quant/gemv_w*_cuda.cu').
+    pattern = os.path.join(root, only) if only.endswith(".cu") else os.path.join(root, only, "**", "*.cu")
+    sources = sorted(glob.glob(pattern, recursive=True))
     os.makedirs(out, exist_ok=True)
 
     def one(src):

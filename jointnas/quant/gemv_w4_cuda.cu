@@ -38,16 +38,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k32 * 4;
   const int lane = threadIdx.x & 31;
-  kernels::pdl::prefetch_rows<R>(data, int64_t{k32} * 16,
-                                 (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * R, n_rows,
-                                 U * 4, lane);
-  kernels::pdl::wait();
-  kernels::pdl::launch_dependents();
   // x is staged once per block; each warp then loops over row groups (a persistent grid of
   // about one wave), so that the staging and the block start are paid once per SM slot rather
   // than once per 2 KB of weights.
-  stage_x<M, kF32X>(xs, x, k8, x_stride);
-  __syncthreads();
+  gemv_prologue<M, R, U, kF32X>(data, int64_t{k32} * 16, n_rows, xs, x, k8, x_stride);
   for (int rg = blockIdx.x * kWarps + (threadIdx.x >> 5); rg * R < n_rows; rg += gridDim.x * kWarps) {
   const int row0 = rg * R;
   const int4* wr[R];

@@ -34,13 +34,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
   char* xs = reinterpret_cast<char*>(xs_);
   const int k8 = k16 * 2;
   const int lane = threadIdx.x & 31;
-  kernels::pdl::prefetch_rows<R>(data, int64_t{k16} * 16,
-                                 (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * R, n_rows,
-                                 U * 4, lane);
-  kernels::pdl::wait();
-  kernels::pdl::launch_dependents();
-  stage_x<M, false>(xs, x, k8, x_stride);  // once per block: the grid is persistent
-  __syncthreads();
+  gemv_prologue<M, R, U, false>(data, int64_t{k16} * 16, n_rows, xs, x, k8, x_stride);  // once per block
   for (int64_t rg = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); rg * R < n_rows;
        rg += static_cast<int64_t>(gridDim.x) * kWarps) {
   const int64_t row0 = rg * R;

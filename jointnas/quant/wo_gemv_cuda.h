@@ -26,6 +26,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <cuda_bf16.h>
 
+#include "jointnas/kernels/pdl_cuda.h"
 #include "jointnas/kernels/staging_cuda.h"
 #include "jointnas/quant/qkernels_cuda.h"
 #include "jointnas/quant/wo_common_cuda.h"
@@ -63,6 +64,21 @@ __device__ __forceinline__ void stage_x(char* xs, const int4* __restrict__ x, in
       *reinterpret_cast<int4*>(row + pad128(16 * t)) = v;
     }
   });
+}
+
+// The start of every persistent weight-only GEMV: the warp prefetches the first chunk of its first
+// R rows (row_bytes each) while the previous kernel finishes (programmatic dependent launch), waits
+// for it, lets the next kernel launch, then the block stages x once (the grid is persistent: about
+// one wave, each warp looping over row groups).
+template <int M, int R, int U, bool kF32X>
+__device__ __forceinline__ void gemv_prologue(const int4* __restrict__ data, int64_t row_bytes, int64_t n_rows,
+                                              char* xs, const int4* __restrict__ x, int k8, int x_stride) {
+  kernels::pdl::prefetch_rows<R>(data, row_bytes, (int64_t{blockIdx.x} * kWarps + (threadIdx.x >> 5)) * R, n_rows,
+                                 U * 4, threadIdx.x & 31);
+  kernels::pdl::wait();
+  kernels::pdl::launch_dependents();
+  stage_x<M, kF32X>(xs, x, k8, x_stride);
+  __syncthreads();
 }
 
 // The 8 x values of columns [8c, 8c + 8) of a weight vector whose x starts at `vec`, as fp32.
