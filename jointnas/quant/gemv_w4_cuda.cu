@@ -103,18 +103,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {  // 8 columns per 32-bit word
         float xf[M][8];
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-          load_x8<kF32X>(x_chunk + m * x_stride + 32 * u * kVecBytes / 8 * 9, c, xf[m]);
-        }
+        load_x8_rows<M, kF32X>(x_chunk + 32 * u * kVecBytes / 8 * 9, x_stride, c, xf);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           float q[8];
           nibbles_minus_zero(word(wv[r][u], c), cz[r], q);
-#pragma unroll
-          for (int m = 0; m < M; ++m)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) p[r][m][j % P] = fmaf(q[j], xf[m][j], p[r][m][j % P]);
+          fma8_rows<M, P>(q, xf, p[r]);
         }
       }
 #pragma unroll

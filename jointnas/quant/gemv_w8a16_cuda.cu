@@ -74,21 +74,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {  // 8 columns per half vector
         float xf[M][8];
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-          load_x8<false>(x_chunk + m * x_stride + 32 * u * kVecBytes / 8 * 9, h, xf[m]);
-        }
+        load_x8_rows<M, false>(x_chunk + 32 * u * kVecBytes / 8 * 9, x_stride, h, xf);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           float q[8];
           int8x4_to_float(word(wv[r][u], 2 * h), q);
           int8x4_to_float(word(wv[r][u], 2 * h + 1), q + 4);
-#pragma unroll
-          for (int m = 0; m < M; ++m)
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-              acc[r][m][j % P] = fmaf(q[j], xf[m][j], acc[r][m][j % P]);
-            }
+          fma8_rows<M, P>(q, xf, acc[r]);
         }
       }
     }

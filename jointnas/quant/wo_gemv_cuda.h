@@ -93,6 +93,23 @@ __device__ __forceinline__ void load_x8(const char* vec, int c, float (&f)[8]) {
   }
 }
 
+// load_x8 for the M rows of x, x_stride bytes apart.
+template <int M, bool kF32>
+__device__ __forceinline__ void load_x8_rows(const char* vec, int x_stride, int c, float (&xf)[M][8]) {
+#pragma unroll
+  for (int m = 0; m < M; ++m) load_x8<kF32>(vec + m * x_stride, c, xf[m]);
+}
+
+// acc[m][j % P] += w[j] * x[m][j]: 8 dequantized weights of one row against the M rows of x, in P
+// independent partial sums (FMA chains of length 8 / P).
+template <int M, int P>
+__device__ __forceinline__ void fma8_rows(const float (&w)[8], const float (&xf)[M][8], float (&acc)[M][P]) {
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[m][j % P] = fmaf(w[j], xf[m][j], acc[m][j % P]);
+}
+
 // Warp-reduces acc[r][m], multiplies the sum by row_scale[r], and lets lane r * M + m store
 // y[m, row0 + r] (rows past N are not written). With a residual: bf16(r + bf16(acc)), the rounding
 // of the unfused expression.
