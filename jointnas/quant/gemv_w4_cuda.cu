@@ -93,13 +93,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
       float cz[R][4];
 #pragma unroll
       for (int r = 0; r < R; ++r) zero_consts(zv[r][u], cz[r]);
-      float p[R][M][P];
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int m = 0; m < M; ++m)
-#pragma unroll
-          for (int i = 0; i < P; ++i) p[r][m][i] = 0.f;
+      float p[R][M][P] = {};
 #pragma unroll
       for (int c = 0; c < 4; ++c) {  // 8 columns per 32-bit word
         float xf[M][8];

@@ -47,13 +47,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks<M>)
     sc[r] = __ldg(scale + row);
   }
   constexpr int P = M == 1 ? 2 : 1;
-  float acc[R][M][P];
-#pragma unroll
-  for (int r = 0; r < R; ++r)
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-#pragma unroll
-      for (int i = 0; i < P; ++i) acc[r][m][i] = 0.f;
+  float acc[R][M][P] = {};
   const char* x_lane = xs + pad128(lane * kVecBytes);
 
   for (int base = 0; base < k16; base += 32 * U) {  // uniform trip count (see gemv_w4_kernel)
