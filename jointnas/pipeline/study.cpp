@@ -1,6 +1,7 @@
 // `jointnas pareto`; see study.h.
 #include "jointnas/pipeline/study.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -26,6 +27,19 @@ double latency_of(const Study& s, const Json& bench) {
   const char* key = s.prefill() ? "prefill" : "decode";
   if (!bench.is_object() || !bench.contains(key) || !bench[key].is_array() || bench[key].empty()) return NAN;
   return num(bench[key][0], "ms");
+}
+
+// The median over the bench rounds measured in `dir`/logs (NaN when none is).
+double median_latency(const Study& s, const std::string& dir) {
+  std::vector<double> v;
+  for (int r = 1; r <= kBenchRounds; ++r) {
+    const double ms = latency_of(s, read_json_or_null(dir + "/logs/bench" + bench_round_suffix(r) + ".json"));
+    if (std::isfinite(ms)) v.push_back(ms);
+  }
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 // Predicted cost columns from an arch.json's (or the dense cost log's) "predicted".
@@ -117,10 +131,11 @@ void run_phases(const Study& s, Stages& st) {
   phase("architectures, round 2", j.round2, s.parallel, {&j.finetunes, &j.evals, &j.benches});
   phase("finetune", j.finetunes, s.parallel, {&j.evals, &j.benches});
   phase("evaluation", j.evals, s.parallel, {});
-  phase("latency (one at a time)", j.benches, 1, {});
+  phase("latency (one at a time, interleaved rounds)", j.benches, 1, {});
   if (s.config.pareto.keep_models) return;
   for (const Point& p : s.points) {
-    if (p.method != Method::kOriginal && st.done(p.id + "/bench") && st.done(p.id + "/ppl") &&
+    const std::string last_bench = p.id + "/bench" + bench_round_suffix(kBenchRounds);
+    if (p.method != Method::kOriginal && st.done(last_bench) && st.done(p.id + "/ppl") &&
         (s.config.eval.tasks.empty() || st.done(p.id + "/tasks"))) {
       std::remove((s.pdir(p) + "/model/model.safetensors").c_str());
     }
@@ -140,7 +155,7 @@ std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& 
     m.seed = p.seed;
     m.front_seed = p.front_seed;
     const std::string d = p.method == Method::kOriginal ? s.out : s.pdir(p);
-    m.ms = latency_of(s, read_json_or_null(d + "/logs/bench.json"));
+    m.ms = median_latency(s, d);
     const Json ppl = read_json_or_null(d + "/logs/ppl.json");
     m.ppl = num(ppl, "ppl");
     if (ppl.is_object() && ppl.contains("teacher")) {

@@ -342,6 +342,16 @@ StudyJobs study_jobs(const Study& s) {
     if (p.method != Method::kOriginal) j.finetunes.push_back(finetune_job(s, p));
     add_eval_jobs(s, p, j);
   }
+  // The later bench rounds, interleaved: every point once per round.
+  const size_t first = j.benches.size();
+  for (int r = 2; r <= kBenchRounds; ++r) {
+    for (size_t i = 0; i < first; ++i) {
+      StageJob b = j.benches[i];
+      b.name += bench_round_suffix(r);
+      b.log = b.log.substr(0, b.log.size() - std::string(".json").size()) + bench_round_suffix(r) + ".json";
+      j.benches.push_back(std::move(b));
+    }
+  }
   return j;
 }
 

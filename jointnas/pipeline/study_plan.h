@@ -70,6 +70,13 @@ void resolve_auto_budgets(Study& s, double fastest_rel);
 // Every point, in the order of the report.
 void build_points(Study& s);
 
+// Latency is measured in kBenchRounds interleaved rounds (every point once per round, one at a
+// time) and each point's median is reported: a shared CPU drifts 0.8x-1.4x over minutes, which a
+// single pass turns into differences between identical models.
+inline constexpr int kBenchRounds = 3;
+// What round r adds to the bench stage's name and log ("" for the first: "bench", "bench_r2", ...).
+inline std::string bench_round_suffix(int r) { return r == 1 ? "" : "_r" + std::to_string(r); }
+
 // The stages of the study, by phase.
 struct StudyJobs {
   std::vector<StageJob> round1, round2, finetunes, evals, benches;

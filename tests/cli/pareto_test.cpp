@@ -3,10 +3,13 @@
 // what they claim to be (same structure as the architecture-only search with uniform formats;
 // depth only), the headline numbers computed from the measured fronts, the charts drawn, and a
 // rerun skips every finished stage.
+#include <algorithm>
 #include <set>
+#include <vector>
 
 #include "cli_util.h"
 #include "jointnas/core/json_util.h"
+#include "jointnas/pipeline/study_plan.h"
 
 namespace jointnas::testing::cli {
 namespace {
@@ -71,6 +74,18 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
     EXPECT_GT(p["peak_mib_predicted"].get<double>(), p["weights_kv_mib_predicted"].get<double>()) << p.dump();
   }
   EXPECT_NEAR(by_id["original"]["kl"].get<double>(), 0.0, 1e-6);  // the original against itself
+
+  // Latency: the median of the interleaved bench rounds of each point.
+  for (const std::string id : {"original", "joint-0.5x-s0", "depth_only-0.8x"}) {
+    const fs::path logs = id == "original" ? root / "study" / "logs" : root / "study" / "points" / id / "logs";
+    std::vector<double> ms;
+    for (int r = 1; r <= pipeline::kBenchRounds; ++r) {
+      const Json b = jointnas::read_json_file((logs / ("bench" + pipeline::bench_round_suffix(r) + ".json")).string());
+      ms.push_back(b["decode"][0]["ms"].get<double>());
+    }
+    std::sort(ms.begin(), ms.end());
+    EXPECT_DOUBLE_EQ(by_id[id]["measured_ms"].get<double>(), ms[ms.size() / 2]) << id;
+  }
 
   for (const char* b : {"0.5x", "0.8x"}) {
     const Json& base = by_id[std::string("arch_only-") + b]["architecture"];
