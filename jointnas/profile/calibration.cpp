@@ -72,12 +72,16 @@ double calibrated(const LatencyTable::Calibration& c, const std::array<double, 3
   return c.scale * run[0] + c.per_block_ms * run[1] + c.constant_ms;
 }
 
-// A fit the search can use: finite, larger architectures cost more, positive on every used run.
+// A fit the search can use: finite, larger architectures cost more, positive on every used run,
+// and not negative on the smallest architecture any space can hold (one block, no op cost): a
+// negative constant fitted to noisy runs of large architectures made every small one predict a
+// negative latency (stories260K on a loaded 2-core VM: 3.44 x sum - 0.657 ms).
 bool plausible(const LatencyTable::Calibration& c, const std::vector<std::array<double, 3>>& runs,
                const std::vector<bool>& use) {
   if (!(std::isfinite(c.scale) && std::isfinite(c.per_block_ms) && std::isfinite(c.constant_ms) && c.scale > 0)) {
     return false;
   }
+  if (!(c.per_block_ms + c.constant_ms >= 0)) return false;
   for (size_t i = 0; i < runs.size(); ++i) {
     if (use[i] && !(calibrated(c, runs[i]) > 0)) return false;
   }

@@ -1,6 +1,7 @@
 // Budgets and the architecture's cost under them; see budget.h.
 #include "jointnas/search/budget.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -89,7 +90,9 @@ Arch cheapest_by(const CostContext& cc, BudgetKind k) {
         if (c == keep) continue;
         *d.index = c;
         const double v = budgeted(arch_cost(cc, a), k);
-        if (v < best * (1 - 1e-12)) {
+        // A strict decrease by a margin of the magnitude, whatever its sign: equal costs must not
+        // trade places forever.
+        if (v < best - 1e-12 * std::max(1.0, std::abs(best))) {
           best = v;
           changed = true;
         } else {

@@ -208,6 +208,16 @@ TEST(CostModel, CalibrationFitRecoversALinearBias) {
   EXPECT_NEAR(LatencyTable::from_json(t.to_json(), "m").calibration.at("decode_b1_c512").per_block_ms, 0.1, 1e-12);
 }
 
+// Runs of large architectures only, fitted exactly by 3.4 x sum - 0.65 ms (a loaded VM, 2026-12-06):
+// that fit predicts a negative latency for every small architecture, so it must not be chosen.
+TEST(CostModel, CalibrationNeverPredictsANegativeLatencyForOneBlock) {
+  std::vector<std::array<double, 3>> runs;
+  for (double pred : {0.30, 0.34, 0.38, 0.42, 0.46, 0.50}) runs.push_back({pred, 5, 3.4 * pred - 0.65});
+  const LatencyTable::Calibration c = fit_calibration(runs);
+  EXPECT_GT(c.scale, 0);
+  EXPECT_GE(c.per_block_ms + c.constant_ms, 0) << c.scale << " " << c.per_block_ms << " " << c.constant_ms;
+}
+
 // Eight stories260K sub-architectures measured on the 2-core development machine (seed 1 of
 // `jointnas profile --calibrate 8`, 2026-11-27): block count moves with the op sum and run 1 hit a
 // burst of load (1.37 ms where its neighbours read 0.53-0.66). The unguarded three-term fit

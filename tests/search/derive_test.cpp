@@ -335,6 +335,18 @@ TEST(Derive, GrowSpendsTheLeftBudgetOnLargerChoicesOnly) {
   EXPECT_EQ(grow_arch(fx.cc, tiny, t, start).to_json(fx.space), start.to_json(fx.space));
 }
 
+// A table whose calibration predicts negative latencies (an old or hand-edited table): the cheapest
+// architecture is still found, and the search's coordinate descent ends (it used to trade equal
+// negative costs forever).
+TEST(Derive, FastestArchitectureEndsOnNegativePredictions) {
+  Fixture fx;
+  fx.table.calibration[fx.w.name()].constant_ms = -100.0;
+  const Arch a = fastest_arch(fx.cc);
+  double best = kInf;
+  for (const auto& r : fx.all) best = std::min(best, arch_cost(fx.cc, r.arch).latency_ms);
+  EXPECT_NEAR(arch_cost(fx.cc, a).latency_ms, best, 1e-9);
+}
+
 TEST(ScoreTable, JsonRoundTripAndErrors) {
   Fixture fx;
   const ScoreTable t = random_scores(fx.space, 1, false);
