@@ -158,7 +158,7 @@ void Reader::operator()(const Key& k, std::string& x, const Choices& c) {
   std::string s;
   if (v->is_string()) {
     s = v->get<std::string>();
-  } else if (v->is_number()) {
+  } else if (v->is_number() && std::isfinite(v->get<double>())) {
     s = v->dump();
   } else {
     throw ConfigError(fmt::format("{} must be a string, got {} {}", origin_.where(k), type_name(*v), shown(*v)), k.help);

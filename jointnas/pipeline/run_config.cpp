@@ -1,6 +1,7 @@
 // The run config; see run_config.h.
 #include "jointnas/pipeline/run_config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -36,6 +37,17 @@ struct YamlToJson {
   const std::string& source;
   int64_t values = 0;
 
+  // A string as yaml-cpp decoded it must still be UTF-8: its escapes and its UTF-16 / UTF-32
+  // decoding can produce code points JSON cannot hold (above U+10FFFF, lone surrogates).
+  std::string utf8(std::string s) const {
+    if (const auto bad = find_invalid_utf8(s)) {
+      throw ConfigError(fmt::format("{}: a value decodes to bytes that are not UTF-8 (byte {} of '{}')", source, *bad,
+                                    s.substr(0, std::min<size_t>(*bad, 40))),
+                        "save the run config as UTF-8 text and write characters up to U+10FFFF");
+    }
+    return s;
+  }
+
   Json convert(const YAML::Node& n, int depth) {
     JNAS_CHECK_CONFIG(depth <= kMaxDepth, "{}: nests deeper than {} levels (an alias inside its own anchor?)", source,
                       kMaxDepth);
@@ -44,7 +56,7 @@ struct YamlToJson {
       case YAML::NodeType::Map: {
         Json j = Json::object();
         for (const auto& kv : n) {
-          const std::string key = kv.first.as<std::string>();
+          const std::string key = utf8(kv.first.as<std::string>());
           // YAML forbids a key twice in one mapping; yaml-cpp keeps both and the later would win.
           JNAS_CHECK_CONFIG(!j.contains(key), "{}: the key '{}' appears twice in one mapping", source,
                             key.size() > 60 ? key.substr(0, 57) + "..." : key);
@@ -58,7 +70,7 @@ struct YamlToJson {
         return j;
       }
       case YAML::NodeType::Scalar: {
-        const std::string s = n.Scalar();
+        const std::string s = utf8(n.Scalar());
         if (n.Tag() == "!") return s;  // quoted
         if (s == "true" || s == "false") return s == "true";
         char* end = nullptr;
@@ -86,6 +98,12 @@ RunConfig parse_run_config(const std::string& text, const std::string& path) {
   // UTF-8; YAML files are UTF-8 too unless they start with a UTF-16 / UTF-32 byte order mark.
   if (const auto bad = find_invalid_utf8(text)) {
     throw ConfigError(fmt::format("{}: byte {} is not UTF-8 text", path, *bad), "save the run config as UTF-8");
+  }
+  // yaml-cpp reads a document whose first bytes hold a NUL as UTF-16 or UTF-32; a run config is
+  // UTF-8 text and has none.
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    throw ConfigError(fmt::format("{}: byte {} is a NUL: not UTF-8 text (UTF-16 or UTF-32?)", path, nul),
+                      "save the run config as UTF-8");
   }
   Json j;
   try {

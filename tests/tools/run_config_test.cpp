@@ -1,6 +1,8 @@
 // The typed run config (pipeline/run_config.h): every section read with its type and range
 // checked, unknown keys refused, values that look like flags refused, all before any stage runs.
 // The YAML cases below were found by fuzz/fuzz_run_config (docs/fuzzing.md).
+#include <cstdint>
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -94,6 +96,27 @@ TEST(RunConfig, ErrorMessagesQuoteLongValuesShortly) {
 TEST(RunConfig, InvalidUtf8IsAConfigError) {
   expect_config_error(kHead + "closed_loop: 0\xff\xfe\n", "is not UTF-8");
   EXPECT_NO_THROW(parse(kHead + "data: {calibration: c.txt, train: \"h\xc3\xa9llo.txt\"}\n"));
+}
+
+// Found by fuzz/fuzz_run_config: a document whose first bytes hold a NUL is UTF-32 to yaml-cpp;
+// every byte of this one is valid UTF-8, yet U+110000 decoded from it is not, and dumping the
+// config threw a JSON type_error (exit 1).
+TEST(RunConfig, Utf16And32DocumentsAreConfigErrors) {
+  std::string text;
+  auto put32 = [&](uint32_t cp) {
+    for (int sh = 24; sh >= 0; sh -= 8) text.push_back(static_cast<char>((cp >> sh) & 0xff));
+  };
+  for (char c : std::string("model: m")) put32(static_cast<unsigned char>(c));
+  put32(0x110000);
+  for (char c : std::string("\nsearch_space: s\n")) put32(static_cast<unsigned char>(c));
+  expect_config_error(text, "is a NUL: not UTF-8 text");
+  expect_config_error(kHead + std::string("x: \"a\0b\"\n", 9), "is a NUL");
+}
+
+// A number that is not finite is no string value either (it dumped as "null").
+TEST(RunConfig, NonFiniteNumbersAreNotStrings) {
+  expect_config_error("model: m\nsearch_space: s.yaml\nbudget: {latency: nan}\n", "must be a string");
+  expect_config_error("model: m\nsearch_space: s.yaml\nbudget: {latency: 1e999}\n", "must be a string");
 }
 
 // An alias inside its own anchor makes yaml-cpp's node graph cyclic; nested aliases expand
