@@ -83,7 +83,96 @@ void add_prediction(const BenchOptions& o, Json& j) {
 
 }  // namespace
 
+Json run_bench_rounds(const BenchOptions& o) {
+  JNAS_CHECK_CONFIG(!o.models.empty() && !o.random_weights && o.run.model.empty(),
+                    "bench --models takes checkpoints only (not with --model or --random-weights)");
+  if (o.no_pdl) kernels::set_programmatic_launch(false);
+  const model::RuntimeOptions ro = runtime_options(o.run);
+  std::vector<std::unique_ptr<model::LlamaModel>> ms;
+  for (const std::string& path : o.models) {
+    BenchOptions one = o;
+    one.models.clear();
+    one.run.model.value = path;
+    std::string source;
+    ms.push_back(load(one, ro, source));
+  }
+  c10::InferenceMode inference_mode;
+  // Each model is warmed up once (the full warm-up of a single bench), then every round times it
+  // for a share of the timed budget: many short windows, since this VM's slow spells last about as
+  // long as one window of a single bench (a 140 ms window's median moved 2x between windows).
+  const int rounds = static_cast<int>(o.rounds);
+  profile::TimingPlan warm = profile::model_timing_plan(static_cast<int>(o.timing.warmup), 1);
+  warm.warmup_ms = o.timing.min_warmup_ms;
+  profile::TimingPlan plan = profile::model_timing_plan(1, static_cast<int>(std::max<int64_t>(3, o.timing.repeats / rounds)));
+  plan.warmup_ms = 0;
+  plan.measure_ms = o.timing.min_time_ms / rounds;
+  struct Shape {
+    const char* kind;  // "decode" | "prefill"
+    int64_t n;         // context | tokens
+  };
+  std::vector<Shape> shapes;
+  for (int64_t c : o.contexts) shapes.push_back({"decode", c});
+  for (int64_t t : o.prefill) shapes.push_back({"prefill", t});
+  JNAS_CHECK_CONFIG(!shapes.empty(), "bench --models: give --contexts or --prefill");
+  const size_t n = ms.size();
+  for (size_t i = 0; i < n; ++i) {
+    for (const Shape& sh : shapes) {
+      const int64_t positions = ms[i]->config().max_position_embeddings;
+      JNAS_CHECK_CONFIG(sh.n >= 1 && (sh.kind[0] == 'd' ? sh.n < positions : sh.n <= positions),
+                        "{} {} out of range for {}: the model has {} positions", sh.kind, sh.n, o.models[i], positions);
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    for (const Shape& sh : shapes) {
+      if (sh.kind[0] == 'd') {
+        profile::measure_decode(*ms[i], o.batch, sh.n, warm, o.no_cuda_graph);
+      } else {
+        profile::measure_prefill(*ms[i], o.batch, sh.n, warm, o.no_cuda_graph);
+      }
+    }
+  }
+  // t[shape][model][round]
+  std::vector<std::vector<std::vector<double>>> t(shapes.size(), std::vector<std::vector<double>>(n));
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (k + static_cast<size_t>(r)) % n;  // a rotating order: no model always first
+      for (size_t si = 0; si < shapes.size(); ++si) {
+        const Shape& sh = shapes[si];
+        const profile::ModelTiming mt = sh.kind[0] == 'd'
+                                            ? profile::measure_decode(*ms[i], o.batch, sh.n, plan, o.no_cuda_graph)
+                                            : profile::measure_prefill(*ms[i], o.batch, sh.n, plan, o.no_cuda_graph);
+        t[si][i].push_back(mt.stats.median);
+      }
+    }
+    JNAS_LOG_INFO("[bench] round {}/{} of {} models", r + 1, rounds, n);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  Json models = Json::array();
+  for (size_t i = 0; i < n; ++i) {
+    Json m{{"model", o.models[i]}, {"params", ms[i]->num_parameters()}, {"weight_bytes", ms[i]->weight_bytes()},
+           {"decode", Json::array()}, {"prefill", Json::array()}};
+    for (size_t si = 0; si < shapes.size(); ++si) {
+      std::vector<double> ratio;
+      for (int r = 0; r < rounds; ++r) ratio.push_back(t[si][i][r] / t[si][0][r]);
+      const bool decode = shapes[si].kind[0] == 'd';
+      m[shapes[si].kind].push_back(Json{{decode ? "context" : "tokens", shapes[si].n},
+                                        {"ms", median(t[si][i])},
+                                        {"rounds_ms", t[si][i]},
+                                        {"ratio_to_first", median(ratio)}});
+    }
+    JNAS_LOG_INFO("[bench] {}: {:.4f} ms, {:.3f}x the first", o.models[i], median(t[0][i]),
+                  m[shapes[0].kind][0]["ratio_to_first"].get<double>());
+    models.push_back(m);
+  }
+  return Json{{"device", o.run.device}, {"dtype", c10::toString(ro.dtype)}, {"batch", o.batch},
+              {"rounds", rounds}, {"models", models}};
+}
+
 Json run_bench(const BenchOptions& o) {
+  if (!o.models.empty()) return run_bench_rounds(o);
   if (o.no_pdl) kernels::set_programmatic_launch(false);
   const model::RuntimeOptions ro = runtime_options(o.run);
   std::string source;

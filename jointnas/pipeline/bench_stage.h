@@ -42,6 +42,11 @@ struct BenchOptions {
   bool no_cuda_graph = false;
   bool no_pdl = false;
   std::string weight_format;  // every linear in this format (RTN at load), else as stored
+  // Several models timed together (every one loaded once, then `rounds` rounds, each timing
+  // every model briefly in a rotating order): latencies comparable across models on a noisy
+  // machine, and each one's ratio to the first in the same rounds.
+  std::vector<std::string> models;
+  int64_t rounds = 5;
 };
 template <class V>
 void fields(V& v, BenchOptions& o) {
@@ -59,10 +64,18 @@ void fields(V& v, BenchOptions& o) {
     o.no_pdl);
   v(opt::Key{"weight_format", "Every linear in this format, round-to-nearest at load (docs/formats.md)"},
     o.weight_format);
+  v(opt::Key{"models", "Time these models together in interleaved rounds (every one kept in memory; the first is "
+                       "the reference of the ratios) instead of --model"},
+    o.models);
+  v(opt::Key{"rounds", "Interleaved rounds with --models (median over rounds)"}, o.rounds, opt::in<int64_t>(1, 1000));
 }
 
 // Measures; returns {model, device, dtype, params, weight_bytes, decode: [...], prefill: [...],
 // predicted?, ...}.
 Json run_bench(const BenchOptions& o);
+// With --models: {device, dtype, batch, rounds, models: [{model, params, weight_bytes, decode |
+// prefill: [{context | tokens, ms (median over rounds), rounds_ms, ratio_to_first (median over
+// rounds of the ratio in each round)}]}]}.
+Json run_bench_rounds(const BenchOptions& o);
 
 }  // namespace jointnas::pipeline

@@ -42,12 +42,17 @@ struct EvalSettings {
   std::vector<std::string> tasks;
   int64_t task_limit = 0;
   opt::Path task_dir, task_data;
+  int64_t bench_rounds = 25;  // a study's latency: every point in one process, short interleaved rounds
 };
 template <class V>
 void fields(V& v, EvalSettings& e) {
   fields(v, e.ppl);
   v(opt::Key{"bench_repeats", "Timed repeats of each latency measurement (median reported)"}, e.bench.repeats,
     opt::in<int64_t>(1, 100000));
+  v(opt::Key{"bench_rounds", "A study's latency: every point loaded in one process and timed in this many short "
+                             "interleaved rounds; a point's latency is its median ratio to the original in the same "
+                             "round times the original's median"},
+    e.bench_rounds, opt::in<int64_t>(1, 1000));
   v(opt::Key{"tasks", "Zero-shot tasks of a study (configs/tasks/<name>.yaml)"}, e.tasks);
   v(opt::Key{"task_limit", "First N documents of each task (0 = all)"}, e.task_limit, opt::in<int64_t>(0, 1 << 30));
   v(opt::Key{"task_dir", "Directory of the task files (default: $JNAS_TASK_DIR, else configs/tasks of the checkout)"},

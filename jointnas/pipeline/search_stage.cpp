@@ -2,8 +2,10 @@
 #include "jointnas/pipeline/search_stage.h"
 
 #include <filesystem>
+#include <optional>
 
 #include <ATen/ATen.h>
+#include <ATen/Context.h>
 #include <fmt/format.h>
 
 #include "jointnas/compress/importance.h"
@@ -140,6 +142,23 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
     in.scores_path = o.scores.empty() ? out + "/scores.json" : o.scores.str();
     in.scores_identity = Json{{"model", o.run.model.str()}, {"text", o.text.str()}, {"max_tokens", o.search.max_tokens}};
     in.dnas = run_dnas ? &r : nullptr;
+    // The measured fit times candidates on the target, as the bench stage will: its device, the
+    // run's dtype there (the default dtype of another device).
+    std::optional<MeasuredBudget> mb;
+    if (sel.measured_fit > 0 && budget.latency_ms > 0 && clamped_from == 0) {
+      ModelSettings t = o.run;
+      if (dev != o.run.device) t.dtype.clear();
+      t.device = dev;
+      if (dev == "cuda" && !at::hasCUDA()) {
+        JNAS_LOG_WARN("[search] no CUDA device here: the measured fit is skipped and the table trusted");
+      } else {
+        in.target = runtime_options(t);
+        const std::string& lat = o.budget.latency;
+        mb = MeasuredBudget{!lat.empty() && lat.back() == 'x' ? budget.latency_ms / dense.latency_ms : 0.0,
+                            profile::Blueprint{cfg, model::dense_layer_specs(cfg)}};
+        in.measured = &*mb;
+      }
+    }
     const Selected s = select_architecture(sel, in);
     if (!run_dnas) r.argmax = s.arch;
     r.arch = s.arch;

@@ -66,29 +66,65 @@ Selected select_architecture(const SelectionSettings& s, const SelectionInputs& 
   Selected out;
   out.record = Json{{"method", opt::name_of(selection_names(), s.select)}, {"derivation", d.to_json(space)},
                     {"scores", in.scores_path}};
-  if (s.select == Selection::kDerived) {
-    out.arch = d.arch;
-    out.predicted = d.predicted;
-    out.winner = "derived";
+
+  // The candidates, each a generator of an architecture for a table budget.
+  std::vector<FitCandidate> gens = {
+      {"derived", [&](const search::Budget& b) { return search::derive(cc, b, scores, dopt).arch; }, false}};
+  if (s.select == Selection::kPortfolio) {
+    // The DNAS argmax after repair, grown into the budget the repair left (search/portfolio.h).
+    if (in.dnas != nullptr) {
+      const search::Arch grown = search::grow_arch(cc, in.budget, scores, in.dnas->arch);
+      gens.push_back({"dnas", [grown](const search::Budget&) { return grown; }, true});
+    }
+    // The baselines inside the space.
+    gens.push_back({"depth_only", [&](const search::Budget& b) { return search::depth_only_arch(cc, b); }, false});
+    gens.push_back({"arch_only", [&](const search::Budget& b) { return search::arch_only_arch(cc, b, scores); }, false});
+    if (s.uniform_candidates) {
+      for (const std::string& f : search::uniform_formats(space)) {
+        gens.push_back({"depth_" + f, [&, f](const search::Budget& b) { return search::depth_only_arch(cc, b, f); },
+                        false});
+      }
+    }
+  }
+  std::vector<search::Candidate> cands;
+  Json skipped = Json::object();
+  if (in.measured != nullptr && s.measured_fit > 0 && in.budget.latency_ms > 0) {
+    MeasuredFitOptions mo;
+    mo.steps = s.measured_fit;
+    mo.sample.runtime = in.target;
+    // Short timings (each round ~0.1 s warm-up, ~0.1 s timed per model): the ratio to the original
+    // in the same round is what counts, and the median over rounds drops a slow spell.
+    mo.sample.plan = profile::model_timing_plan(3, 10);
+    mo.sample.plan.warmup_ms = 200;
+    mo.sample.plan.measure_ms = 300;
+    mo.sample.rounds = static_cast<int>(s.measure_rounds);
+    mo.seed = in.seed;
+    const FitResult fit = fit_to_measured_budget(cc, in.budget, *in.measured, gens, mo);
+    cands = fit.kept;
+    out.record["measured_fit"] = fit.record;
+    for (const auto& [name, j] : fit.record["candidates"].items()) {
+      if (j.contains("dropped")) skipped[name] = j["dropped"];
+    }
+  } else {
+    // A budget a candidate cannot meet leaves it out, with the reason.
+    for (const FitCandidate& g : gens) {
+      try {
+        cands.push_back({g.name, g.make(in.budget)});
+      } catch (const ConfigError& e) {
+        skipped[g.name] = e.what();
+      }
+    }
+  }
+  JNAS_CHECK_CONFIG(!cands.empty(), "search: no candidate architecture meets the budget {}", in.budget.to_json().dump());
+  if (!skipped.empty()) out.record["skipped"] = skipped;
+  if (s.select == Selection::kDerived || cands.size() == 1) {
+    out.arch = cands.front().arch;
+    out.predicted = search::arch_cost(cc, out.arch);
+    out.winner = cands.front().name;
     out.record["winner"] = out.winner;
     return out;
   }
 
-  std::vector<search::Candidate> cands = {{"derived", d.arch}};
-  // The DNAS argmax after repair, grown into the budget the repair left (search/portfolio.h).
-  if (in.dnas != nullptr) cands.push_back({"dnas", search::grow_arch(cc, in.budget, scores, in.dnas->arch)});
-  // The baselines inside the space: a budget they cannot meet leaves them out, with the reason.
-  Json skipped = Json::object();
-  try {
-    cands.push_back({"depth_only", search::depth_only_arch(cc, in.budget)});
-  } catch (const ConfigError& e) {
-    skipped["depth_only"] = e.what();
-  }
-  try {
-    cands.push_back({"arch_only", search::arch_only_arch(cc, in.budget, scores)});
-  } catch (const ConfigError& e) {
-    skipped["arch_only"] = e.what();
-  }
   search::PortfolioOptions po;
   po.finetune.steps = s.candidate_steps;
   po.finetune.batch = in.batch;
@@ -108,7 +144,6 @@ Selected select_architecture(const SelectionSettings& s, const SelectionInputs& 
   out.record["winner"] = out.winner;
   out.record["margin_kl"] = pj["margin_kl"];
   out.record["candidates"] = pj["candidates"];
-  if (!skipped.empty()) out.record["skipped"] = skipped;
   JNAS_LOG_INFO("[search] portfolio winner: {} (held-out KL {:.5f}, {:.5f} better than the next architecture)",
                 out.winner, w.recovery.best.kl, pj["margin_kl"].get<double>());
   return out;

@@ -16,6 +16,7 @@
 #include "jointnas/core/json_util.h"
 #include "jointnas/core/options.h"
 #include "jointnas/model/checkpoint.h"
+#include "jointnas/pipeline/measured_fit.h"
 #include "jointnas/search/arch_io.h"
 #include "jointnas/search/heldout.h"
 #include "jointnas/search/score_table.h"
@@ -41,6 +42,9 @@ struct SelectionSettings {
   double candidate_lr = 1e-3;
   bool per_hidden = true;         // sensitivities measured again at every hidden size
   double relax = 1.5;             // the derivation names the next larger architecture up to relax x the budget
+  int64_t measured_fit = 2;       // re-derivations against the latency measured on the target (0: trust the table)
+  int64_t measure_rounds = 0;     // interleaved timing rounds of the measured fit (0: 1 on CUDA, 15 on the CPU)
+  bool uniform_candidates = true;  // depth-only candidates in each uniform format of the space
 };
 template <class V>
 void fields(V& v, SelectionSettings& s) {
@@ -62,6 +66,15 @@ void fields(V& v, SelectionSettings& s) {
   v(opt::Key{"per_hidden", "Measure the per-layer sensitivities again at every hidden size"}, s.per_hidden);
   v(opt::Key{"relax", "Name the next larger architecture when it costs at most this multiple of the budget"}, s.relax,
     opt::in(1.0, 100.0));
+  v(opt::Key{"measured_fit", "Times each candidate on the target (random weights, interleaved with the original) and "
+                             "derives it again at a rescaled table budget this many times, until it measures within "
+                             "97-100 % of the latency budget (0: trust the table)"},
+    s.measured_fit, opt::in<int64_t>(0, 20));
+  v(opt::Key{"measure_rounds", "Interleaved timing rounds of the measured fit (0: 1 on CUDA, 15 on the CPU)"},
+    s.measure_rounds, opt::in<int64_t>(0, 100));
+  v(opt::Key{"uniform_candidates", "Portfolio candidates that drop blocks with every linear in one format, one per "
+                                   "format the whole space offers"},
+    s.uniform_candidates);
 }
 
 // What the selection works with; every pointer outlives the call.
@@ -77,6 +90,10 @@ struct SelectionInputs {
   std::string scores_path;                  // cache of the sensitivity scores ("" : none)
   Json scores_identity;                     // what a cached score table must match to be reused
   const search::DnasResult* dnas = nullptr;  // the DNAS result, a candidate when set
+  // The measured fit (s.measured_fit > 0 and a latency budget): the budget as measured and the
+  // target's runtime; without `measured` the table is trusted.
+  const MeasuredBudget* measured = nullptr;
+  model::RuntimeOptions target;
 };
 
 struct Selected {

@@ -42,6 +42,32 @@ double median_latency(const Study& s, const std::string& dir) {
   return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// The models a latency log measured, in order.
+std::vector<std::string> measured_models(const Json& latency) {
+  std::vector<std::string> out;
+  if (!latency.is_object() || !latency.contains("models") || !latency["models"].is_array()) return out;
+  for (const Json& m : latency["models"]) out.push_back(m.is_object() ? m.value("model", std::string()) : "");
+  return out;
+}
+
+// A model's latency in the study's latency log (NaN when absent): its median ratio to the
+// original (the first model) over the rounds times the original's median. Ratios in the same
+// round cancel this VM's slow spells; two medians taken over different rounds do not (the same
+// model loaded four times measured 0.73-1.09 ms by medians, 0.95-1.01x by ratios).
+double latency_in(const Study& s, const Json& latency, const std::string& model) {
+  if (!latency.is_object() || !latency.contains("models") || !latency["models"].is_array() || latency["models"].empty()) {
+    return NAN;
+  }
+  const double first = latency_of(s, latency["models"][0]);
+  const char* key = s.prefill() ? "prefill" : "decode";
+  for (const Json& m : latency["models"]) {
+    if (!m.is_object() || m.value("model", std::string()) != model) continue;
+    if (!m.contains(key) || !m[key].is_array() || m[key].empty()) return NAN;
+    return first * num(m[key][0], "ratio_to_first");
+  }
+  return NAN;
+}
+
 // Predicted cost columns from an arch.json's (or the dense cost log's) "predicted".
 void put_predicted(const Json& predicted, report::MeasuredPoint& m) {
   m.predicted_ms = num(predicted, "latency_ms");
@@ -121,21 +147,30 @@ void run_phases(const Study& s, Stages& st) {
     const auto failed = st.run_all(jobs, static_cast<int>(parallel));
     for (auto* l : later) drop_failed(*l, failed);
   };
-  phase("architectures, round 1", j.round1, s.parallel, {&j.round2, &j.finetunes, &j.evals, &j.benches});
+  phase("architectures, round 1", j.round1, s.parallel, {&j.round2, &j.finetunes, &j.evals});
   // Sequential points also depend on their architecture-only point.
   for (const Point& p : s.points) {
     if (p.method == Method::kSeqFormat && !st.done("arch_only-" + p.budget + "/search")) {
-      for (auto* l : {&j.round2, &j.finetunes, &j.evals, &j.benches}) drop_failed(*l, {p.id + "/"});
+      for (auto* l : {&j.round2, &j.finetunes, &j.evals}) drop_failed(*l, {p.id + "/"});
     }
   }
-  phase("architectures, round 2", j.round2, s.parallel, {&j.finetunes, &j.evals, &j.benches});
-  phase("finetune", j.finetunes, s.parallel, {&j.evals, &j.benches});
+  phase("architectures, round 2", j.round2, s.parallel, {&j.finetunes, &j.evals});
+  phase("finetune", j.finetunes, s.parallel, {&j.evals});
   phase("evaluation", j.evals, s.parallel, {});
-  phase("latency (one at a time, interleaved rounds)", j.benches, 1, {});
-  if (s.config.pareto.keep_models) return;
+  // Latency: every point with a model, in one process and the same interleaved rounds.
+  std::vector<std::string> models;
   for (const Point& p : s.points) {
-    const std::string last_bench = p.id + "/bench" + bench_round_suffix(kBenchRounds);
-    if (p.method != Method::kOriginal && st.done(last_bench) && st.done(p.id + "/ppl") &&
+    if (p.method == Method::kOriginal || st.done(p.id + "/finetune")) models.push_back(s.model_path(p));
+  }
+  const StageJob lj = latency_job(s, models);
+  if (st.done(lj.name) && measured_models(read_json_or_null(lj.log)) != models) {
+    st.json().erase(lj.name);  // points were added (or failed) since: measure them all again
+  }
+  std::vector<StageJob> lat = {lj};
+  phase("latency (every point in one process, interleaved rounds)", lat, 1, {});
+  if (s.config.pareto.keep_models || !st.done(lj.name)) return;
+  for (const Point& p : s.points) {
+    if (p.method != Method::kOriginal && st.done(p.id + "/ppl") &&
         (s.config.eval.tasks.empty() || st.done(p.id + "/tasks"))) {
       std::remove((s.pdir(p) + "/model/model.safetensors").c_str());
     }
@@ -146,6 +181,7 @@ void run_phases(const Study& s, Stages& st) {
 
 std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& st) {
   std::vector<report::MeasuredPoint> out;
+  const Json latency = read_json_or_null(s.out + "/logs/latency.json");
   for (const Point& p : s.points) {
     report::MeasuredPoint m;
     m.id = p.id;
@@ -155,7 +191,8 @@ std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& 
     m.seed = p.seed;
     m.front_seed = p.front_seed;
     const std::string d = p.method == Method::kOriginal ? s.out : s.pdir(p);
-    m.ms = median_latency(s, d);
+    m.ms = latency_in(s, latency, s.model_path(p));
+    if (!std::isfinite(m.ms)) m.ms = median_latency(s, d);  // a study measured per point
     const Json ppl = read_json_or_null(d + "/logs/ppl.json");
     m.ppl = num(ppl, "ppl");
     if (ppl.is_object() && ppl.contains("teacher")) {

@@ -123,8 +123,6 @@ void add_eval_jobs(const Study& s, const Point& p, StudyJobs& j) {
     t.data_dir = c.eval.task_data;
     j.evals.push_back(stage_job(prefix + "/tasks", {"eval", "tasks", "--format", "json"}, t, d + "/logs/tasks.json"));
   }
-  j.benches.push_back(stage_job(prefix + "/bench", {"bench", "--format", "json"}, workload_bench(c, s.model_path(p)),
-                                d + "/logs/bench.json"));
 }
 
 }  // namespace
@@ -342,17 +340,14 @@ StudyJobs study_jobs(const Study& s) {
     if (p.method != Method::kOriginal) j.finetunes.push_back(finetune_job(s, p));
     add_eval_jobs(s, p, j);
   }
-  // The later bench rounds, interleaved: every point once per round.
-  const size_t first = j.benches.size();
-  for (int r = 2; r <= kBenchRounds; ++r) {
-    for (size_t i = 0; i < first; ++i) {
-      StageJob b = j.benches[i];
-      b.name += bench_round_suffix(r);
-      b.log = b.log.substr(0, b.log.size() - std::string(".json").size()) + bench_round_suffix(r) + ".json";
-      j.benches.push_back(std::move(b));
-    }
-  }
   return j;
+}
+
+StageJob latency_job(const Study& s, const std::vector<std::string>& models) {
+  BenchOptions b = workload_bench(s.config, "");
+  b.models = models;
+  b.rounds = s.config.eval.bench_rounds;
+  return stage_job("latency", {"bench", "--format", "json"}, b, s.out + "/logs/latency.json");
 }
 
 std::string depth_space_yaml(const std::string& space_path) {

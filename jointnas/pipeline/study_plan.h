@@ -70,16 +70,20 @@ void resolve_auto_budgets(Study& s, double fastest_rel);
 // Every point, in the order of the report.
 void build_points(Study& s);
 
-// Latency is measured in kBenchRounds interleaved rounds (every point once per round, one at a
-// time) and each point's median is reported: a shared CPU drifts 0.8x-1.4x over minutes, which a
-// single pass turns into differences between identical models.
+// Latency: every point is loaded in one `bench --models` process, warmed up once and timed in
+// eval.bench_rounds short interleaved rounds (a rotating order); a point's latency is its median
+// ratio to the original in the same round times the original's median. A shared CPU drifts 0.8x-1.4x over minutes, and separate
+// processes put identical models up to 47 % apart (docs/results.md); one process and the same
+// rounds do not. Studies measured before kept per-point logs (bench.json, bench_r2.json, ...),
+// still read when latency.json lacks a point.
 inline constexpr int kBenchRounds = 3;
-// What round r adds to the bench stage's name and log ("" for the first: "bench", "bench_r2", ...).
 inline std::string bench_round_suffix(int r) { return r == 1 ? "" : "_r" + std::to_string(r); }
+// The study's latency stage over the given model paths (the original first): logs/latency.json.
+StageJob latency_job(const Study& s, const std::vector<std::string>& models);
 
 // The stages of the study, by phase.
 struct StudyJobs {
-  std::vector<StageJob> round1, round2, finetunes, evals, benches;
+  std::vector<StageJob> round1, round2, finetunes, evals;
 };
 StudyJobs study_jobs(const Study& s);
 // The shared stages: importance, profile (unless a table is given).

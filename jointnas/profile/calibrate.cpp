@@ -27,23 +27,45 @@ double measure_model(const model::LlamaModel& m, const Workload& w, const Timing
 
 // More rounds measure every kept model round-robin, each round a short timing, so that a slow
 // spell of a shared host falls on every architecture alike and the median over rounds drops it.
+// times[i][k]: model i in round k.
+std::vector<std::vector<double>> time_in_rounds(const std::vector<std::unique_ptr<model::LlamaModel>>& alive,
+                                                const Workload& w, const TimingPlan& plan, int rounds,
+                                                const std::string& what) {
+  std::vector<std::vector<double>> t(alive.size());
+  for (int k = 0; k < rounds; ++k) {
+    for (size_t i = 0; i < alive.size(); ++i) t[i].push_back(measure_model(*alive[i], w, plan));
+    JNAS_LOG_INFO("[{}] round {}/{} of {} architectures", what, k + 1, rounds, alive.size());
+  }
+  return t;
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 void measure_in_rounds(std::vector<MeasuredArch>& out, const std::vector<std::unique_ptr<model::LlamaModel>>& alive,
                        const Workload& w, const TimingPlan& plan, int rounds, const std::string& what) {
-  std::vector<std::vector<double>> t(out.size());
-  for (int k = 0; k < rounds; ++k) {
-    for (size_t i = 0; i < out.size(); ++i) t[i].push_back(measure_model(*alive[i], w, plan));
-    JNAS_LOG_INFO("[{}] round {}/{} of {} architectures", what, k + 1, rounds, out.size());
-  }
+  const std::vector<std::vector<double>> t = time_in_rounds(alive, w, plan, rounds, what);
   const size_t n = out.size();
   for (size_t i = 0; i < n; ++i) {
-    std::sort(t[i].begin(), t[i].end());
     MeasuredArch& r = out[i];
-    r.measured_ms = t[i][t[i].size() / 2];
+    r.measured_ms = median_of(t[i]);
     JNAS_LOG_INFO("[{}] {}/{}: hidden {}, {} blocks: predicted {:.4f} ms, measured {:.4f} ms ({:+.1f}%; rounds {:.4f} "
                   "to {:.4f})",
                   what, i + 1, n, r.hidden, r.kept, r.predicted_ms, r.measured_ms,
-                  100 * (r.predicted_ms - r.measured_ms) / r.measured_ms, t[i].front(), t[i].back());
+                  100 * (r.predicted_ms - r.measured_ms) / r.measured_ms, *std::min_element(t[i].begin(), t[i].end()),
+                  *std::max_element(t[i].begin(), t[i].end()));
   }
+}
+
+// The plan of one round when there are `rounds`: each round times for a share of the plan.
+TimingPlan round_plan(TimingPlan plan, int rounds) {
+  if (rounds > 1) {
+    plan.warmup_ms /= 2;
+    plan.measure_ms = std::max(100.0, plan.measure_ms / rounds * 2);
+  }
+  return plan;
 }
 
 }  // namespace
@@ -59,11 +81,7 @@ std::vector<MeasuredArch> measure_random_architectures(const model::LlamaConfig&
   // CUDA). More rounds keep every model alive: on this project's 2-core CPU VM one architecture
   // measured 0.66x to 1.24x its own earlier time a minute apart (docs/benchmarks.md).
   const int rounds = o.rounds > 0 ? o.rounds : (device.is_cuda() ? 1 : 5);
-  TimingPlan plan = o.plan;
-  if (rounds > 1) {
-    plan.warmup_ms /= 2;
-    plan.measure_ms = std::max(100.0, plan.measure_ms / rounds * 2);
-  }
+  const TimingPlan plan = round_plan(o.plan, rounds);
   const int64_t elt = static_cast<int64_t>(c10::elementSize(o.runtime.dtype));
   std::vector<MeasuredArch> out;
   std::vector<std::unique_ptr<model::LlamaModel>> alive;
@@ -127,6 +145,50 @@ LatencyTable::Calibration calibrate(const model::LlamaConfig& base, const CostSp
                 "outliers)",
                 w.name(), cal.scale, cal.per_block_ms, cal.constant_ms, cal.runs, cal.outliers);
   return cal;
+}
+
+std::vector<MeasuredBlueprint> measure_blueprints(const std::vector<Blueprint>& blueprints, const Workload& w,
+                                                  uint64_t seed, const SampleOptions& o, const std::string& what) {
+  JNAS_CHECK_CONFIG(!blueprints.empty(), "{}: nothing to measure", what);
+  const int rounds = o.rounds > 0 ? o.rounds : (o.runtime.device.is_cuda() ? 1 : 15);
+  // Several rounds: each model warmed up once, then many short windows (this project's CPU VM has
+  // slow spells about as long as a 100 ms window; ratios in the same round cancel them).
+  TimingPlan plan = o.plan;
+  TimingPlan warm = o.plan;
+  if (rounds > 1) {
+    warm.repeats = 1;
+    warm.measure_ms = 0;
+    plan.warmup = 0;
+    plan.warmup_ms = 0;
+    plan.repeats = std::max(3, o.plan.repeats / rounds);
+    plan.measure_ms = std::max(20.0, 2 * o.plan.measure_ms / rounds);
+  }
+  std::vector<MeasuredBlueprint> out(blueprints.size());
+  std::vector<std::unique_ptr<model::LlamaModel>> alive;
+  for (size_t i = 0; i < blueprints.size(); ++i) {
+    auto m = std::make_unique<model::LlamaModel>(
+        model::LlamaModel::random(blueprints[i].config, o.runtime, seed + i, blueprints[i].specs));
+    if (rounds == 1) {
+      out[i].rounds_ms = {measure_model(*m, w, plan)};  // one model alive at a time (large models)
+    } else {
+      measure_model(*m, w, warm);
+      alive.push_back(std::move(m));
+    }
+  }
+  if (rounds > 1) {
+    const std::vector<std::vector<double>> t = time_in_rounds(alive, w, plan, rounds, what);
+    for (size_t i = 0; i < out.size(); ++i) out[i].rounds_ms = t[i];
+  }
+  for (MeasuredBlueprint& m : out) m.ms = median_of(m.rounds_ms);
+  return out;
+}
+
+double median_ratio(const MeasuredBlueprint& a, const MeasuredBlueprint& ref) {
+  JNAS_CHECK_CONFIG(a.rounds_ms.size() == ref.rounds_ms.size() && !a.rounds_ms.empty(),
+                    "median_ratio: measurements of different rounds");
+  std::vector<double> r;
+  for (size_t k = 0; k < a.rounds_ms.size(); ++k) r.push_back(a.rounds_ms[k] / ref.rounds_ms[k]);
+  return median_of(r);
 }
 
 Validation summarize_validation(std::vector<MeasuredArch> archs, bool calibrated) {

@@ -81,6 +81,25 @@ Validation summarize_validation(std::vector<MeasuredArch> archs, bool calibrated
 Validation validate(const model::LlamaConfig& base, const CostSpace& space, const LatencyTable& table,
                     const Workload& w, int n, uint64_t seed, const SampleOptions& o);
 
+// One architecture to time: a model's shapes and formats (built with random weights).
+struct Blueprint {
+  model::LlamaConfig config;
+  std::vector<model::LayerSpec> specs;
+};
+struct MeasuredBlueprint {
+  double ms = 0;                  // median over the rounds
+  std::vector<double> rounds_ms;  // one timing per round, in round order
+};
+// Times every blueprint as `jointnas bench` times a model (decode at the workload's context,
+// prefill of its tokens otherwise), in o.rounds interleaved rounds (0: 1 on CUDA, one model alive
+// at a time; 15 on the CPU, every model alive, warmed up once and then timed for 2 x
+// o.plan.measure_ms / rounds per round). Random weights seeded by `seed` + index.
+std::vector<MeasuredBlueprint> measure_blueprints(const std::vector<Blueprint>& blueprints, const Workload& w,
+                                                  uint64_t seed, const SampleOptions& o, const std::string& what);
+// The median over rounds of a's time over ref's time in the same round (a ratio measured in the
+// same rounds, as the CPU's noise requires).
+double median_ratio(const MeasuredBlueprint& a, const MeasuredBlueprint& ref);
+
 // "h4x16/i96/bf16,bf16,w8a16,bf16 - ..." : one entry per layer, "-" for a skipped one.
 std::string describe_layers(const std::vector<model::LayerSpec>& specs);
 

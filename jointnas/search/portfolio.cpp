@@ -90,16 +90,40 @@ Json PortfolioResult::to_json(const SearchSpace& space) const {
               {"candidates", cs}};
 }
 
-Arch depth_only_arch(const CostContext& cc, const Budget& b) {
+Arch depth_only_arch(const CostContext& cc, const Budget& b, const std::string& format) {
   const SearchSpace& s = *cc.space;
   Arch a = largest_arch(s);
+  if (!format.empty()) {
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      for (int k = 0; k < kNumFormatSlots; ++k) {
+        const auto& offered = s.layers[l].formats[k];
+        const auto it = std::find(offered.begin(), offered.end(), format);
+        if (it != offered.end()) a.formats[l][k] = it - offered.begin();
+      }
+    }
+  }
   for (int64_t d = static_cast<int64_t>(s.depth.size()) - 1; d >= 0; --d) {
     a.depth = d;
     if (budget_excess(arch_cost(cc, a), b) == 0.0) return a;
   }
-  throw ConfigError(fmt::format("depth only: even {} blocks in bf16 miss the budget {} (predicted {})", s.depth.front(),
-                                b.to_json().dump(), arch_cost(cc, a).to_json().dump()),
+  throw ConfigError(fmt::format("depth only: even {} blocks in {} miss the budget {} (predicted {})", s.depth.front(),
+                                format.empty() ? "bf16" : format, b.to_json().dump(), arch_cost(cc, a).to_json().dump()),
                     "lower the space's smallest depth, or raise the budget");
+}
+
+std::vector<std::string> uniform_formats(const SearchSpace& s) {
+  std::vector<std::string> out;
+  if (s.layers.empty()) return out;
+  for (const std::string& f : s.layers.front().formats[0]) {
+    bool everywhere = f != "bf16";
+    for (const LayerChoices& l : s.layers) {
+      for (int k = 0; k < kNumFormatSlots; ++k) {
+        everywhere = everywhere && std::find(l.formats[k].begin(), l.formats[k].end(), f) != l.formats[k].end();
+      }
+    }
+    if (everywhere) out.push_back(f);
+  }
+  return out;
 }
 
 Arch grow_arch(const CostContext& cc, const Budget& b, const ScoreTable& scores, const Arch& a) {

@@ -69,7 +69,11 @@ PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& 
 // The baselines as candidates, in the CostContext's space:
 // depth only: the whole model in bf16 with the most blocks (in block-rank order) that meet every
 // budget; ConfigError when even the fewest blocks of the space do not.
-Arch depth_only_arch(const CostContext& cc, const Budget& b);
+// With `format`, every linear that offers it in that format instead (depth x uniform precision,
+// the quantize-then-drop-blocks pipeline).
+Arch depth_only_arch(const CostContext& cc, const Budget& b, const std::string& format = "");
+// The formats other than bf16 that every linear of the space offers, in the space's order.
+std::vector<std::string> uniform_formats(const SearchSpace& s);
 // The best architecture by `scores` within the budget among those that keep every choice of `a`
 // or take a larger one (hidden size, depth, KV groups, head size and MLP width at least `a`'s, a
 // format of at least as many weight bits; a block `a` drops is free): what the budget `a` leaves

@@ -23,9 +23,9 @@ std::string write_pareto_config(const fs::path& root, const std::string& text) {
                    << "workload: {kind: decode, batch: 1, context: 64}\n"
                    << "importance: {windows: 4, seq_len: 64}\n"
                    << "profile: {repeats: 3}\n"
-                   << "search: {steps: 6, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.2, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2}\n"
+                   << "search: {steps: 6, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.2, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2, measured_fit: 1, measure_rounds: 1}\n"
                    << "finetune: {steps: 2, batch: 2, seq_len: 64}\n"
-                   << "eval: {bench_repeats: 3, max_windows: 4, window: 65}\n"
+                   << "eval: {bench_repeats: 3, bench_rounds: 3, max_windows: 4, window: 65}\n"
                    << "pareto:\n"
                    << "  budgets: [0.5x, 0.8x]\n"
                    << "  sequential_formats: [w8a16]\n"
@@ -75,16 +75,31 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
   }
   EXPECT_NEAR(by_id["original"]["kl"].get<double>(), 0.0, 1e-6);  // the original against itself
 
-  // Latency: the median of the interleaved bench rounds of each point.
-  for (const std::string id : {"original", "joint-0.5x-s0", "depth_only-0.8x"}) {
-    const fs::path logs = id == "original" ? root / "study" / "logs" : root / "study" / "points" / id / "logs";
-    std::vector<double> ms;
-    for (int r = 1; r <= pipeline::kBenchRounds; ++r) {
-      const Json b = jointnas::read_json_file((logs / ("bench" + pipeline::bench_round_suffix(r) + ".json")).string());
-      ms.push_back(b["decode"][0]["ms"].get<double>());
-    }
+  // Latency: every point timed in one process, the same interleaved rounds, the original first;
+  // a point's latency is its median ratio to the original times the original's median.
+  const Json lat = jointnas::read_json_file((root / "study" / "logs" / "latency.json").string());
+  ASSERT_TRUE(lat["models"].is_array());
+  EXPECT_EQ(lat["models"].size(), by_id.size());
+  EXPECT_DOUBLE_EQ(lat["models"][0]["decode"][0]["ratio_to_first"].get<double>(), 1.0);
+  for (const Json& m : lat["models"]) {
+    const Json& r = m["decode"][0];
+    std::vector<double> ms = r["rounds_ms"].get<std::vector<double>>();
+    ASSERT_EQ(ms.size(), lat["rounds"].get<size_t>());
     std::sort(ms.begin(), ms.end());
-    EXPECT_DOUBLE_EQ(by_id[id]["measured_ms"].get<double>(), ms[ms.size() / 2]) << id;
+    EXPECT_DOUBLE_EQ(r["ms"].get<double>(), ms[ms.size() / 2]);
+  }
+  for (const std::string id : {"original", "joint-0.5x-s0", "depth_only-0.8x"}) {
+    bool found = false;
+    for (const Json& m : lat["models"]) {
+      const std::string path = m["model"].get<std::string>();
+      const bool mine = id == "original" ? &m == &lat["models"][0] : path.find("/points/" + id + "/") != std::string::npos;
+      if (!mine) continue;
+      found = true;
+      EXPECT_DOUBLE_EQ(by_id[id]["measured_ms"].get<double>(),
+                       m["decode"][0]["ratio_to_first"].get<double>() * lat["models"][0]["decode"][0]["ms"].get<double>())
+          << id;
+    }
+    EXPECT_TRUE(found) << id;
   }
 
   for (const char* b : {"0.5x", "0.8x"}) {

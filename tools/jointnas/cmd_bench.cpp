@@ -39,13 +39,28 @@ void print(const Json& j) {
   }
 }
 
+// --models: one line per model and shape, the ratio to the first measured in the same rounds.
+void print_rounds(const Json& j) {
+  std::cout << fmt::format("{} {} | batch {} | {} interleaved rounds\n", j["device"].get<std::string>(),
+                           j["dtype"].get<std::string>(), j["batch"].get<int64_t>(), j["rounds"].get<int64_t>());
+  for (const auto& m : j["models"]) {
+    for (const char* kind : {"decode", "prefill"}) {
+      for (const auto& r : m[kind]) {
+        std::cout << fmt::format("{:>8} {:>6}: {:>10.4f} ms  {:>6.3f}x  {}\n", kind,
+                                 r.value(kind[0] == 'd' ? "context" : "tokens", int64_t{0}), r["ms"].get<double>(),
+                                 r["ratio_to_first"].get<double>(), m["model"].get<std::string>());
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void register_bench(CLI::App& app) {
   add_command<pipeline::BenchOptions>(app, "bench", "Measure decode-step and prefill latency on the device",
                                       [](const pipeline::BenchOptions& o, const std::string& format) {
                                         const Json j = pipeline::run_bench(o);
-                                        emit(format, j, [&] { print(j); });
+                                        emit(format, j, [&] { o.models.empty() ? print(j) : print_rounds(j); });
                                       });
 }
 

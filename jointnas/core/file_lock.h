@@ -1,0 +1,28 @@
+// An exclusive advisory lock (flock) on a file, held for the object's lifetime: how processes of
+// one machine take turns at something they must not do at once, such as timing a model while
+// another process times one (docs/search.md "Measured fit").
+#pragma once
+
+#include <string>
+
+namespace jointnas {
+
+class FileLock {
+ public:
+  // Blocks until the lock on `path` is held. The file is created (mode 0600) when missing and is
+  // never followed through a symlink; when it cannot be opened or locked, the object holds
+  // nothing and held() says so (the caller goes on unlocked, with a warning).
+  explicit FileLock(const std::string& path);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// The machine-wide lock file of latency timings: $TMPDIR (else /tmp)/jointnas-timing.lock.
+std::string timing_lock_path();
+
+}  // namespace jointnas

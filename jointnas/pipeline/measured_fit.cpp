@@ -1,0 +1,157 @@
+// The measured fit of the selection's candidates; see measured_fit.h.
+#include "jointnas/pipeline/measured_fit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "jointnas/core/error.h"
+#include "jointnas/core/file_lock.h"
+#include "jointnas/core/log.h"
+
+namespace jointnas::pipeline {
+namespace {
+
+struct State {
+  const FitCandidate* c = nullptr;
+  double scale = 1;  // table budget = budget x scale
+  search::Arch arch;
+  bool active = true;
+  std::optional<search::Arch> best;  // the largest measurement within the limit
+  double best_value = 0;
+  double last_value = 0;  // the latest measurement
+  double lo_ms = 0, hi_ms = 0;  // table budgets measured within / over the limit (0: none yet)
+  Json steps = Json::array();
+  std::string dropped;  // why the generator stopped without an architecture
+};
+
+search::Budget scaled(const search::Budget& b, double s) {
+  search::Budget r = b;
+  r.latency_ms *= s;
+  return r;
+}
+
+}  // namespace
+
+FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Budget& budget, const MeasuredBudget& mb,
+                                 const std::vector<FitCandidate>& candidates, const MeasuredFitOptions& o) {
+  JNAS_CHECK_CONFIG(budget.latency_ms > 0, "measured fit: no latency budget");
+  JNAS_CHECK_CONFIG(!candidates.empty(), "measured fit: no candidates");
+  const search::SearchSpace& space = *cc.space;
+  const double limit = mb.fraction > 0 ? mb.fraction : budget.latency_ms;
+  const char* unit = mb.fraction > 0 ? "x" : " ms";
+  std::vector<State> states(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    states[i].c = &candidates[i];
+    try {
+      states[i].arch = candidates[i].make(budget);
+    } catch (const ConfigError& e) {
+      states[i].active = false;
+      states[i].dropped = e.what();
+    }
+  }
+  for (int64_t step = 0; step <= o.steps; ++step) {
+    // One measurement of every distinct active architecture, with the reference, in the same rounds.
+    std::vector<profile::Blueprint> bps;
+    if (mb.fraction > 0) bps.push_back(mb.reference);
+    const size_t first = bps.size();
+    std::vector<Json> keys;
+    std::vector<size_t> slot(states.size(), 0);  // blueprint of each active state
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (!states[i].active) continue;
+      const Json key = states[i].arch.to_json(space);
+      const auto at = std::find(keys.begin(), keys.end(), key);
+      slot[i] = first + static_cast<size_t>(at - keys.begin());
+      if (at == keys.end()) {
+        keys.push_back(key);
+        auto [cfg, specs] = search::arch_specs(*cc.config, space, states[i].arch, cc.block_rank);
+        bps.push_back(profile::Blueprint{cfg, specs});
+      }
+    }
+    if (keys.empty()) break;
+    JNAS_LOG_INFO("[search] measured fit, step {}/{}: timing {} architectures{} on the target", step + 1, o.steps + 1,
+                  keys.size(), mb.fraction > 0 ? " and the original" : "");
+    std::vector<profile::MeasuredBlueprint> m;
+    if (o.measure) {
+      m = o.measure(bps);
+      JNAS_CHECK_CONFIG(m.size() == bps.size(), "measured fit: {} timings for {} architectures", m.size(), bps.size());
+    } else {
+      // Searches of a study run side by side: one of them times at a time.
+      const FileLock lock(timing_lock_path());
+      if (!lock.held()) JNAS_LOG_WARN("[search] measured fit: cannot lock {}; timing unlocked", timing_lock_path());
+      m = profile::measure_blueprints(bps, cc.workload, o.seed, o.sample, "fit");
+    }
+    for (size_t k = 0; k < states.size(); ++k) {
+      State& s = states[k];
+      if (!s.active) continue;
+      const profile::MeasuredBlueprint& mine = m[slot[k]];
+      const double value = mb.fraction > 0 ? profile::median_ratio(mine, m[0]) : mine.ms;
+      const double predicted = search::arch_cost(cc, s.arch).latency_ms;
+      s.last_value = value;
+      s.steps.push_back(Json{{"table_budget_ms", budget.latency_ms * s.scale},
+                             {"predicted_ms", predicted},
+                             {"measured", value},
+                             {"measured_ms", mine.ms},
+                             {"architecture", s.arch.to_json(space)}});
+      JNAS_LOG_INFO("[search] measured fit: {} at a {:.4f} ms table budget: predicted {:.4f} ms, measured {:.4f}{} "
+                    "(limit {:.4f}{})",
+                    s.c->name, budget.latency_ms * s.scale, predicted, value, unit, limit, unit);
+      if (value <= limit && (!s.best || value > s.best_value)) {
+        s.best = s.arch;
+        s.best_value = value;
+      }
+      const bool within = value <= limit && value >= o.low * limit;
+      if (s.c->fixed || within || step == o.steps) {
+        s.active = false;
+        continue;
+      }
+      // The next table budget: the candidate's own prediction scaled by the measured miss (what
+      // the table budget should have been had this architecture's measured-to-predicted ratio
+      // held), at most 2x away from the current one; inside the bracket of table budgets measured
+      // within and over the limit, else its geometric middle (the space is lumpy: one more bf16
+      // layer can jump past the limit, and the ratio is not the same on both sides).
+      const double now_ms = budget.latency_ms * s.scale;
+      (value <= limit ? s.lo_ms : s.hi_ms) = now_ms;
+      double next_ms = now_ms * std::clamp(predicted * o.aim * limit / value / now_ms, 0.5, 2.0);
+      if (s.lo_ms > 0 && s.hi_ms > 0 && !(next_ms > s.lo_ms && next_ms < s.hi_ms)) next_ms = std::sqrt(s.lo_ms * s.hi_ms);
+      s.scale = next_ms / budget.latency_ms;
+      try {
+        const search::Arch next = s.c->make(scaled(budget, s.scale));
+        s.active = next.to_json(space) != s.arch.to_json(space);  // the same architecture measures the same
+        s.arch = next;
+      } catch (const ConfigError&) {
+        s.active = false;  // nothing meets the rescaled budget: keep what was measured
+      }
+    }
+  }
+  FitResult out;
+  Json rec = Json::object();
+  const State* least = nullptr;
+  for (const State& s : states) {
+    Json j{{"steps", s.steps}};
+    if (s.best) {
+      out.kept.push_back({s.c->name, *s.best});
+      j["kept"] = s.best_value;
+    } else {
+      j["dropped"] = !s.dropped.empty() ? s.dropped
+                                        : fmt::format("measures {:.4f}{}, above the {:.4f}{} limit", s.last_value, unit,
+                                                      limit, unit);
+      if (s.dropped.empty() && (least == nullptr || s.last_value < least->last_value)) least = &s;
+    }
+    rec[s.c->name] = j;
+  }
+  if (out.kept.empty()) {
+    JNAS_CHECK_CONFIG(least != nullptr, "measured fit: no candidate architecture meets the budget ({})",
+                      candidates.front().name);
+    JNAS_LOG_WARN("[search] measured fit: no candidate measures within {:.4f}{}; keeping {} ({:.4f}{})", limit, unit,
+                  least->c->name, least->last_value, unit);
+    out.kept.push_back({least->c->name, least->arch});
+  }
+  out.record = Json{{"limit", limit}, {"unit", mb.fraction > 0 ? "of the original, same rounds" : "ms"},
+                    {"rounds", o.sample.rounds}, {"candidates", rec}};
+  return out;
+}
+
+}  // namespace jointnas::pipeline

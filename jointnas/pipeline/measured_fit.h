@@ -1,0 +1,61 @@
+// The selection's candidates held to the latency budget as the target measures it (issue 22,
+// docs/search.md "Measured fit"). The latency table predicts each layer alone; end to end, some
+// formats run slower (w8a8 MLPs on the CPU up to 1.75x their prediction) or faster (w8a16 decode
+// on the H100) than their ops add up to, so an architecture derived to 100 % of a table budget can
+// land on either side of the budget when measured. Each candidate generator is therefore run at
+// a table budget, its architecture built with random weights and timed on the target in the same
+// interleaved rounds as the reference model, and the table budget rescaled by the measured
+// shortfall or excess until the candidate measures within [97 %, 100 %] of the budget (or the
+// steps run out). A candidate never measured within the budget is left out with the reason.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "jointnas/core/json_util.h"
+#include "jointnas/profile/calibrate.h"
+#include "jointnas/search/budget.h"
+#include "jointnas/search/portfolio.h"
+
+namespace jointnas::pipeline {
+
+struct FitCandidate {
+  std::string name;
+  // The candidate for a table budget (only its latency is rescaled); ConfigError when none meets it.
+  std::function<search::Arch(const search::Budget&)> make;
+  bool fixed = false;  // `make` ignores the budget: measured once, kept only when within it
+};
+
+struct MeasuredFitOptions {
+  int64_t steps = 2;      // re-derivations after the first measurement
+  double aim = 0.985;     // a rescaled table budget aims at this share of the budget
+  double low = 0.97;      // a candidate measured at or above this share of the budget is done
+  profile::SampleOptions sample;  // the target's runtime, timing plan and interleaved rounds
+  uint64_t seed = 0;      // of the random weights
+  // The timing (tests give a model of the target); empty: profile::measure_blueprints under a
+  // machine-wide lock (core/file_lock.h).
+  std::function<std::vector<profile::MeasuredBlueprint>(const std::vector<profile::Blueprint>&)> measure;
+};
+
+// How a measured budget reads: a share of the reference model measured in the same rounds
+// (`fraction` > 0, a budget such as 0.6x), else milliseconds (`budget.latency_ms`).
+struct MeasuredBudget {
+  double fraction = 0;
+  profile::Blueprint reference;  // the original model (bf16)
+};
+
+struct FitResult {
+  std::vector<search::Candidate> kept;  // measured within the budget (the largest such of each)
+  // {"limit", "unit", "candidates": {name: {"steps": [{table_budget_ms, predicted_ms, measured,
+  // architecture}], "kept": measured | "dropped": reason}}}
+  Json record;
+};
+
+// Runs every candidate generator against the measured budget. At least one candidate is kept:
+// when none measures within the budget, the one that measured least, with a warning.
+FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Budget& budget, const MeasuredBudget& mb,
+                                 const std::vector<FitCandidate>& candidates, const MeasuredFitOptions& o);
+
+}  // namespace jointnas::pipeline
