@@ -45,6 +45,26 @@ double clamp_latency(const search::CostContext& cc, search::Budget& budget) {
   return was;
 }
 
+// What the measured fit holds the selection's candidates to (none when it is off, there is no
+// latency budget or the target cannot be run here). The candidates are timed as the bench stage
+// will time the found model: on the target, in the run's dtype there (another device's default).
+std::optional<MeasuredBudget> measured_budget(const SearchOptions& o, const model::LlamaConfig& cfg,
+                                              const std::string& dev, const search::Budget& budget, double dense_ms,
+                                              model::RuntimeOptions& target) {
+  if (o.search.selection.measured_fit <= 0 || budget.latency_ms <= 0) return std::nullopt;
+  if (dev == "cuda" && !at::hasCUDA()) {
+    JNAS_LOG_WARN("[search] no CUDA device here: the measured fit is skipped and the table trusted");
+    return std::nullopt;
+  }
+  ModelSettings t = o.run;
+  if (dev != o.run.device) t.dtype.clear();
+  t.device = dev;
+  target = runtime_options(t);
+  const std::string& lat = o.budget.latency;
+  return MeasuredBudget{!lat.empty() && lat.back() == 'x' ? budget.latency_ms / dense_ms : 0.0,
+                        profile::Blueprint{cfg, model::dense_layer_specs(cfg)}};
+}
+
 }  // namespace
 
 search::Budget resolve_budget(const BudgetSettings& b, double dense_latency_ms) {
@@ -142,23 +162,9 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
     in.scores_path = o.scores.empty() ? out + "/scores.json" : o.scores.str();
     in.scores_identity = Json{{"model", o.run.model.str()}, {"text", o.text.str()}, {"max_tokens", o.search.max_tokens}};
     in.dnas = run_dnas ? &r : nullptr;
-    // The measured fit times candidates on the target, as the bench stage will: its device, the
-    // run's dtype there (the default dtype of another device).
-    std::optional<MeasuredBudget> mb;
-    if (sel.measured_fit > 0 && budget.latency_ms > 0 && clamped_from == 0) {
-      ModelSettings t = o.run;
-      if (dev != o.run.device) t.dtype.clear();
-      t.device = dev;
-      if (dev == "cuda" && !at::hasCUDA()) {
-        JNAS_LOG_WARN("[search] no CUDA device here: the measured fit is skipped and the table trusted");
-      } else {
-        in.target = runtime_options(t);
-        const std::string& lat = o.budget.latency;
-        mb = MeasuredBudget{!lat.empty() && lat.back() == 'x' ? budget.latency_ms / dense.latency_ms : 0.0,
-                            profile::Blueprint{cfg, model::dense_layer_specs(cfg)}};
-        in.measured = &*mb;
-      }
-    }
+    const std::optional<MeasuredBudget> mb =
+        clamped_from == 0 ? measured_budget(o, cfg, dev, budget, dense.latency_ms, in.target) : std::nullopt;
+    if (mb) in.measured = &*mb;
     const Selected s = select_architecture(sel, in);
     if (!run_dnas) r.argmax = s.arch;
     r.arch = s.arch;

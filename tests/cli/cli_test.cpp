@@ -166,7 +166,7 @@ TEST(Cli, RunResumesAfterKillMidSearch) {
   const fs::path root = scratch("run_resume");
   auto write_config = [&](const std::string& name, const std::string& table_line) {
     return write_tiny_run_config(root, name, table_line, "calibration: " + text,
-                                 "search: {steps: 40, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2}\n"
+                                 "search: {steps: 40, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2, measured_fit: 0}\n"
                                  "finetune: {steps: 4, batch: 2, seq_len: 64}\n"
                                  "eval: {bench_repeats: 3}\n");
   };
@@ -230,7 +230,7 @@ TEST(Cli, RunClosedLoopTightensTheBudgetWhenTheMeasurementMisses) {
                      << "workload: {kind: decode, batch: 1, context: 64}\n"
                      << "budget: {latency: 0.8x}\n"
                      << "importance: {windows: 4, seq_len: 64}\nprofile: {repeats: 5}\n"
-                     << "search: {steps: 20, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2}\n"
+                     << "search: {steps: 20, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2, measured_fit: 0}\n"
                      << "finetune: {steps: 2, batch: 2, seq_len: 64}\neval: {bench_repeats: 3}\n";
   const CmdResult first = run("run " + cfg.string() + " --closed-loop 0");  // whatever it measures
   ASSERT_EQ(first.code, 0) << first.err;

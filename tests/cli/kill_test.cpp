@@ -58,7 +58,7 @@ TEST(CliSlow, RunSurvivesKillAtTwentyRandomMoments) {
   const fs::path root = scratch("kill20");
   auto write_config = [&](const std::string& name, const std::string& table_line) {
     return write_tiny_run_config(root, name, table_line, "calibration: " + text + ", eval: " + text,
-                                 "search: {steps: 30, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2}\n"
+                                 "search: {steps: 30, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, checkpoint_every: 3, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2, measured_fit: 0}\n"
                                  "finetune: {steps: 12, batch: 2, seq_len: 64}\n"
                                  "eval: {bench_repeats: 3, max_windows: 4, window: 65}\n");
   };
