@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/file_lock.h"
 
 namespace jointnas::eval {
 namespace {
@@ -141,6 +142,7 @@ PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>&
   int64_t count = 0, agree = 0;
   c10::InferenceMode inference_mode;  // no autograd records, no version counters
   for (size_t b = 0; b < starts.size(); b += p.batch) {
+    yield_to_timing();
     const size_t e = std::min(starts.size(), b + static_cast<size_t>(p.batch));
     std::vector<at::Tensor> rows;
     for (size_t i = b; i < e; ++i) rows.push_back(all.narrow(0, starts[i], W));

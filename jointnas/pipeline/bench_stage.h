@@ -74,8 +74,8 @@ void fields(V& v, BenchOptions& o) {
 // predicted?, ...}.
 Json run_bench(const BenchOptions& o);
 // With --models: {device, dtype, batch, rounds, models: [{model, params, weight_bytes, decode |
-// prefill: [{context | tokens, ms (median over rounds), rounds_ms, ratio_to_first (median over
-// rounds of the ratio in each round)}]}]}.
+// prefill: [{context | tokens, ms (median over rounds), ms_best (the fastest round), rounds_ms,
+// ratio_to_first (median over rounds of the ratio in each round), best_ratio_to_first}]}]}.
 Json run_bench_rounds(const BenchOptions& o);
 
 }  // namespace jointnas::pipeline

@@ -87,13 +87,14 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
       State& s = states[k];
       if (!s.active) continue;
       const profile::MeasuredBlueprint& mine = m[slot[k]];
-      const double value = mb.fraction > 0 ? profile::median_ratio(mine, m[0]) : mine.ms;
+      const double value = mb.fraction > 0 ? profile::best_ratio(mine, m[0]) : mine.best_ms;
       const double predicted = search::arch_cost(cc, s.arch).latency_ms;
       s.last_value = value;
       s.steps.push_back(Json{{"table_budget_ms", budget.latency_ms * s.scale},
                              {"predicted_ms", predicted},
                              {"measured", value},
-                             {"measured_ms", mine.ms},
+                             {"measured_ms", mine.best_ms},
+                             {"median_ms", mine.ms},
                              {"architecture", s.arch.to_json(space)}});
       JNAS_LOG_INFO("[search] measured fit: {} at a {:.4f} ms table budget: predicted {:.4f} ms, measured {:.4f}{} "
                     "(limit {:.4f}{})",

@@ -50,8 +50,7 @@ void fields(V& v, EvalSettings& e) {
   v(opt::Key{"bench_repeats", "Timed repeats of each latency measurement (median reported)"}, e.bench.repeats,
     opt::in<int64_t>(1, 100000));
   v(opt::Key{"bench_rounds", "A study's latency: every point loaded in one process and timed in this many short "
-                             "interleaved rounds; a point's latency is its median ratio to the original in the same "
-                             "round times the original's median"},
+                             "interleaved rounds; a point's latency is its fastest round"},
     e.bench_rounds, opt::in<int64_t>(1, 1000));
   v(opt::Key{"tasks", "Zero-shot tasks of a study (configs/tasks/<name>.yaml)"}, e.tasks);
   v(opt::Key{"task_limit", "First N documents of each task (0 = all)"}, e.task_limit, opt::in<int64_t>(0, 1 << 30));

@@ -42,7 +42,7 @@ struct SelectionSettings {
   double candidate_lr = 1e-3;
   bool per_hidden = true;         // sensitivities measured again at every hidden size
   double relax = 1.5;             // the derivation names the next larger architecture up to relax x the budget
-  int64_t measured_fit = 2;       // re-derivations against the latency measured on the target (0: trust the table)
+  int64_t measured_fit = 4;       // re-derivations against the latency measured on the target (0: trust the table)
   int64_t measure_rounds = 0;     // interleaved timing rounds of the measured fit (0: 1 on CUDA, 15 on the CPU)
   bool uniform_candidates = true;  // depth-only candidates in each uniform format of the space
 };

@@ -71,8 +71,8 @@ void resolve_auto_budgets(Study& s, double fastest_rel);
 void build_points(Study& s);
 
 // Latency: every point is loaded in one `bench --models` process, warmed up once and timed in
-// eval.bench_rounds short interleaved rounds (a rotating order); a point's latency is its median
-// ratio to the original in the same round times the original's median. A shared CPU drifts 0.8x-1.4x over minutes, and separate
+// eval.bench_rounds short interleaved rounds (a rotating order); a point's latency is its fastest
+// round (noise only slows a round; every point saw the same spells). A shared CPU drifts 0.8x-1.4x over minutes, and separate
 // processes put identical models up to 47 % apart (docs/results.md); one process and the same
 // rounds do not. Studies measured before kept per-point logs (bench.json, bench_r2.json, ...),
 // still read when latency.json lacks a point.

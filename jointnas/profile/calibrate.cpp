@@ -179,16 +179,17 @@ std::vector<MeasuredBlueprint> measure_blueprints(const std::vector<Blueprint>& 
     const std::vector<std::vector<double>> t = time_in_rounds(alive, w, plan, rounds, what);
     for (size_t i = 0; i < out.size(); ++i) out[i].rounds_ms = t[i];
   }
-  for (MeasuredBlueprint& m : out) m.ms = median_of(m.rounds_ms);
+  for (MeasuredBlueprint& m : out) {
+    m.ms = median_of(m.rounds_ms);
+    m.best_ms = *std::min_element(m.rounds_ms.begin(), m.rounds_ms.end());
+  }
   return out;
 }
 
-double median_ratio(const MeasuredBlueprint& a, const MeasuredBlueprint& ref) {
-  JNAS_CHECK_CONFIG(a.rounds_ms.size() == ref.rounds_ms.size() && !a.rounds_ms.empty(),
-                    "median_ratio: measurements of different rounds");
-  std::vector<double> r;
-  for (size_t k = 0; k < a.rounds_ms.size(); ++k) r.push_back(a.rounds_ms[k] / ref.rounds_ms[k]);
-  return median_of(r);
+double best_ratio(const MeasuredBlueprint& a, const MeasuredBlueprint& ref) {
+  JNAS_CHECK_CONFIG(a.rounds_ms.size() == ref.rounds_ms.size() && !a.rounds_ms.empty() && ref.best_ms > 0,
+                    "best_ratio: measurements of different rounds");
+  return a.best_ms / ref.best_ms;
 }
 
 Validation summarize_validation(std::vector<MeasuredArch> archs, bool calibrated) {

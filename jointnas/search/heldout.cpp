@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/file_lock.h"
 #include "jointnas/search/head_loss.h"
 
 namespace jointnas::search {
@@ -49,6 +50,7 @@ HeldoutScore HeldoutSet::evaluate(const Supernet& net, const ArchDist& dist) con
   HeldoutScore s;
   double kl = 0, nll = 0, top1 = 0;
   for (int64_t b = 0, i = 0; b < n; b += batch_, ++i) {
+    yield_to_timing();
     const at::Tensor ids = windows_.narrow(0, b, std::min(batch_, n - b));
     const int64_t rows = ids.size(0) * (T - 1);
     // Predictions of positions 0 .. T-2 (the last position has no target).

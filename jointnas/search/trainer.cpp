@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/file_lock.h"
 
 namespace jointnas::search {
 
@@ -65,6 +66,7 @@ void get_adam(const CheckpointDir::Loaded& l, const std::string& prefix, Adam& a
 void run_steps(const CheckpointDir& ckpt, int64_t start, int64_t steps, const char* what,
                const std::function<bool(int64_t)>& body, const std::function<void(int64_t)>& save) {
   for (int64_t step = start; step < steps; ++step) {
+    yield_to_timing();  // a search of the same study timing on this machine: wait
     const bool stop = body(step);
     const bool interrupted = ckpt.interrupted();
     if (ckpt.due(step + 1, stop || step + 1 == steps)) save(step + 1);

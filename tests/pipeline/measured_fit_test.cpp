@@ -97,7 +97,7 @@ struct Fixture {
     o.steps = steps;
     o.measure = [this](const std::vector<profile::Blueprint>& bps) {
       std::vector<profile::MeasuredBlueprint> out;
-      for (const auto& b : bps) out.push_back({true_ms(b), {true_ms(b)}});
+      for (const auto& b : bps) out.push_back({true_ms(b), true_ms(b), {true_ms(b)}});
       return out;
     };
     return o;
