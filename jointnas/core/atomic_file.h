@@ -9,9 +9,12 @@
 
 namespace jointnas {
 
-// Writes to `path` + ".tmp"; commit() flushes, fsyncs, closes, renames over `path` and fsyncs the
-// directory. Destroyed without commit() (an exception on the way), it removes the temporary and
-// leaves `path` untouched. Errors throw IoError naming the file and the system's reason.
+// Writes to a temporary beside `path` ("<name>.tmp.<pid>.<12 random hex digits>", created with
+// O_CREAT | O_EXCL | O_NOFOLLOW: a name nobody can predict, and never a file or link planted
+// there); commit() flushes, fsyncs, closes, renames over `path` and fsyncs the directory.
+// Destroyed without commit() (an exception on the way), it removes the temporary and leaves
+// `path` untouched. Temporaries of writers that died (kill -9) are removed by the next write of
+// the same path. Errors throw IoError naming the file and the system's reason.
 class AtomicFile {
  public:
   explicit AtomicFile(std::string path);

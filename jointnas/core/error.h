@@ -9,12 +9,18 @@
 
 namespace jointnas {
 
+// Messages and hints quote values from files and flags; a hostile 100 MB value must not become a
+// 100 MB error line. Longer text keeps its first and last parts (where the file, the key and what
+// is wrong are written) around a "[... N bytes omitted ...]" marker.
+constexpr size_t kMaxErrorMessageBytes = 2048;
+std::string bound_message(std::string text);
+
 // Base of every user-facing error. exit_code() follows the CLI contract:
 // 1 other failure, 2 usage/config, 3 I/O or model format.
 class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message, std::string hint = {})
-      : std::runtime_error(message), hint_(std::move(hint)) {}
+      : std::runtime_error(bound_message(message)), hint_(bound_message(std::move(hint))) {}
   const std::string& hint() const { return hint_; }
   virtual int exit_code() const { return 1; }
 

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/mapped_file.h"
@@ -48,9 +51,40 @@ Json parse_json(const std::string& text, const std::string& source) {
   // Refuse absurd inputs before parsing.
   JNAS_CHECK_IO(text.size() < (size_t(1) << 30), "{}: JSON document too large ({} bytes)", source,
                 text.size());
+  // nlohmann's lexer reads a NUL byte as the end of the input, so "{...}\0anything" parsed as the
+  // object alone. JSON text never holds a raw NUL (inside strings it is written \u0000).
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    throw IoError(fmt::format("{}: NUL byte at offset {} of {}: JSON text has none (bytes after the document, or "
+                              "not a JSON file)",
+                              source, nul, text.size()),
+                  "the file is damaged or was written by something else; re-export or re-copy it");
+  }
   JNAS_CHECK_IO(json_depth(text) <= kMaxJsonDepth, "{}: JSON nested deeper than {} levels", source,
                 kMaxJsonDepth);
-  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // Duplicate keys: RFC 8259 leaves their meaning open, nlohmann keeps the last, safetensors and HF
+  // tokenizers refuse them. A file that says two things about one key is refused here, for every
+  // JSON file the tool reads. One set of keys per open object, innermost last.
+  std::vector<std::unordered_set<std::string>> open_objects;
+  std::string duplicate;
+  bool has_duplicate = false;
+  const Json::parser_callback_t on_event = [&](int, Json::parse_event_t ev, Json& parsed) {
+    if (ev == Json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (ev == Json::parse_event_t::object_end) {
+      if (!open_objects.empty()) open_objects.pop_back();
+    } else if (ev == Json::parse_event_t::key && !open_objects.empty() && !has_duplicate) {
+      if (!open_objects.back().insert(parsed.get<std::string>()).second) {
+        duplicate = parsed.get<std::string>();
+        has_duplicate = true;
+      }
+    }
+    return true;
+  };
+  Json j = Json::parse(text, on_event, /*allow_exceptions=*/false);
+  if (has_duplicate) {
+    throw IoError(fmt::format("{}: duplicate key '{}': a JSON object may name each key once", source, duplicate),
+                  "remove one of the two entries (which one was meant is not knowable)");
+  }
   if (j.is_discarded()) {
     // Re-parse with exceptions only to obtain the position of the error for the message.
     try {

@@ -8,15 +8,15 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/paths.h"
 
 namespace jointnas {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below for what it is.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     throw IoError(fmt::format("cannot open '{}': {}", path, std::strerror(errno)),
                   errno == ENOENT ? "check the path; model directories need config.json and "
@@ -26,6 +26,7 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
+    require_regular_file(path, "the file");  // throws, naming what it is instead
     throw IoError(fmt::format("'{}' is not a regular file", path));
   }
   std::shared_ptr<MappedFile> f(new MappedFile());
@@ -48,17 +49,35 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-std::string read_text_file(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
+std::string read_text_file(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
     throw IoError(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
   }
-  if (!S_ISREG(st.st_mode)) throw IoError(fmt::format("'{}' is not a regular file", path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("cannot read '{}'", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    require_regular_file(path, "the file");
+    throw IoError(fmt::format("'{}' is not a regular file", path));
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    throw IoError(fmt::format("'{}' is {} bytes, more than the {} this file type may have", path, st.st_size,
+                              max_bytes),
+                  "is it the right file? (text to score is streamed by `eval ppl`; configs, tokenizers and "
+                  "JSON files are read whole)");
+  }
+  std::string out(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the file shrank: keep what was read
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  out.resize(done);
+  return out;
 }
 
 }  // namespace jointnas

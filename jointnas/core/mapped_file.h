@@ -12,8 +12,8 @@ namespace jointnas {
 
 class MappedFile {
  public:
-  // Maps `path` read-only. Throws IoError naming the path when it is missing, a directory or
-  // unreadable. An empty file maps to size() == 0 and data() == nullptr.
+  // Maps `path` read-only. Throws IoError naming the path when it is missing, unreadable or not a
+  // regular file (saying what it is: a directory, a FIFO, ...; a FIFO is never blocked on). An empty file maps to size() == 0 and data() == nullptr.
   static std::shared_ptr<MappedFile> open(const std::string& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
@@ -31,7 +31,11 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Reads a whole (small) file into a string; throws IoError naming the path.
-std::string read_text_file(const std::string& path);
+// Reads a whole (small) file into a string; throws IoError naming the path, and saying what it is
+// when it is not a regular file (a FIFO is never opened for reading: it would block). Files above
+// `max_bytes` are refused before anything is allocated: configs, JSON and tokenizer files are
+// read whole, so a hostile 50 GB "config" must not be.
+inline constexpr size_t kMaxWholeFileBytes = size_t(1) << 30;
+std::string read_text_file(const std::string& path, size_t max_bytes = kMaxWholeFileBytes);
 
 }  // namespace jointnas

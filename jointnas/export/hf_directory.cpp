@@ -3,6 +3,8 @@
 
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "jointnas/core/atomic_file.h"
 #include "jointnas/core/paths.h"
 
@@ -26,11 +28,12 @@ std::string copy_tokenizer(const model::Checkpoint& ck, const std::string& model
   }
   for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "tokenizer.bin",
                            "generation_config.json", "special_tokens_map.json"}) {
-    const fs::path src = fs::path(model_path) / name;
-    if (file_exists(src.string())) {
-      copy_file_atomic(src.string(), (fs::path(out) / name).string());
-      if (copied.empty()) copied = name;
-    }
+    if (!path_exists((fs::path(model_path) / name).string())) continue;
+    // A side file that is a link out of the model directory is refused, not copied verbatim.
+    const std::string src = join_inside(model_path, name, model_path);
+    require_regular_file(src, fmt::format("the model's {}", name));
+    copy_file_atomic(src, (fs::path(out) / name).string());
+    if (copied.empty()) copied = name;
   }
   return copied;
 }

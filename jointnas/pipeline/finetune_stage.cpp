@@ -18,6 +18,7 @@
 namespace jointnas::pipeline {
 
 Json run_finetune_stage(const FinetuneStageOptions& o, const std::atomic<bool>* interrupt) {
+  check_output_separate(o.out, "--out", {{o.run.model, "--model"}, {o.space, "--space"}, {o.arch, "--arch"}, {o.text, "--text"}});
   const model::RuntimeOptions ro = runtime_options(o.run);
   const model::Checkpoint ck = model::load_checkpoint(o.run.model);
   const model::LlamaConfig& cfg = ck.config;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/machine.h"
 #include "jointnas/core/paths.h"
 
 namespace jointnas::pipeline {
@@ -23,7 +24,7 @@ model::RuntimeOptions runtime_options(const ModelSettings& s) {
   }
   const std::string dt = s.dtype.empty() ? (s.device == "cuda" ? "bfloat16" : "float32") : s.dtype;
   o.dtype = (dt == "bfloat16" || dt == "bf16") ? c10::kBFloat16 : c10::kFloat;
-  if (s.threads > 0) at::set_num_threads(static_cast<int>(s.threads));
+  if (const int n = bounded_thread_count(s.threads, "--threads"); n > 0) at::set_num_threads(n);
   return o;
 }
 

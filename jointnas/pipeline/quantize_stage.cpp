@@ -18,6 +18,8 @@ namespace jointnas::pipeline {
 Json run_quantize(const QuantizeOptions& o) {
   JNAS_CHECK_CONFIG(o.method == "rtn" || !o.calib.empty(), "--method gptq needs --calib TEXT (calibration text, e.g. wikitext2 train)");
   quant::find_format(o.precision);
+  // Issue 26: `--out` equal to `--model` silently replaced the input with the quantized model.
+  check_output_separate(o.out, "--out", {{o.run.model, "--model"}, {o.calib, "--calib"}, {o.layer_formats, "--layer-formats"}});
   LoadedModel lm = load_model(o.run, /*need_tokenizer=*/o.method == "gptq");
   model::LlamaModel& m = *lm.model;
   const int64_t L = m.config().num_hidden_layers;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "jointnas/core/atomic_file.h"
+#include "jointnas/core/dir_lock.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
@@ -185,6 +186,12 @@ std::string write_run_report(const RunConfig& c, const std::string& run_dir, con
 
 std::string run_pipeline(const RunConfig& c, const std::string& config_text, const std::string& run_dir,
                          int64_t closed_loop, const std::atomic<bool>& interrupt) {
+  // Issue 26: a run directory holding an input would have it overwritten by the export (the
+  // "original" then measured the found model); two runs in one directory would race.
+  check_output_separate(run_dir, "run_dir",
+                        {{c.model, "model"}, {c.search_space, "search_space"}, {c.data.calibration, "data.calibration"},
+                         {c.data.train, "data.train"}, {c.data.eval, "data.eval"}});
+  const DirLock lock = DirLock::acquire(run_dir, "jointnas run (" + c.source + ")");
   std::error_code ec;
   fs::create_directories(fs::path(run_dir) / "logs", ec);
   JNAS_CHECK_IO(!ec, "cannot create the run directory {}: {}", run_dir, ec.message());

@@ -12,6 +12,7 @@
 
 #include "jointnas/core/paths.h"
 #include "jointnas/core/atomic_file.h"
+#include "jointnas/core/dir_lock.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 #include "jointnas/report/run_summary.h"
@@ -257,6 +258,12 @@ report::StudyInfo study_info(const Study& s, const Stages& st) {
 }
 
 std::string run_study(Study s, const std::string& config_text, bool report_only, const std::atomic<bool>& interrupt) {
+  // Issue 26: the study directory may not hold an input, and one study runs in it at a time.
+  const RunConfig& c = s.config;
+  check_output_separate(s.out, "run_dir",
+                        {{c.model, "model"}, {c.search_space, "search_space"}, {c.data.calibration, "data.calibration"},
+                         {c.data.train, "data.train"}, {c.data.eval, "data.eval"}});
+  const DirLock lock = DirLock::acquire(s.out, "jointnas pareto (" + c.source + ")");
   std::error_code ec;
   fs::create_directories(fs::path(s.out) / "logs", ec);
   JNAS_CHECK_IO(!ec, "cannot create the study directory {}: {}", s.out, ec.message());

@@ -186,7 +186,14 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
   JNAS_CHECK_IO(model.contains("vocab"), "{}: missing model.vocab", path);
   bpe->set_vocab(read_byte_level_vocab(model["vocab"], path, by_string));
 
-  const Json merges = model.value("merges", Json::array());
+  // HF tokenizers refuses a BPE model without merges ("missing field `merges`"); reading it as an
+  // empty list made every byte its own token, a silently different tokenizer.
+  if (!model.contains("merges")) {
+    throw IoError(fmt::format("{}: missing model.merges (a BPE model lists its merges, [] when it has none)", path),
+                  "the file is truncated or was written by another tool; use the tokenizer.json that came with "
+                  "the model");
+  }
+  const Json& merges = model["merges"];
   JNAS_CHECK_IO(merges.is_array(), "{}: model.merges must be an array", path);
   JNAS_CHECK_IO(merges.size() < static_cast<size_t>(kMaxTokenId) * 4, "{}: {} merges is too many",
                 path, merges.size());

@@ -3,6 +3,7 @@
 // UTF-8 code point (byte fallback to id byte + 3), then greedy merges of the adjacent pair whose
 // concatenation has the highest score.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <unordered_map>
 
@@ -46,6 +47,10 @@ class Llama2cTokenizer : public Tokenizer {
       float score = 0;
       int32_t len = 0;
       read(&score, 4, "score");
+      // A NaN breaks the merge heap's ordering (and so the tokenization) without a word; run.c's
+      // scores are finite log-probabilities.
+      JNAS_CHECK_IO(std::isfinite(score), "{}: token {} has score {}: scores must be finite numbers", path, i,
+                    score);
       read(&len, 4, "length");
       JNAS_CHECK_IO(len >= 0 && len <= max_len, "{}: token {} has length {} (max_token_length {})",
                     path, i, len, max_len);
