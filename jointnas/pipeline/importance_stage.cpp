@@ -31,6 +31,7 @@ std::string storage_dtype(const model::Checkpoint& ck) {
 }  // namespace
 
 Json run_importance(const ImportanceOptions& o) {
+  check_output_separate(o.out, "--out", {{o.run.model, "--model"}, {o.calib, "--calib"}});
   LoadedModel lm = load_model(o.run, /*need_tokenizer=*/true);
   const model::LlamaModel& m = *lm.model;
   const auto& cfg = lm.ckpt.config;

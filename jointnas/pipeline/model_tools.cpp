@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/paths.h"
 #include "jointnas/data/token_stream.h"
 #include "jointnas/export/hf_directory.h"
 #include "jointnas/model/checkpoint.h"
@@ -80,6 +81,7 @@ Json run_inspect(const InspectOptions& o) {
 }
 
 Json run_convert(const ConvertOptions& o) {
+  check_output_separate(o.out, "--out", {{o.model, "--model"}});
   const model::Checkpoint ck = model::load_checkpoint(o.model);
   // Tensors of llama2.c files are views of the mapping; save_hf_directory converts and writes.
   model::save_hf_directory(ck, o.out, o.dtype);

@@ -1,0 +1,178 @@
+// Issue 26 through the binary: hostile and careless inputs (the part ported so far: outputs that
+// alias inputs, the run-directory lock, side files that leave the model directory, planted
+// temporaries, thread counts). Each case asserts the exit code and that the message names the
+// file or key.
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <limits>
+
+#include <cstdlib>
+#include <string>
+
+// JNAS_TEST_BIN=/path/to/jointnas runs these cases against another build (how they were checked
+// to fail on the code before issue 26).
+static const char* const kBuiltJnasBin = JNAS_BIN;
+inline const char* jnas_test_binary() {
+  const char* e = std::getenv("JNAS_TEST_BIN");
+  return e != nullptr && *e != '\0' ? e : kBuiltJnasBin;
+}
+#undef JNAS_BIN
+#define JNAS_BIN jnas_test_binary()
+
+#include "cli_util.h"
+#include "jointnas/core/dir_lock.h"
+#include "jointnas/core/json_util.h"
+#include "jointnas/core/mapped_file.h"
+
+namespace jointnas::testing::cli {
+namespace {
+
+struct Measured {
+  CmdResult r;
+  int64_t peak_rss_bytes = 0;
+  double seconds = 0;
+};
+
+// Runs the binary with `args` split on spaces (no shell), and measures its peak RSS.
+Measured run_measured(const std::string& args) {
+  std::vector<std::string> words{JNAS_BIN};
+  for (size_t a = 0; a < args.size();) {
+    size_t b = args.find(' ', a);
+    if (b == std::string::npos) b = args.size();
+    if (b > a) words.push_back(args.substr(a, b - a));
+    a = b + 1;
+  }
+  const fs::path out = fs::temp_directory_path() / ("jnas_hostile_out_" + std::to_string(getpid()));
+  const fs::path err = fs::temp_directory_path() / ("jnas_hostile_err_" + std::to_string(getpid()));
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(126);
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  struct rusage ru {};
+  wait4(pid, &status, 0, &ru);
+  Measured m;
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  m.r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  m.r.out = slurp(out);
+  m.r.err = slurp(err);
+  m.peak_rss_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  return m;
+}
+
+std::string stories() { return repo_path("models/stories260K/stories260K.bin"); }
+
+// stories260K as an HF directory (config.json, model.safetensors, tokenizer.bin + config).
+fs::path stories_hf(const fs::path& root, const std::string& name = "hf") {
+  const fs::path d = root / name;
+  const CmdResult c = run("convert --model " + stories() + " --out " + d.string());
+  EXPECT_EQ(c.code, 0) << c.err;
+  return d;
+}
+
+void expect_message(const CmdResult& r, int code, std::initializer_list<std::string> needles) {
+  EXPECT_EQ(r.code, code) << r.err;
+  EXPECT_NE(r.err.find("error: "), std::string::npos) << r.err;  // after any log lines
+  for (const auto& n : needles) EXPECT_NE(r.err.find(n), std::string::npos) << "no '" << n << "' in: " << r.err;
+}
+
+}  // namespace
+
+// ---- outputs that alias or contain inputs ----
+
+TEST(Hostile, AnOutputEqualToTheInputModelIsRefusedAndTheInputKept) {
+  const fs::path d = scratch("hostile_alias");
+  const fs::path m = stories_hf(d);
+  const std::string before = slurp(m / "model.safetensors") + slurp(m / "config.json");
+  const std::string text = repo_path("models/stories260K/expected_greedy_text.txt");
+  for (const std::string& cmd : {"quantize --model " + m.string() + " --precision w8a16 --out " + m.string(),
+                                 "quantize --model " + m.string() + " --precision w8a16 --out " + m.string() + "/",
+                                 "convert --model " + m.string() + " --out " + m.string(),
+                                 "importance --model " + m.string() + " --calib " + text + " --out " + m.string()}) {
+    SCOPED_TRACE(cmd);
+    expect_message(run(cmd), 2, {"--out", "--model", m.string()});
+  }
+  EXPECT_EQ(slurp(m / "model.safetensors") + slurp(m / "config.json"), before);
+}
+
+TEST(Hostile, ARunDirectoryThatContainsTheInputModelIsRefusedBeforeAnyStage) {
+  const fs::path d = scratch("hostile_rundir");
+  const fs::path m = stories_hf(d / "run", "model");  // the run's own export path
+  const std::string before = slurp(m / "model.safetensors");
+  const fs::path cfg = d / "cfg.yaml";
+  std::ofstream(cfg) << "model: " << m.string() << "\nsearch_space: " << repo_path("configs/spaces/stories260k.yaml")
+                     << "\nrun_dir: " << (d / "run").string() << "\ndata: {calibration: " << stories()
+                     << "}\nbudget: {latency: 0.7x}\nworkload: {kind: decode, batch: 1, context: 256}\n";
+  const Measured r = run_measured("run " + cfg.string());
+  expect_message(r.r, 2, {"run_dir", (d / "run").string(), "model"});
+  EXPECT_LT(r.seconds, 20.0) << "a stage ran before the check";
+  EXPECT_FALSE(fs::exists(d / "run" / "stages.json"));
+  EXPECT_EQ(slurp(m / "model.safetensors"), before);
+}
+
+TEST(Hostile, ARunDirectoryInUseIsRefusedWithTheHolderNamed) {
+  const fs::path d = scratch("hostile_lock");
+  const std::string text = shared_path("data/text/tinystories/tinystories_val_head.txt");
+  const fs::path cfg = d / "cfg.yaml";
+  std::ofstream(cfg) << "model: " << stories() << "\nsearch_space: " << repo_path("configs/spaces/stories260k.yaml")
+                     << "\nrun_dir: " << (d / "run").string() << "\ndata: {calibration: " << text
+                     << ", eval: " << text << "}\nbudget: {latency: 0.7x}\nworkload: {kind: decode, batch: 1, context: 256}\n"
+                     << "eval: {window: 257}\npareto: {budgets: [0.5x]}\n";
+  DirLock held = DirLock::acquire((d / "run").string(), "the test holding the lock");
+  for (const char* cmd : {"run ", "pareto "}) {
+    SCOPED_TRACE(cmd);
+    const Measured r = run_measured(cmd + cfg.string());
+    expect_message(r.r, 2, {(d / "run").string(), "the test holding the lock", std::to_string(getpid())});
+    EXPECT_NE(r.r.err.find("hint: "), std::string::npos) << r.r.err;
+    EXPECT_LT(r.seconds, 20.0);
+  }
+}
+
+TEST(Hostile, SideFilesThatLeaveTheModelDirectoryAreNeitherReadNorCopied) {
+  const fs::path d = scratch("hostile_side");
+  const fs::path m = stories_hf(d);
+  std::ofstream(d / "secret.txt") << "{\"secret\": \"do not copy\"}";
+  fs::create_symlink(d / "secret.txt", m / "special_tokens_map.json");
+  for (const std::string& cmd : {"convert --model " + m.string() + " --out " + (d / "c").string(),
+                                 "quantize --model " + m.string() + " --precision w8a16 --out " + (d / "q").string()}) {
+    SCOPED_TRACE(cmd);
+    expect_message(run(cmd), 3, {"special_tokens_map.json", "outside"});
+  }
+  EXPECT_FALSE(fs::exists(d / "c" / "special_tokens_map.json"));
+  EXPECT_FALSE(fs::exists(d / "q" / "special_tokens_map.json"));
+}
+
+TEST(Hostile, APlantedTemporarySymlinkDoesNotRedirectAWrite) {
+  const fs::path d = scratch("hostile_planted");
+  fs::create_directories(d / "out");
+  std::ofstream(d / "victim.txt") << "precious";
+  for (const char* name : {"config.json.tmp", "model.safetensors.tmp", "tokenizer.bin.tmp"}) {
+    fs::create_symlink(d / "victim.txt", d / "out" / name);
+  }
+  const CmdResult c = run("convert --model " + stories() + " --out " + (d / "out").string());
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(slurp(d / "victim.txt"), "precious");
+  EXPECT_TRUE(fs::exists(d / "out" / "config.json"));
+}
+
+TEST(Hostile, ThreadCountsAreCappedByTheCores) {
+  // 1000 threads turned a 0.4 s job into 23 s (and 100000 into minutes).
+  const Measured r = run_measured("generate --model " + stories() + " -n 8 --threads 1000");
+  EXPECT_EQ(r.r.code, 0) << r.r.err;
+  EXPECT_NE(r.r.err.find("--threads 1000"), std::string::npos) << r.r.err;
+  EXPECT_NE(r.r.err.find("cores"), std::string::npos) << r.r.err;
+  EXPECT_LT(r.seconds, 15.0);
+}
+
+}  // namespace jointnas::testing::cli
