@@ -230,7 +230,7 @@ TEST(Cli, RunClosedLoopTightensTheBudgetWhenTheMeasurementMisses) {
                      << "workload: {kind: decode, batch: 1, context: 64}\n"
                      << "budget: {latency: 0.8x}\n"
                      << "importance: {windows: 4, seq_len: 64}\nprofile: {repeats: 5}\n"
-                     << "search: {steps: 20, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2, measured_fit: 0}\n"
+                     << "search: {steps: 20, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2}\n"
                      << "finetune: {steps: 2, batch: 2, seq_len: 64}\neval: {bench_repeats: 3}\n";
   const CmdResult first = run("run " + cfg.string() + " --closed-loop 0");  // whatever it measures
   ASSERT_EQ(first.code, 0) << first.err;
