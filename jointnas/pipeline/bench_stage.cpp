@@ -2,6 +2,7 @@
 #include "jointnas/pipeline/bench_stage.h"
 
 #include <algorithm>
+#include <functional>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -123,32 +124,24 @@ Json run_bench_rounds(const BenchOptions& o) {
                         "{} {} out of range for {}: the model has {} positions", sh.kind, sh.n, o.models[i], positions);
     }
   }
+  // One timer per (model, shape), timer index i * shapes + si; each runs its warm-up once first.
+  auto time_one = [&](size_t i, const Shape& sh, const profile::TimingPlan& p) {
+    return (sh.kind[0] == 'd' ? profile::measure_decode(*ms[i], o.batch, sh.n, p, o.no_cuda_graph)
+                              : profile::measure_prefill(*ms[i], o.batch, sh.n, p, o.no_cuda_graph))
+        .stats.median;
+  };
+  std::vector<std::function<double()>> timers;
   for (size_t i = 0; i < n; ++i) {
     for (const Shape& sh : shapes) {
-      if (sh.kind[0] == 'd') {
-        profile::measure_decode(*ms[i], o.batch, sh.n, warm, o.no_cuda_graph);
-      } else {
-        profile::measure_prefill(*ms[i], o.batch, sh.n, warm, o.no_cuda_graph);
-      }
+      time_one(i, sh, warm);
+      timers.push_back([&, i, sh] { return time_one(i, sh, plan); });
     }
   }
   // Other jointnas processes on this machine pause their training and evaluation loops meanwhile.
   const FileLock quiet(timing_lock_path());
-  // t[shape][model][round]
-  std::vector<std::vector<std::vector<double>>> t(shapes.size(), std::vector<std::vector<double>>(n));
-  for (int r = 0; r < rounds; ++r) {
-    for (size_t k = 0; k < n; ++k) {
-      const size_t i = (k + static_cast<size_t>(r)) % n;  // a rotating order: no model always first
-      for (size_t si = 0; si < shapes.size(); ++si) {
-        const Shape& sh = shapes[si];
-        const profile::ModelTiming mt = sh.kind[0] == 'd'
-                                            ? profile::measure_decode(*ms[i], o.batch, sh.n, plan, o.no_cuda_graph)
-                                            : profile::measure_prefill(*ms[i], o.batch, sh.n, plan, o.no_cuda_graph);
-        t[si][i].push_back(mt.stats.median);
-      }
-    }
-    JNAS_LOG_INFO("[bench] round {}/{} of {} models", r + 1, rounds, n);
-  }
+  const std::vector<std::vector<double>> flat = profile::interleaved_rounds(
+      timers, rounds, [&](int r) { JNAS_LOG_INFO("[bench] round {}/{} of {} models", r + 1, rounds, n); });
+  auto at = [&](size_t si, size_t i) -> const std::vector<double>& { return flat[i * shapes.size() + si]; };
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
@@ -159,20 +152,20 @@ Json run_bench_rounds(const BenchOptions& o) {
            {"decode", Json::array()}, {"prefill", Json::array()}};
     for (size_t si = 0; si < shapes.size(); ++si) {
       std::vector<double> ratio;
-      for (int r = 0; r < rounds; ++r) ratio.push_back(t[si][i][r] / t[si][0][r]);
+      for (int r = 0; r < rounds; ++r) ratio.push_back(at(si, i)[r] / at(si, 0)[r]);
       const bool decode = shapes[si].kind[0] == 'd';
-      const double best = *std::min_element(t[si][i].begin(), t[si][i].end());
-      const double first_best = *std::min_element(t[si][0].begin(), t[si][0].end());
+      const double best = *std::min_element(at(si, i).begin(), at(si, i).end());
+      const double first_best = *std::min_element(at(si, 0).begin(), at(si, 0).end());
       m[shapes[si].kind].push_back(Json{{decode ? "context" : "tokens", shapes[si].n},
-                                        {"ms", median(t[si][i])},
+                                        {"ms", median(at(si, i))},
                                         {"ms_best", best},
-                                        {"rounds_ms", t[si][i]},
+                                        {"rounds_ms", at(si, i)},
                                         {"ratio_to_first", median(ratio)},
                                         {"best_ratio_to_first", best / first_best}});
     }
     JNAS_LOG_INFO("[bench] {}: best round {:.4f} ms ({:.3f}x the first's), median {:.4f} ms", o.models[i],
                   m[shapes[0].kind][0]["ms_best"].get<double>(), m[shapes[0].kind][0]["best_ratio_to_first"].get<double>(),
-                  median(t[0][i]));
+                  median(at(0, i)));
     models.push_back(m);
   }
   return Json{{"device", o.run.device}, {"dtype", c10::toString(ro.dtype)}, {"batch", o.batch},

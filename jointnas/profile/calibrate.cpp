@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <random>
 
@@ -31,12 +32,11 @@ double measure_model(const model::LlamaModel& m, const Workload& w, const Timing
 std::vector<std::vector<double>> time_in_rounds(const std::vector<std::unique_ptr<model::LlamaModel>>& alive,
                                                 const Workload& w, const TimingPlan& plan, int rounds,
                                                 const std::string& what) {
-  std::vector<std::vector<double>> t(alive.size());
-  for (int k = 0; k < rounds; ++k) {
-    for (size_t i = 0; i < alive.size(); ++i) t[i].push_back(measure_model(*alive[i], w, plan));
+  std::vector<std::function<double()>> timers;
+  for (const auto& m : alive) timers.push_back([&, mp = m.get()] { return measure_model(*mp, w, plan); });
+  return interleaved_rounds(timers, rounds, [&](int k) {
     JNAS_LOG_INFO("[{}] round {}/{} of {} architectures", what, k + 1, rounds, alive.size());
-  }
-  return t;
+  });
 }
 
 double median_of(std::vector<double> v) {

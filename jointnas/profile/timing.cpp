@@ -67,6 +67,20 @@ TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, 
   return {q(0.5), q(0.1), q(0.9), static_cast<int>(s.size())};
 }
 
+std::vector<std::vector<double>> interleaved_rounds(const std::vector<std::function<double()>>& timers, int rounds,
+                                                   const std::function<void(int)>& after_round) {
+  const size_t n = timers.size();
+  std::vector<std::vector<double>> t(n);
+  for (int k = 0; k < rounds; ++k) {
+    for (size_t j = 0; j < n; ++j) {
+      const size_t i = (j + static_cast<size_t>(k)) % n;
+      t[i].push_back(timers[i]());
+    }
+    if (after_round) after_round(k);
+  }
+  return t;
+}
+
 TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, int warmup, int repeats) {
   TimingPlan p;
   p.warmup = warmup;

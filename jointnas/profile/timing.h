@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include <c10/core/Device.h>
 
@@ -38,6 +39,13 @@ TimingPlan model_timing_plan(int warmup, int repeats);
 TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, const TimingPlan& plan);
 TimingStats time_ms(const c10::Device& device, const std::function<void()>& fn, int warmup,
                     int repeats);
+
+// Interleaved rounds: every timer runs once per round, in an order rotated by the round so that
+// no timer is always first; times[i][k] is timer i's result in round k. A slow spell of a shared
+// host then falls on the timers of one round alike (the calibration, the measured fit and
+// `bench --models` time this way). `after_round(k)` runs after round k (progress).
+std::vector<std::vector<double>> interleaved_rounds(const std::vector<std::function<double()>>& timers, int rounds,
+                                                   const std::function<void(int)>& after_round = {});
 
 // End-to-end timings of a model as the runtime runs it (the closed loop of the cost model).
 // Decode: one token at `context` (the cache filled by a real prefill); prefill: `tokens` tokens
