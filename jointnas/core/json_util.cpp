@@ -165,4 +165,29 @@ std::optional<std::string> get_string(const Json& j, const char* key, const std:
   throw IoError(fmt::format("{}: '{}' must be a string, got {}", source, key, v.dump()));
 }
 
+bool has_format_tag(const Json& j, std::string_view tag) {
+  if (!j.is_object()) return false;
+  const auto it = j.find("format");
+  return it != j.end() && it->is_string() && it->get_ref<const std::string&>() == tag;
+}
+
+std::string string_or(const Json& j, const char* key, const std::string& fallback) {
+  if (!j.is_object()) return fallback;
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+std::vector<double> get_numbers(const Json& j, const char* key, const std::string& source) {
+  std::vector<double> out;
+  if (!j.is_object() || !j.contains(key) || j.at(key).is_null()) return out;
+  const Json& v = j.at(key);
+  JNAS_CHECK_IO(v.is_array(), "{}: '{}' must be a list of numbers", source, key);
+  for (const Json& x : v) {
+    JNAS_CHECK_IO(x.is_number() && std::isfinite(x.get<double>()), "{}: '{}' must hold finite numbers, got {}",
+                  source, key, x.dump());
+    out.push_back(x.get<double>());
+  }
+  return out;
+}
+
 }  // namespace jointnas

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,5 +30,17 @@ std::optional<int64_t> get_int(const Json& j, const char* key, const std::string
 std::optional<double> get_number(const Json& j, const char* key, const std::string& source);
 std::optional<bool> get_bool(const Json& j, const char* key, const std::string& source);
 std::optional<std::string> get_string(const Json& j, const char* key, const std::string& source);
+
+// True when `j` is an object whose "format" is the string `tag` (the tag our own files carry).
+// Never throws: nlohmann's value("format", "") throws type_error on {"format": 1}.
+bool has_format_tag(const Json& j, std::string_view tag);
+
+// j[key] when `j` is an object holding a string there, else `fallback`. Never throws; for fields
+// where any other value means "not one we know" (a tokenizer component's "type").
+std::string string_or(const Json& j, const char* key, const std::string& fallback);
+
+// j[key] as numbers (a missing key: empty); anything but an array of finite numbers throws
+// IoError naming `source` and `key`.
+std::vector<double> get_numbers(const Json& j, const char* key, const std::string& source);
 
 }  // namespace jointnas

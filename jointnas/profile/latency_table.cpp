@@ -55,7 +55,7 @@ Json LatencyTable::to_json() const {
 }
 
 LatencyTable LatencyTable::from_json(const Json& j, const std::string& src) {
-  JNAS_CHECK_IO(j.is_object() && j.value("format", "") == "jointnas-latency-table",
+  JNAS_CHECK_IO(has_format_tag(j, "jointnas-latency-table"),
                 "{}: not a jointnas latency table (expected \"format\": \"jointnas-latency-table\")", src);
   LatencyTable t;
   t.source = src;

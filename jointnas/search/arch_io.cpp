@@ -31,7 +31,7 @@ Json arch_json(const CostContext& cc, const DnasResult& r, const Budget& b) {
 }
 
 Arch arch_from_json(const Json& j, const SearchSpace& s, const std::string& src) {
-  JNAS_CHECK_IO(j.is_object() && j.value("format", "") == "jointnas-arch",
+  JNAS_CHECK_IO(has_format_tag(j, "jointnas-arch"),
                 "{}: not a jointnas arch.json (expected \"format\": \"jointnas-arch\")", src);
   JNAS_CHECK_IO(j.contains("indices") && j["indices"].is_object(), "{}: 'indices' must be an object", src);
   Arch a = largest_arch(s);
@@ -96,7 +96,7 @@ LayerChoices layer_choices(const model::LayerSpec& sp, const model::LlamaConfig&
 }  // namespace
 
 SearchSpace space_from_arch_json(const Json& arch, const model::LlamaConfig& m, const std::string& src) {
-  JNAS_CHECK_IO(arch.is_object() && arch.value("format", "") == "jointnas-arch",
+  JNAS_CHECK_IO(has_format_tag(arch, "jointnas-arch"),
                 "{}: not a jointnas arch.json (expected \"format\": \"jointnas-arch\")", src);
   JNAS_CHECK_IO(arch.contains("config") && arch["config"].is_object(), "{}: no deployable 'config'", src);
   const model::LlamaConfig c = model::LlamaConfig::from_json(arch["config"], src + " (config)");

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/json_util.h"
 #include "jointnas/core/log.h"
 #include "jointnas/profile/cost_space.h"
 #include "jointnas/profile/expected_cost.h"
@@ -92,10 +93,15 @@ int64_t restore_state(CheckpointDir& ckpt, SearchState& s, const DnasOptions& o)
   get_adam(*l, "lora", s.lora);
   JNAS_CHECK_IO(l->tensors.count("gumbel_rng") != 0, "{}: no gumbel_rng", l->tensors_path);
   s.gumbel.set_state(l->tensors.at("gumbel_rng"));
-  s.sampler.restore(j.value("data_rng", std::string()), l->json_path);
-  s.arch.t = j.value("arch_t", int64_t{0});
-  s.lora.t = j.value("lora_t", int64_t{0});
-  const std::vector<bool> fz = j.value("frozen", std::vector<bool>{});
+  s.sampler.restore(get_string(j, "data_rng", l->json_path).value_or(""), l->json_path);
+  s.arch.t = get_int(j, "arch_t", l->json_path).value_or(0);
+  s.lora.t = get_int(j, "lora_t", l->json_path).value_or(0);
+  JNAS_CHECK_IO(!j.contains("frozen") || j["frozen"].is_array(), "{}: 'frozen' must be a list", l->json_path);
+  std::vector<bool> fz;
+  for (const Json& f : j.value("frozen", Json::array())) {
+    JNAS_CHECK_IO(f.is_boolean(), "{}: 'frozen' must hold true or false", l->json_path);
+    fz.push_back(f.get<bool>());
+  }
   JNAS_CHECK_IO(fz.size() == s.frozen.size(), "{}: 'frozen' lists {} decisions, the search has {}", l->json_path,
                 fz.size(), s.frozen.size());
   s.frozen = fz;
@@ -108,8 +114,8 @@ int64_t restore_state(CheckpointDir& ckpt, SearchState& s, const DnasOptions& o)
                   s.names[i], o.checkpoint.dir);
   }
   int64_t start = l->step;
-  s.res.stop_reason = j.value("stop_reason", std::string("steps"));
-  s.res.steps_run = j.value("steps_run", start);
+  s.res.stop_reason = get_string(j, "stop_reason", l->json_path).value_or("steps");
+  s.res.steps_run = get_int(j, "steps_run", l->json_path).value_or(start);
   if (s.res.stop_reason != "steps") start = o.steps;  // it had stopped: only the ending is left
   JNAS_LOG_INFO("[search] resuming from {} at step {}", l->json_path, start);
   if (o.checkpoint.on_resume) o.checkpoint.on_resume(start);

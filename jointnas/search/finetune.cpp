@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/json_util.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/search/trainer.h"
@@ -30,9 +31,9 @@ int64_t restore(CheckpointDir& ckpt, const Json& identity, Adam& opt, BatchSampl
   }
   if (!l) return 0;
   get_adam(*l, "lora", opt);
-  opt.t = l->meta.value("t", int64_t{0});
-  sampler.restore(l->meta.value("data_rng", std::string()), l->json_path);
-  kds = l->meta.value("kd_history", std::vector<double>{});
+  opt.t = get_int(l->meta, "t", l->json_path).value_or(0);
+  sampler.restore(get_string(l->meta, "data_rng", l->json_path).value_or(""), l->json_path);
+  kds = get_numbers(l->meta, "kd_history", l->json_path);
   JNAS_CHECK_IO(l->step <= o.steps && static_cast<int64_t>(kds.size()) == l->step,
                 "{}: step {} of {} with {} kd_history entries; remove {} to start over", l->json_path, l->step, o.steps,
                 kds.size(), o.checkpoint.dir);

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/json_util.h"
 
 namespace jointnas::search {
 namespace {
@@ -107,10 +108,10 @@ Json ScoreTable::to_json() const {
 }
 
 ScoreTable ScoreTable::from_json(const Json& j, const std::string& where) {
-  JNAS_CHECK_IO(j.is_object() && j.value("format", "") == "jointnas-scores",
+  JNAS_CHECK_IO(has_format_tag(j, "jointnas-scores"),
                 "{}: not a jointnas score table (expected \"format\": \"jointnas-scores\")", where);
   ScoreTable t;
-  t.source = j.value("source", std::string());
+  t.source = string_or(j, "source", "");
   JNAS_CHECK_IO(j.contains("global") && j["global"].is_array() && j.contains("layers") && j["layers"].is_array(),
                 "{}: 'global' and 'layers' must be arrays", where);
   for (const Json& g : j["global"]) t.global.push_back(numbers(g, "global", where));

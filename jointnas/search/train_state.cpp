@@ -65,7 +65,7 @@ std::optional<CheckpointDir::Loaded> CheckpointDir::load_latest(int64_t max_step
   l.json_path = file(*step, "json");
   l.tensors_path = file(*step, "safetensors");
   l.meta = read_json_file(l.json_path);
-  JNAS_CHECK_IO(l.meta.is_object() && l.meta.value("format", "") == format_ &&
+  JNAS_CHECK_IO(has_format_tag(l.meta, format_) &&
                     l.meta.value("step", Json(-1)) == Json(*step),
                 "{}: not a {} at step {}; remove {} to start over", l.json_path, format_, *step, policy_.dir);
   l.tensors = model::load_tensors(l.tensors_path);

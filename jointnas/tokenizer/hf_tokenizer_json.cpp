@@ -130,7 +130,7 @@ void add_pre_tokenizer(ByteLevelBpe& bpe, const Json& pt, const std::string& pat
 // BOS from a TemplateProcessing post-processor ("single": [SpecialToken BOS, Sequence A]).
 std::optional<int32_t> template_bos(const ByteLevelBpe& bpe, const Json& pp, int depth) {
   if (!pp.is_object() || depth > 4) return std::nullopt;
-  const std::string type = pp.value("type", "");
+  const std::string type = string_or(pp, "type", "");
   if (type == "Sequence" && pp.contains("processors") && pp["processors"].is_array()) {
     for (const Json& p : pp["processors"]) {
       if (auto bos = template_bos(bpe, p, depth + 1)) return bos;
@@ -169,7 +169,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
   if (!normalizer.is_null()) {
     throw IoError(
         fmt::format("{}: normalizer '{}' is not supported by the byte-level BPE reader", path,
-                    normalizer.value("type", "?")),
+                    string_or(normalizer, "type", "?")),
         "SentencePiece-style tokenizer.json files come with a tokenizer.model: load that");
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
@@ -232,7 +232,7 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
   PreTokenizerInfo info;
   add_pre_tokenizer(*bpe, j.value("pre_tokenizer", Json()), path, info, 0);
   const Json decoder = j.value("decoder", Json());
-  const bool byte_decoder = decoder.is_object() && decoder.value("type", "") == "ByteLevel";
+  const bool byte_decoder = string_or(decoder, "type", "") == "ByteLevel";
   JNAS_CHECK_IO(info.byte_level || byte_decoder,
                 "{}: not a byte-level BPE (no ByteLevel "
                 "pre_tokenizer or decoder)",

@@ -1,5 +1,7 @@
 // Checked JSON getters: wrong types and malformed documents are IoErrors naming the source.
 #include <cstdint>
+#include <limits>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -28,6 +30,27 @@ TEST(JsonUtil, TypedGetters) {
   EXPECT_THROW(get_bool(j, "i", "t"), IoError);
   EXPECT_THROW(get_string(j, "i", "t"), IoError);
   EXPECT_DOUBLE_EQ(*get_number(j, "f", "t"), 2.0);
+}
+
+// Found by fuzz/fuzz_arch_json: {"format": 1} reached nlohmann's value("format", ""), which throws
+// type_error 302 (an uncaught exception, exit 1) instead of the "not a jointnas file" error.
+TEST(JsonUtil, FormatTagsAndLenientStringsNeverThrow) {
+  EXPECT_TRUE(has_format_tag(parse_json(R"({"format": "jointnas-arch"})", "t"), "jointnas-arch"));
+  for (const char* doc : {R"({"format": 1})", R"({"format": null})", R"({"format": ["jointnas-arch"]})", "[1]", "3",
+                          R"({"formats": "jointnas-arch"})", R"({"format": "jointnas-arch2"})"}) {
+    EXPECT_FALSE(has_format_tag(parse_json(doc, "t"), "jointnas-arch")) << doc;
+    EXPECT_EQ(string_or(parse_json(doc, "t"), "format", "?"), "?") << doc;
+  }
+  EXPECT_EQ(string_or(parse_json(R"({"type": "BPE"})", "t"), "type", ""), "BPE");
+}
+
+TEST(JsonUtil, NumberListsAreFiniteNumbersOrErrors) {
+  EXPECT_EQ(get_numbers(parse_json(R"({"k": [1, 2.5]})", "t"), "k", "t"), (std::vector<double>{1, 2.5}));
+  EXPECT_TRUE(get_numbers(parse_json(R"({"j": 1})", "t"), "k", "t").empty());
+  EXPECT_THROW(get_numbers(parse_json(R"({"k": 1})", "t"), "k", "t"), IoError);
+  EXPECT_THROW(get_numbers(parse_json(R"({"k": [1, "2"]})", "t"), "k", "t"), IoError);
+  const Json inf = {{"k", Json::array({1.0, std::numeric_limits<double>::infinity()})}};
+  EXPECT_THROW(get_numbers(inf, "k", "t"), IoError);
 }
 
 // Found by fuzz/fuzz_config (a layer spec with "head_dim": 184467440737095516158, an integer beyond

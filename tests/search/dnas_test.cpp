@@ -220,6 +220,9 @@ TEST(Dnas, ShortSearchMeetsBudgetEntropyFallsAndIsDeterministic) {
   Json bad = j1;
   bad["indices"]["arch_hidden"] = 7;
   EXPECT_THROW(arch_from_json(bad, fx.space, "<bad>"), IoError);
+  bad = j1;
+  bad["format"] = 1;  // found by fuzz/fuzz_arch_json: was nlohmann's type_error, now the "not an arch.json" error
+  EXPECT_THROW(arch_from_json(bad, fx.space, "<bad>"), IoError);
 }
 
 // A memory budget alone: the penalty follows the expected peak (weights + KV of the distribution
