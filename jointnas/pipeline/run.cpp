@@ -8,6 +8,7 @@
 #include "jointnas/core/atomic_file.h"
 #include "jointnas/core/dir_lock.h"
 #include "jointnas/core/error.h"
+#include "jointnas/core/json_util.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
 
@@ -32,13 +33,46 @@ BenchOptions workload_bench(const RunConfig& c, const std::string& model) {
   return b;
 }
 
+void check_listable_path(const std::string& path, const std::string& key) {
+  if (path.find(',') == std::string::npos) return;
+  throw ConfigError(fmt::format("'{}': {} holds a comma; the latency stage passes model paths as a comma-separated list",
+                                key, path),
+                    "rename the folder, or give a symbolic link to it without a comma");
+}
+
+BenchOptions workload_latency(const RunConfig& c, std::vector<std::string> models) {
+  for (const std::string& m : models) check_listable_path(m, "model");
+  BenchOptions b = workload_bench(c, "");
+  b.models = std::move(models);
+  b.rounds = c.eval.bench_rounds;
+  return b;
+}
+
+std::optional<double> latency_of(const Json& latency, const std::string& model, bool prefill) {
+  if (!latency.is_object() || !latency.contains("models") || !latency["models"].is_array()) return std::nullopt;
+  const char* key = prefill ? "prefill" : "decode";
+  for (const Json& m : latency["models"]) {
+    if (string_or(m, "model", "") != model) continue;
+    if (!m.contains(key) || !m[key].is_array() || m[key].empty() || !m[key][0].is_object()) return std::nullopt;
+    const auto it = m[key][0].find("ms_best");
+    if (it == m[key][0].end() || !it->is_number() || !(it->get<double>() > 0)) return std::nullopt;
+    return it->get<double>();
+  }
+  return std::nullopt;
+}
+
 namespace {
 
-// The latency a bench log measured for the workload (decode step or prefill); 0 when absent.
-double measured_ms(const Json& bench, const profile::Workload& w) {
-  const char* key = w.kind == "prefill" ? "prefill" : "decode";
-  if (!bench.is_object() || !bench.contains(key) || !bench[key].is_array() || bench[key].empty()) return 0.0;
-  return bench[key][0].value("ms", 0.0);
+// The original's and the found model's latency in the run's latency log (0 when absent).
+struct Measured {
+  double original_ms = 0, found_ms = 0;
+  int64_t rounds = 0;
+};
+Measured measured(const RunConfig& c, const RunPlan& p) {
+  const Json log = read_json_or_null(p.run_dir + "/logs/latency.json");
+  const bool prefill = c.workload.kind == "prefill";
+  return {latency_of(log, c.model, prefill).value_or(0.0), latency_of(log, p.exported, prefill).value_or(0.0),
+          get_int(log, "rounds", p.run_dir + "/logs/latency.json").value_or(0)};
 }
 
 }  // namespace
@@ -100,8 +134,7 @@ RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
   f.out.value = p.exported;
   f.finetune = c.finetune;
   f.seed = c.seed;
-  p.bench_original = workload_bench(c, c.model);
-  p.bench_found = workload_bench(c, p.exported);
+  p.latency = workload_latency(c, {c.model, p.exported});
   if (!c.data.eval.empty()) {
     PplOptions po;
     po.run = stage_model(c, c.model, c.device);
@@ -122,8 +155,7 @@ std::vector<StageJob> stage_jobs(const RunPlan& p) {
   if (p.profile) jobs.push_back(stage_job("profile", {"profile"}, *p.profile, logs + "profile.json"));
   jobs.push_back(stage_job("search", {"search", "--format", "json"}, p.search, logs + "search.json"));
   jobs.push_back(stage_job("finetune", {"finetune", "--format", "json"}, p.finetune, logs + "finetune.json"));
-  jobs.push_back(stage_job("bench_original", {"bench", "--format", "json"}, p.bench_original, logs + "bench_original.json"));
-  jobs.push_back(stage_job("bench_found", {"bench", "--format", "json"}, p.bench_found, logs + "bench_found.json"));
+  jobs.push_back(stage_job("latency", {"bench", "--format", "json"}, p.latency, logs + "latency.json"));
   if (p.ppl_original) {
     jobs.push_back(stage_job("ppl_original", {"eval", "ppl", "--format", "json"}, *p.ppl_original, logs + "ppl_original.json"));
     jobs.push_back(stage_job("ppl_found", {"eval", "ppl", "--format", "json"}, *p.ppl_found, logs + "ppl_found.json"));
@@ -140,10 +172,8 @@ report::RunSummary collect_summary(const RunConfig& c, const std::string& run_di
   const Json arch = read_json_or_null(run_dir + "/search/arch.json");
   const Json search = read_json_or_null(run_dir + "/logs/search.json");
   JNAS_CHECK_IO(arch.is_object() && search.is_object(), "{}: the search's outputs are missing; rerun", run_dir);
-  auto ms = [&](const char* log) -> std::optional<double> {
-    const double v = measured_ms(read_json_or_null(run_dir + "/logs/" + log), c.workload);
-    return v > 0 ? std::optional<double>(v) : std::nullopt;
-  };
+  const Measured lat = measured(c, plan_run(c, run_dir));
+  auto positive = [](double v) { return v > 0 ? std::optional<double>(v) : std::nullopt; };
   auto ppl = [&](const char* log) -> std::optional<double> {
     const Json j = read_json_or_null(run_dir + "/logs/" + log);
     return j.is_object() && j.contains("ppl") && j["ppl"].is_number() ? std::optional<double>(j["ppl"].get<double>())
@@ -157,8 +187,9 @@ report::RunSummary collect_summary(const RunConfig& c, const std::string& run_di
   s.budget_text = c.budget.latency;
   s.dense = search.value("dense", Json::object());
   s.predicted = arch.value("predicted", Json::object());
-  s.measured_original_ms = ms("bench_original.json");
-  s.measured_found_ms = ms("bench_found.json");
+  s.measured_original_ms = positive(lat.original_ms);
+  s.measured_found_ms = positive(lat.found_ms);
+  s.measured_rounds = lat.rounds;
   s.ppl_original = ppl("ppl_original.json");
   s.ppl_found = ppl("ppl_found.json");
   s.eval_text = c.data.eval.empty() ? "" : fs::path(c.data.eval.str()).filename().string();
@@ -191,6 +222,8 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
   check_output_separate(run_dir, "run_dir",
                         {{c.model, "model"}, {c.search_space, "search_space"}, {c.data.calibration, "data.calibration"},
                          {c.data.train, "data.train"}, {c.data.eval, "data.eval"}});
+  check_listable_path(c.model, "model");
+  check_listable_path(run_dir, "run_dir");
   const DirLock lock = DirLock::acquire(run_dir, "jointnas run (" + c.source + ")");
   std::error_code ec;
   fs::create_directories(fs::path(run_dir) / "logs", ec);
@@ -214,13 +247,16 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
     }
   }
   const double table_budget_ms = stages.value("budget_latency_ms", 0.0);
-  // A relative budget is held against the original measured in this run, not the table's ms.
-  const double original_ms = measured_ms(read_json_or_null(run_dir + "/logs/bench_original.json"), c.workload);
-  const double budget_ms = report::measured_latency_budget(
-      c.budget.latency, table_budget_ms, original_ms > 0 ? std::optional<double>(original_ms) : std::nullopt);
   const int64_t rounds = closed_loop >= 0 ? closed_loop : c.closed_loop;
-  for (int64_t k = 1; k <= rounds && budget_ms > 0; ++k) {
-    const double measured = measured_ms(read_json_or_null(run_dir + "/logs/bench_found.json"), c.workload);
+  for (int64_t k = 1; k <= rounds; ++k) {
+    // A relative budget is held against the original measured in the same rounds as the found
+    // model (each closed-loop round measures both again), not against the table's ms.
+    const Measured lat = measured(c, plan);
+    const double budget_ms = report::measured_latency_budget(
+        c.budget.latency, table_budget_ms,
+        lat.original_ms > 0 ? std::optional<double>(lat.original_ms) : std::nullopt);
+    const double measured = lat.found_ms;
+    if (budget_ms <= 0) break;
     const double predicted = read_json_file(plan.search_dir + "/arch.json")["predicted"].value("latency_ms", 0.0);
     const std::optional<double> corrected = closed_loop_budget(budget_ms, measured, predicted);
     if (!corrected) break;
@@ -238,7 +274,7 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
       const std::string pre = fmt::format("closed_loop_{}_", k);
       st.run(stage_job(pre + "search", {"search", "--format", "json"}, again.search, logs + "search.json"));
       st.run(stage_job(pre + "finetune", {"finetune", "--format", "json"}, again.finetune, logs + "finetune.json"));
-      st.run(stage_job(pre + "bench_found", {"bench", "--format", "json"}, again.bench_found, logs + "bench_found.json"));
+      st.run(stage_job(pre + "latency", {"bench", "--format", "json"}, again.latency, logs + "latency.json"));
       if (again.ppl_found) {
         st.run(stage_job(pre + "ppl_found", {"eval", "ppl", "--format", "json"}, *again.ppl_found, logs + "ppl_found.json"));
       }

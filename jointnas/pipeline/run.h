@@ -48,7 +48,7 @@ struct RunPlan {
   std::optional<ProfileStageOptions> profile;  // absent when the config gives a table
   SearchOptions search;
   FinetuneStageOptions finetune;
-  BenchOptions bench_original, bench_found;
+  BenchOptions latency;  // the original and the found model, timed together in interleaved rounds
   std::optional<PplOptions> ppl_original, ppl_found;
 };
 RunPlan plan_run(const RunConfig& c, const std::string& run_dir);
@@ -56,6 +56,18 @@ RunPlan plan_run(const RunConfig& c, const std::string& run_dir);
 // The bench of `model` for the config's workload: the decode step at its context, or its prefill,
 // at its batch, on the target device.
 BenchOptions workload_bench(const RunConfig& c, const std::string& model);
+
+// The workload's latency of `models` timed together (bench --models, `eval.bench_rounds` rounds):
+// on a noisy CPU, latencies compare only within the rounds of one process (the same model measured
+// 0.8x-1.4x between processes here); the first model is the reference of the ratios.
+BenchOptions workload_latency(const RunConfig& c, std::vector<std::string> models);
+// bench --models takes a comma-separated list: a model or run directory whose path holds a comma
+// is a ConfigError naming `key`, raised before any stage.
+void check_listable_path(const std::string& path, const std::string& key);
+
+// The latency of `model` in a bench --models log: its fastest round (noise only ever slows a
+// round), for the decode step or the prefill; nullopt when the log does not hold it.
+std::optional<double> latency_of(const Json& latency, const std::string& model, bool prefill);
 
 // A stage as a child process: `jointnas <command> <every option>`, its stdout to `log`.
 template <class O>

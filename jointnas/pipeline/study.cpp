@@ -15,6 +15,7 @@
 #include "jointnas/core/dir_lock.h"
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/pipeline/run.h"
 #include "jointnas/report/run_summary.h"
 
 namespace jointnas::pipeline {
@@ -51,20 +52,13 @@ std::vector<std::string> measured_models(const Json& latency) {
   return out;
 }
 
-// A model's latency in the study's latency log (NaN when absent): its fastest round. Every
-// point ran in the same rounds, so a slow spell of the machine falls on all of them, and noise
-// only ever slows a round: the same architecture loaded three times measured 0.378-0.380 ms by
-// its fastest round, 0.606-0.646x of the original by the median of per-round ratios (stories260K
-// study of issue 22, docs/pareto.md).
+// A model's latency in the study's latency log (NaN when absent): its fastest round
+// (latency_of). Every point ran in the same rounds, so a slow spell of the machine falls on all of
+// them: the same architecture loaded three times measured 0.378-0.380 ms by its fastest round,
+// 0.606-0.646x of the original by the median of per-round ratios (stories260K study of issue 22,
+// docs/pareto.md).
 double latency_in(const Study& s, const Json& latency, const std::string& model) {
-  if (!latency.is_object() || !latency.contains("models") || !latency["models"].is_array()) return NAN;
-  const char* key = s.prefill() ? "prefill" : "decode";
-  for (const Json& m : latency["models"]) {
-    if (!m.is_object() || m.value("model", std::string()) != model) continue;
-    if (!m.contains(key) || !m[key].is_array() || m[key].empty()) return NAN;
-    return num(m[key][0], "ms_best");
-  }
-  return NAN;
+  return pipeline::latency_of(latency, model, s.prefill()).value_or(NAN);
 }
 
 // Predicted cost columns from an arch.json's (or the dense cost log's) "predicted".
@@ -263,6 +257,8 @@ std::string run_study(Study s, const std::string& config_text, bool report_only,
   check_output_separate(s.out, "run_dir",
                         {{c.model, "model"}, {c.search_space, "search_space"}, {c.data.calibration, "data.calibration"},
                          {c.data.train, "data.train"}, {c.data.eval, "data.eval"}});
+  check_listable_path(c.model, "model");
+  check_listable_path(s.out, "run_dir");
   const DirLock lock = DirLock::acquire(s.out, "jointnas pareto (" + c.source + ")");
   std::error_code ec;
   fs::create_directories(fs::path(s.out) / "logs", ec);

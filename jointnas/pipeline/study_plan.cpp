@@ -344,10 +344,8 @@ StudyJobs study_jobs(const Study& s) {
 }
 
 StageJob latency_job(const Study& s, const std::vector<std::string>& models) {
-  BenchOptions b = workload_bench(s.config, "");
-  b.models = models;
-  b.rounds = s.config.eval.bench_rounds;
-  return stage_job("latency", {"bench", "--format", "json"}, b, s.out + "/logs/latency.json");
+  return stage_job("latency", {"bench", "--format", "json"}, workload_latency(s.config, models),
+                   s.out + "/logs/latency.json");
 }
 
 std::string depth_space_yaml(const std::string& space_path) {

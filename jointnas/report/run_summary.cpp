@@ -51,8 +51,11 @@ std::string verdict(const RunSummary& s) {
   }
   if (s.measured_original_ms && s.measured_found_ms && *s.measured_found_ms > 0) {
     md += fmt::format(" Measured on this machine, the found model is {:.2f}x as fast as the original ({:.4f} ms against "
-                      "{:.4f} ms).",
-                      *s.measured_original_ms / *s.measured_found_ms, *s.measured_found_ms, *s.measured_original_ms);
+                      "{:.4f} ms{}).",
+                      *s.measured_original_ms / *s.measured_found_ms, *s.measured_found_ms, *s.measured_original_ms,
+                      s.measured_rounds > 0
+                          ? fmt::format(", each the fastest of {} interleaved rounds in one process", s.measured_rounds)
+                          : "");
   }
   if (s.ppl_original && s.ppl_found && *s.ppl_original > 0) {
     md += fmt::format(" Its perplexity on {} is {:.3f} against the original's {:.3f} ({:.2f}x).",

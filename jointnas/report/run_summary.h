@@ -20,6 +20,7 @@ struct RunSummary {
   std::string budget_text;       // as the user wrote it ("0.6x")
   Json dense, predicted;     // profile::Cost JSON of the original and the found model
   std::optional<double> measured_original_ms, measured_found_ms;
+  int64_t measured_rounds = 0;  // both timed in one process, fastest of this many interleaved rounds
   std::optional<double> ppl_original, ppl_found;
   std::string eval_text;     // the perplexity text
   int64_t steps_run = 0;

@@ -100,7 +100,7 @@ TEST(CliSlow, RunSurvivesKillAtTwentyRandomMoments) {
     // Which stages it had finished when it died (for the record, and the failure message).
     const std::string stages = slurp(root / name / "stages.json");
     std::string done;
-    for (const char* s : {"importance", "search", "finetune", "bench_original", "bench_found", "ppl_original"}) {
+    for (const char* s : {"importance", "search", "finetune", "latency", "ppl_original"}) {
       if (stages.find(fmt::format("\"{}\": {{\n  \"done\": true", s)) != std::string::npos) done += std::string(s) + " ";
     }
     std::cerr << fmt::format("[kill20] trial {:2d}: SIGKILL at {:.2f} s of {:.2f} s; stages done: {}\n", trial,

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/json_util.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/pipeline/run.h"
 #include "jointnas/pipeline/study_plan.h"
@@ -68,13 +69,32 @@ TEST(RunPlan, EveryStageGetsTheConfigsTypedValues) {
   EXPECT_EQ(arg(f, "--arch"), "/tmp/r/search/arch.json");
   EXPECT_EQ(arg(f, "--steps"), "5");
   EXPECT_EQ(arg(f, "--lora-rank"), "4");
-  const StageJob& b = job(jobs, "bench_found");
+  // The original and the found model are timed in the same interleaved rounds (one process).
+  const StageJob& b = job(jobs, "latency");
+  EXPECT_EQ(arg(b, "--models"), c.model.str() + ",/tmp/r/model");
+  EXPECT_EQ(arg(b, "--rounds"), std::to_string(c.eval.bench_rounds));
   EXPECT_EQ(arg(b, "--contexts"), "100");
   EXPECT_EQ(arg(b, "--batch"), "2");
   EXPECT_EQ(arg(b, "--repeats"), "9");
   EXPECT_EQ(arg(job(jobs, "ppl_found"), "--window"), "65");
   EXPECT_EQ(arg(job(jobs, "ppl_found"), "--teacher"), c.model.str());
   EXPECT_EQ(job(jobs, "profile").args[0], "profile");
+}
+
+// The original and the found model come from one bench --models log: each one's fastest round.
+TEST(RunLatency, EachModelsFastestRoundFromOneLog) {
+  const Json log = parse_json(R"({"rounds": 5, "models": [
+      {"model": "/m/orig", "decode": [{"context": 64, "ms": 2.0, "ms_best": 1.5}]},
+      {"model": "/r/model", "decode": [{"context": 64, "ms": 1.2, "ms_best": 1.0}], "prefill": [{"ms_best": "x"}]}]})",
+                              "latency.json");
+  EXPECT_DOUBLE_EQ(*latency_of(log, "/m/orig", false), 1.5);
+  EXPECT_DOUBLE_EQ(*latency_of(log, "/r/model", false), 1.0);
+  EXPECT_FALSE(latency_of(log, "/r/model", true).has_value());  // not a number
+  EXPECT_FALSE(latency_of(log, "/m/orig", true).has_value());   // not measured
+  EXPECT_FALSE(latency_of(log, "/other", false).has_value());
+  EXPECT_FALSE(latency_of(Json(), "/m/orig", false).has_value());
+  EXPECT_THROW(check_listable_path("/data/a,b", "model"), ConfigError);
+  EXPECT_NO_THROW(check_listable_path("/data/a b", "model"));
 }
 
 // Issue 22: the joint points of a study select their architecture (portfolio by default); the
@@ -97,8 +117,8 @@ TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
 TEST(RunPlan, APrefillWorkloadBenchesThePrefillAndAGivenTableSkipsTheProfile) {
   const RunConfig c = parse(tiny_config("workload: {kind: prefill, tokens: 32}\ntable: t.json\n"));
   const std::vector<StageJob> jobs = stage_jobs(plan_run(c, "/tmp/r"));
-  EXPECT_EQ(arg(job(jobs, "bench_found"), "--prefill"), "32");
-  EXPECT_EQ(arg(job(jobs, "bench_found"), "--contexts"), "");
+  EXPECT_EQ(arg(job(jobs, "latency"), "--prefill"), "32");
+  EXPECT_EQ(arg(job(jobs, "latency"), "--contexts"), "");
   EXPECT_TRUE(std::none_of(jobs.begin(), jobs.end(), [](const StageJob& j) { return j.name == "profile"; }));
   EXPECT_EQ(arg(job(jobs, "search"), "--table"), "/tmp/t.json");
 }
