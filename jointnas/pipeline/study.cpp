@@ -142,7 +142,9 @@ void run_shared(Study& s, Stages& st) {
                 fmt::join(s.budgets, ", "), fastest / dense_ms);
 }
 
-void run_phases(const Study& s, Stages& st) {
+// The architectures, finetunes, evaluations and the one latency stage of every point (stages done
+// before are skipped).
+void run_points(const Study& s, Stages& st) {
   StudyJobs j = study_jobs(s);
   auto phase = [&](const char* name, std::vector<StageJob>& jobs, int64_t parallel, std::vector<std::vector<StageJob>*> later) {
     JNAS_LOG_INFO("[pareto] {}: {} stages, {} at once", name, jobs.size(), parallel);
@@ -170,7 +172,33 @@ void run_phases(const Study& s, Stages& st) {
   }
   std::vector<StageJob> lat = {lj};
   phase("latency (every point in one process, interleaved rounds)", lat, 1, {});
-  if (s.config.pareto.keep_models || !st.done(lj.name)) return;
+}
+
+void run_phases(Study& s, Stages& st) {
+  run_points(s, st);
+  const std::string lat = "latency";
+  if (!st.done(lat)) return;
+  // Matched points, decided once from the first complete measurement (a resume reads them back).
+  if (s.config.pareto.matched_points && s.has("joint") && !st.json().contains("matched")) {
+    double top = 0;
+    for (const std::string& b : s.budgets) top = std::max(top, parse_rel(b, s.config.source));
+    s.matched = matched_budgets(collect_points(s, st), top);
+    st.json()["matched"] = to_json(s.matched);
+    st.save();
+    for (const MatchedBudget& m : s.matched) {
+      JNAS_LOG_INFO("[pareto] matched point: joint at {} (where {} landed between the joint points, better than the "
+                    "line between them)",
+                    m.budget, fmt::join(m.baselines, ", "));
+    }
+    if (!s.matched.empty()) {
+      build_points(s);
+      for (const Point& p : s.points) {
+        if (p.method != Method::kOriginal) fs::create_directories(fs::path(s.pdir(p)) / "logs");
+      }
+      run_points(s, st);  // their stages, then every point measured again in one process
+    }
+  }
+  if (s.config.pareto.keep_models || !st.done(lat)) return;
   for (const Point& p : s.points) {
     if (p.method != Method::kOriginal && st.done(p.id + "/ppl") &&
         (s.config.eval.tasks.empty() || st.done(p.id + "/tasks"))) {
@@ -238,6 +266,7 @@ report::StudyInfo study_info(const Study& s, const Stages& st) {
   info.device_name = t.is_object() && t.contains("meta") ? t["meta"].value("device", info.target) : info.target;
   info.budgets = s.budgets;
   info.seed_budgets = s.seed_budgets;
+  for (const MatchedBudget& m : s.matched) info.matched.push_back({m.budget, m.baselines});
   info.seq_formats = s.seq_formats;
   info.tasks = c.eval.tasks;
   info.seeds = s.seeds;
@@ -272,6 +301,7 @@ std::string run_study(Study s, const std::string& config_text, bool report_only,
     s.budgets = st.json()["budgets"].get<std::vector<std::string>>();
     s.seed_budgets = st.json().value("seed_budgets", std::vector<std::string>{});
   }
+  if (st.json().contains("matched")) s.matched = matched_from_json(st.json()["matched"], s.out + "/stages.json");
   if (!report_only) {
     st.json()["config"] = config_text;
     st.save();

@@ -9,6 +9,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/json_util.h"
+#include "jointnas/report/pareto.h"
 #include "jointnas/pipeline/run.h"
 #include "jointnas/pipeline/scores_stage.h"
 #include "jointnas/pipeline/tasks_stage.h"
@@ -285,6 +287,77 @@ void build_points(Study& s) {
   if (s.has("quant_only")) {
     for (const auto& f : s.quant_formats) s.points.push_back({"quant_" + f, Method::kQuantOnly, f, "", 0, seed0, true});
   }
+  for (const MatchedBudget& m : s.matched) {
+    s.points.push_back({fmt::format("joint-{}-s{}", m.budget, seed0), Method::kJoint, "", m.budget,
+                        parse_rel(m.budget, s.out + "/stages.json"), seed0, true});
+  }
+}
+
+std::vector<MatchedBudget> matched_budgets(const std::vector<report::MeasuredPoint>& points, double top_rel, double near,
+                                           size_t max_count) {
+  double original_ms = 0;
+  std::vector<report::Point> joint;
+  std::set<std::string> joint_budgets;
+  for (const auto& m : points) {
+    if (m.family == "original" && m.ok) original_ms = m.ms;
+    if (m.family == "joint") joint_budgets.insert(m.budget);
+    if (m.family == "joint" && m.ok) joint.push_back({m.ms, m.ppl, m.id});
+  }
+  const std::vector<report::Point> jf = report::front(joint);
+  if (!(original_ms > 0) || jf.empty()) return {};
+  // The baselines better than the joint front at their latency, fastest first.
+  std::vector<std::pair<double, std::string>> ahead;  // (latency share, id)
+  for (const auto& m : points) {
+    if (!m.ok || m.family == "joint" || m.family == "original" || !(m.ms > 0)) continue;
+    const double rel = m.ms / original_ms;
+    if (rel > top_rel * (1 + 1e-9) || m.ms < jf.front().x) continue;  // outside where the joint method was asked
+    const std::optional<double> j = m.ms >= jf.back().x ? std::optional<double>(jf.back().y) : report::loss_at(jf, m.ms);
+    if (!j || *j <= m.ppl) continue;
+    const bool covered = std::any_of(joint.begin(), joint.end(), [&](const report::Point& q) {
+      return std::abs(std::log(q.x / m.ms)) <= std::log1p(near);
+    });
+    if (!covered) ahead.push_back({rel, m.id});
+  }
+  std::sort(ahead.begin(), ahead.end());
+  std::vector<MatchedBudget> out;
+  double cluster_rel = 0;
+  for (const auto& [rel, id] : ahead) {
+    if (!out.empty() && rel <= cluster_rel * (1 + near)) {
+      out.back().baselines.push_back(id);
+      continue;
+    }
+    // Rounded up: the baseline's own architecture, measured again by the search's fit, is within it.
+    const double budget = std::ceil(rel * 1000 - 1e-6) / 1000;
+    if (joint_budgets.count(fmt_rel(budget))) continue;  // a joint point has that budget already
+    if (out.size() == max_count) break;
+    cluster_rel = rel;
+    out.push_back({fmt_rel(budget), {id}});
+  }
+  return out;
+}
+
+Json to_json(const std::vector<MatchedBudget>& m) {
+  Json j = Json::array();
+  for (const auto& b : m) j.push_back({{"budget", b.budget}, {"baselines", b.baselines}});
+  return j;
+}
+
+std::vector<MatchedBudget> matched_from_json(const Json& j, const std::string& source) {
+  JNAS_CHECK_IO(j.is_array(), "{}: 'matched' must be a list", source);
+  std::vector<MatchedBudget> out;
+  for (const Json& e : j) {
+    MatchedBudget b;
+    b.budget = get_string(e, "budget", source).value_or("");
+    parse_rel(b.budget, source);
+    JNAS_CHECK_IO(e.contains("baselines") && e["baselines"].is_array(), "{}: 'matched' entries list their baselines",
+                  source);
+    for (const Json& id : e["baselines"]) {
+      JNAS_CHECK_IO(id.is_string(), "{}: 'matched' baselines are point ids", source);
+      b.baselines.push_back(id.get<std::string>());
+    }
+    out.push_back(std::move(b));
+  }
+  return out;
 }
 
 std::vector<StageJob> shared_jobs(const Study& s) {

@@ -11,6 +11,7 @@
 #include "jointnas/pipeline/arch_stage.h"
 #include "jointnas/pipeline/run_config.h"
 #include "jointnas/pipeline/stages.h"
+#include "jointnas/report/pareto_report.h"
 #include "jointnas/search/space.h"
 
 namespace jointnas::pipeline {
@@ -38,6 +39,12 @@ struct Point {
 double parse_rel(const std::string& budget, const std::string& source);
 std::string fmt_rel(double r);  // 0.5 -> "0.5x"
 
+// A joint point added where baselines landed between the joint points (matched_budgets).
+struct MatchedBudget {
+  std::string budget;                  // "0.803x": the fastest of the baselines, as a share of the original
+  std::vector<std::string> baselines;  // the ids of the baseline points it is measured against
+};
+
 // The study's settings resolved against the config and its space.
 struct Study {
   RunConfig config;
@@ -45,6 +52,7 @@ struct Study {
   std::vector<std::string> budgets, seq_formats, quant_formats, seed_budgets;
   std::vector<int64_t> seeds;
   int64_t parallel = 1;
+  std::vector<MatchedBudget> matched;  // decided after the first latency stage (stages.json "matched")
   std::vector<Point> points;
 
   std::string pdir(const Point& p) const { return out + "/points/" + p.id; }
@@ -67,8 +75,21 @@ Study make_study(const RunConfig& c, const search::SearchSpace& space, const std
 // the table predicts (as a fraction of the dense model) to 0.95x the dense model; the extra seeds
 // run at the second and second-to-last.
 void resolve_auto_budgets(Study& s, double fastest_rel);
-// Every point, in the order of the report.
+// Every point, in the order of the report; the matched joint points last.
 void build_points(Study& s);
+
+// Matched points (docs/pareto.md). The joint method is run at the study's budgets; a baseline that
+// cannot spend its budget (dropping whole blocks) lands between two joint points, where the joint
+// front is only the straight line (in log latency) between them, and a front of a convex curve lies
+// above the curve there. Where a measured baseline point is better than that line, and no joint
+// point measured within `near` of its latency, the study runs the joint method at that baseline's
+// measured latency (its share of the original measured in the same rounds, rounded up to 0.001),
+// so that the comparison is at equal measured latency. Baselines within `near` of each other share
+// one matched point, at the fastest of them. Only up to the largest budget, and at most `max_count`.
+std::vector<MatchedBudget> matched_budgets(const std::vector<report::MeasuredPoint>& points, double top_rel,
+                                           double near = 0.03, size_t max_count = 6);
+Json to_json(const std::vector<MatchedBudget>& m);
+std::vector<MatchedBudget> matched_from_json(const Json& j, const std::string& source);
 
 // Latency: every point is loaded in one `bench --models` process, warmed up once and timed in
 // eval.bench_rounds short interleaved rounds (a rotating order); a point's latency is its fastest

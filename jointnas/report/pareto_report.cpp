@@ -203,6 +203,26 @@ std::string arch_cell(const Json& aj, size_t l) {
                      short_fmt("format_gate_up"), short_fmt("format_down"));
 }
 
+// One side-by-side table of the architectures `cols`, under a `title` heading.
+std::string arch_table(const std::string& title, const std::vector<const MeasuredPoint*>& cols) {
+  std::string md = fmt::format("\n### {}\n\n| layer |", title);
+  for (const auto* c : cols) md += fmt::format(" {} ({} ms, ppl {}) |", method_label(c->method), f4(c->ms), f3(c->ppl));
+  md += "\n|---:|";
+  for (size_t i = 0; i < cols.size(); ++i) md += "---|";
+  md += "\n";
+  size_t layers = 0;
+  for (const auto* c : cols) layers = std::max(layers, c->arch["config"]["jointnas_layer_specs"].size());
+  for (size_t l = 0; l < layers; ++l) {
+    md += fmt::format("| {} |", l);
+    for (const auto* c : cols) md += " " + arch_cell(c->arch, l) + " |";
+    md += "\n";
+  }
+  md += "| hidden |";
+  for (const auto* c : cols) md += fmt::format(" {} |", c->arch["config"].value("hidden_size", 0));
+  md += "\n";
+  return md;
+}
+
 std::string architectures_section(const StudyInfo& info, const std::vector<MeasuredPoint>& ms) {
   std::string md = "\n## Architectures side by side\n\nPer layer: query heads x head size / MLP width / formats of qkv, o, "
                    "gate_up, down (w4 = w4a16_g128, w8 = w8a16).\n";
@@ -215,21 +235,15 @@ std::string architectures_section(const StudyInfo& info, const std::vector<Measu
       }
     }
     if (cols.empty()) continue;
-    md += fmt::format("\n### Budget {}\n\n| layer |", b);
-    for (const auto* c : cols) md += fmt::format(" {} ({} ms, ppl {}) |", method_label(c->method), f4(c->ms), f3(c->ppl));
-    md += "\n|---:|";
-    for (size_t i = 0; i < cols.size(); ++i) md += "---|";
-    md += "\n";
-    size_t layers = 0;
-    for (const auto* c : cols) layers = std::max(layers, c->arch["config"]["jointnas_layer_specs"].size());
-    for (size_t l = 0; l < layers; ++l) {
-      md += fmt::format("| {} |", l);
-      for (const auto* c : cols) md += " " + arch_cell(c->arch, l) + " |";
-      md += "\n";
+    md += arch_table(fmt::format("Budget {}", b), cols);
+  }
+  for (const auto& [b, ids] : info.matched) {
+    std::vector<const MeasuredPoint*> cols;
+    for (const auto& m : ms) {
+      const bool baseline = std::find(ids.begin(), ids.end(), m.id) != ids.end();
+      if (m.arch.is_object() && ((m.method == "joint" && m.budget == b) || baseline)) cols.push_back(&m);
     }
-    md += "| hidden |";
-    for (const auto* c : cols) md += fmt::format(" {} |", c->arch["config"].value("hidden_size", 0));
-    md += "\n";
+    if (!cols.empty()) md += arch_table(fmt::format("Matched point {} (against {})", b, fmt::join(ids, ", ")), cols);
   }
   return md;
 }
@@ -294,6 +308,13 @@ ParetoReport make_pareto_report(const StudyInfo& info, const std::vector<Measure
                     "Seeds of the joint search: {} at {}.\n\n",
                     info.workload, info.target, info.device_name, fmt::join(info.budgets, ", "), fmt::join(info.seeds, ", "),
                     info.seed_budgets.empty() ? std::string("no budget") : fmt::format("{}", fmt::join(info.seed_budgets, ", ")));
+  if (!info.matched.empty()) {
+    md += "Matched points: where a baseline landed between two joint points and was better than the line between them, "
+          "the joint method was run again at that baseline's measured latency (docs/pareto.md):";
+    for (const auto& [b, ids] : info.matched) md += fmt::format(" joint at {} against {};", b, fmt::join(ids, ", "));
+    md.back() = '.';
+    md += "\n\n";
+  }
   md += fmt::format("Every point is a model exported by `jointnas finetune` ({} distillation steps each) and measured: latency "
                     "by `jointnas bench` on the target device, perplexity and KL(original || model) on {}{}. Nothing below is "
                     "predicted except the column so named.\n\n",

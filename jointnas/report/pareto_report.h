@@ -44,6 +44,8 @@ struct StudyInfo {
   int64_t finetune_steps = 0;
   std::string eval_text;
   std::map<std::string, double> stage_seconds;  // wall time by stage kind
+  // Matched joint points: (budget, the baseline point ids it was run against).
+  std::vector<std::pair<std::string, std::vector<std::string>>> matched;
 };
 
 struct ParetoReport {

@@ -37,10 +37,11 @@ TEST(JsonUtil, TypedGetters) {
 TEST(JsonUtil, FormatTagsAndLenientStringsNeverThrow) {
   EXPECT_TRUE(has_format_tag(parse_json(R"({"format": "jointnas-arch"})", "t"), "jointnas-arch"));
   for (const char* doc : {R"({"format": 1})", R"({"format": null})", R"({"format": ["jointnas-arch"]})", "[1]", "3",
-                          R"({"formats": "jointnas-arch"})", R"({"format": "jointnas-arch2"})"}) {
+                          R"({"formats": "jointnas-arch"})"}) {
     EXPECT_FALSE(has_format_tag(parse_json(doc, "t"), "jointnas-arch")) << doc;
     EXPECT_EQ(string_or(parse_json(doc, "t"), "format", "?"), "?") << doc;
   }
+  EXPECT_FALSE(has_format_tag(parse_json(R"({"format": "jointnas-arch2"})", "t"), "jointnas-arch"));
   EXPECT_EQ(string_or(parse_json(R"({"type": "BPE"})", "t"), "type", ""), "BPE");
 }
 

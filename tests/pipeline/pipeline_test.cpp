@@ -97,6 +97,57 @@ TEST(RunLatency, EachModelsFastestRoundFromOneLog) {
   EXPECT_NO_THROW(check_listable_path("/data/a b", "model"));
 }
 
+// Matched points: a joint point at each measured latency where baselines beat the line between
+// two joint points (clustered, up to the largest budget, not where a joint point already is).
+TEST(StudyPlan, MatchedPointsWhereABaselineBeatsTheLineBetweenJointPoints) {
+  auto pt = [](std::string id, std::string family, double ms, double ppl) {
+    report::MeasuredPoint m;
+    m.id = std::move(id);
+    m.family = std::move(family);
+    m.method = m.family;
+    m.budget = m.id.starts_with("joint-") ? m.id.substr(6, m.id.rfind('-') - 6) : "";
+    m.ms = ms;
+    m.ppl = ppl;
+    m.ok = true;
+    return m;
+  };
+  const std::vector<report::MeasuredPoint> pts = {
+      pt("original", "original", 1.0, 7.5),
+      pt("joint-0.3x-s0", "joint", 0.30, 72), pt("joint-0.65x-s0", "joint", 0.648, 18.4),
+      pt("joint-0.95x-s0", "joint", 0.95, 10.3),
+      pt("depth_only-0.95x", "depth_only", 0.8025, 10.65),  // line there: 13.9
+      pt("arch_only-0.95x", "sequential", 0.81, 10.65),      // within 3 %: the same matched point
+      pt("seq_mix-0.65x", "sequential", 0.64, 19.0),         // worse than the line
+      pt("depth_only-0.65x", "depth_only", 0.94, 10.0),      // a joint point measured within 3 %
+      pt("quant_w8a16", "quant_only", 1.2, 8.0),             // above the largest budget
+      pt("depth_only-0.3x", "depth_only", 0.2, 60),          // faster than every joint point
+      pt("depth_only-0.45x", "depth_only", 0.45, 20.0),      // line there: 43.8
+  };
+  const std::vector<MatchedBudget> m = matched_budgets(pts, 0.95);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].budget, "0.45x");
+  EXPECT_EQ(m[0].baselines, (std::vector<std::string>{"depth_only-0.45x"}));
+  EXPECT_EQ(m[1].budget, "0.803x");  // the fastest of the cluster, rounded up
+  EXPECT_EQ(m[1].baselines, (std::vector<std::string>{"depth_only-0.95x", "arch_only-0.95x"}));
+  EXPECT_EQ(matched_budgets(pts, 0.95, 0.03, 1).size(), 1u);
+  // A joint point better than every baseline: nothing to match.
+  std::vector<report::MeasuredPoint> better = pts;
+  better.push_back(pt("joint-0.8x-s0", "joint", 0.79, 10.2));
+  better.push_back(pt("joint-0.45x-s0", "joint", 0.46, 19.0));
+  EXPECT_TRUE(matched_budgets(better, 0.95).empty());
+  // Recorded in stages.json and read back on resume; the points are joint points of the first seed.
+  EXPECT_EQ(to_json(matched_from_json(to_json(m), "stages.json")), to_json(m));
+  EXPECT_THROW(matched_from_json(parse_json(R"([{"budget": "2x", "baselines": []}])", "s"), "s"), Error);
+  const RunConfig c = parse(tiny_config("pareto: {budgets: [0.5x], methods: [joint, depth_only]}\n"));
+  const model::Checkpoint ck = model::load_checkpoint(c.model);
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu");
+  Study study = make_study(c, space, "/tmp/jnas_study_plan", 1);
+  study.matched = m;
+  build_points(study);
+  EXPECT_EQ(study.points.back().id, "joint-0.803x-s0");
+  EXPECT_EQ(arg(job(study_jobs(study).round1, "joint-0.803x-s0/search"), "--latency"), "0.803x");
+}
+
 // Issue 22: the joint points of a study select their architecture (portfolio by default); the
 // baselines keep their DNAS argmax, the usual pipelines they stand for.
 TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
