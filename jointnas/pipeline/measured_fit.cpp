@@ -56,6 +56,8 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
     // One measurement of every distinct active architecture, with the reference, in the same rounds.
     std::vector<profile::Blueprint> bps;
     if (mb.fraction > 0) bps.push_back(mb.reference);
+    const bool by_model = mb.fraction > 0 && mb.limit_model.has_value();
+    if (by_model) bps.push_back(*mb.limit_model);
     const size_t first = bps.size();
     std::vector<Json> keys;
     std::vector<size_t> slot(states.size(), 0);  // blueprint of each active state
@@ -87,7 +89,9 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
       State& s = states[k];
       if (!s.active) continue;
       const profile::MeasuredBlueprint& mine = m[slot[k]];
-      const double value = mb.fraction > 0 ? profile::best_ratio(mine, m[0]) : mine.best_ms;
+      const double value = by_model         ? mb.fraction * profile::best_ratio(mine, m[1])
+                           : mb.fraction > 0 ? profile::best_ratio(mine, m[0])
+                                             : mine.best_ms;
       const double predicted = search::arch_cost(cc, s.arch).latency_ms;
       s.last_value = value;
       s.steps.push_back(Json{{"table_budget_ms", budget.latency_ms * s.scale},
@@ -166,6 +170,10 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
   }
   out.record = Json{{"limit", limit}, {"unit", mb.fraction > 0 ? "of the original, same rounds" : "ms"},
                     {"rounds", o.sample.rounds}, {"candidates", rec}};
+  if (mb.fraction > 0 && mb.limit_model) {
+    out.record["unit"] = "of the original: the limit model's share, times each candidate's time over the limit model's "
+                         "in the same rounds";
+  }
   return out;
 }
 

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,11 @@ struct MeasuredFitOptions {
 struct MeasuredBudget {
   double fraction = 0;
   profile::Blueprint reference;  // the original model (bf16)
+  // A model the candidates may not be slower than, timed in the same rounds (its share of the
+  // reference is taken to be `fraction`): a candidate's measure is fraction x its time / this
+  // model's time. Two processes on a CPU put the same model's share 2-3 % apart; in the same
+  // rounds it is the same.
+  std::optional<profile::Blueprint> limit_model;
 };
 
 struct FitResult {

@@ -11,6 +11,7 @@
 #include "jointnas/compress/importance.h"
 #include "jointnas/core/atomic_file.h"
 #include "jointnas/core/error.h"
+#include "jointnas/core/json_util.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/data/token_stream.h"
@@ -61,8 +62,23 @@ std::optional<MeasuredBudget> measured_budget(const SearchOptions& o, const mode
   t.device = dev;
   target = runtime_options(t);
   const std::string& lat = o.budget.latency;
-  return MeasuredBudget{!lat.empty() && lat.back() == 'x' ? budget.latency_ms / dense_ms : 0.0,
-                        profile::Blueprint{cfg, model::dense_layer_specs(cfg)}};
+  MeasuredBudget mb{!lat.empty() && lat.back() == 'x' ? budget.latency_ms / dense_ms : 0.0,
+                    profile::Blueprint{cfg, model::dense_layer_specs(cfg)}, std::nullopt};
+  if (!o.latency_of.empty()) {
+    JNAS_CHECK_CONFIG(mb.fraction > 0, "--latency-of needs a relative --latency (such as 0.8x): the share of the "
+                                       "original the model of {} measures",
+                      o.latency_of.str());
+    const Json aj = read_json_file(o.latency_of);
+    JNAS_CHECK_IO(has_format_tag(aj, "jointnas-arch") && aj.contains("config") && aj["config"].is_object(),
+                  "{}: not a jointnas arch.json with a deployable 'config'", o.latency_of.str());
+    const model::LlamaConfig lc = model::LlamaConfig::from_json(aj["config"], o.latency_of.str() + " (config)");
+    JNAS_CHECK_IO(static_cast<int64_t>(lc.layer_specs.size()) == cfg.num_hidden_layers &&
+                      lc.vocab_size == cfg.vocab_size && lc.hidden_size <= cfg.hidden_size,
+                  "{}: an architecture of another model ({} layers, vocabulary {}; this one: {}, {})",
+                  o.latency_of.str(), lc.layer_specs.size(), lc.vocab_size, cfg.num_hidden_layers, cfg.vocab_size);
+    mb.limit_model = profile::Blueprint{lc, lc.layer_specs};
+  }
+  return mb;
 }
 
 }  // namespace

@@ -84,6 +84,7 @@ struct SearchOptions {
   std::vector<std::string> formats;  // search only these formats (bf16: architecture only)
   opt::Path fix_arch;                // arch.json whose structure is kept: precision only
   bool clamp_budget = false;         // a latency budget below the space's reach becomes that reach
+  opt::Path latency_of;              // arch.json of a model the result may not be slower than (measured fit)
 };
 template <class V>
 void fields(V& v, SearchOptions& o) {
@@ -110,6 +111,10 @@ void fields(V& v, SearchOptions& o) {
   v(opt::Key{"clamp_budget", "A latency budget below what the space reaches becomes that reach (with a warning) "
                              "instead of an error"},
     o.clamp_budget);
+  v(opt::Key{"latency_of", "arch.json of a model of this space the result may not be slower than: the measured fit "
+                           "times it beside every candidate in the same rounds (with a relative --latency, its "
+                           "measured share, as the table's first aim)"},
+    o.latency_of);
 }
 
 // The budget of `b` in absolute units; "0.6x" is a fraction of `dense_latency_ms`. ConfigError

@@ -53,6 +53,14 @@ StageJob search_job(const Study& s, const Point& p, const std::string& name, con
   // The baselines are the usual pipelines: their DNAS argmax, without the joint method's selection.
   if (p.method != Method::kJoint) o.search.selection.select = Selection::kDnas;
   if (p.method == Method::kJoint) o.scores.value = s.out + "/scores.json";  // measured once: shared_jobs
+  if (!p.matched_to.empty()) {
+    // A matched point may not be slower than its baseline, timed beside each candidate in the same
+    // rounds: measured in separate processes, one architecture's share moved 2-3 % (0.795x in the
+    // study's latency stage, 0.815x in a search's fit), enough to refuse the baseline's own shape.
+    const auto it = std::find_if(s.points.begin(), s.points.end(), [&](const Point& q) { return q.id == p.matched_to; });
+    JNAS_CHECK_CONFIG(it != s.points.end(), "{}: matched to {}, which is not a point of the study", p.id, p.matched_to);
+    o.latency_of.value = s.arch_path(*it);
+  }
   o.seed = p.seed;
   o.target_device = c.target();
   if (p.method == Method::kArchOnly || (p.method == Method::kSeqMix && name.ends_with("search_arch"))) o.formats = {"bf16"};
@@ -289,7 +297,7 @@ void build_points(Study& s) {
   }
   for (const MatchedBudget& m : s.matched) {
     s.points.push_back({fmt::format("joint-{}-s{}", m.budget, seed0), Method::kJoint, "", m.budget,
-                        parse_rel(m.budget, s.out + "/stages.json"), seed0, true});
+                        parse_rel(m.budget, s.out + "/stages.json"), seed0, true, m.baselines.front()});
   }
 }
 

@@ -30,6 +30,7 @@ struct Point {
   double rel = 0;          // the budget as a fraction of the dense model (0: none)
   int64_t seed = 0;
   bool front_seed = true;  // the seed the fronts are drawn from (the others show the spread)
+  std::string matched_to;  // a matched joint point: the baseline point it may not be slower than
 
   Family family() const;
   std::string method_name() const;  // "joint", "arch_only", "seq_w8a8", "seq_mix", "depth_only", "quant_w8a8"

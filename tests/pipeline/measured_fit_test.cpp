@@ -202,6 +202,40 @@ TEST(MeasuredFit, AnArchitectureThatTheAimRederivesUnchangedStepsOnToTheNextLarg
   EXPECT_EQ(r.record["candidates"]["depth_w8a16"]["steps"].size(), 2u);
 }
 
+// "No slower than this model": the limit model is timed in the same rounds, so its own shape is
+// within the limit even when its share of the original, measured elsewhere, said 0.80x and these
+// rounds say 0.82x (the original ran fast here).
+TEST(MeasuredFit, ALimitModelIsTimedInTheSameRoundsAsTheCandidates) {
+  Fixture fx(1.0);
+  search::Budget b4;
+  b4.latency_ms = 1e9;
+  search::Arch three = search::depth_only_arch(fx.cc, b4);
+  three.depth -= 1;
+  auto [lc, ls] = search::arch_specs(fx.c, fx.space, three, fx.rank);
+  const profile::Blueprint limit_model{lc, ls};
+  MeasuredFitOptions o = fx.options(2);
+  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
+    std::vector<profile::MeasuredBlueprint> out;
+    for (const auto& bp : bps) {
+      int64_t n = 0;
+      for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
+      const double v = n == 4 ? 1.0 : n == 3 ? 0.82 : 0.6;
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+  const FitCandidate same{"depth_only", [three](const search::Budget&) { return three; }, true};
+  search::Budget b;
+  b.latency_ms = 0.8 * fx.dense_ms();
+  fx.mb.fraction = 0.8;
+  const FitResult by_share = fit_to_measured_budget(fx.cc, b, fx.mb, {same}, o);
+  EXPECT_TRUE(by_share.record["candidates"]["depth_only"].contains("dropped"));  // 0.82 > 0.8
+  fx.mb.limit_model = limit_model;
+  const FitResult by_model = fit_to_measured_budget(fx.cc, b, fx.mb, {same}, o);
+  ASSERT_TRUE(by_model.record["candidates"]["depth_only"].contains("kept"));
+  EXPECT_DOUBLE_EQ(by_model.record["candidates"]["depth_only"]["kept"].get<double>(), 0.8);
+}
+
 TEST(MeasuredFit, AnAbsoluteBudgetIsHeldInMilliseconds) {
   Fixture fx(2.2);
   search::Budget b;

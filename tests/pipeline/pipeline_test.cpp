@@ -142,10 +142,16 @@ TEST(StudyPlan, MatchedPointsWhereABaselineBeatsTheLineBetweenJointPoints) {
   const model::Checkpoint ck = model::load_checkpoint(c.model);
   const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu");
   Study study = make_study(c, space, "/tmp/jnas_study_plan", 1);
-  study.matched = m;
+  study.matched = {{"0.803x", {"depth_only-0.5x"}}};
   build_points(study);
   EXPECT_EQ(study.points.back().id, "joint-0.803x-s0");
   EXPECT_EQ(arg(job(study_jobs(study).round1, "joint-0.803x-s0/search"), "--latency"), "0.803x");
+  // It may not be slower than the fastest of its baselines, timed in the same rounds.
+  EXPECT_EQ(arg(job(study_jobs(study).round1, "joint-0.803x-s0/search"), "--latency-of"),
+            "/tmp/jnas_study_plan/points/depth_only-0.5x/arch.json");
+  study.matched = {{"0.803x", {"depth_only-0.95x"}}};  // not a point of this study
+  build_points(study);
+  EXPECT_THROW(study_jobs(study), ConfigError);
 }
 
 // Issue 22: the joint points of a study select their architecture (portfolio by default); the
