@@ -134,6 +134,7 @@ Selected select_architecture(const SelectionSettings& s, const SelectionInputs& 
   po.early.eval_every = s.eval_every;
   po.early.patience = s.patience;
   po.supernet = in.supernet;
+  po.kl_tie = s.kl_tie;
   if (po.supernet.lora_rank == 0) po.supernet.lora_rank = 8;  // a frozen-weight search still finetunes candidates
   const search::PortfolioResult p = search::run_portfolio(*in.ckpt, cc, cands, *in.train, *in.heldout, po, {});
   const search::CandidateResult& w = p.candidates[p.best];

@@ -45,6 +45,7 @@ struct SelectionSettings {
   int64_t measured_fit = 4;       // re-derivations against the latency measured on the target (0: trust the table)
   int64_t measure_rounds = 0;     // interleaved timing rounds of the measured fit (0: 1 on CUDA, 15 on the CPU)
   bool uniform_candidates = true;  // depth-only candidates in each uniform format of the space
+  double kl_tie = 0.01;            // candidates within this share of the best held-out KL tie
 };
 template <class V>
 void fields(V& v, SelectionSettings& s) {
@@ -75,6 +76,9 @@ void fields(V& v, SelectionSettings& s) {
   v(opt::Key{"uniform_candidates", "Portfolio candidates that drop blocks with every linear in one format, one per "
                                    "format the whole space offers"},
     s.uniform_candidates);
+  v(opt::Key{"kl_tie", "Candidates whose held-out KL is within this share of the best one tie; the tie goes to the "
+                   "fewest quantized linears (docs/search.md)"},
+    s.kl_tie, opt::in(0.0, 1.0));
 }
 
 // What the selection works with; every pointer outlives the call.

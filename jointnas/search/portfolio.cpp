@@ -60,10 +60,39 @@ PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& 
     JNAS_LOG_INFO("[portfolio] candidate {}: held-out KL {:.5f} -> {:.5f} (best step {}), predicted {:.4f} ms", c.name,
                   r.before.kl, r.recovery.best.kl, r.recovery.best_step, r.predicted.latency_ms);
   }
-  for (size_t i = 1; i < p.candidates.size(); ++i) {
-    if (p.candidates[i].recovery.best.kl < p.candidates[p.best].recovery.best.kl) p.best = i;
-  }
+  p.best = pick_winner(p.candidates, s, cc.block_rank, o.kl_tie);
   return p;
+}
+
+int64_t quantized_slots(const SearchSpace& space, const std::vector<int64_t>& block_rank, const Arch& a) {
+  int64_t n = 0;
+  const int64_t kept = space.depth[static_cast<size_t>(a.depth)];
+  for (size_t l = 0; l < space.layers.size(); ++l) {
+    if (!block_kept(block_rank, static_cast<int64_t>(l), kept)) continue;
+    for (int k = 0; k < kNumFormatSlots; ++k) {
+      n += space.layers[l].formats[k][static_cast<size_t>(a.formats[l][k])] != "bf16" ? 1 : 0;
+    }
+  }
+  return n;
+}
+
+size_t pick_winner(const std::vector<CandidateResult>& cands, const SearchSpace& space,
+                   const std::vector<int64_t>& block_rank, double kl_tie) {
+  JNAS_CHECK_CONFIG(!cands.empty(), "portfolio: no candidates to pick from");
+  size_t least = 0;
+  for (size_t i = 1; i < cands.size(); ++i) {
+    if (cands[i].recovery.best.kl < cands[least].recovery.best.kl) least = i;
+  }
+  const double within = cands[least].recovery.best.kl * (1 + std::max(0.0, kl_tie));
+  size_t best = least;
+  for (size_t i = 0; i < cands.size(); ++i) {
+    const CandidateResult& c = cands[i];
+    if (c.recovery.best.kl > within) continue;
+    const int64_t q = quantized_slots(space, block_rank, c.candidate.arch);
+    const int64_t qb = quantized_slots(space, block_rank, cands[best].candidate.arch);
+    if (q < qb || (q == qb && c.recovery.best.kl < cands[best].recovery.best.kl)) best = i;
+  }
+  return best;
 }
 
 Json PortfolioResult::to_json(const SearchSpace& space) const {
@@ -85,9 +114,18 @@ Json PortfolioResult::to_json(const SearchSpace& space) const {
     const bool same_arch = r.candidate.arch.to_json(space) == w.candidate.arch.to_json(space);
     if (!same_arch && (runner_up < 0 || r.recovery.best.kl < runner_up)) runner_up = r.recovery.best.kl;
   }
-  return Json{{"winner", w.candidate.name},
-              {"margin_kl", runner_up < 0 ? 0.0 : runner_up - w.recovery.best.kl},
-              {"candidates", cs}};
+  Json out{{"winner", w.candidate.name},
+           {"margin_kl", runner_up < 0 ? 0.0 : runner_up - w.recovery.best.kl},
+           {"candidates", cs}};
+  size_t least = 0;
+  for (size_t i = 1; i < candidates.size(); ++i) {
+    if (candidates[i].recovery.best.kl < candidates[least].recovery.best.kl) least = i;
+  }
+  if (candidates[least].candidate.arch.to_json(space) != w.candidate.arch.to_json(space)) {
+    out["tie"] = Json{{"least_kl", candidates[least].candidate.name}, {"kl", candidates[least].recovery.best.kl},
+                      {"decided_by", "fewest quantized linears within the tie"}};
+  }
+  return out;
 }
 
 Arch depth_only_arch(const CostContext& cc, const Budget& b, const std::string& format) {

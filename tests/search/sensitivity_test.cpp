@@ -1,5 +1,6 @@
 // Sensitivity scores against an independent KL computed from extracted models, the held-out split,
 // recovery with early stopping, and the candidate portfolio (issue 22).
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -223,6 +224,7 @@ TEST(Portfolio, PicksTheLowestHeldoutKlAndFinetunesEachArchitectureOnce) {
   const std::vector<int64_t> train = random_tokens(400, 5), heldtok = random_tokens(48, 6);
   const HeldoutSet held(heldtok, 12, 0, 4);
   int finetunes = 0;
+  o.kl_tie = 0;  // the least held-out KL wins (pick_winner's tie: its own test)
   const PortfolioResult p = run_portfolio(fx.ck, cc, cands, train, held, o, [&](const Json& j) {
     if (j.contains("heldout_step") && j["heldout_step"] == 0) ++finetunes;
   });
@@ -239,6 +241,34 @@ TEST(Portfolio, PicksTheLowestHeldoutKlAndFinetunesEachArchitectureOnce) {
   EXPECT_NEAR(j["margin_kl"].get<double>(),
               std::abs(p.candidates[0].recovery.best.kl - p.candidates[1].recovery.best.kl), 1e-15);
   EXPECT_THROW(run_portfolio(fx.ck, cc, {}, train, held, o, {}), ConfigError);
+}
+
+// Held-out KLs within the tie (1 %) are decided by the fewest quantized linears of the kept blocks;
+// outside it, the least KL wins whatever its formats.
+TEST(Portfolio, AKlTieGoesToTheFewestQuantizedLinears) {
+  Fixture fx;
+  auto cand = [&](const char* name, int64_t format, int64_t depth, double kl) {
+    CandidateResult r;
+    r.candidate.name = name;
+    r.candidate.arch = largest_arch(fx.space);
+    r.candidate.arch.depth = depth;
+    for (auto& f : r.candidate.arch.formats) f.fill(format);
+    r.recovery.best.kl = kl;
+    return r;
+  };
+  // Every linear in w8a16 (index 1) with 0.4 % less KL than the same blocks in bf16: a tie.
+  std::vector<CandidateResult> c = {cand("depth_w8a16", 1, 1, 0.6666), cand("depth_only", 0, 1, 0.6695)};
+  EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.01), 1u);
+  EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.0), 0u);  // no tie: the least KL
+  // 2 % less KL is not a tie.
+  c[0].recovery.best.kl = 0.6695 / 1.02;
+  EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.01), 0u);
+  // Only kept blocks count: w8a16 in the blocks the depth drops is no quantization.
+  EXPECT_EQ(quantized_slots(fx.space, fx.rank, cand("x", 1, 1, 0).candidate.arch), 3 * kNumFormatSlots);
+  CandidateResult two = cand("x", 0, 0, 0);  // 2 of 3 blocks kept
+  const size_t dropped = static_cast<size_t>(std::find(fx.rank.begin(), fx.rank.end(), 2) - fx.rank.begin());
+  two.candidate.arch.formats[dropped].fill(1);  // the block the depth order drops first
+  EXPECT_EQ(quantized_slots(fx.space, fx.rank, two.candidate.arch), 0);
 }
 
 }  // namespace
