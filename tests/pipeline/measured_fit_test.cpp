@@ -236,6 +236,33 @@ TEST(MeasuredFit, ALimitModelIsTimedInTheSameRoundsAsTheCandidates) {
   EXPECT_DOUBLE_EQ(by_model.record["candidates"]["depth_only"]["kept"].get<double>(), 0.8);
 }
 
+// A candidate of the original's own shape measures exactly 1x, however noisy the rounds: the
+// reference is built as the search stage builds it (dense_layer_specs), the candidate from the space.
+TEST(MeasuredFit, TheOriginalsOwnShapeIsNeverWithinABudgetBelowIt) {
+  Fixture fx(1.0);
+  fx.mb.reference = profile::Blueprint{fx.c, model::dense_layer_specs(fx.c)};
+  fx.mb.fraction = 0.95;
+  MeasuredFitOptions o = fx.options(2);
+  int64_t calls = 0;
+  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
+    ++calls;
+    std::vector<profile::MeasuredBlueprint> out;
+    for (size_t i = 0; i < bps.size(); ++i) {
+      const double v = i == 0 ? 1.0 : 0.93;  // a slow spell on the reference's fastest round
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+  const search::Arch full = search::largest_arch(fx.space);
+  search::Budget b;
+  b.latency_ms = 0.95 * fx.dense_ms();
+  const FitResult r =
+      fit_to_measured_budget(fx.cc, b, fx.mb, {{"depth_only", [full](const search::Budget&) { return full; }, true}}, o);
+  EXPECT_EQ(calls, 1);
+  EXPECT_DOUBLE_EQ(r.record["candidates"]["depth_only"]["steps"][0]["measured"].get<double>(), 1.0);
+  EXPECT_TRUE(r.record["candidates"]["depth_only"].contains("dropped"));
+}
+
 TEST(MeasuredFit, AnAbsoluteBudgetIsHeldInMilliseconds) {
   Fixture fx(2.2);
   search::Budget b;
