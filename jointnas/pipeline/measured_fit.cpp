@@ -40,6 +40,43 @@ search::Budget scaled(const search::Budget& b, double s) {
   return r;
 }
 
+// The candidate's next architecture after a measurement `value` outside the window (deactivates
+// the candidate when there is none).
+void rederive(State& s, const search::Budget& budget, const search::SearchSpace& space, double predicted, double value,
+              double limit, const MeasuredFitOptions& o) {
+  // The next table budget: the candidate's own prediction scaled by the measured miss (what
+  // the table budget should have been had this architecture's measured-to-predicted ratio
+  // held), at most 2x away from the current one; inside the bracket of table budgets measured
+  // within and over the limit, else its geometric middle (the space is lumpy: one more bf16
+  // layer can jump past the limit, and the ratio is not the same on both sides).
+  const double now_ms = budget.latency_ms * s.scale;
+  (value <= limit ? s.lo_ms : s.hi_ms) = now_ms;
+  double next_ms = now_ms * std::clamp(predicted * o.aim * limit / value / now_ms, 0.5, 2.0);
+  if (s.lo_ms > 0 && s.hi_ms > 0 && !(next_ms > s.lo_ms && next_ms < s.hi_ms)) next_ms = std::sqrt(s.lo_ms * s.hi_ms);
+  try {
+    // The same architecture measures the same: step on past it, towards the limit, until the
+    // generator gives another one. The secant aims by this architecture's measured-to-table
+    // ratio, and the next larger one can cost more in the table than the aim while measuring
+    // within the limit: on the H100, every linear in w8a16 costs as much as bf16 in the table
+    // and measures 0.945x; the aim from a model one block shorter (0.823x measured) stopped 0.4 %
+    // short of its table cost, and the fit kept the shorter model (issue 22, GPU decode study).
+    const Json now = s.arch.to_json(space);
+    search::Arch next = s.c->make(scaled(budget, next_ms / budget.latency_ms));
+    const double toward = value <= limit ? 1.02 : 1 / 1.02;
+    for (int k = 0; k < 24 && next.to_json(space) == now; ++k) {
+      next_ms *= toward;
+      const bool in_bracket = !(s.lo_ms > 0 && s.hi_ms > 0) || (next_ms > s.lo_ms && next_ms < s.hi_ms);
+      if (!in_bracket || next_ms > 2 * now_ms || next_ms < 0.5 * now_ms) break;
+      next = s.c->make(scaled(budget, next_ms / budget.latency_ms));
+    }
+    s.scale = next_ms / budget.latency_ms;
+    s.active = next.to_json(space) != now;
+    s.arch = next;
+  } catch (const ConfigError&) {
+    s.active = false;  // nothing meets the rescaled budget: keep what was measured
+  }
+}
+
 }  // namespace
 
 FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Budget& budget, const MeasuredBudget& mb,
@@ -127,37 +164,7 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
         s.active = false;
         continue;
       }
-      // The next table budget: the candidate's own prediction scaled by the measured miss (what
-      // the table budget should have been had this architecture's measured-to-predicted ratio
-      // held), at most 2x away from the current one; inside the bracket of table budgets measured
-      // within and over the limit, else its geometric middle (the space is lumpy: one more bf16
-      // layer can jump past the limit, and the ratio is not the same on both sides).
-      const double now_ms = budget.latency_ms * s.scale;
-      (value <= limit ? s.lo_ms : s.hi_ms) = now_ms;
-      double next_ms = now_ms * std::clamp(predicted * o.aim * limit / value / now_ms, 0.5, 2.0);
-      if (s.lo_ms > 0 && s.hi_ms > 0 && !(next_ms > s.lo_ms && next_ms < s.hi_ms)) next_ms = std::sqrt(s.lo_ms * s.hi_ms);
-      try {
-        // The same architecture measures the same: step on past it, towards the limit, until the
-        // generator gives another one. The secant aims by this architecture's measured-to-table
-        // ratio, and the next larger one can cost more in the table than the aim while measuring
-        // within the limit: on the H100, every linear in w8a16 costs as much as bf16 in the table
-        // and measures 0.945x; the aim from a model one block shorter (0.823x measured) stopped 0.4 %
-        // short of its table cost, and the fit kept the shorter model (issue 22, GPU decode study).
-        const Json now = s.arch.to_json(space);
-        search::Arch next = s.c->make(scaled(budget, next_ms / budget.latency_ms));
-        const double toward = value <= limit ? 1.02 : 1 / 1.02;
-        for (int k = 0; k < 24 && next.to_json(space) == now; ++k) {
-          next_ms *= toward;
-          const bool in_bracket = !(s.lo_ms > 0 && s.hi_ms > 0) || (next_ms > s.lo_ms && next_ms < s.hi_ms);
-          if (!in_bracket || next_ms > 2 * now_ms || next_ms < 0.5 * now_ms) break;
-          next = s.c->make(scaled(budget, next_ms / budget.latency_ms));
-        }
-        s.scale = next_ms / budget.latency_ms;
-        s.active = next.to_json(space) != now;
-        s.arch = next;
-      } catch (const ConfigError&) {
-        s.active = false;  // nothing meets the rescaled budget: keep what was measured
-      }
+      rederive(s, budget, space, predicted, value, limit, o);
     }
   }
   FitResult out;

@@ -54,16 +54,24 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
                                    "arch_only-0.5x", "arch_only-0.8x",    "seq_w8a16-0.5x",   "seq_w8a16-0.8x",
                                    "seq_mix-0.5x",   "seq_mix-0.8x",      "depth_only-0.5x",  "depth_only-0.8x",
                                    "quant_w8a16"};
-  EXPECT_EQ(ids, want);
+  // Plus the matched joint points the study decided after its first latency stage (stages.json).
+  const Json stages = read_json_file((root / "study" / "stages.json").string());
+  std::set<std::string> matched;
+  for (const Json& m : stages.value("matched", Json::array())) matched.insert("joint-" + m["budget"].get<std::string>() + "-s0");
+  std::set<std::string> want_all = want;
+  want_all.insert(matched.begin(), matched.end());
+  EXPECT_EQ(ids, want_all);
   std::map<std::string, Json> by_id;
   for (const Json& p : points) {
     by_id[p["id"].get<std::string>()] = p;
     // A per-layer mix whose structure leaves precision too little to buy ends over its budget: it is
     // measured, and reported as unable to meet the budget instead of as a point of it (issue 22).
+    // A point the latency stage (or the joint search's measured fit) times over its budget is
+    // reported so; this tiny study's models are timed in 3 rounds beside other tests.
     const std::string st = p["status"].get<std::string>();
     if (st.rfind("cannot meet the budget: predicted", 0) == 0) {
       EXPECT_EQ(p["method"], "seq_mix") << p.dump();
-    } else {
+    } else if (st.rfind("over its budget: measures ", 0) != 0 && st.rfind("cannot meet the budget: measures ", 0) != 0) {
       EXPECT_EQ(st, "measured") << p.dump();
     }
     EXPECT_TRUE(p["measured_ms"].is_number() && p["measured_ms"].get<double>() > 0) << p.dump();
