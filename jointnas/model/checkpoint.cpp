@@ -106,6 +106,15 @@ Checkpoint load_hf_directory(const std::string& dir) {
   return ck;
 }
 
+std::optional<std::string> first_non_finite(const Checkpoint& ckpt) {
+  for (const auto& [name, t] : ckpt.tensors) {
+    if (!t.is_floating_point() || at::isfinite(t).all().item<bool>()) continue;
+    const auto src = ckpt.tensor_source.find(name);
+    return src == ckpt.tensor_source.end() ? name : fmt::format("{} ({})", name, src->second);
+  }
+  return std::nullopt;
+}
+
 Checkpoint load_checkpoint(const std::string& path) {
   if (dir_exists(path)) return load_hf_directory(path);
   if (file_exists(path)) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,10 @@ struct Checkpoint {
   std::map<std::string, std::string> tensor_source;
   std::string format;  // "hf" or "llama2c"
 };
+
+// The first tensor holding a NaN or an Inf, as "name (file)"; nullopt when every one is finite.
+// Reads every weight: for a result that is already not finite, to say why (issue 26).
+std::optional<std::string> first_non_finite(const Checkpoint& ckpt);
 
 // Detects the format of `path`: a directory with config.json (HF) or a llama2.c .bin file.
 // Throws IoError naming the path (hint: what a model path must contain) when neither.

@@ -61,6 +61,11 @@ GenerateResult generate(const LlamaModel& model, const std::vector<int64_t>& pro
 
   double t0 = now_ms();
   at::Tensor logits = model.forward(ids, &cache, /*last_only=*/true);  // [1, 1, V]
+  // NaN logits make every argmax 0: the model would "generate" token 0 forever (issue 26).
+  if (!at::isfinite(logits).all().item<bool>()) {
+    r.non_finite = true;
+    return r;
+  }
   int64_t next = sample_token(logits.view({-1}).cpu(), opts, gen);
   r.prefill_ms = now_ms() - t0;
   r.ids.push_back(next);

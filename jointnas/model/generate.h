@@ -25,6 +25,7 @@ struct GenerateResult {
   double decode_ms = 0;
   int64_t decode_steps = 0;
   bool used_cuda_graph = false;
+  bool non_finite = false;  // the prompt's logits held a NaN or an Inf: nothing was generated
 };
 
 // `prompt` must be non-empty (callers put BOS there for an empty text prompt).

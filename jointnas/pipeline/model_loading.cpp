@@ -61,4 +61,14 @@ std::string dtype_name(c10::ScalarType t) {
   return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : "float32";
 }
 
+void throw_non_finite(const LoadedModel& lm, const std::string& model_path, const std::string& what) {
+  if (const std::optional<std::string> bad = model::first_non_finite(lm.ckpt)) {
+    throw IoError(fmt::format("{}: {} not finite: the weight {} holds NaN or Inf values", model_path, what, *bad),
+                  "the model file is damaged, or the finetune that wrote it diverged; export or download it again");
+  }
+  throw IoError(fmt::format("{}: {} not finite, though every weight is finite: the activations overflow in {}",
+                            model_path, what, lm.model ? dtype_name(lm.model->options().dtype) : "this dtype"),
+                "run it in float32 (--dtype float32)");
+}
+
 }  // namespace jointnas::pipeline

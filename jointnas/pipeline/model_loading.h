@@ -26,6 +26,11 @@ struct LoadedModel {
 };
 LoadedModel load_model(const ModelSettings& s, bool need_tokenizer);
 
+// A result that is not finite (`what`: "the perplexity is", ...) is an IoError naming the first
+// weight holding a NaN or an Inf, or, when every weight is finite, the compute dtype: never a
+// silent `null` or token 0 forever (issue 26).
+[[noreturn]] void throw_non_finite(const LoadedModel& lm, const std::string& model_path, const std::string& what);
+
 // The tokenizer beside a checkpoint: the model directory itself, or for a llama2.c .bin file the
 // tok512.bin / tokenizer.bin in the same folder. IoError when there is none.
 std::unique_ptr<tok::Tokenizer> load_tokenizer_for(const std::string& model_path, int64_t vocab_size);

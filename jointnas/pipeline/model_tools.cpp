@@ -108,6 +108,7 @@ Json run_generate(const GenerateCommandOptions& o) {
   if (lm.ckpt.format == "llama2c" && bos >= 0) g.stop_ids.push_back(bos);
   g.cuda_graph = !o.no_cuda_graph;
   const model::GenerateResult r = model::generate(*lm.model, prompt, g);
+  if (r.non_finite) throw_non_finite(lm, o.run.model, "the prompt's logits are");
   const std::vector<int32_t> ids32(r.ids.begin(), r.ids.end());
   const double tok_s = r.decode_ms > 0 ? static_cast<double>(r.decode_steps) / (r.decode_ms / 1000.0) : 0.0;
   return Json{{"ids", r.ids},

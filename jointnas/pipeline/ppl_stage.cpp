@@ -1,6 +1,8 @@
 // The `eval ppl` stage; see ppl_stage.h.
 #include "jointnas/pipeline/ppl_stage.h"
 
+#include <cmath>
+
 #include "jointnas/core/log.h"
 #include "jointnas/core/mapped_file.h"
 #include "jointnas/data/token_stream.h"
@@ -56,6 +58,7 @@ Json run_ppl(const PplOptions& o) {
     }
   };
   eval::PplResult r = eval::perplexity(*lm.model, stream, p, progress, teacher.get());
+  if (!std::isfinite(r.nll) || !std::isfinite(r.ppl)) throw_non_finite(lm, o.run.model, "the perplexity is");
   r.documents = static_cast<int64_t>(docs.size());
   Json j{{"nll", r.nll},
          {"ppl", r.ppl},

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <cstring>
 #include <limits>
 
@@ -173,6 +174,37 @@ TEST(Hostile, ThreadCountsAreCappedByTheCores) {
   EXPECT_NE(r.r.err.find("--threads 1000"), std::string::npos) << r.r.err;
   EXPECT_NE(r.r.err.find("cores"), std::string::npos) << r.r.err;
   EXPECT_LT(r.seconds, 15.0);
+}
+
+// ---- silent wrong answers ----
+
+// NaN weights: generate printed token 0 forever and eval ppl reported "ppl": null, both exit 0.
+// Now both exit 3 naming the weight. The NaNs go into the llama2.c file's token embedding table
+// (float32 after the 7-integer header).
+TEST(Hostile, NanWeightsAreNamedInsteadOfAWrongAnswer) {
+  const fs::path d = scratch("hostile_nan");
+  fs::create_directories(d);
+  fs::copy_file(stories(), d / "stories260K.bin");
+  fs::copy_file(repo_path("models/stories260K/tok512.bin"), d / "tok512.bin");
+  {
+    std::fstream f(d / "stories260K.bin", std::ios::in | std::ios::out | std::ios::binary);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (int k = 0; k < 64 * 512; k += 97) {  // spread over the [512, 64] table
+      f.seekp(28 + 4 * static_cast<std::streamoff>(k));
+      f.write(reinterpret_cast<const char*>(&nan), sizeof nan);
+    }
+  }
+  {
+    std::ofstream t(d / "text.txt");
+    for (int i = 0; i < 80; ++i) t << "Once upon a time there was a little dog. It liked to play in the park.\n";
+  }
+  const std::string model = (d / "stories260K.bin").string();
+  expect_message(run("eval ppl --model " + model + " --text " + (d / "text.txt").string()), 3,
+                 {"perplexity is not finite", "embed_tokens", "NaN or Inf"});
+  expect_message(run("generate --model " + model + " --prompt Once -n 8"), 3,
+                 {"logits are not finite", "embed_tokens"});
+  // The original file is untouched and finite: both succeed.
+  EXPECT_EQ(run("generate --model " + stories() + " --prompt Once -n 4").code, 0);
 }
 
 }  // namespace jointnas::testing::cli
