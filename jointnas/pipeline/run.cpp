@@ -163,9 +163,9 @@ std::vector<StageJob> stage_jobs(const RunPlan& p) {
   return jobs;
 }
 
-std::optional<double> closed_loop_budget(double budget_ms, double measured, double predicted) {
+std::optional<double> closed_loop_budget(double budget_ms, double measured, double predicted, double aim) {
   if (budget_ms <= 0 || measured <= 0 || predicted <= 0 || measured <= budget_ms) return std::nullopt;
-  return budget_ms * predicted / measured;
+  return budget_ms * predicted / measured * aim;
 }
 
 report::RunSummary collect_summary(const RunConfig& c, const std::string& run_dir, const Json& stages) {

@@ -221,7 +221,10 @@ TEST(RunPlan, APrefillWorkloadBenchesThePrefillAndAGivenTableSkipsTheProfile) {
 // The closed loop holds the table to budget x predicted / measured, only when the measurement
 // misses the budget.
 TEST(ClosedLoop, TightensTheBudgetByTheTablesBiasOnlyWhenTheMeasurementMisses) {
-  EXPECT_NEAR(*closed_loop_budget(1.0, 1.25, 0.9), 0.72, 1e-12);
+  EXPECT_NEAR(*closed_loop_budget(1.0, 1.25, 0.9, 1.0), 0.72, 1e-12);
+  EXPECT_NEAR(*closed_loop_budget(1.0, 1.25, 0.9), 0.72 * 0.985, 1e-12);  // aimed inside the budget
+  // A miss of 0.1 % still moves the table budget by more than the noise of a measurement.
+  EXPECT_LT(*closed_loop_budget(1.0, 1.001, 1.0), 0.985);
   EXPECT_FALSE(closed_loop_budget(1.0, 0.95, 0.9).has_value());
   EXPECT_FALSE(closed_loop_budget(0.0, 1.25, 0.9).has_value());
   EXPECT_FALSE(closed_loop_budget(1.0, 0.0, 0.9).has_value());
