@@ -2,7 +2,7 @@
 # One GPU-machine call: build the CUDA path against the machine's own PyTorch 2.11, run the `cuda`
 # (and `cpu`) tests, then the benchmarks (ours and transformers', same card, same call). Results
 # and logs go to $OUT (default ./out). Expects the needed ../shared files copied to .dev/shared.
-#   usage: bash scripts/device_check.sh [tests|bench|quant|fp8|supernet|search|sanitize|pareto|cpuval|pdl|profile8b|w4|all]
+#   usage: bash scripts/device_check.sh [tests|bench|quant|fp8|supernet|search|searchtime|sanitize|pareto|cpuval|pdl|profile8b|w4|all]
 set -uo pipefail
 what="${1:-all}"
 call_t0=$(date +%s)
@@ -202,6 +202,44 @@ if [ "$what" = pareto ]; then
     echo "== $st rc $rc ($(( $(date +%s) - t0 )) s)"; grep -E "^\[|error" "$OUT/$st.stderr" | grep -E "pareto\]|failed|error" | tail -15
     # One archive: the device returns no deep folders.
     (cd runs && tar --exclude='*.safetensors' --exclude='checkpoint' --exclude='*.model' --exclude='*.vocab' -czf "$OUT/$st.tgz" "$st")
+  done
+  exit 0
+fi
+if [ "$what" = searchtime ]; then
+  # Issue 22, acceptance 5: one joint search of ref-17m alone on the GPU (no stage beside it), with
+  # a finished study's table, permuted model and scores (run `pareto` first on the same warm
+  # machine): DNAS only (the search before issue 22), the portfolio without the screen, and the
+  # default (screen on). Wall time of each, and the arch.json selection records.
+  export JNAS_SHARED_DIR="$SHARED"
+  J=build-gpu/tools/jointnas/jointnas; R="runs/${JNAS_STUDY:-pareto-ref17m-gpu-decode}"
+  common=(--model "$R/permuted" --device cuda --target-device cuda --space configs/spaces/ref-17m.yaml
+    --table "$R/table.json" --text "$SHARED/data/text/wikitext2/wikitext2_train_5k.txt"
+    --importance "$R/permuted/importance.json" --scores "$R/scores.json" --workload decode --batch 1 --context 512
+    --steps 80 --train-batch 8 --seq-len 128 --lora-rank 8 --lr-arch 0.1 --entropy-weight 2 --checkpoint-every 20
+    --seed 0 --format json)
+  for b in ${JNAS_SEARCH_BUDGETS:-0.644x}; do
+    for v in ${JNAS_SEARCH_VARIANTS:-dnas all screen}; do
+      extra=()
+      [ "$v" = dnas ] && extra=(--select dnas)
+      [ "$v" = all ] && extra=(--finalists 0)
+      d="$OUT/searchtime/$b-$v"; rm -rf "$d"; mkdir -p "$d"
+      t0=$(date +%s.%N)
+      $J search "${common[@]}" --latency "$b" --out "$d" "${extra[@]}" > "$d/stdout.json" 2> "$d/stderr.txt"; rc=$?
+      t1=$(date +%s.%N)
+      rm -rf "$d/checkpoint"
+      python3 - "$d/arch.json" "$b" "$v" "$rc" "$t0" "$t1" <<'PY'
+import json, sys
+path, b, v, rc, t0, t1 = sys.argv[1:]
+wall = float(t1) - float(t0)
+sel = {}
+try:
+    sel = json.load(open(path)).get("selection", {})
+except Exception as e:
+    sel = {"error": str(e)}
+print(f"== search {b} {v}: rc {rc}, {float(wall):.1f} s, winner {sel.get('winner')}, "
+      f"screened out {[c['name'] for c in sel.get('candidates', []) if c.get('screened_out')]}")
+PY
+    done
   done
   exit 0
 fi

@@ -135,6 +135,8 @@ Selected select_architecture(const SelectionSettings& s, const SelectionInputs& 
   po.early.patience = s.patience;
   po.supernet = in.supernet;
   po.kl_tie = s.kl_tie;
+  po.finalists = s.finalists;
+  po.screen_steps = s.screen_steps;
   if (po.supernet.lora_rank == 0) po.supernet.lora_rank = 8;  // a frozen-weight search still finetunes candidates
   const search::PortfolioResult p = search::run_portfolio(*in.ckpt, cc, cands, *in.train, *in.heldout, po, {});
   const search::CandidateResult& w = p.candidates[p.best];

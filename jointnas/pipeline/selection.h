@@ -39,6 +39,8 @@ struct SelectionSettings {
   int64_t candidate_steps = 100;  // finetune steps of each portfolio candidate
   int64_t eval_every = 20;        // held-out evaluations during a candidate's finetune
   int64_t patience = 3;
+  int64_t finalists = 3;          // the screen: candidates that get the whole finetune (0: all)
+  int64_t screen_steps = 20;      // the screen's finetune steps per candidate
   double candidate_lr = 1e-3;
   bool per_hidden = true;         // sensitivities measured again at every hidden size
   double relax = 1.5;             // the derivation names the next larger architecture up to relax x the budget
@@ -63,6 +65,12 @@ void fields(V& v, SelectionSettings& s) {
     opt::in<int64_t>(0, 10000000));
   v(opt::Key{"patience", "Held-out evaluations without improvement before a candidate's finetune stops"}, s.patience,
     opt::in<int64_t>(0, 1000000));
+  v(opt::Key{"finalists", "Portfolio screen: with more distinct candidates than this, each is finetuned "
+                          "screen_steps first and only this many (and any within kl_tie of the best) get "
+                          "candidate_steps (0: every candidate gets them)"},
+    s.finalists, opt::in<int64_t>(0, 1000));
+  v(opt::Key{"screen_steps", "Finetune steps of each candidate in the portfolio's screen"}, s.screen_steps,
+    opt::in<int64_t>(1, 10000000));
   v(opt::Key{"candidate_lr", "Adam step of the candidates' LoRA adapters"}, s.candidate_lr, opt::in(0.0, 1e3));
   v(opt::Key{"per_hidden", "Measure the per-layer sensitivities again at every hidden size"}, s.per_hidden);
   v(opt::Key{"relax", "Name the next larger architecture when it costs at most this multiple of the budget"}, s.relax,

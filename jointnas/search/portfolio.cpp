@@ -40,25 +40,60 @@ PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& 
                               const HeldoutSet& heldout, const PortfolioOptions& o,
                               const std::function<void(const Json&)>& log) {
   JNAS_CHECK_CONFIG(!candidates.empty(), "portfolio: no candidate architectures");
-  PortfolioResult p;
   const SearchSpace& s = *cc.space;
-  for (const Candidate& c : candidates) {
-    const Json key = c.arch.to_json(s);
-    const auto same = std::find_if(p.candidates.begin(), p.candidates.end(), [&](const CandidateResult& r) {
-      return r.candidate.arch.to_json(s) == key;
-    });
-    if (same != p.candidates.end()) {
-      CandidateResult r = *same;
-      r.candidate.name = c.name;
-      r.same_as = same->same_as.empty() ? same->candidate.name : same->same_as;
-      p.candidates.push_back(r);
-      continue;
+  // Distinct architectures, in order; every candidate names the one it is.
+  std::vector<size_t> first_of(candidates.size());
+  std::vector<size_t> distinct;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const Json key = candidates[i].arch.to_json(s);
+    size_t d = 0;
+    while (d < distinct.size() && candidates[distinct[d]].arch.to_json(s) != key) ++d;
+    if (d == distinct.size()) distinct.push_back(i);
+    first_of[i] = distinct[d];
+  }
+  std::vector<CandidateResult> done(candidates.size());
+  std::vector<bool> finalist(candidates.size(), true);
+  const bool screen = o.finalists > 0 && o.screen_steps > 0 && o.finetune.steps > o.screen_steps &&
+                      static_cast<int64_t>(distinct.size()) > o.finalists;
+  if (screen) {
+    PortfolioOptions so = o;
+    so.finetune.steps = o.screen_steps;
+    so.early.eval_every = 0;  // held-out KL before and after the screen's steps
+    std::vector<std::pair<double, size_t>> ranked;
+    for (size_t i : distinct) {
+      JNAS_LOG_INFO("[portfolio] screen {}: finetuning {} steps", candidates[i].name, so.finetune.steps);
+      done[i] = finetune_candidate(ckpt, cc, candidates[i], train, heldout, so, log);
+      done[i].screen_kl = done[i].recovery.best.kl;
+      ranked.emplace_back(done[i].screen_kl, i);
     }
-    JNAS_LOG_INFO("[portfolio] candidate {}: finetuning {} steps", c.name, o.finetune.steps);
-    p.candidates.push_back(finetune_candidate(ckpt, cc, c, train, heldout, o, log));
-    const CandidateResult& r = p.candidates.back();
-    JNAS_LOG_INFO("[portfolio] candidate {}: held-out KL {:.5f} -> {:.5f} (best step {}), predicted {:.4f} ms", c.name,
-                  r.before.kl, r.recovery.best.kl, r.recovery.best_step, r.predicted.latency_ms);
+    std::sort(ranked.begin(), ranked.end());
+    const double within = ranked.front().first * (1 + std::max(0.0, o.kl_tie));
+    for (size_t r = 0; r < ranked.size(); ++r) {
+      const bool keep = static_cast<int64_t>(r) < o.finalists || ranked[r].first <= within;
+      finalist[ranked[r].second] = keep;
+      done[ranked[r].second].screened_out = !keep;
+      JNAS_LOG_INFO("[portfolio] screen {}: held-out KL {:.5f} -> {}", candidates[ranked[r].second].name,
+                    ranked[r].first, keep ? "finalist" : "left out");
+    }
+  }
+  for (size_t i : distinct) {
+    if (!finalist[i]) continue;
+    const double screen_kl = done[i].screen_kl;
+    JNAS_LOG_INFO("[portfolio] candidate {}: finetuning {} steps", candidates[i].name, o.finetune.steps);
+    done[i] = finetune_candidate(ckpt, cc, candidates[i], train, heldout, o, log);
+    done[i].screen_kl = screen_kl;
+    const CandidateResult& r = done[i];
+    JNAS_LOG_INFO("[portfolio] candidate {}: held-out KL {:.5f} -> {:.5f} (best step {}), predicted {:.4f} ms",
+                  candidates[i].name, r.before.kl, r.recovery.best.kl, r.recovery.best_step, r.predicted.latency_ms);
+  }
+  PortfolioResult p;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    CandidateResult r = done[first_of[i]];
+    if (first_of[i] != i) {
+      r.candidate.name = candidates[i].name;
+      r.same_as = candidates[first_of[i]].name;
+    }
+    p.candidates.push_back(r);
   }
   p.best = pick_winner(p.candidates, s, cc.block_rank, o.kl_tie);
   return p;
@@ -79,15 +114,17 @@ int64_t quantized_slots(const SearchSpace& space, const std::vector<int64_t>& bl
 size_t pick_winner(const std::vector<CandidateResult>& cands, const SearchSpace& space,
                    const std::vector<int64_t>& block_rank, double kl_tie) {
   JNAS_CHECK_CONFIG(!cands.empty(), "portfolio: no candidates to pick from");
-  size_t least = 0;
-  for (size_t i = 1; i < cands.size(); ++i) {
-    if (cands[i].recovery.best.kl < cands[least].recovery.best.kl) least = i;
+  size_t least = cands.size();
+  for (size_t i = 0; i < cands.size(); ++i) {
+    if (cands[i].screened_out) continue;
+    if (least == cands.size() || cands[i].recovery.best.kl < cands[least].recovery.best.kl) least = i;
   }
+  JNAS_CHECK_CONFIG(least < cands.size(), "portfolio: every candidate was screened out");
   const double within = cands[least].recovery.best.kl * (1 + std::max(0.0, kl_tie));
   size_t best = least;
   for (size_t i = 0; i < cands.size(); ++i) {
     const CandidateResult& c = cands[i];
-    if (c.recovery.best.kl > within) continue;
+    if (c.screened_out || c.recovery.best.kl > within) continue;
     const int64_t q = quantized_slots(space, block_rank, c.candidate.arch);
     const int64_t qb = quantized_slots(space, block_rank, cands[best].candidate.arch);
     if (q < qb || (q == qb && c.recovery.best.kl < cands[best].recovery.best.kl)) best = i;
@@ -110,16 +147,19 @@ Json PortfolioResult::to_json(const SearchSpace& space) const {
            {"best_step", r.recovery.best_step},
            {"curve", r.recovery.to_json()["curve"]}};
     if (!r.same_as.empty()) j["same_as"] = r.same_as;
+    if (r.screen_kl >= 0) j["screen_kl"] = r.screen_kl;
+    if (r.screened_out) j["screened_out"] = true;
     cs.push_back(j);
+    if (r.screened_out) continue;
     const bool same_arch = r.candidate.arch.to_json(space) == w.candidate.arch.to_json(space);
     if (!same_arch && (runner_up < 0 || r.recovery.best.kl < runner_up)) runner_up = r.recovery.best.kl;
   }
   Json out{{"winner", w.candidate.name},
            {"margin_kl", runner_up < 0 ? 0.0 : runner_up - w.recovery.best.kl},
            {"candidates", cs}};
-  size_t least = 0;
-  for (size_t i = 1; i < candidates.size(); ++i) {
-    if (candidates[i].recovery.best.kl < candidates[least].recovery.best.kl) least = i;
+  size_t least = best;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (!candidates[i].screened_out && candidates[i].recovery.best.kl < candidates[least].recovery.best.kl) least = i;
   }
   if (candidates[least].candidate.arch.to_json(space) != w.candidate.arch.to_json(space)) {
     out["tie"] = Json{{"least_kl", candidates[least].candidate.name}, {"kl", candidates[least].recovery.best.kl},

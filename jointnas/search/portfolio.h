@@ -31,6 +31,10 @@ struct CandidateResult {
   HeldoutScore before;      // held-out score before the finetune (the cut model)
   RecoveryResult recovery;  // the finetune; recovery.best is the candidate's held-out score
   std::string same_as;      // the earlier candidate of the same architecture (not finetuned again)
+  // Left out by the screen (PortfolioOptions::finalists): `recovery` is the screen's short
+  // finetune, and the candidate cannot win.
+  bool screened_out = false;
+  double screen_kl = -1;  // held-out KL after the screen's steps (< 0: not screened)
   // On a separate evaluation set, when one is given to finetune_candidate (validation): before the
   // finetune and with the adapters it returns.
   bool has_eval = false;
@@ -42,18 +46,24 @@ struct PortfolioOptions {
   EarlyStopping early;
   SupernetOptions supernet;  // device, dtype, LoRA rank (> 0 when finetune.steps > 0)
   double kl_tie = 0.01;      // pick_winner's tie: within this share of the best held-out KL
+  // The screen (successive halving, one rung): with more distinct architectures than `finalists`
+  // (> 0), each is finetuned `screen_steps` steps first, and only the `finalists` of least held-out
+  // KL, and any within `kl_tie` of the least, get the whole finetune. A finalist's finetune starts
+  // again from the checkpoint with the same seed, so it is the finetune it would have had unscreened.
+  int64_t finalists = 0;
+  int64_t screen_steps = 0;
 };
 
 struct PortfolioResult {
   std::vector<CandidateResult> candidates;
   size_t best = 0;
-  // {"winner", "margin_kl" (the runner-up's held-out KL minus the winner's; 0 with one
+  // {"winner", "margin_kl" (the runner-up finalist's held-out KL minus the winner's; 0 with one
   // architecture), "candidates": [{name, architecture, predicted, heldout_kl_before, heldout_kl,
   // heldout_nll, finetune steps, best step, held-out curve, same_as}]}
   Json to_json(const SearchSpace& space) const;
 };
 
-// The winner among finetuned candidates: the least held-out KL, except that candidates within
+// The winner among finetuned candidates that were not screened out: the least held-out KL, except that candidates within
 // `kl_tie` (relative) of it are a tie, decided by the fewest quantized linears, then the KL. A
 // held-out KL 0.4 % lower for every linear in w8a16 than for the same blocks in bf16 (stories260K,
 // 0.812x) became a 0.07 % higher perplexity after the final finetune, and on the H100 at 0.437x a
@@ -71,8 +81,9 @@ CandidateResult finetune_candidate(const model::Checkpoint& ckpt, const CostCont
                                    const PortfolioOptions& o, const std::function<void(const Json&)>& log,
                                    const HeldoutSet* eval = nullptr);
 
-// Every candidate in turn (an architecture already finetuned is reused, marked same_as); the best
-// is the lowest held-out KL after finetuning. ConfigError on an empty list.
+// Every candidate in turn (an architecture already finetuned is reused, marked same_as), screened
+// first when PortfolioOptions says so; the best is pick_winner's among the finalists.
+// ConfigError on an empty list.
 PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& cc,
                               const std::vector<Candidate>& candidates, const std::vector<int64_t>& train,
                               const HeldoutSet& heldout, const PortfolioOptions& o,

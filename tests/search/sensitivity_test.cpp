@@ -243,6 +243,78 @@ TEST(Portfolio, PicksTheLowestHeldoutKlAndFinetunesEachArchitectureOnce) {
   EXPECT_THROW(run_portfolio(fx.ck, cc, {}, train, held, o, {}), ConfigError);
 }
 
+// The screen: every distinct candidate is finetuned screen_steps first; only the finalists (least
+// held-out KL after the screen) get the whole finetune, and theirs is the finetune they get without
+// a screen, so the screen can only leave candidates out, never change a finalist's result.
+TEST(Portfolio, TheScreenFinetunesOnlyTheFinalistsFully) {
+  Fixture fx;
+  profile::Workload w;
+  w.context = 32;
+  const profile::LatencyTable table = product_table(fx.c, cost_space(fx.space, fx.c, fx.rank), w);
+  CostContext cc;
+  cc.config = &fx.c;
+  cc.space = &fx.space;
+  cc.block_rank = fx.rank;
+  cc.table = &table;
+  cc.workload = w;
+  Arch small = largest_arch(fx.space);
+  small.hidden = 0;
+  small.depth = 0;
+  Arch mid = largest_arch(fx.space);
+  mid.intermediate = {0, 0, 0};
+  const std::vector<Candidate> cands = {{"a", small}, {"b", mid}, {"c", largest_arch(fx.space)}, {"d", mid}};
+  PortfolioOptions o;
+  o.supernet = fx.so;
+  o.supernet.lora_rank = 4;
+  o.finetune.steps = 6;
+  o.finetune.batch = 2;
+  o.finetune.seq_len = 12;
+  o.early.eval_every = 3;
+  o.kl_tie = 0;
+  const std::vector<int64_t> train = random_tokens(400, 5), heldtok = random_tokens(48, 6);
+  const HeldoutSet held(heldtok, 12, 0, 4);
+  const PortfolioResult all = run_portfolio(fx.ck, cc, cands, train, held, o, {});
+  o.finalists = 1;
+  o.screen_steps = 2;
+  int finetunes = 0;
+  const PortfolioResult p = run_portfolio(fx.ck, cc, cands, train, held, o, [&](const Json& j) {
+    if (j.contains("heldout_step") && j["heldout_step"] == 0) ++finetunes;
+  });
+  EXPECT_EQ(finetunes, 3 + 1) << "three distinct architectures screened, one finalist";
+  ASSERT_EQ(p.candidates.size(), 4u);
+  EXPECT_EQ(p.candidates[3].same_as, "b");
+  size_t finalist = 0;
+  int finalists = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    const CandidateResult& r = p.candidates[i];
+    ASSERT_GE(r.screen_kl, 0) << r.candidate.name;
+    if (r.screened_out) {
+      EXPECT_EQ(r.recovery.finetune.steps, 2) << r.candidate.name;
+    } else {
+      finalist = i;
+      ++finalists;
+    }
+  }
+  ASSERT_EQ(finalists, 1);
+  for (size_t i = 0; i < 3; ++i) EXPECT_LE(p.candidates[finalist].screen_kl, p.candidates[i].screen_kl);
+  EXPECT_EQ(p.best == 3 ? 1 : p.best, finalist);
+  EXPECT_DOUBLE_EQ(p.candidates[finalist].recovery.best.kl, all.candidates[finalist].recovery.best.kl);
+  EXPECT_EQ(p.candidates[finalist].recovery.finetune.steps, all.candidates[finalist].recovery.finetune.steps);
+  const Json j = p.to_json(fx.space);
+  EXPECT_EQ(j["winner"], p.candidates[p.best].candidate.name);
+  int out = 0;
+  for (const Json& c : j["candidates"]) out += c.value("screened_out", false) ? 1 : 0;
+  EXPECT_EQ(out, finalist == 1 ? 2 : 3) << j.dump();
+  // No more distinct architectures than finalists: no screen.
+  o.finalists = 3;
+  finetunes = 0;
+  const PortfolioResult none = run_portfolio(fx.ck, cc, cands, train, held, o, [&](const Json& j) {
+    if (j.contains("heldout_step") && j["heldout_step"] == 0) ++finetunes;
+  });
+  EXPECT_EQ(finetunes, 3);
+  for (const CandidateResult& r : none.candidates) EXPECT_FALSE(r.screened_out || r.screen_kl >= 0);
+}
+
 // Held-out KLs within the tie (1 %) are decided by the fewest quantized linears of the kept blocks;
 // outside it, the least KL wins whatever its formats.
 TEST(Portfolio, AKlTieGoesToTheFewestQuantizedLinears) {
