@@ -40,6 +40,11 @@ void fields(V& v, ParetoCommandOptions& o) {
     opt::in<int64_t>(0, 64));
 }
 
+// Whether two exported model directories hold the same model (config.json and model.safetensors
+// byte for byte). The latency stage times such models once (stages.json `same_model`), and each
+// point reads its latency from the model that was timed.
+bool same_model(const std::string& a, const std::string& b);
+
 // The measured points of the study from what its stages wrote.
 std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& st);
 report::StudyInfo study_info(const Study& s, const Stages& st);

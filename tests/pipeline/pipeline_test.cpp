@@ -194,6 +194,57 @@ TEST(StudyPoints, APointMeasuredOverItsBudgetIsOverBudget) {
   fs::remove_all(dir);
 }
 
+// Byte-identical models are timed once: the latency stage records which model a point's latency
+// is read from (stages.json `same_model`), and the point reads that model's measurement.
+TEST(StudyPoints, ByteIdenticalModelsAreTimedOnce) {
+  const RunConfig c = parse(tiny_config("pareto: {budgets: [0.5x], methods: [joint, depth_only]}\n"));
+  const model::Checkpoint ck = model::load_checkpoint(c.model);
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu");
+  const fs::path dir = fs::temp_directory_path() / ("jnas_study_same_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  Study study = make_study(c, space, dir.string(), 1);
+  build_points(study);
+  auto write = [](const fs::path& p, const std::string& text) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << text;
+  };
+  std::map<std::string, std::string> path;
+  for (const Point& p : study.points) path[p.id] = study.model_path(p);
+  const fs::path a = path.at("joint-0.5x-s0"), b = path.at("depth_only-0.5x");
+  write(a / "config.json", "{}");
+  write(b / "config.json", "{}");
+  write(a / "model.safetensors", std::string(3u << 20, 'w'));
+  write(b / "model.safetensors", std::string(3u << 20, 'w'));
+  EXPECT_TRUE(same_model(a.string(), b.string()));
+  std::string other(3u << 20, 'w');
+  other[(3u << 20) - 1] = 'x';  // the last byte of the last chunk
+  write(b / "model.safetensors", other);
+  EXPECT_FALSE(same_model(a.string(), b.string()));
+  write(b / "model.safetensors", std::string(3u << 20, 'w'));
+  write(b / "config.json", "{ }");
+  EXPECT_FALSE(same_model(a.string(), b.string()));
+  EXPECT_FALSE(same_model(a.string(), (dir / "missing").string()));
+  // The report reads depth_only's latency from the joint model's measurement.
+  for (const Point& p : study.points) {
+    const fs::path d = p.method == Method::kOriginal ? dir : fs::path(study.pdir(p));
+    write(d / "logs" / "ppl.json", Json{{"ppl", 10.0}}.dump());
+    if (p.method != Method::kOriginal) {
+      write(study.arch_path(p), Json{{"budget", {{"latency_ms", 1.0}}}, {"predicted", {{"latency_ms", 0.9}}}}.dump());
+    }
+  }
+  const Json models = Json::array({{{"model", path.at("original")}, {"decode", Json::array({{{"ms_best", 1.0}}})}},
+                                   {{"model", a.string()}, {"decode", Json::array({{{"ms_best", 0.49}}})}}});
+  write(dir / "logs" / "latency.json", Json{{"rounds", 5}, {"models", models}}.dump());
+  write(dir / "stages.json", Json{{"same_model", {{b.string(), a.string()}}}}.dump());
+  const std::atomic<bool> interrupt{false};
+  const Stages st((dir / "stages.json").string(), interrupt);
+  std::map<std::string, report::MeasuredPoint> got;
+  for (const auto& m : collect_points(study, st)) got[m.id] = m;
+  EXPECT_DOUBLE_EQ(got.at("depth_only-0.5x").ms, 0.49);
+  EXPECT_DOUBLE_EQ(got.at("joint-0.5x-s0").ms, 0.49);
+  fs::remove_all(dir);
+}
+
 TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
   const RunConfig c = parse(tiny_config("pareto: {budgets: [0.5x], methods: [joint, sequential]}\n"));
   const model::Checkpoint ck = model::load_checkpoint(c.model);
