@@ -248,6 +248,46 @@ std::string architectures_section(const StudyInfo& info, const std::vector<Measu
   return md;
 }
 
+// How much of its budget each joint point uses, by the table and as measured, and, below 97 % by
+// the table, what the rest would have bought: the derivation's next larger architecture and its
+// predicted cost (issue 22: the budget is used, or the report says why not).
+std::string budget_use_section(const std::vector<MeasuredPoint>& ms) {
+  double original_ms = NAN;
+  for (const auto& m : ms) {
+    if (m.family == "original") original_ms = m.ms;
+  }
+  std::string rows;
+  for (const auto& m : ms) {
+    if (m.method != "joint" || !m.arch.is_object()) continue;
+    const Json& a = m.arch;
+    const double budget = a.value("budget", Json::object()).value("latency_ms", 0.0);
+    const double predicted = a.value("predicted", Json::object()).value("latency_ms", 0.0);
+    if (!(budget > 0) || !(predicted > 0)) continue;
+    const double use = predicted / budget;
+    const Json sel = a.value("selection", Json::object());
+    std::string next = "-";
+    if (use < 0.97) {
+      const Json nl = sel.is_object() ? sel.value("derivation", Json::object()).value("next_larger", Json()) : Json();
+      const double nms = nl.is_object() ? nl.value("predicted", Json::object()).value("latency_ms", 0.0) : 0.0;
+      next = nms > 0 ? fmt::format("{:.4f} ms ({:.1f} % of the budget)", nms, 100 * nms / budget)
+                     : std::string("none within the derivation's reach");
+    }
+    const std::string measured = std::isfinite(m.ms) && std::isfinite(original_ms) && original_ms > 0
+                                     ? fmt::format("{:.3f}x", m.ms / original_ms)
+                                     : std::string("-");
+    rows += fmt::format("| {} | {} | {:.4f} | {:.4f} | {:.1f} % | {} | {} | {} |\n", m.id, m.budget, budget, predicted,
+                        100 * use, measured, sel.is_object() ? sel.value("winner", std::string("-")) : std::string("-"),
+                        next);
+  }
+  if (rows.empty()) return "";
+  return "\n## Budget use of the joint points\n\nBy the latency table (the budget is the table's, in ms) and as "
+         "measured (the share of the original). Below 97 % the derivation names the next larger architecture of the "
+         "space, the cheapest that scores better, and its predicted cost: the budget could not buy it.\n\n"
+         "| point | budget | budget ms | predicted ms | use | measured / original | winner | next larger |\n"
+         "|---|---|---:|---:|---:|---:|---|---|\n" +
+         rows;
+}
+
 // One chart: every method's points with its front under them, the uniform formats and the original.
 Chart chart_of(const StudyInfo& info, const std::vector<MeasuredPoint>& ms, const std::string& ylabel, const Value& y,
                bool higher_is_better) {
@@ -328,6 +368,7 @@ ParetoReport make_pareto_report(const StudyInfo& info, const std::vector<Measure
   if (!info.tasks.empty()) md += headline_for(ms, "mean task accuracy", err, "", true, r.headline);
   md += family_table(ms, r.headline);
   md += points_table(ms, r.points);
+  md += budget_use_section(ms);
   md += repeats_section(ms, r.headline);
   md += seeds_section(info, ms);
   md += architectures_section(info, ms);

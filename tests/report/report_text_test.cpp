@@ -113,5 +113,25 @@ TEST(ParetoReport, SaysWhenTheJointMethodLoses) {
   EXPECT_NE(r.markdown.find("WORSE everywhere both cover"), std::string::npos) << r.markdown;
 }
 
+// Issue 22, acceptance 2: a joint point that uses less than 97 % of its budget by the table has the
+// derivation's next larger architecture and its cost named in the report; one that uses the budget
+// does not.
+TEST(ParetoReport, AJointPointBelow97PercentOfItsBudgetNamesTheNextLargerArchitecture) {
+  std::vector<MeasuredPoint> ms{pt("original", "original", "original", 1.0, 10.0),
+                                pt("j1", "joint", "joint", 0.4, 20.0), pt("j2", "joint", "joint", 0.5, 15.0)};
+  ms[1].arch = Json{{"budget", {{"latency_ms", 0.2}}},
+                    {"predicted", {{"latency_ms", 0.17}}},
+                    {"selection", {{"winner", "derived"},
+                                   {"derivation", {{"next_larger", {{"predicted", {{"latency_ms", 0.22}}}}}}}}}};
+  ms[2].arch = Json{{"budget", {{"latency_ms", 0.25}}}, {"predicted", {{"latency_ms", 0.249}}},
+                    {"selection", {{"winner", "depth_only"}}}};
+  const ParetoReport r = make_pareto_report(StudyInfo{}, ms);
+  EXPECT_NE(r.markdown.find("| j1 | 0.5x | 0.2000 | 0.1700 | 85.0 % | 0.400x | derived | 0.2200 ms (110.0 % of the budget) |"),
+            std::string::npos)
+      << r.markdown;
+  EXPECT_NE(r.markdown.find("| j2 | 0.5x | 0.2500 | 0.2490 | 99.6 % | 0.500x | depth_only | - |"), std::string::npos)
+      << r.markdown;
+}
+
 }  // namespace
 }  // namespace jointnas::report
