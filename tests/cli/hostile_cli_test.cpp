@@ -303,4 +303,19 @@ TEST(Hostile, AValueThatCannotFitTheMachinesMemoryIsRefusedBeforeAllocating) {
   EXPECT_FALSE(fs::exists(d / "run" / "stages.json"));
 }
 
+// profile times each entry with buffers of the model's and the workload's sizes: a decode batch of
+// 2^20 at context 511 asked LibTorch's allocator for 2 x 16 GiB of K and V and aborted (signal 6)
+// instead of an error. Every entry is checked against the machine's memory before any is timed.
+TEST(Hostile, ProfileRefusesEntriesThatCannotFitBeforeTimingAny) {
+  const fs::path d = scratch("hostile_profile_memory");
+  const fs::path m = stories_hf(d);
+  const Measured r = run_measured("profile --config " + (m / "config.json").string() + " --space " +
+                                  repo_path("configs/spaces/stories260k.yaml") + " --out " + (d / "t.json").string() +
+                                  " --workload decode --batch 1048576 --context 511");
+  expect_message(r.r, 2, {"latency-table entry 'attention/b1048576", "GiB", "batch, context"});
+  EXPECT_LT(r.seconds, 20.0) << "entries were timed before the check";
+  EXPECT_LT(r.peak_rss_bytes, int64_t(1) << 30);
+  EXPECT_FALSE(fs::exists(d / "t.json"));
+}
+
 }  // namespace jointnas::testing::cli
