@@ -214,7 +214,7 @@ uint64_t DocumentReader::position() const {
 
 TokenStream::TokenStream(const std::string& path, const tok::Tokenizer& tok, const PplProtocol& p, int64_t bos_id,
                          int64_t eos_id)
-    : path_(path), reader_(path, p.documents), tok_(tok), encoder_(tok), p_(p), bos_(bos_id), eos_(eos_id) {
+    : path_(path), reader_(path, p.documents), encoder_(tok), p_(p), bos_(bos_id), eos_(eos_id) {
   JNAS_CHECK_CONFIG(!p.add_bos || bos_id >= 0, "the protocol adds BOS but the tokenizer has none");
   JNAS_CHECK_CONFIG(!p.add_eos || eos_id >= 0, "the protocol adds EOS but the tokenizer has none");
 }

@@ -70,7 +70,6 @@ class TokenStream {
  private:
   std::string path_;
   DocumentReader reader_;
-  const tok::Tokenizer& tok_;
   tok::ChunkedEncoder encoder_;
   PplProtocol p_;
   int64_t bos_, eos_;
