@@ -222,6 +222,15 @@ def yaml_seeds():
         "table: $SHARED/t.json\nclosed_loop: 0\nsearch: {penalty: hinge, tau_end: 0.05}\n")
     put("fuzz_run_config", "anchors.yaml", "model: &m a/b\nsearch_space: *m\nbudget: &b {params: 1e6}\n"
         "workload: {kind: 'decode', batch: 2}\neval: *b\n")
+    # fuzz_run_config_check: the same configs (their files are replaced by the target), and edge
+    # values of the checks after the parse (positions, memory, budget, study).
+    for p in sorted((REPO / "configs/runs").glob("*.yaml")):
+        put("fuzz_run_config_check", p.name, p.read_bytes())
+    put("fuzz_run_config_check", "edges.yaml", "model: m\nsearch_space: s.yaml\nbudget: {latency: 0.5x}\n"
+        "data: {calibration: t, eval: t}\nworkload: {kind: decode, batch: 1, context: 511}\n"
+        "search: {batch: 64, seq_len: 512}\neval: {window: 512, batch: 8}\n")
+    put("fuzz_run_config_check", "study.yaml", "model: m\nsearch_space: s.yaml\ndata: {calibration: t, eval: t}\n"
+        "pareto: {budgets: [0.5x, 0.8x], methods: [joint, depth_only]}\n")
 
 
 # --- lm-eval task files and task data --------------------------------------------------------------
@@ -370,6 +379,8 @@ def dictionaries():
                 "mixing", "relaxation", "tau_end", "finetune", "bench_repeats", "max_windows", "window",
                 "$SHARED/", "0.6x"]
     put_dict("fuzz_run_config", "run config YAML: syntax (anchors, aliases, tags) and keys", yaml_syntax + run_keys)
+    put_dict("fuzz_run_config_check", "run config YAML: syntax (anchors, aliases, tags) and keys",
+             yaml_syntax + run_keys + ["pareto", "budgets", "methods", "joint", "depth_only", "511", "512", "65536"])
     space_keys = ["search_space", "hidden", "depth", "min", "multiple_of", "layers", "searchable", "all", "heads",
                   "head_dim", "intermediate", "formats", "formats_qkv", "formats_o", "formats_gate_up",
                   "formats_down", "choices", "bf16", "w8a16", "w4a16_g128", "w8a8", "fp8_e4m3", "0.5", "1.0",

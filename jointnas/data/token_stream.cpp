@@ -1,8 +1,7 @@
 // Text -> token streams; see token_stream.h.
 #include "jointnas/data/token_stream.h"
 
-#include "jointnas/core/mapped_file.h"
-#include "jointnas/eval/perplexity.h"
+#include "jointnas/eval/text_stream.h"
 
 namespace jointnas::data {
 
@@ -16,11 +15,10 @@ int64_t eos_id(const model::LlamaConfig& config, const tok::Tokenizer& tok) {
 
 std::vector<int64_t> load_token_stream(const std::string& path, const tok::Tokenizer& tok,
                                        const model::LlamaConfig& config, int64_t max_tokens) {
-  const eval::PplProtocol p;
-  std::vector<int64_t> stream = eval::build_stream(eval::split_documents(read_text_file(path), p.documents), tok, p,
-                                                   bos_id(config, tok), eos_id(config, tok));
-  if (max_tokens > 0 && static_cast<int64_t>(stream.size()) > max_tokens) stream.resize(static_cast<size_t>(max_tokens));
-  return stream;
+  // Read and tokenized a block at a time, and only up to max_tokens (issue 26: a 1 GB one-line
+  // file used to be read whole and tokenized at once, 15-25 GB).
+  return eval::read_token_stream(path, tok, eval::PplProtocol{}, bos_id(config, tok), eos_id(config, tok),
+                                 max_tokens);
 }
 
 }  // namespace jointnas::data

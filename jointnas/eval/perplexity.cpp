@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "jointnas/core/error.h"
@@ -112,77 +113,122 @@ std::vector<int64_t> build_stream(const std::vector<std::string>& docs, const to
   return stream;
 }
 
-PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>& stream,
-                     const PplProtocol& p, const std::function<void(int64_t, int64_t)>& progress,
-                     const model::LlamaModel* teacher) {
-  p.validate();
+WindowScorer::WindowScorer(const model::LlamaModel& model, const PplProtocol& p, const model::LlamaModel* teacher)
+    : model_(model), teacher_(teacher), p_(p), W_(p.window), S_(p.stride == 0 ? p.window : p.stride) {
+  p_.validate();
   if (teacher != nullptr) {
     JNAS_CHECK_CONFIG(teacher->config().vocab_size == model.config().vocab_size,
                       "teacher vocabulary {} differs from the model's {}: expected the same "
                       "tokenizer",
                       teacher->config().vocab_size, model.config().vocab_size);
   }
-  const int64_t W = p.window;
-  const int64_t S = p.stride == 0 ? W : p.stride;
-  JNAS_CHECK_CONFIG(W - 1 <= model.config().max_position_embeddings,
-                    "window of {} tokens exceeds the model's context ({} positions)", W,
+  JNAS_CHECK_CONFIG(W_ - 1 <= model.config().max_position_embeddings,
+                    "window of {} tokens exceeds the model's context ({} positions)", W_,
                     model.config().max_position_embeddings);
-  // Window k covers [k*S, k*S + W). The first window scores all W-1 predictions; later ones only
-  // the predictions not scored before (the last S when S < W; all W-1 when S == W). With
-  // score_first (llama.cpp) every window scores its last W-1-score_first predictions.
-  std::vector<int64_t> starts;
-  for (int64_t s = 0; s + W <= static_cast<int64_t>(stream.size()); s += S) {
-    starts.push_back(s);
-    if (p.max_windows > 0 && static_cast<int64_t>(starts.size()) >= p.max_windows) break;
+  // One batch of windows must fit, before any text is read (the flags name the fix).
+  for (const model::LlamaModel* m : {&model, teacher}) {
+    if (m != nullptr) m->check_forward_fits(p_.batch, W_ - 1, false, "--window or --batch (eval.window, eval.batch)");
   }
-  JNAS_CHECK_CONFIG(!starts.empty(), "text too short: {} tokens, need at least one window of {}",
-                    stream.size(), W);
-  at::Tensor all = at::tensor(stream, at::kLong);
-  double total = 0.0, kl_total = 0.0;
-  int64_t count = 0, agree = 0;
-  c10::InferenceMode inference_mode;  // no autograd records, no version counters
-  for (size_t b = 0; b < starts.size(); b += p.batch) {
-    yield_to_timing();
-    const size_t e = std::min(starts.size(), b + static_cast<size_t>(p.batch));
-    std::vector<at::Tensor> rows;
-    for (size_t i = b; i < e; ++i) rows.push_back(all.narrow(0, starts[i], W));
-    at::Tensor x = at::stack(rows);                                  // [n, W]
-    if (p.window_bos_id >= 0) x.select(1, 0).fill_(p.window_bos_id);  // stack copied: safe
-    at::Tensor logits = model.forward(x.narrow(1, 0, W - 1));         // [n, W-1, V] float32
-    at::Tensor target = x.narrow(1, 1, W - 1).to(logits.device());    // [n, W-1]
-    at::Tensor nll = at::cross_entropy_loss(logits.transpose(1, 2), target, {}, at::Reduction::None);
-    at::Tensor kl, same;  // [n, W-1] each, teacher comparison
-    if (teacher != nullptr) {
-      at::Tensor t_logits = teacher->forward(x.narrow(1, 0, W - 1).to(teacher->options().device))
-                                .to(logits.device());
-      at::Tensor lp_s = at::log_softmax(logits, -1);    // [n, W-1, V] fp32
-      at::Tensor lp_t = at::log_softmax(t_logits, -1);  // [n, W-1, V] fp32
-      kl = (lp_t.exp() * (lp_t - lp_s)).sum(-1);
-      same = lp_t.argmax(-1).eq(lp_s.argmax(-1));
-    }
-    for (size_t i = b; i < e; ++i) {
-      const int64_t scored = (i == 0 || S >= W) ? W - 1 - p.score_first : S;
-      const int64_t r = static_cast<int64_t>(i - b);
-      total += nll[r].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
-      if (teacher != nullptr) {
-        kl_total += kl[r].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
-        agree += same[r].narrow(0, W - 1 - scored, scored).sum().item<int64_t>();
-      }
-      count += scored;
-    }
-    if (progress) progress(static_cast<int64_t>(e), static_cast<int64_t>(starts.size()));
+}
+
+bool WindowScorer::full() const { return p_.max_windows > 0 && windows_gathered_ >= p_.max_windows; }
+
+void WindowScorer::add(const int64_t* tokens, size_t n) {
+  buf_.insert(buf_.end(), tokens, tokens + n);
+  // Window k covers [k*S, k*S + W): gather every complete one, score every full batch.
+  while (!full() && next_start_ + W_ <= base_ + static_cast<int64_t>(buf_.size())) {
+    ready_.push_back(next_start_);
+    next_start_ += S_;
+    ++windows_gathered_;
+    if (static_cast<int64_t>(ready_.size()) == p_.batch) score(ready_.size());
   }
+  // Drop the tokens no window still needs.
+  const int64_t keep_from =
+      std::min(ready_.empty() ? next_start_ : ready_.front(), base_ + static_cast<int64_t>(buf_.size()));
+  if (keep_from > base_) {
+    buf_.erase(buf_.begin(), buf_.begin() + (keep_from - base_));
+    base_ = keep_from;
+  }
+}
+
+void WindowScorer::score(size_t n_windows) {
+  yield_to_timing();
+  const int64_t W = W_, S = S_;
+  const at::Tensor all = at::from_blob(buf_.data(), {static_cast<int64_t>(buf_.size())}, at::kLong);
+  std::vector<at::Tensor> rows;
+  for (size_t i = 0; i < n_windows; ++i) rows.push_back(all.narrow(0, ready_[i] - base_, W));
+  at::Tensor x = at::stack(rows);                                   // [n, W], a copy
+  if (p_.window_bos_id >= 0) x.select(1, 0).fill_(p_.window_bos_id);  // stack copied: safe
+  at::Tensor logits = model_.forward(x.narrow(1, 0, W - 1));         // [n, W-1, V] float32
+  at::Tensor target = x.narrow(1, 1, W - 1).to(logits.device());     // [n, W-1]
+  at::Tensor nll = at::cross_entropy_loss(logits.transpose(1, 2), target, {}, at::Reduction::None);
+  at::Tensor kl, same;  // [n, W-1] each, teacher comparison
+  if (teacher_ != nullptr) {
+    at::Tensor t_logits =
+        teacher_->forward(x.narrow(1, 0, W - 1).to(teacher_->options().device)).to(logits.device());
+    at::Tensor lp_s = at::log_softmax(logits, -1);    // [n, W-1, V] fp32
+    at::Tensor lp_t = at::log_softmax(t_logits, -1);  // [n, W-1, V] fp32
+    kl = (lp_t.exp() * (lp_t - lp_s)).sum(-1);
+    same = lp_t.argmax(-1).eq(lp_s.argmax(-1));
+  }
+  // Window i (in the stream) scores all W-1 predictions when it is the first; later ones only the
+  // predictions not scored before (the last S when S < W; all W-1 when S == W). With score_first
+  // (llama.cpp) every window scores its last W-1-score_first predictions.
+  for (size_t r = 0; r < n_windows; ++r) {
+    const int64_t i = windows_done_ + static_cast<int64_t>(r);
+    const int64_t scored = (i == 0 || S >= W) ? W - 1 - p_.score_first : S;
+    const auto row = static_cast<int64_t>(r);
+    total_ += nll[row].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
+    if (teacher_ != nullptr) {
+      kl_total_ += kl[row].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
+      agree_ += same[row].narrow(0, W - 1 - scored, scored).sum().item<int64_t>();
+    }
+    count_ += scored;
+  }
+  windows_done_ += static_cast<int64_t>(n_windows);
+  ready_.erase(ready_.begin(), ready_.begin() + static_cast<std::ptrdiff_t>(n_windows));
+}
+
+PplResult WindowScorer::finish(int64_t stream_tokens) {
+  if (!ready_.empty()) score(ready_.size());
+  JNAS_CHECK_CONFIG(windows_done_ > 0, "text too short: {} tokens, need at least one window of {}", stream_tokens,
+                    W_);
   PplResult r;
-  r.nll = total / static_cast<double>(count);
+  r.nll = total_ / static_cast<double>(count_);
   r.ppl = std::exp(r.nll);
-  r.tokens = count;
-  r.windows = static_cast<int64_t>(starts.size());
-  r.stream_tokens = static_cast<int64_t>(stream.size());
-  if (teacher != nullptr) {
+  r.tokens = count_;
+  r.windows = windows_done_;
+  r.stream_tokens = stream_tokens;
+  if (teacher_ != nullptr) {
     r.has_teacher = true;
-    r.kl_teacher = kl_total / static_cast<double>(count);
-    r.top1_agreement = static_cast<double>(agree) / static_cast<double>(count);
+    r.kl_teacher = kl_total_ / static_cast<double>(count_);
+    r.top1_agreement = static_cast<double>(agree_) / static_cast<double>(count_);
   }
+  return r;
+}
+
+PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>& stream,
+                     const PplProtocol& p, const std::function<void(int64_t, int64_t)>& progress,
+                     const model::LlamaModel* teacher) {
+  WindowScorer scorer(model, p, teacher);
+  c10::InferenceMode inference_mode;  // no autograd records, no version counters
+  // The windows there will be, for progress: starts 0, S, 2S, ... while start + W <= size.
+  const int64_t W = p.window, S = p.stride == 0 ? p.window : p.stride;
+  const auto n = static_cast<int64_t>(stream.size());
+  int64_t total = n >= W ? (n - W) / S + 1 : 0;
+  if (p.max_windows > 0) total = std::min(total, p.max_windows);
+  // Fed a batch's worth at a time so that progress is reported per batch.
+  const size_t step = static_cast<size_t>(std::max<int64_t>(S * p.batch, 1));
+  int64_t reported = 0;
+  for (size_t at = 0; at < stream.size() && !scorer.full(); at += step) {
+    scorer.add(stream.data() + at, std::min(step, stream.size() - at));
+    if (progress && scorer.windows_scored() != reported) {
+      reported = scorer.windows_scored();
+      progress(reported, total);
+    }
+  }
+  PplResult r = scorer.finish(n);
+  if (progress && r.windows != reported) progress(r.windows, total);
   return r;
 }
 

@@ -64,6 +64,38 @@ std::vector<std::string> split_documents(const std::string& text, const std::str
 std::vector<int64_t> build_stream(const std::vector<std::string>& docs, const tok::Tokenizer& tok,
                                   const PplProtocol& p, int64_t bos_id, int64_t eos_id);
 
+// Scores windows of a token stream as the tokens arrive: the windows, their batches and their
+// order are those of perplexity() on the whole stream, so the result is the same bit for bit,
+// while only the tokens of one batch of windows are held. Used by perplexity() and
+// perplexity_of_file() (text_stream.h).
+class WindowScorer {
+ public:
+  // Throws ConfigError when the protocol is invalid or the window exceeds the model's positions.
+  WindowScorer(const model::LlamaModel& model, const PplProtocol& p, const model::LlamaModel* teacher = nullptr);
+  // Appends tokens to the stream and scores every batch of windows that is complete.
+  void add(const int64_t* tokens, size_t n);
+  // max_windows windows are gathered: more tokens are not needed.
+  bool full() const;
+  int64_t windows_scored() const { return windows_done_; }
+  // Scores the last, partial batch and returns the result; `stream_tokens` is the length of the
+  // stream read. Throws ConfigError when the stream held no window ("text too short").
+  PplResult finish(int64_t stream_tokens);
+
+ private:
+  void score(size_t n_windows);
+  const model::LlamaModel& model_;
+  const model::LlamaModel* teacher_;
+  PplProtocol p_;
+  int64_t W_, S_;
+  std::vector<int64_t> buf_;    // stream tokens [base_, base_ + buf_.size())
+  int64_t base_ = 0;
+  int64_t next_start_ = 0;      // start of the next window not yet gathered
+  std::vector<int64_t> ready_;  // starts of gathered windows waiting for their batch
+  int64_t windows_gathered_ = 0, windows_done_ = 0;
+  double total_ = 0.0, kl_total_ = 0.0;
+  int64_t count_ = 0, agree_ = 0;
+};
+
 // Scores `stream` with `model`. `progress(done, total)` is called after each batch when set.
 // With a `teacher` (same vocabulary; e.g. the uncompressed model) the result also carries
 // KL(teacher || model) and top-1 agreement over exactly the predictions that are scored.

@@ -2,7 +2,9 @@
 #include "jointnas/model/checkpoint.h"
 
 #include <ATen/ATen.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -65,6 +67,58 @@ void add_file(Checkpoint& ck, const std::string& path, const std::set<std::strin
   }
 }
 
+// Every tensor of an HF directory must be one the model reads (or one transformers itself skips):
+// a config.json with 4 layers over an 8-layer checkpoint loaded and ran a 4-layer model, ignoring
+// 36 tensors without a word (issue 26). Names are checked, not shapes (from_checkpoint does that):
+// the embedding, the final norm, lm_head (ignored by transformers too when the embeddings are
+// tied), and per layer l < num_hidden_layers its two norms, the seven linears (float weights or
+// packed weight / weight_scale / weight_zero) and the legacy rotary_emb.inv_freq buffer.
+void check_every_tensor_used(const Checkpoint& ck) {
+  static const std::set<std::string> kLayerNames = [] {
+    std::set<std::string> n = {"input_layernorm.weight", "post_attention_layernorm.weight"};
+    for (const char* lin : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}) {
+      for (const char* part : {".weight", ".weight_scale", ".weight_zero"}) n.insert(std::string(lin) + part);
+    }
+    return n;
+  }();
+  const int64_t L = ck.config.num_hidden_layers;
+  std::vector<std::string> unused;
+  int64_t max_layer = -1;  // the highest layer index the names hold
+  for (const auto& [name, t] : ck.tensors) {
+    if (name == "model.embed_tokens.weight" || name == "model.norm.weight" || name == "lm_head.weight" ||
+        name.ends_with("rotary_emb.inv_freq")) {
+      continue;  // rotary_emb.inv_freq: a buffer older exports saved, recomputed by every runtime
+    }
+    constexpr std::string_view kLayers = "model.layers.";
+    if (name.starts_with(kLayers)) {
+      const size_t dot = name.find('.', kLayers.size());
+      const std::string idx = name.substr(kLayers.size(), dot == std::string::npos ? 0 : dot - kLayers.size());
+      if (!idx.empty() && idx.size() <= 6 && idx.find_first_not_of("0123456789") == std::string::npos) {
+        const int64_t l = std::stoll(idx);
+        max_layer = std::max(max_layer, l);
+        if (l < L && kLayerNames.count(name.substr(dot + 1)) != 0) continue;
+      }
+    }
+    unused.push_back(name);
+  }
+  if (unused.empty()) return;
+  std::vector<std::string> shown(unused.begin(), unused.begin() + std::min<size_t>(unused.size(), 4));
+  const std::string fix =
+      max_layer >= L
+          ? fmt::format("the weights hold layers 0 to {} but num_hidden_layers is {}: set num_hidden_layers "
+                        "(and jointnas_layer_specs) to match the weights, or use the config.json that came "
+                        "with them",
+                        max_layer, L)
+          : "config.json and the weights disagree (a tensor of another architecture, e.g. a bias the model "
+            "has no place for): use the config.json and weights of one Llama model";
+  throw IoError(fmt::format("{}: {} tensor{} of the checkpoint would not be used by the model config.json "
+                            "describes ({} layers): '{}'{}",
+                            ck.config_source, unused.size(), unused.size() == 1 ? "" : "s", L,
+                            fmt::join(shown, "', '"), unused.size() > shown.size() ? ", ..." : ""),
+                fix);
+}
+
 }  // namespace
 
 at::Tensor tensor_from_entry(const std::shared_ptr<SafetensorsFile>& file, const StEntry& e) {
@@ -103,6 +157,7 @@ Checkpoint load_hf_directory(const std::string& dir) {
                   "jointnas reads safetensors checkpoints (PyTorch .bin pickles are never loaded: "
                   "they can execute code)");
   }
+  check_every_tensor_used(ck);
   return ck;
 }
 

@@ -12,6 +12,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/core/machine.h"
 #include "jointnas/kernels/decode_attention.h"
 #include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/linear.h"
@@ -272,22 +273,17 @@ LlamaModel LlamaModel::random(const LlamaConfig& config, RuntimeOptions opts, ui
 }
 
 void LlamaModel::build_rope_tables() {
-  // One table per distinct (head_dim, theta); layers share them.
-  std::map<std::pair<int64_t, double>, std::pair<at::Tensor, at::Tensor>> cache;
-  const int64_t max_pos = config_.max_position_embeddings;
+  // One table per distinct (head_dim, theta), shared by its layers and grown on first use.
+  std::map<std::pair<int64_t, double>, std::shared_ptr<const RopeTables>> tables;
   for (size_t l = 0; l < layers_.size(); ++l) {
     const LayerSpec& s = specs_[l];
     if (s.skip) continue;
-    auto key = std::make_pair(s.head_dim, s.rope_theta);
-    if (cache.count(key) == 0) {
-      at::Tensor inv = rope_inv_freq(s.head_dim, s.rope_theta, config_.rope);  // [hd/2]
-      at::Tensor pos = at::arange(max_pos, at::kLong).to(at::kFloat);
-      at::Tensor freqs = pos.unsqueeze(1) * inv.unsqueeze(0);  // [P, hd/2]
-      at::Tensor emb = at::cat({freqs, freqs}, -1);             // [P, hd]
-      cache[key] = {emb.cos().to(opts_.device), emb.sin().to(opts_.device)};
+    auto& t = tables[{s.head_dim, s.rope_theta}];
+    if (!t) {
+      t = std::make_shared<const RopeTables>(s.head_dim, s.rope_theta, config_.rope, config_.max_position_embeddings,
+                                             opts_.device);
     }
-    layers_[l].rope_cos = cache[key].first;
-    layers_[l].rope_sin = cache[key].second;
+    layers_[l].rope = t;
   }
 }
 
@@ -295,6 +291,24 @@ KVCache LlamaModel::new_cache(int64_t batch, int64_t max_len) const {
   JNAS_CHECK_CONFIG(max_len <= config_.max_position_embeddings,
                     "context of {} tokens exceeds max_position_embeddings = {}", max_len,
                     config_.max_position_embeddings);
+  JNAS_CHECK_CONFIG(batch >= 1 && max_len >= 1, "a KV cache needs batch >= 1 and max_len >= 1, got {} x {}", batch,
+                    max_len);
+  if (opts_.device.is_cpu()) {
+    // K and V of every kept layer; refused before allocating (a GPU's allocator says so itself).
+    uint64_t bytes = 0;
+    for (const LayerSpec& s : specs_) {
+      if (s.skip) continue;
+      bytes = saturating_add(bytes, saturating_mul(saturating_mul(2 * static_cast<uint64_t>(batch),
+                                                                  static_cast<uint64_t>(max_len)),
+                                                   static_cast<uint64_t>(s.num_key_value_heads * s.head_dim *
+                                                                         at::elementSize(opts_.dtype))));
+    }
+    check_memory_fits(bytes, fmt::format("the KV cache of {} x {} positions", batch, max_len),
+                      "the batch or the context");
+  }
+  for (const LayerWeights& w : layers_) {
+    if (w.rope) w.rope->get(max_len);  // grown now, never inside a captured decode step
+  }
   KVCache c;
   c.batch = batch;
   c.max_len = max_len;
@@ -314,7 +328,7 @@ KVCache LlamaModel::new_cache(int64_t batch, int64_t max_len) const {
 
 at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& positions,
                              KVCache* cache, int64_t past, const at::Tensor* static_mask,
-                             const ForwardHooks* hooks) const {
+                             const ForwardHooks* hooks, int64_t rope_positions) const {
   const LayerSpec& s = specs_[l];
   const LayerWeights& w = layers_[l];
   const int64_t B = x.size(0), T = x.size(1);
@@ -354,7 +368,8 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
     k_buf = at::empty({B, nkv, T, hd}, x.options());
     v_buf = at::empty({B, nkv, T, hd}, x.options());
   }
-  at::Tensor q = kernels::rope_and_cache(qkv, positions, w.rope_cos, w.rope_sin, nh, nkv, hd,
+  const auto [rope_cos, rope_sin] = w.rope->get(rope_positions);  // [P >= rope_positions, hd] each
+  at::Tensor q = kernels::rope_and_cache(qkv, positions, rope_cos, rope_sin, nh, nkv, hd,
                                          k_buf, v_buf);  // [B, nh, T, hd]
 
   const double scale = s.attention_scale > 0.0 ? s.attention_scale
@@ -431,6 +446,29 @@ at::Tensor LlamaModel::block(int64_t l, const at::Tensor& x, const at::Tensor& p
   return w.down_proj.forward_add(act, out);
 }
 
+uint64_t forward_bytes(const LlamaConfig& config, const std::vector<LayerSpec>& specs, int64_t B, int64_t T,
+                       bool last_only, int64_t dtype_bytes) {
+  if (B <= 0 || T <= 0) return 0;
+  uint64_t widest = static_cast<uint64_t>(config.hidden_size);
+  for (const LayerSpec& s : specs) {
+    if (s.skip) continue;
+    widest = std::max<uint64_t>(
+        widest, static_cast<uint64_t>(std::max((s.num_attention_heads + 2 * s.num_key_value_heads) * s.head_dim,
+                                               2 * s.intermediate_size)));
+  }
+  const uint64_t rows = saturating_mul(static_cast<uint64_t>(B), static_cast<uint64_t>(T));
+  const uint64_t logits = saturating_mul(last_only ? static_cast<uint64_t>(B) : rows,
+                                         saturating_mul(static_cast<uint64_t>(config.vocab_size), 4));
+  const uint64_t act = saturating_mul(saturating_mul(rows, widest), 3 * static_cast<uint64_t>(dtype_bytes));
+  return saturating_add(saturating_mul(logits, 2), act);
+}
+
+void LlamaModel::check_forward_fits(int64_t B, int64_t T, bool last_only, const std::string& keys) const {
+  if (!opts_.device.is_cpu()) return;  // a GPU's allocator refuses for itself
+  check_memory_fits(forward_bytes(config_, specs_, B, T, last_only, static_cast<int64_t>(at::elementSize(opts_.dtype))),
+                    fmt::format("a forward pass of {} x {} tokens", B, T), keys);
+}
+
 at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_only,
                                const ForwardHooks* hooks) const {
   TORCH_CHECK(ids.dim() == 2, "expected ids [B, T], got ", ids.sizes());
@@ -445,6 +483,7 @@ at::Tensor LlamaModel::forward(const at::Tensor& ids, KVCache* cache, bool last_
   JNAS_CHECK_CONFIG(past + T <= config_.max_position_embeddings,
                     "sequence of {} tokens exceeds max_position_embeddings = {}", past + T,
                     config_.max_position_embeddings);
+  check_forward_fits(B, T, last_only, "the batch or the sequence length");
   at::Tensor dev_ids = ids.to(opts_.device, at::kLong);
   // Token ids come from tokenizers and users: check the range rather than read out of bounds.
   if (dev_ids.numel() > 0) {
@@ -472,7 +511,7 @@ at::Tensor LlamaModel::run(const at::Tensor& dev_ids, KVCache* cache, bool last_
   at::Tensor positions = at::arange(past, past + T, dev_ids.options());
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
     if (specs_[l].skip) continue;
-    at::Tensor out = block(l, x, positions, cache, past, nullptr, hooks);
+    at::Tensor out = block(l, x, positions, cache, past, nullptr, hooks, past + T);
     if (hooks != nullptr && hooks->on_block) hooks->on_block(l, x, out);
     x = out;
     if (hooks != nullptr && hooks->stop_after_layer == l) return {};
@@ -490,7 +529,7 @@ at::Tensor LlamaModel::decode_step_static(const at::Tensor& ids, const at::Tenso
   at::Tensor mask = at::arange(cache.max_len, pos.options()).le(pos).view({1, 1, 1, cache.max_len});
   for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
     if (specs_[l].skip) continue;
-    x = block(l, x, pos, &cache, 0, &mask, nullptr);
+    x = block(l, x, pos, &cache, 0, &mask, nullptr, cache.max_len);
   }
   x = kernels::rms_norm(x, norm_, config_.rms_norm_eps);
   return kernels::linear_logits(x, lm_head_);  // fp32; callers argmax on device

@@ -14,6 +14,7 @@
 
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/model/config.h"
+#include "jointnas/model/rope.h"
 #include "jointnas/quant/qlinear.h"
 
 namespace jointnas::model {
@@ -32,7 +33,9 @@ struct LayerWeights {
   at::Tensor post_attention_layernorm;  // [H]
   quant::QuantLinear gate_up;           // [2 * I, H]  (gate rows first, then up)
   quant::QuantLinear down_proj;         // [H, I]
-  at::Tensor rope_cos, rope_sin;        // [max_pos, hd] float32 tables of this layer's RoPE
+  // This layer's RoPE cos / sin tables (shared by the layers of one head_dim and theta), grown to
+  // the positions used, never to max_position_embeddings up front (issue 26).
+  std::shared_ptr<const RopeTables> rope;
 
   quant::QuantLinear& linear(LinearSlot s);
   const quant::QuantLinear& linear(LinearSlot s) const;
@@ -73,6 +76,10 @@ class LlamaModel {
   // tokens are appended at positions cache->length ... and the cache length advances.
   at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr, bool last_only = false,
                      const ForwardHooks* hooks = nullptr) const;
+  // On the CPU: ConfigError ("needs X GiB, more than the Y GiB of memory of this machine", hint:
+  // lower `keys`) when a forward pass over B x T tokens cannot fit the machine's memory. forward()
+  // calls it; callers that know the flags behind B and T call it first to name them.
+  void check_forward_fits(int64_t B, int64_t T, bool last_only, const std::string& keys) const;
 
   // One decode step with the position given as a device tensor, so that it can be captured in a
   // CUDA graph: ids [B, 1], pos int64 [1] (the position of the new token). Attends over the whole
@@ -104,7 +111,8 @@ class LlamaModel {
 
  private:
   at::Tensor block(int64_t l, const at::Tensor& x, const at::Tensor& positions, KVCache* cache,
-                   int64_t past, const at::Tensor* static_mask, const ForwardHooks* hooks) const;
+                   int64_t past, const at::Tensor* static_mask, const ForwardHooks* hooks,
+                   int64_t rope_positions) const;
   void build_rope_tables();
   // forward() after its checks: ids on the device and in range.
   at::Tensor run(const at::Tensor& dev_ids, KVCache* cache, bool last_only, const ForwardHooks* hooks) const;
@@ -117,6 +125,15 @@ class LlamaModel {
   at::Tensor lm_head_;       // [V, H] (same storage as embed_tokens_ when tied)
   std::vector<LayerWeights> layers_;
 };
+
+// An upper estimate of the activation peak of one forward pass over B x T new tokens, beyond the
+// weights and the KV cache: the fp32 logits (of the last position only with `last_only`) and one
+// more tensor of their size (a loss or a softmax over them), plus the widest block intermediate
+// (fused q/k/v or gate/up) three times (input, output, a temporary) in the compute dtype. Checked
+// against the machine's memory before allocating (a batch x window whose logits alone needed
+// terabytes was a bad_alloc, exit 1, or the OOM killer). Saturates at UINT64_MAX.
+uint64_t forward_bytes(const LlamaConfig& config, const std::vector<LayerSpec>& specs, int64_t B, int64_t T,
+                       bool last_only, int64_t dtype_bytes);
 
 // RoPE inverse frequencies [hd/2] float32, as transformers computes them (default or llama3).
 at::Tensor rope_inv_freq(int64_t head_dim, double theta, const RopeParameters& rope);

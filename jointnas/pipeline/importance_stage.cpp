@@ -38,7 +38,7 @@ Json run_importance(const ImportanceOptions& o) {
   compress::check_permutable(lm.ckpt);  // before the calibration, not after
 
   // Calibration windows from the same document stream as `eval ppl` and `quantize --calib`.
-  const auto stream = data::load_token_stream(o.calib, *lm.tokenizer, cfg);
+  const auto stream = data::load_token_stream(o.calib, *lm.tokenizer, cfg, data::kCalibrationMaxTokens);
   const int64_t len = std::min(o.importance.seq_len, cfg.max_position_embeddings);
   const at::Tensor calib = compress::sample_windows(stream, o.importance.windows, len, static_cast<uint64_t>(o.seed));
   JNAS_LOG_INFO("[importance] calibration: {} windows x {} tokens from {} ({} tokens)", o.importance.windows, len,

@@ -4,9 +4,10 @@
 #include <cmath>
 
 #include "jointnas/core/log.h"
-#include "jointnas/core/mapped_file.h"
+#include "jointnas/core/paths.h"
 #include "jointnas/data/token_stream.h"
 #include "jointnas/eval/perplexity.h"
+#include "jointnas/eval/text_stream.h"
 #include "jointnas/pipeline/model_loading.h"
 
 namespace jointnas::pipeline {
@@ -35,7 +36,9 @@ int64_t ppl_window(const PplSettings& s, int64_t context) {
 }
 
 Json run_ppl(const PplOptions& o) {
-  const std::string text = read_text_file(o.text);
+  // The text is streamed (eval/text_stream.h): read and tokenized a block at a time, scored as it
+  // comes, and read only until max_windows windows are had. Checked here, before the model loads.
+  require_regular_file(o.text, "the text file (--text)");
   LoadedModel lm = load_model(o.run, /*need_tokenizer=*/true);
   const auto& cfg = lm.ckpt.config;
   const eval::PplProtocol p = resolve(o.ppl, cfg.max_position_embeddings, data::bos_id(cfg, *lm.tokenizer));
@@ -45,27 +48,28 @@ Json run_ppl(const PplOptions& o) {
     tf.model = o.teacher;
     teacher = std::move(load_model(tf, /*need_tokenizer=*/false).model);
   }
-  const auto docs = eval::split_documents(text, p.documents);
-  const auto stream =
-      eval::build_stream(docs, *lm.tokenizer, p, data::bos_id(cfg, *lm.tokenizer), data::eos_id(cfg, *lm.tokenizer));
-  JNAS_LOG_INFO("[eval ppl] {}: {} documents, {} tokens", o.text.str(), docs.size(), stream.size());
   int64_t last_pct = -1;
-  auto progress = [&](int64_t done, int64_t total) {
-    const int64_t pct = 100 * done / total;
+  auto progress = [&](int64_t done, double read) {
+    const auto pct = static_cast<int64_t>(100 * read);
     if (pct / 10 != last_pct / 10) {
-      JNAS_LOG_INFO("[eval ppl] window {}/{} ({}%)", done, total, pct);
+      JNAS_LOG_INFO("[eval ppl] {} windows scored, {}% of {} read", done, pct, o.text.str());
       last_pct = pct;
     }
   };
-  eval::PplResult r = eval::perplexity(*lm.model, stream, p, progress, teacher.get());
+  const eval::FilePplResult fr =
+      eval::perplexity_of_file(*lm.model, o.text, *lm.tokenizer, p, data::bos_id(cfg, *lm.tokenizer),
+                               data::eos_id(cfg, *lm.tokenizer), progress, teacher.get());
+  const eval::PplResult& r = fr.result;
+  JNAS_LOG_INFO("[eval ppl] {}: {} documents, {} tokens{}", o.text.str(), r.documents, r.stream_tokens,
+                fr.complete ? "" : " read (enough for --max-windows; the rest of the file was not read)");
   if (!std::isfinite(r.nll) || !std::isfinite(r.ppl)) throw_non_finite(lm, o.run.model, "the perplexity is");
-  r.documents = static_cast<int64_t>(docs.size());
   Json j{{"nll", r.nll},
          {"ppl", r.ppl},
          {"tokens", r.tokens},
          {"windows", r.windows},
          {"stream_tokens", r.stream_tokens},
          {"documents", r.documents},
+         {"text_complete", fr.complete},
          {"text", o.text.str()},
          {"protocol",
           {{"name", o.ppl.protocol},

@@ -51,7 +51,9 @@ void fields(V& v, PplOptions& o) {
   fields(v, o.ppl);
 }
 
-// Scores the text; returns {nll, ppl, tokens, windows, stream_tokens, documents, protocol, teacher?}.
+// Scores the text, streamed in bounded memory; returns {nll, ppl, tokens, windows, stream_tokens,
+// documents, text_complete, protocol, teacher?}. With max_windows the file is read only as far as
+// those windows need: stream_tokens and documents then count what was read (text_complete false).
 Json run_ppl(const PplOptions& o);
 
 // The window `s` resolves to for a model with `context` positions (for checks before a run).

@@ -31,7 +31,7 @@ Json run_quantize(const QuantizeOptions& o) {
 
   at::Tensor calib;
   if (o.method == "gptq") {
-    const auto stream = data::load_token_stream(o.calib, *lm.tokenizer, lm.ckpt.config);
+    const auto stream = data::load_token_stream(o.calib, *lm.tokenizer, lm.ckpt.config, data::kCalibrationMaxTokens);
     const int64_t len = std::min(o.calib_len, m.config().max_position_embeddings);
     calib = compress::sample_windows(stream, o.calib_windows, len, static_cast<uint64_t>(o.seed));
     JNAS_LOG_INFO("[quantize] calibration: {} windows x {} tokens from {} ({} tokens)", o.calib_windows, len,

@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/core/machine.h"
+#include "jointnas/model/llama.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/pipeline/run_config.h"
 #include "jointnas/pipeline/study_plan.h"
@@ -67,6 +69,47 @@ void check_positions(const RunConfig& c, const model::LlamaConfig& m) {
   }
 }
 
+// Values that would allocate more memory than this machine has are refused here, before any
+// stage (issue 26: they were a bad_alloc or the OOM killer in the stage that used them, after the
+// stages before it had run). Each is a lower bound of what the stage allocates: one forward pass
+// of its batch (model::forward_bytes: logits and the widest activation, no gradients) or the
+// workload's KV cache, on the CPU against machine_memory_bytes(). A CUDA run's device memory is
+// checked by its stages (the card is not queried here).
+void check_memory(const RunConfig& c, const model::LlamaConfig& m) {
+  if (c.device != "cpu") return;
+  const std::vector<model::LayerSpec> specs = model::dense_layer_specs(m);
+  const int64_t P = m.max_position_embeddings;
+  constexpr int64_t kFp32 = 4;  // the CPU runs in fp32
+  struct Use {
+    const char* what;
+    int64_t batch, tokens;
+    const char* keys;
+  };
+  const Use uses[] = {
+      {"importance", c.importance.batch, std::min(c.importance.seq_len, P), "'importance.batch' or 'importance.seq_len'"},
+      {"search", c.search.dnas.batch, std::min(c.search.dnas.seq_len, P), "'search.batch' or 'search.seq_len'"},
+      {"finetune", c.finetune.train.batch, std::min(c.finetune.train.seq_len, P),
+       "'finetune.batch' or 'finetune.seq_len'"},
+      {"eval ppl", c.eval.ppl.batch, std::min(ppl_window(c.eval.ppl, P), P) - 1, "'eval.batch' or 'eval.window'"},
+  };
+  for (const Use& u : uses) {
+    check_memory_fits(model::forward_bytes(m, specs, u.batch, u.tokens, false, kFp32),
+                      fmt::format("{}: {}: a forward pass of {} x {} tokens", c.source, u.what, u.batch, u.tokens),
+                      u.keys);
+  }
+  // The workload's KV cache (profile and bench allocate it): K and V of every layer.
+  const int64_t positions = c.workload.kind == "decode" ? c.workload.context + 1 : c.workload.tokens;
+  uint64_t kv = 0;
+  for (const model::LayerSpec& l : specs) {
+    kv = saturating_add(kv, saturating_mul(saturating_mul(2 * static_cast<uint64_t>(c.workload.batch),
+                                                          static_cast<uint64_t>(positions)),
+                                           static_cast<uint64_t>(l.num_key_value_heads * l.head_dim * kFp32)));
+  }
+  check_memory_fits(kv, fmt::format("{}: the workload's KV cache ({} x {} positions)", c.source, c.workload.batch,
+                                    positions),
+                    "'workload.batch' or 'workload.context'");
+}
+
 }  // namespace
 
 void check(const RunConfig& c, RunMode mode) {
@@ -87,6 +130,7 @@ void check(const RunConfig& c, RunMode mode) {
   // The model's config and the search space against it: cheap (the weights are mapped, not read).
   const model::Checkpoint ck = model::load_checkpoint(c.model);
   check_positions(c, ck.config);
+  check_memory(c, ck.config);
   const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, c.target());
   if (mode == RunMode::kStudy) check_study(c, space);
 }

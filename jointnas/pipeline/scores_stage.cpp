@@ -92,7 +92,7 @@ Json run_scores(const ScoresOptions& o) {
   const search::ScoreTable scores = sensitivity_scores(o.selection, in);
   Json out{{"scores", o.out.str()}, {"evaluations", search::sensitivity_evaluations(space, {o.selection.per_hidden})}};
   if (o.validate > 0) {
-    Json v = validate(o, ck, cc, scores, split, held, so, data::load_token_stream(o.eval_text, *tok, cfg, 0));
+    Json v = validate(o, ck, cc, scores, split, held, so, data::load_token_stream(o.eval_text, *tok, cfg, o.eval_windows * len));
     if (!o.validate_out.empty()) write_file_atomic(o.validate_out, v.dump(1) + "\n");
     v.erase("points");
     out["validation"] = v;

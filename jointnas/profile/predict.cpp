@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "jointnas/core/error.h"
+#include "jointnas/model/rope.h"
 #include "jointnas/profile/linear_cost.h"
 #include "jointnas/quant/format.h"
 #include "jointnas/quant/qkernels_cuda.h"
@@ -195,13 +196,16 @@ Cost predict(const model::LlamaConfig& c, const std::vector<model::LayerSpec>& s
     cost.kv_cache_bytes = std::max(cost.kv_cache_bytes, kvb);
   }
   {
-    // LlamaModel::build_rope_tables: one cos and one sin [max_pos, hd] fp32 table per distinct
-    // (head_dim, theta).
+    // LlamaModel's RoPE tables: one cos and one sin [P, hd] fp32 table per distinct (head_dim,
+    // theta), P the positions the workload's cache holds as model::RopeTables rounds them.
     std::set<std::pair<int64_t, double>> tables;
     for (const model::LayerSpec& l : specs) {
       if (!l.skip) tables.insert({l.head_dim, l.rope_theta});
     }
-    for (const auto& [hd, theta] : tables) cost.table_bytes += 2 * c.max_position_embeddings * hd * 4;
+    int64_t positions = 1;
+    for (auto [prefill, weight] : regimes(w)) positions = std::max(positions, shape_of(w, prefill).kv_len);
+    const int64_t rows = model::rope_table_positions(positions, c.max_position_embeddings);
+    for (const auto& [hd, theta] : tables) cost.table_bytes += 2 * rows * hd * 4;
   }
   if (const LatencyTable::Calibration* cal = table.calibration_for(w)) {
     int64_t kept = 0;

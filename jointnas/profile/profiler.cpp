@@ -13,6 +13,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
+#include "jointnas/core/machine.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/kernels/decode_attention.h"
 #include "jointnas/kernels/fused.h"
@@ -70,6 +71,28 @@ int copies_for(int64_t bytes, int64_t target) {
   return static_cast<int>(std::clamp<int64_t>((target + std::max<int64_t>(bytes, 1) - 1) / std::max<int64_t>(bytes, 1), 1, 16));
 }
 
+// A lower bound of the bytes an entry's buffers take (one weight copy; linear weights are drawn in
+// fp32 before they are quantized), checked against the machine's memory before anything is
+// allocated (issue 26: a config.json of vocab_size 2^24 x hidden_size 2^14 made profile abort in
+// LibTorch's allocator, exit 134).
+uint64_t entry_bytes(const ParsedKey& p, const std::string& key, uint64_t elt) {
+  auto u = [&](char c) { return static_cast<uint64_t>(std::max<int64_t>(need(p, c, key), 0)); };
+  auto mul = [](std::initializer_list<uint64_t> xs) {
+    uint64_t r = 1;
+    for (uint64_t x : xs) r = saturating_mul(r, x);
+    return r;
+  };
+  if (p.op == "linear") {
+    return saturating_add(mul({u('n'), u('k'), 4}), mul({u('m'), saturating_add(u('k'), u('n')), elt}));
+  }
+  if (p.op == "attention") {
+    return saturating_add(mul({2, u('b'), u('K'), u('c'), u('d'), elt}), mul({u('b'), u('h'), u('q'), u('d'), elt}));
+  }
+  if (p.op == "block_fixed") return mul({u('m'), saturating_add(mul({2, u('h')}), mul({2, u('i')})), elt});
+  if (p.op == "head") return saturating_add(mul({u('v'), u('h'), elt}), mul({u('m'), u('v'), 4}));
+  return 0;
+}
+
 }  // namespace
 
 Json device_meta(const ProfileOptions& o) {
@@ -122,6 +145,15 @@ void profile_keys(LatencyTable& table, const std::vector<std::string>& keys, con
   std::vector<std::string> todo;
   for (const auto& k : keys) {
     if (force || !table.has(k)) todo.push_back(k);
+  }
+  if (o.device.is_cpu()) {
+    // Every entry before the first is timed: a config or workload too large fails in seconds.
+    for (const auto& key : todo) {
+      check_memory_fits(entry_bytes(parse_key(key), key, c10::elementSize(o.dtype)),
+                        fmt::format("latency-table entry '{}'", key),
+                        "the model's sizes (hidden_size, intermediate_size, vocab_size, heads) or the workload's "
+                        "batch, context or tokens");
+    }
   }
   const auto t_start = std::chrono::steady_clock::now();
   auto opt = at::TensorOptions().device(o.device).dtype(o.dtype);

@@ -9,6 +9,7 @@
 #include <fmt/ranges.h>
 
 #include "jointnas/core/error.h"
+#include "jointnas/model/rope.h"
 #include "jointnas/quant/pack.h"
 #include "jointnas/quant/quantize.h"
 #include "jointnas/search/mixed_linear.h"
@@ -81,7 +82,7 @@ struct Supernet::Impl {
   std::vector<Layer> layers;
   at::Tensor arch_hidden, arch_depth;
   at::Tensor ind_hidden, ind_depth;  // [n_h, H], [n_D, L] (1 where depth_i > rank(l))
-  at::Tensor rope_cos, rope_sin;     // [P, hd] full head
+  std::shared_ptr<const model::RopeTables> rope;  // cos / sin [P, hd] of the full head, grown on use
   // dense_mask: stored binary masks per (slot kind, decision, choice) at weight shape.
   std::map<std::string, at::Tensor> mask_stacks;
 
@@ -326,6 +327,7 @@ struct Supernet::Impl {
     at::Tensor keep = teacher ? at::ones({static_cast<int64_t>(layers.size())}, fopts())
                               : at::matmul(d.depth, ind_depth);  // [L]
     at::Tensor x = at::embedding(embed, dev_ids) * mh.to(opts.dtype);
+    const auto [rope_cos, rope_sin] = rope->get(T);  // [P >= T, hd] each
     at::Tensor cos = rope_cos.narrow(0, 0, T).to(opts.dtype), sin = rope_sin.narrow(0, 0, T).to(opts.dtype);
     const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
     for (int64_t l = 0; l < static_cast<int64_t>(layers.size()); ++l) {
@@ -446,12 +448,9 @@ Supernet::Supernet(const model::Checkpoint& ckpt, SearchSpace space, std::vector
     m.layers.push_back(std::move(L));
   }
   // RoPE of the full head (the cut head keeps the first pairs: their frequencies are unchanged).
-  at::Tensor inv = model::rope_inv_freq(m.hd, c.rope.rope_theta, c.rope);
-  at::Tensor pos = at::arange(c.max_position_embeddings, at::kLong).to(at::kFloat);
-  at::Tensor freqs = pos.unsqueeze(1) * inv.unsqueeze(0);
-  at::Tensor emb = at::cat({freqs, freqs}, -1);
-  m.rope_cos = emb.cos().to(opts.device);
-  m.rope_sin = emb.sin().to(opts.device);
+  // Grown to the positions used (model/rope.h), never to max_position_embeddings up front.
+  m.rope = std::make_shared<const model::RopeTables>(m.hd, c.rope.rope_theta, c.rope, c.max_position_embeddings,
+                                                     opts.device);
   if (opts.mixing == Mixing::kPlain) set_mixing(Mixing::kPlain);
 }
 

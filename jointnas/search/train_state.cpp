@@ -69,6 +69,17 @@ std::optional<CheckpointDir::Loaded> CheckpointDir::load_latest(int64_t max_step
                     l.meta.value("step", Json(-1)) == Json(*step),
                 "{}: not a {} at step {}; remove {} to start over", l.json_path, format_, *step, policy_.dir);
   l.tensors = model::load_tensors(l.tensors_path);
+  // A checkpoint is an input like any other: NaN LoRA factors or architecture logits in a damaged
+  // or edited file made a resumed run train on garbage or pick the smallest architecture with
+  // exit 0 (issue 26). Every floating tensor (weights, Adam moments) is checked before resuming.
+  for (const auto& [name, t] : l.tensors) {
+    if (!at::isFloatingType(t.scalar_type()) || t.numel() == 0) continue;
+    if (!at::isfinite(t).all().item<bool>()) {
+      throw IoError(fmt::format("{}: tensor '{}' holds {} values that are not finite (NaN or Inf)", l.tensors_path,
+                                name, at::logical_not(at::isfinite(t)).sum().item<int64_t>()),
+                    fmt::format("the checkpoint is damaged: remove {} to start over", policy_.dir));
+    }
+  }
   last_save_ = std::chrono::steady_clock::now();
   return l;
 }

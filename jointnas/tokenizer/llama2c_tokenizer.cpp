@@ -71,9 +71,17 @@ class Llama2cTokenizer : public Tokenizer {
   }
 
   std::vector<int32_t> encode(std::string_view text, bool /*parse_special*/) const override {
+    return encode_text(text, /*dummy_prefix=*/true);
+  }
+  // A continuation of a longer text gets no second dummy-prefix space.
+  std::vector<int32_t> encode_continuation(std::string_view text, bool /*parse_special*/) const override {
+    return encode_text(text, /*dummy_prefix=*/false);
+  }
+
+  std::vector<int32_t> encode_text(std::string_view text, bool dummy_prefix) const {
     std::vector<int32_t> ids;
     if (text.empty()) return ids;
-    if (space_id_ >= 0) ids.push_back(space_id_);  // run.c's dummy prefix
+    if (dummy_prefix && space_id_ >= 0) ids.push_back(space_id_);  // run.c's dummy prefix
     for (size_t i = 0; i < text.size();) {
       // One UTF-8 code point: a lead byte and its continuation bytes (at most 4 bytes).
       size_t j = i + 1;

@@ -21,6 +21,9 @@ class ConfiguredTokenizer : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool parse_special) const override {
     return inner_->encode(text, parse_special);
   }
+  std::vector<int32_t> encode_continuation(std::string_view text, bool parse_special) const override {
+    return inner_->encode_continuation(text, parse_special);
+  }
   std::string decode(const std::vector<int32_t>& ids, bool skip_special) const override {
     return inner_->decode(ids, skip_special);
   }

@@ -32,6 +32,26 @@ class SentencePieceTokenizer : public Tokenizer {
     return {ids.begin(), ids.end()};
   }
 
+  // SentencePiece adds a dummy-prefix "▁" at the start of every text, so a piece " world" alone
+  // would read "▁▁world" (or drop its space). Encode "a" + text instead and keep the pieces that
+  // lie in `text`: at a safe cut (" " then a printable character) no piece spans the two, and the
+  // dummy prefix goes to "a". If one does span them (a vocabulary with pieces across spaces, or a
+  // forced cut), the plain encoding is returned, as the cut was not safe for this vocabulary.
+  std::vector<int32_t> encode_continuation(std::string_view text, bool parse_special) const override {
+    std::string probe = "a";
+    probe.append(text);
+    sentencepiece::ImmutableSentencePieceText spt;
+    auto status = sp_.Encode(absl::string_view(probe.data(), probe.size()), spt.mutable_proto());
+    if (!status.ok()) throw Error(fmt::format("sentencepiece encode failed: {}", status.ToString()));
+    std::vector<int32_t> ids;
+    for (const auto& p : spt.pieces()) {
+      if (p.end() <= 1 && p.begin() < 1) continue;  // the probe's "▁a" (and the dummy prefix)
+      if (p.begin() < 1) return encode(text, parse_special);
+      ids.push_back(static_cast<int32_t>(p.id()));
+    }
+    return ids;
+  }
+
   std::string decode(const std::vector<int32_t>& ids, bool skip_special) const override {
     std::string out;
     std::vector<int> run;

@@ -128,7 +128,7 @@ TEST(Cli, BadInputsGiveOneErrorLineAndExitCode) {
   expect_error(run("frobnicate"), 2, "unknown command 'frobnicate'");
   expect_error(run("generate --model x --temperature nan"), 2, "--temperature");
   expect_error(run("eval ppl --model " + repo_path("models/stories260K/stories260K.bin") +
-                   " --text /nonexistent.txt"), 3, "cannot open");
+                   " --text /nonexistent.txt"), 3, "/nonexistent.txt");
 }
 
 // `inspect --space`: the size of the search space and its extremes; a space that does not fit the

@@ -207,4 +207,115 @@ TEST(Hostile, NanWeightsAreNamedInsteadOfAWrongAnswer) {
   EXPECT_EQ(run("generate --model " + stories() + " --prompt Once -n 4").code, 0);
 }
 
+// A config.json with fewer layers than the weights hold ran a smaller model without a word (4 of
+// 8 layers, 36 tensors ignored). Every tensor must be one the model reads.
+TEST(Hostile, AConfigWithFewerLayersThanTheWeightsIsRefused) {
+  const fs::path d = scratch("hostile_layers");
+  const fs::path m = stories_hf(d);
+  Json c = read_json_file((m / "config.json").string());
+  ASSERT_EQ(c["num_hidden_layers"].get<int64_t>(), 5);
+  c["num_hidden_layers"] = 4;
+  std::ofstream(m / "config.json", std::ios::trunc) << c.dump(2);
+  for (const std::string& cmd : {"generate --model " + m.string() + " --prompt Once -n 2", "inspect " + m.string()}) {
+    SCOPED_TRACE(cmd);
+    expect_message(run(cmd), 3,
+                   {(m / "config.json").string(), "model.layers.4.", "not be used", "layers 0 to 4",
+                    "num_hidden_layers is 4"});
+  }
+}
+
+// Text is read and tokenized in bounded blocks and scored as it streams, and only as far as
+// --max-windows needs: a 48 MB one-line file (one document) and a 48 MB file of ordinary
+// paragraphs cost what a small file costs, within 64 MiB. Before, the whole file was read and
+// tokenized at once: the long line alone took about 700 MB (llama2.c tokenizer, 14.8 GB per GB).
+TEST(Hostile, EvalPplMemoryDoesNotGrowWithTheText) {
+  const fs::path d = scratch("hostile_ppl_rss");
+  const std::string head = read_text_file(shared_path("data/text/tinystories/tinystories_val_head.txt"));
+  std::string line = head;
+  for (char& ch : line) {
+    if (ch == '\n') ch = ' ';
+  }
+  const size_t big = 48u << 20;
+  {
+    std::ofstream small(d / "small.txt"), one(d / "one_line.txt"), many(d / "paragraphs.txt");
+    small << head;
+    for (size_t n = 0; n < big; n += line.size()) one << line;
+    for (size_t n = 0; n < big; n += head.size()) many << head;
+  }
+  const std::string cmd = "eval ppl --model " + stories() + " --max-windows 4 --format json --text ";
+  const Measured base = run_measured(cmd + (d / "small.txt").string());
+  ASSERT_EQ(base.r.code, 0) << base.r.err;
+  for (const char* f : {"one_line.txt", "paragraphs.txt"}) {
+    SCOPED_TRACE(f);
+    const Measured r = run_measured(cmd + (d / f).string());
+    ASSERT_EQ(r.r.code, 0) << r.r.err;
+    EXPECT_LT(r.peak_rss_bytes - base.peak_rss_bytes, int64_t(64) << 20)
+        << "peak RSS " << r.peak_rss_bytes / 1048576 << " MiB against " << base.peak_rss_bytes / 1048576 << " MiB";
+    // Reading stopped once the 4 windows were had, and the output says so.
+    const Json j = parse_json(r.r.out, "stdout");
+    EXPECT_EQ(j["windows"].get<int64_t>(), 4);
+    EXPECT_FALSE(j["text_complete"].get<bool>());
+    EXPECT_LT(j["stream_tokens"].get<int64_t>(), int64_t(big / 64));
+  }
+  fs::remove_all(d);
+}
+
+// max_position_embeddings 2^22 (inside the validated range) built 2 x 2^22 x head_dim RoPE tables
+// and their temporaries at load, whatever context was used; 2^24 built about 15 GB.
+TEST(Hostile, RopeTablesDoNotGrowWithMaxPositionEmbeddings) {
+  const fs::path d = scratch("hostile_rope");
+  const fs::path m = stories_hf(d);
+  const Measured base = run_measured("generate --model " + m.string() + " --prompt Once -n 8");
+  ASSERT_EQ(base.r.code, 0) << base.r.err;
+  Json c = read_json_file((m / "config.json").string());
+  c["max_position_embeddings"] = 4194304;
+  std::ofstream(m / "config.json", std::ios::trunc) << c.dump(2);
+  const Measured r = run_measured("generate --model " + m.string() + " --prompt Once -n 8");
+  ASSERT_EQ(r.r.code, 0) << r.r.err;
+  EXPECT_EQ(r.r.out, base.r.out);
+  EXPECT_LT(r.peak_rss_bytes - base.peak_rss_bytes, int64_t(64) << 20)
+      << "peak RSS " << r.peak_rss_bytes / 1048576 << " MiB against " << base.peak_rss_bytes / 1048576 << " MiB";
+}
+
+// A window whose logits alone need terabytes was a bad_alloc (exit 1) or the OOM killer; it is
+// refused before anything is read or allocated, naming the flags to change. In a run config, a
+// batch that cannot fit is refused by the validation pass, before any stage.
+TEST(Hostile, AValueThatCannotFitTheMachinesMemoryIsRefusedBeforeAllocating) {
+  const fs::path d = scratch("hostile_memory");
+  const fs::path m = stories_hf(d);
+  Json c = read_json_file((m / "config.json").string());
+  c["max_position_embeddings"] = 16777216;
+  std::ofstream(m / "config.json", std::ios::trunc) << c.dump(2);
+  const std::string text = shared_path("data/text/tinystories/tinystories_val_head.txt");
+  const Measured r =
+      run_measured("eval ppl --model " + m.string() + " --text " + text + " --window 16000000 --batch 64");
+  expect_message(r.r, 2, {"GiB", "--window", "--batch"});
+  EXPECT_LT(r.peak_rss_bytes, int64_t(1) << 30);
+
+  const fs::path cfg = d / "cfg.yaml";
+  std::ofstream(cfg) << "model: " << stories() << "\nsearch_space: " << repo_path("configs/spaces/stories260k.yaml")
+                     << "\nrun_dir: " << (d / "run").string() << "\ndata: {calibration: " << text
+                     << "}\nbudget: {latency: 0.7x}\nworkload: {kind: decode, batch: 1, context: 256}\n"
+                     << "search: {batch: 65536, seq_len: 512}\n";
+  const Measured run = run_measured("run " + cfg.string());
+  expect_message(run.r, 2, {cfg.string(), "'search.batch'", "GiB"});
+  EXPECT_LT(run.seconds, 20.0) << "a stage ran before the check";
+  EXPECT_FALSE(fs::exists(d / "run" / "stages.json"));
+}
+
+// profile times each entry with buffers of the model's and the workload's sizes: a decode batch of
+// 2^20 at context 511 asked LibTorch's allocator for 2 x 16 GiB of K and V and aborted (signal 6)
+// instead of an error. Every entry is checked against the machine's memory before any is timed.
+TEST(Hostile, ProfileRefusesEntriesThatCannotFitBeforeTimingAny) {
+  const fs::path d = scratch("hostile_profile_memory");
+  const fs::path m = stories_hf(d);
+  const Measured r = run_measured("profile --config " + (m / "config.json").string() + " --space " +
+                                  repo_path("configs/spaces/stories260k.yaml") + " --out " + (d / "t.json").string() +
+                                  " --workload decode --batch 1048576 --context 511");
+  expect_message(r.r, 2, {"latency-table entry 'attention/b1048576", "GiB", "batch, context"});
+  EXPECT_LT(r.seconds, 20.0) << "entries were timed before the check";
+  EXPECT_LT(r.peak_rss_bytes, int64_t(1) << 30);
+  EXPECT_FALSE(fs::exists(d / "t.json"));
+}
+
 }  // namespace jointnas::testing::cli

@@ -210,6 +210,34 @@ TEST_P(TokenizerParity, MatchesReferenceOnWikitext) {
   }
 }
 
+// Issue 26: text is tokenized in bounded chunks (a 1 GB line used to take tens of GB). The chunks
+// are cut where every supported tokenizer decides nothing across the cut (a space between two
+// printable ASCII characters), so the ids must be exactly those of the whole text: checked here
+// on wikitext-2 (1.3 MB) and its GPTQ-joined form, cut every 4 KiB at most (hundreds of cuts).
+TEST_P(TokenizerParity, ChunkedEncodingEqualsWholeText) {
+  const GoldenCase& c = GetParam();
+  REQUIRE_FILE(c.file);
+  auto tok = c.load();
+  for (const char* name : {"wiki.test.raw", "wikitext2_test.gptq_joined.txt"}) {
+    const std::string path = shared_path(std::string("data/text/wikitext2/") + name);
+    REQUIRE_FILE(path);
+    const std::string text = read_text_file(path);
+    const std::vector<int32_t> whole = tok->encode(text);
+    for (const size_t chunk : {size_t(4096), size_t(65536)}) {
+      tok::ChunkedEncoder enc(*tok, chunk);
+      std::vector<int32_t> ids;
+      // Fed in odd-sized pieces, as a file is read in blocks.
+      for (size_t pos = 0; pos < text.size(); pos += 9973) {
+        enc.feed(std::string_view(text).substr(pos, 9973), ids);
+      }
+      enc.finish(ids);
+      EXPECT_EQ(enc.forced_cuts(), 0) << c.name << " " << name;
+      ASSERT_EQ(ids.size(), whole.size()) << c.name << " " << name << " chunk " << chunk;
+      EXPECT_TRUE(ids == whole) << c.name << " " << name << " chunk " << chunk;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTokenizers, TokenizerParity, ::testing::ValuesIn(golden_cases()),
                          [](const auto& info) {
                            std::string n = info.param.name;
