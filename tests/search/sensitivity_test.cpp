@@ -196,23 +196,36 @@ TEST(Recovery, EarlyStoppingRestoresTheBestAdapters) {
   EXPECT_THROW(run_recovery(net, train, held, fo, es, pg, {}), ConfigError);
 }
 
-// The portfolio finetunes each distinct architecture once and returns the lowest held-out KL.
-TEST(Portfolio, PicksTheLowestHeldoutKlAndFinetunesEachArchitectureOnce) {
+// What the portfolio tests share: the fixture's model and space costed by a product table, and two
+// architectures of it (a small one and one with every MLP cut).
+struct PortfolioFixture {
   Fixture fx;
   profile::Workload w;
-  w.context = 32;
-  const profile::LatencyTable table = product_table(fx.c, cost_space(fx.space, fx.c, fx.rank), w);
+  profile::LatencyTable table;
   CostContext cc;
-  cc.config = &fx.c;
-  cc.space = &fx.space;
-  cc.block_rank = fx.rank;
-  cc.table = &table;
-  cc.workload = w;
-  Arch small = largest_arch(fx.space);
-  small.hidden = 0;
-  small.depth = 0;
-  Arch mid = largest_arch(fx.space);
-  mid.intermediate = {0, 0, 0};
+  Arch small, mid;
+  PortfolioFixture() {
+    w.context = 32;
+    table = product_table(fx.c, cost_space(fx.space, fx.c, fx.rank), w);
+    cc.config = &fx.c;
+    cc.space = &fx.space;
+    cc.block_rank = fx.rank;
+    cc.table = &table;
+    cc.workload = w;
+    small = largest_arch(fx.space);
+    small.hidden = 0;
+    small.depth = 0;
+    mid = largest_arch(fx.space);
+    mid.intermediate = {0, 0, 0};
+  }
+};
+
+// The portfolio finetunes each distinct architecture once and returns the lowest held-out KL.
+TEST(Portfolio, PicksTheLowestHeldoutKlAndFinetunesEachArchitectureOnce) {
+  PortfolioFixture pf;
+  Fixture& fx = pf.fx;
+  const CostContext& cc = pf.cc;
+  const Arch &small = pf.small, &mid = pf.mid;
   const std::vector<Candidate> cands = {{"a", small}, {"b", mid}, {"c", small}};
   PortfolioOptions o;
   o.supernet = fx.so;
@@ -247,21 +260,10 @@ TEST(Portfolio, PicksTheLowestHeldoutKlAndFinetunesEachArchitectureOnce) {
 // held-out KL after the screen) get the whole finetune, and theirs is the finetune they get without
 // a screen, so the screen can only leave candidates out, never change a finalist's result.
 TEST(Portfolio, TheScreenFinetunesOnlyTheFinalistsFully) {
-  Fixture fx;
-  profile::Workload w;
-  w.context = 32;
-  const profile::LatencyTable table = product_table(fx.c, cost_space(fx.space, fx.c, fx.rank), w);
-  CostContext cc;
-  cc.config = &fx.c;
-  cc.space = &fx.space;
-  cc.block_rank = fx.rank;
-  cc.table = &table;
-  cc.workload = w;
-  Arch small = largest_arch(fx.space);
-  small.hidden = 0;
-  small.depth = 0;
-  Arch mid = largest_arch(fx.space);
-  mid.intermediate = {0, 0, 0};
+  PortfolioFixture pf;
+  Fixture& fx = pf.fx;
+  const CostContext& cc = pf.cc;
+  const Arch &small = pf.small, &mid = pf.mid;
   const std::vector<Candidate> cands = {{"a", small}, {"b", mid}, {"c", largest_arch(fx.space)}, {"d", mid}};
   PortfolioOptions o;
   o.supernet = fx.so;
