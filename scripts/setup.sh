@@ -47,4 +47,6 @@ for spec in "${PY_TOOLS[@]}"; do
     "$PY" -m pip install -q "$spec"
   fi
 done
-echo "[setup] ok: apt packages present, torch $TORCH_VERSION, ${PY_TOOLS[*]}" >&2
+# llama.cpp (pinned, CPU only, built once into ~/.cache/jointnas): the GGUF tests run against it.
+bash "$(dirname "$0")/setup_llama_cpp.sh"
+echo "[setup] ok: apt packages present, torch $TORCH_VERSION, ${PY_TOOLS[*]}, llama.cpp" >&2
