@@ -16,7 +16,8 @@ if(EXISTS "${JNAS_LLAMA_CPP_DIR}/.jointnas-stamp" AND EXISTS "${JNAS_LLAMA_CPP_D
     add_library(jnas_ggml INTERFACE)
     target_include_directories(jnas_ggml SYSTEM INTERFACE "${JNAS_LLAMA_CPP_DIR}/include")
     target_link_libraries(jnas_ggml INTERFACE ${JNAS_GGML_LIB} ${JNAS_GGML_CPU_LIB} ${JNAS_GGML_BASE_LIB})
-    target_link_options(jnas_ggml INTERFACE "-Wl,-rpath,${JNAS_LLAMA_CPP_DIR}/lib")
+    # DT_RPATH (not RUNPATH): libllama finds libggml through it too.
+    target_link_options(jnas_ggml INTERFACE "-Wl,--disable-new-dtags,-rpath,${JNAS_LLAMA_CPP_DIR}/lib")
     add_library(jnas::ggml ALIAS jnas_ggml)
     add_library(jnas_llama INTERFACE)
     target_link_libraries(jnas_llama INTERFACE ${JNAS_LLAMA_LIB} jnas_ggml)
