@@ -288,8 +288,9 @@ void LlamaModel::build_rope_tables() {
     if (s.skip) continue;
     auto& t = tables[{s.head_dim, s.rope_theta}];
     if (!t) {
+      const GgmlRopeAngles ggml{opts_.ggml_rope, static_cast<float>(config_.rope.rope_theta), config_.head_dim};
       t = std::make_shared<const RopeTables>(s.head_dim, s.rope_theta, config_.rope, config_.max_position_embeddings,
-                                             opts_.device);
+                                             opts_.device, ggml);
     }
     layers_[l].rope = t;
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -38,6 +39,17 @@ int nearest_int(float fval) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+// float -> int32 as x86's cvt(t)ss2si / cvtps_epi32 do, which is what ggml's compiled casts
+// execute: NaN and values outside int32 give INT32_MIN (in C++ such a cast is undefined, and
+// ggml reaches it: a subnormal block max makes 1 / d infinite). `v` is already rounded or is
+// truncated here.
+int32_t x86_to_int32(float v) {
+  if (!(v > -2147483904.0f && v < 2147483648.0f)) return INT32_MIN;
+  return static_cast<int32_t>(v);
+}
+// ... then to int8_t as C's conversion through the register does: the low byte.
+int8_t low_byte(int32_t v) { return static_cast<int8_t>(static_cast<uint8_t>(static_cast<uint32_t>(v) & 0xFF)); }
+
 void store_half(uint8_t* p, float v) {
   const uint16_t h = fp32_to_fp16(v);
   std::memcpy(p, &h, 2);
@@ -55,7 +67,7 @@ void quantize_q8_0(const float* x, uint8_t* y) {
   const float d = amax / 127;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   store_half(y, d);
-  for (int j = 0; j < kQK; ++j) y[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::roundf(x[j] * id)));
+  for (int j = 0; j < kQK; ++j) y[2 + j] = static_cast<uint8_t>(low_byte(x86_to_int32(std::roundf(x[j] * id))));
 }
 void dequantize_q8_0(const uint8_t* b, float* y) {
   const float d = load_half(b);
@@ -77,8 +89,8 @@ void quantize_q4_0(const float* x, uint8_t* y) {
   for (int j = 0; j < kQK / 2; ++j) {
     const float x0 = x[j] * id, x1 = x[kQK / 2 + j] * id;
     // ggml truncates x + 8.5 to int8_t: round half up on the shifted value.
-    const uint8_t q0 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(x0 + 8.5f)));
-    const uint8_t q1 = static_cast<uint8_t>(std::min<int>(15, static_cast<int8_t>(x1 + 8.5f)));
+    const uint8_t q0 = static_cast<uint8_t>(std::min<int>(15, low_byte(x86_to_int32(x0 + 8.5f))));
+    const uint8_t q1 = static_cast<uint8_t>(std::min<int>(15, low_byte(x86_to_int32(x1 + 8.5f))));
     y[2 + j] = static_cast<uint8_t>(q0 | (q1 << 4));
   }
 }
@@ -429,7 +441,7 @@ void fake_act_q8_0(float* x) {
   const float id = amax != 0.0f ? 127.f / amax : 0.0f;
   for (int j = 0; j < kQK; ++j) {
     // Integer codes (the packs saturate to int8); a code 0 gives +0, as ggml's dequantization.
-    const int q = std::clamp(static_cast<int>(std::nearbyint(x[j] * id)), -128, 127);
+    const int q = std::clamp(x86_to_int32(std::nearbyint(x[j] * id)), -128, 127);
     x[j] = static_cast<float>(q) * d;
   }
 }

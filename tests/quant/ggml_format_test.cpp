@@ -2,6 +2,7 @@
 // the packed layout (ggml's blocks) round-trips, the straight-through gradient, the activation
 // fake quant, QuantLinear against linear_ref, the storage numbers, and refused widths.
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -12,6 +13,11 @@
 #include "jointnas/quant/pack.h"
 #include "jointnas/quant/qlinear.h"
 #include "jointnas/quant/quantize.h"
+
+#if JNAS_HAVE_LLAMA_CPP
+#include <ggml-cpu.h>
+#include <ggml.h>
+#endif
 
 namespace jointnas::quant {
 namespace {
@@ -122,6 +128,42 @@ TEST(GgmlFormat, RefusesRowsThatAreNotWholeBlocks) {
   EXPECT_THROW(fake_quant(at::randn({4, 48}), find_format("q8_0")), c10::Error);
   EXPECT_NO_THROW(fake_quant(at::randn({4, 384}), find_format("q8_0")));
 }
+
+
+#if JNAS_HAVE_LLAMA_CPP
+// QuantLinear against ggml-cpu's own mul_mat on the same blocks (ggml_graph_compute, 1 thread):
+// the activations are quantized alike, so only fp32 summation order differs. Bound as above,
+// with both sides' summations: 2 K 2^-24 sum |x' w'|.
+TEST(GgmlFormat, QuantLinearMatchesGgmlCpuMatmul) {
+  ggml_cpu_init();
+  for (const QuantFormat* f : ggml_formats()) {
+    const int64_t N = 48, K = 512, M = 16;
+    const at::Tensor w = at::randn({N, K}) * 0.05;
+    const at::Tensor x = at::randn({M, K});
+    const QuantizedWeight qw = quantize_ref(w, *f);
+    const QuantLinear lin = QuantLinear::quantize(w, *f, at::kCPU, at::kFloat);
+    ggml_init_params ip{size_t{64} << 20, nullptr, false};
+    ggml_context* ctx = ggml_init(ip);
+    ggml_tensor* a = ggml_new_tensor_2d(ctx, static_cast<ggml_type>(f->ggml_type), K, N);
+    std::memcpy(a->data, qw.q.data_ptr<uint8_t>(), ggml_nbytes(a));
+    ggml_tensor* b = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, K, M);
+    std::memcpy(b->data, x.contiguous().data_ptr<float>(), ggml_nbytes(b));
+    ggml_tensor* c = ggml_mul_mat(ctx, a, b);
+    ggml_cgraph* gf = ggml_new_graph(ctx);
+    ggml_build_forward_expand(gf, c);
+    ggml_graph_compute_with_ctx(ctx, gf, 1);
+    const at::Tensor y_ggml = at::from_blob(c->data, {M, N}, at::kFloat).clone().to(at::kDouble);
+    ggml_free(ctx);
+    const at::Tensor y = lin.forward(x).to(at::kDouble);
+    const at::Tensor absdot = at::matmul(ggml_fake_act(x, *f).abs().to(at::kDouble),
+                                         dequantize_ref(qw, at::kFloat).abs().to(at::kDouble).t());
+    const at::Tensor bound = absdot * (2 * K * std::ldexp(1.0, -24));
+    const double worst = ((y - y_ggml).abs() / bound).max().item<double>();
+    EXPECT_LE(worst, 1.0) << f->name << ": max |diff| / bound " << worst << ", max |diff| "
+                          << (y - y_ggml).abs().max().item<double>();
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace jointnas::quant
