@@ -7,6 +7,7 @@
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/export/gguf.h"
+#include "jointnas/export/hf_export.h"
 #include "jointnas/pipeline/model_loading.h"
 
 namespace jointnas::pipeline {
@@ -29,6 +30,16 @@ Json run_export(const ExportOptions& o) {
   e.run.device = "cpu";
   e.run.dtype = "float32";
   LoadedModel lm = load_model(e.run, /*need_tokenizer=*/false);
+  if (o.to == "hf") {
+    const exporting::HfExportResult h =
+        exporting::write_hf_model(*lm.model, lm.ckpt, e.run.model.str(), o.hf_dtype, e.out.str());
+    JNAS_LOG_INFO("[export] {}: {}", e.out.str(), h.architecture);
+    return Json{{"out", e.out.str()},
+                {"to", o.to},
+                {"model", e.run.model.str()},
+                {"architecture", h.architecture},
+                {"config", h.config}};
+  }
   const exporting::GgufVocab vocab = exporting::read_vocab(lm.ckpt, e.run.model.str());
   exporting::GgufExportOptions go;
   go.embedding_type = o.embedding_type;

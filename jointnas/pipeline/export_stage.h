@@ -1,5 +1,6 @@
 // `jointnas export`: a model (or a run directory's found model) as a file another runtime loads:
-// --to gguf, one GGUF file for llama.cpp (export/gguf.h, docs/export.md).
+// --to gguf, one GGUF file for llama.cpp (export/gguf.h); --to hf, a Hugging Face directory:
+// plain Llama for uniform widths, else DeciLM block_configs (export/hf_export.h, docs/export.md).
 #pragma once
 
 #include <string>
@@ -13,15 +14,20 @@ struct ExportOptions {
   ModelSettings run;
   std::string to = "gguf";
   std::string embedding_type = "f16";
+  std::string hf_dtype = "bfloat16";
   std::string name;
   opt::Path out;
 };
 template <class V>
 void fields(V& v, ExportOptions& o) {
   fields(v, o.run);
-  v(opt::Key{"to", "Target runtime format: gguf (llama.cpp)"}, o.to, opt::Choices{"gguf"});
+  v(opt::Key{"to", "Target: gguf (one file for llama.cpp) or hf (a Hugging Face directory)"}, o.to,
+    opt::Choices{"gguf", "hf"});
   v(opt::Key{"embedding_type", "ggml type of token_embd / output in a GGUF file: f32, f16 or q8_0"},
     o.embedding_type, opt::Choices{"f32", "f16", "q8_0"});
+  v(opt::Key{"hf_dtype",
+             "dtype of the weights of an HF export (dequantized): bfloat16, float16 or float32"},
+    o.hf_dtype, opt::Choices{"bfloat16", "float16", "float32"});
   v(opt::Key{"name", "general.name of the GGUF file (default: the model's directory name)"},
     o.name);
   v(opt::Key{"out", "Output file (.gguf); must not be or contain the model", "-o,--out", nullptr,

@@ -15,8 +15,9 @@ void register_export(CLI::App& app) {
   };
   auto s = std::make_shared<State>();
   s->options.run.model_required = false;  // the model may come as the positional argument
-  auto* sub = app.add_subcommand(
-      "export", "Write a model (or a run's found model) for another runtime: GGUF for llama.cpp");
+  auto* sub = app.add_subcommand("export",
+                                 "Write a model (or a run's found model) for another runtime: GGUF "
+                                 "for llama.cpp, or a Hugging Face directory");
   bind_options(sub, s->options, s->dump);
   sub->add_option("model_or_run", s->positional, "Model path or run directory (same as --model)");
   sub->add_option("--format", s->format, "Output format on stdout: text or json")
@@ -31,6 +32,13 @@ void register_export(CLI::App& app) {
     }
     JNAS_CHECK_CONFIG(!o.run.model.empty(), "export: no model (give MODEL_OR_RUN_DIR or --model)");
     const Json j = pipeline::run_export(o);
+    if (o.to == "hf") {
+      emit(s->format, j, [&] {
+        std::cout << fmt::format("wrote {} ({})\n", j["out"].get<std::string>(),
+                                 j["architecture"].get<std::string>());
+      });
+      return;
+    }
     emit(s->format, j, [&] {
       std::cout << fmt::format(
           "wrote {} ({}, {} blocks, {:.2f} MB): {} tensors, {} converted, max relative error "
