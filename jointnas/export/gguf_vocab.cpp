@@ -193,8 +193,16 @@ GgufVocab read_vocab(const model::Checkpoint& ck, const std::string& model_path)
     if (!ck.config.eos_token_ids.empty()) v.eos_id = ck.config.eos_token_ids[0];
     return v;
   }
+  // An HF directory written from a llama2.c model (convert, quantize) keeps its tokenizer.bin.
+  if (path_exists((fs::path(model_path) / "tokenizer.bin").string())) {
+    const std::string p = join_inside(model_path, "tokenizer.bin", model_path);
+    require_regular_file(p, "the model's tokenizer.bin");
+    return read_llama2c(p, ck.config.vocab_size);
+  }
   throw IoError(
-      fmt::format("{}: no tokenizer.model or tokenizer.json to embed in the GGUF file", model_path),
+      fmt::format(
+          "{}: no tokenizer.model, tokenizer.json or tokenizer.bin to embed in the GGUF file",
+          model_path),
       "a GGUF file carries its tokenizer; export from a model directory that has one");
 }
 

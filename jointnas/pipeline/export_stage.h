@@ -30,8 +30,8 @@ void fields(V& v, ExportOptions& o) {
     o.hf_dtype, opt::Choices{"bfloat16", "float16", "float32"});
   v(opt::Key{"name", "general.name of the GGUF file (default: the model's directory name)"},
     o.name);
-  v(opt::Key{"out", "Output file (.gguf); must not be or contain the model", "-o,--out", nullptr,
-             true},
+  v(opt::Key{"out", "Output file (.gguf) or directory (--to hf); not the model nor inside it",
+             "-o,--out", nullptr, true},
     o.out);
 }
 

@@ -323,7 +323,8 @@ RandomArch random_arch(const model::Checkpoint& base, std::mt19937& gen) {
 // Checks (docs/export.md): max |z_llama - z_jnas| <= 2 E with E = max |z_jnas - z_jnas(fp32
 // weights)| (both runtimes deviate from the unquantized network by about the quantization's own
 // effect); top-1 agreement everywhere the runtime's top-1 margin exceeds the noise floor's
-// max |z_p - z_jnas|; overall top-1 agreement no worse than the noise floor's minus 1 point.
+// max |z_p - z_jnas|; top-1 agreement no worse than the noise floor's minus 2 points per
+// architecture and minus half a point over all 5,120 positions.
 // The issue's >= 99 % of all 512 positions is recorded (RecordProperty, stderr), not asserted:
 // the noise floor itself is 96.9 .. 99.2 % on these architectures (docs/export.md).
 TEST(GgufLlamaCpp, RandomSearchedArchitecturesAgreeWithRuntime) {
@@ -381,12 +382,13 @@ TEST(GgufLlamaCpp, RandomSearchedArchitecturesAgreeWithRuntime) {
               << ")\n";
     EXPECT_LE(diff, bound);
     EXPECT_EQ(clear_agree, clear_n);
-    EXPECT_GE(agree, agree_floor - 5);
+    EXPECT_GE(agree, agree_floor - 10);  // 2 points of 512 per architecture
     agree_all += agree;
     agree_floor_all += agree_floor;
     worst_ratio = std::max(worst_ratio, diff / bound);
   }
   EXPECT_GT(k_quant_tensors, 0);
+  EXPECT_GE(agree_all, agree_floor_all - 26);  // half a point of the 5,120 positions
   RecordProperty("top1_agreement", std::to_string(agree_all / 5120.0));
   RecordProperty("noise_floor_agreement", std::to_string(agree_floor_all / 5120.0));
   std::cerr << "[gguf] 10 architectures: top-1 agreement " << agree_all / 51.2 << " % of 5120 positions (noise floor "
