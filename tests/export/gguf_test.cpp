@@ -114,6 +114,32 @@ TEST(GgufExport, UniformModelIsLlamaWithItsTokenizer) {
   EXPECT_EQ(bytes.substr(0, 4), "GGUF");
 }
 
+// A byte-level BPE tokenizer.json (the Llama-3 fixture) becomes tokenizer.ggml.model gpt2 with
+// the llama-bpe pre-tokenizer, its merges, and its added tokens as control tokens.
+TEST(GgufExport, ByteLevelBpeTokenizerJsonIsGpt2) {
+  const fs::path d = scratch("bpe");
+  fs::copy_file(fs::path(JNAS_FIXTURES_DIR) / "tokenizer" / "llama3_tokenizer.json", d / "tokenizer.json");
+  model::Checkpoint ck;
+  ck.format = "hf";
+  ck.config.vocab_size = 128256;
+  ck.config.bos_token_id = 128000;
+  ck.config.eos_token_ids = {128001};
+  const exporting::GgufVocab v = exporting::read_vocab(ck, d.string());
+  EXPECT_EQ(v.model, "gpt2");
+  EXPECT_EQ(v.pre, "llama-bpe");
+  ASSERT_EQ(v.tokens.size(), 128256u);
+  EXPECT_EQ(v.merges.size(), 280147u);
+  EXPECT_EQ(v.tokens[128000], "<|begin_of_text|>");
+  EXPECT_EQ(v.token_types[128000], 3);  // control
+  EXPECT_EQ(v.token_types[0], 1);       // normal
+  EXPECT_EQ(v.bos_id, 128000);
+  EXPECT_EQ(v.eos_id, 128001);
+  EXPECT_TRUE(v.add_bos);
+  ck.config.vocab_size = 1000;  // ids beyond the model's vocabulary are refused
+  EXPECT_THROW(exporting::read_vocab(ck, d.string()), IoError);
+  remove_tree(d.string());
+}
+
 #if JNAS_HAVE_LLAMA_CPP
 
 // [T, V] jointnas logits of one sequence.
