@@ -9,7 +9,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <cmath>
+#include <cstdio>
+#include <iostream>
 #include <filesystem>
 
 #include "jointnas/core/error.h"
@@ -94,6 +98,32 @@ TEST(HfExport, UniformModelIsPlainLlamaWithTheSameLogits) {
   const model::LlamaModel mb = model::LlamaModel::from_checkpoint(back, {});
   EXPECT_LE((logits(mb) - logits(m)).abs().max().item<double>(), 1e-4);
   remove_tree(d.string());
+}
+
+// Acceptance 4: the uniform export loads in transformers (LlamaForCausalLM, fp32) and its logits
+// match jointnas's within 1e-4 (scripts/check_hf_export.py; skips without transformers).
+TEST(HfExport, UniformExportLoadsInTransformersWithTheSameLogits) {
+  if (!fs::exists(kRef)) GTEST_SKIP() << "missing " << kRef;
+  const model::Checkpoint ck = model::load_checkpoint(kRef);
+  const model::LlamaModel m = model::LlamaModel::from_checkpoint(ck, {});
+  const fs::path d = scratch("transformers");
+  exporting::write_hf_model(m, ck, kRef, "float32", d.string());
+  at::Tensor ids = at::arange(1, 65, at::kLong).unsqueeze(0) * 37 % 8000;
+  model::save_tensors((d / "jnas_logits.safetensors").string(),
+                      {{"ids", ids}, {"logits", m.forward(ids)[0].contiguous()}});
+  const std::string cmd = "python3 " + (fs::path(JNAS_REPO_DIR) / "scripts" / "check_hf_export.py").string() + " " +
+                          d.string() + " 1e-4 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int status = pclose(p);
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  remove_tree(d.string());
+  if (code == 77) GTEST_SKIP() << out;
+  std::cerr << "[hf] " << out;
+  EXPECT_EQ(code, 0) << out;
 }
 
 TEST(HfExport, HeterogeneousModelIsDeciLmBlockConfigs) {
