@@ -37,8 +37,9 @@ if [ "$have_torch" != "$TORCH_VERSION" ]; then
   echo "[setup] pip: installing torch==$TORCH_VERSION (for LibTorch)" >&2
   "$PY" -m pip install -q "torch==$TORCH_VERSION"
 fi
-# Python tools of the checks: lizard measures function lengths (scripts/check_sizes.py).
-PY_TOOLS=("lizard==1.17.10")
+# Python tools of the checks: lizard measures function lengths (scripts/check_sizes.py);
+# transformers loads `jointnas export --to hf` directories (scripts/check_hf_export.py, issue 24).
+PY_TOOLS=("lizard==1.17.10" "transformers==5.23.0")
 for spec in "${PY_TOOLS[@]}"; do
   name="${spec%%==*}"; want="${spec##*==}"
   have=$("$PY" -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || true)
@@ -47,4 +48,6 @@ for spec in "${PY_TOOLS[@]}"; do
     "$PY" -m pip install -q "$spec"
   fi
 done
-echo "[setup] ok: apt packages present, torch $TORCH_VERSION, ${PY_TOOLS[*]}" >&2
+# llama.cpp (pinned, CPU only, built once into ~/.cache/jointnas): the GGUF tests run against it.
+bash "$(dirname "$0")/setup_llama_cpp.sh"
+echo "[setup] ok: apt packages present, torch $TORCH_VERSION, ${PY_TOOLS[*]}, llama.cpp" >&2

@@ -79,6 +79,14 @@ quant::PackedWeight read_packed(const Checkpoint& ck, const std::string& base,
   p.out_features = rows;
   p.in_features = cols;
   p.group = g;
+  if (f.weight == quant::WeightType::kGgml) {
+    // ggml's blocks, as GGUF stores them: no scale tensors (they are inside the blocks).
+    JNAS_CHECK_IO(cols % f.block() == 0, "{}: '{}' has {} columns, not a whole number of {} blocks of {}",
+                  ck.config_source, base, cols, f.name, f.block());
+    p.group = cols;
+    p.data = fetch(base + ".weight", at::kByte, {rows, f.weight_bytes(1, cols)});
+    return p;
+  }
   const bool int4 = f.weight == quant::WeightType::kInt && f.weight_bits == 4;
   const at::ScalarType data_dtype = f.weight == quant::WeightType::kFp8E4M3 ? at::kFloat8_e4m3fn
                                     : int4                                  ? at::kByte
@@ -101,7 +109,7 @@ quant::PackedWeight concat_rows(const std::vector<quant::PackedWeight>& parts) {
     if (q.zero.defined()) z.push_back(q.zero);
   }
   p.data = at::cat(d, 0);
-  p.scale = at::cat(s, 0);
+  if (p.scale.defined()) p.scale = at::cat(s, 0);
   if (!z.empty()) p.zero = at::cat(z, 0);
   return p;
 }
@@ -280,8 +288,9 @@ void LlamaModel::build_rope_tables() {
     if (s.skip) continue;
     auto& t = tables[{s.head_dim, s.rope_theta}];
     if (!t) {
+      const GgmlRopeAngles ggml{opts_.ggml_rope, static_cast<float>(config_.rope.rope_theta), config_.head_dim};
       t = std::make_shared<const RopeTables>(s.head_dim, s.rope_theta, config_.rope, config_.max_position_embeddings,
-                                             opts_.device);
+                                             opts_.device, ggml);
     }
     layers_[l].rope = t;
   }
@@ -553,7 +562,7 @@ std::map<std::string, at::Tensor> LlamaModel::state_dict() const {
       int64_t row = 0;
       for (const auto& [name, rows, cols] : linear_parts(s, config_.hidden_size, ls)) {
         sd[p + name + ".weight"] = pw.data.narrow(0, row, rows);
-        if (pw.format->quantized()) {
+        if (pw.scale.defined()) {
           sd[p + name + ".weight_scale"] = pw.scale.narrow(0, row, rows);
           if (pw.zero.defined()) sd[p + name + ".weight_zero"] = pw.zero.narrow(0, row, rows);
         }

@@ -22,6 +22,9 @@ namespace jointnas::model {
 struct RuntimeOptions {
   c10::Device device = c10::Device(c10::kCPU);
   c10::ScalarType dtype = c10::kFloat;  // compute (and weight) dtype
+  // RoPE angles computed as llama.cpp's CPU rope does (rope.h, GgmlRopeAngles): for comparing
+  // with llama.cpp on a GGUF export; transformers' angles otherwise.
+  bool ggml_rope = false;
 };
 
 // Weights of one block. q/k/v and gate/up are stored fused (one GEMM each, fewer launches in

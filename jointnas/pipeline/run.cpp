@@ -145,7 +145,23 @@ RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
     po.teacher = c.model;  // KL of the found model to the original over the same predictions
     p.ppl_found = po;
   }
+  for (const std::string& to : c.export_to) {
+    ExportOptions e;
+    e.run = stage_model(c, p.exported, "cpu");
+    e.to = to;
+    e.out.value = p.run_dir + (to == "gguf" ? "/export/model.gguf" : "/export/hf");
+    p.exports.push_back(e);
+  }
   return p;
+}
+
+std::vector<StageJob> export_jobs(const RunPlan& p) {
+  std::vector<StageJob> jobs;
+  for (const ExportOptions& e : p.exports) {
+    jobs.push_back(stage_job("export_" + e.to, {"export", "--format", "json"}, e,
+                             p.run_dir + "/logs/export_" + e.to + ".json"));
+  }
+  return jobs;
 }
 
 std::vector<StageJob> stage_jobs(const RunPlan& p) {
@@ -289,7 +305,16 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
                                 k, budget_ms, measured, predicted, run_dir));
     }
   }
-  return write_run_report(c, run_dir, stages);
+  // The report first: an export that GGUF or DeciLM cannot hold (exit 2, naming the layer) leaves
+  // the run's results in place.
+  auto summary = write_run_report(c, run_dir, stages);
+  if (!plan.exports.empty()) {
+    std::error_code ec2;
+    fs::create_directories(fs::path(run_dir) / "export", ec2);
+    JNAS_CHECK_IO(!ec2, "cannot create {}/export: {}", run_dir, ec2.message());
+    for (const StageJob& job : export_jobs(plan)) st.run(job);
+  }
+  return summary;
 }
 
 }  // namespace jointnas::pipeline

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "jointnas/pipeline/arch_stage.h"
+#include "jointnas/pipeline/export_stage.h"
 #include "jointnas/pipeline/run_config.h"
 #include "jointnas/pipeline/stages.h"
 #include "jointnas/report/run_summary.h"
@@ -50,6 +51,7 @@ struct RunPlan {
   FinetuneStageOptions finetune;
   BenchOptions latency;  // the original and the found model, timed together in interleaved rounds
   std::optional<PplOptions> ppl_original, ppl_found;
+  std::vector<ExportOptions> exports;  // the config's `export:`, run after the closed loop
 };
 RunPlan plan_run(const RunConfig& c, const std::string& run_dir);
 
@@ -78,6 +80,8 @@ StageJob stage_job(const std::string& name, const std::vector<std::string>& comm
   return StageJob{name, std::move(args), log};
 }
 std::vector<StageJob> stage_jobs(const RunPlan& p);
+// The exports (export_gguf, export_hf): after the closed loop, from its final model.
+std::vector<StageJob> export_jobs(const RunPlan& p);
 
 // The closed loop (method.md): when the found model measures above the user's latency budget, the
 // table's bias near this architecture (measured / predicted) tightens the budget the table is

@@ -111,6 +111,8 @@ struct RunConfig {
   FinetuneSettings finetune;
   EvalSettings eval;
   int64_t closed_loop = 2;
+  // Exports of the found model written at the end of a run (docs/export.md): gguf, hf.
+  std::vector<std::string> export_to;
   ParetoSettings pareto;
 
   // Not options: where the config came from, and which optional sections it has.
@@ -143,6 +145,9 @@ void fields(V& v, RunConfig& c) {
   v.section(opt::Key{"eval", "Evaluation"}, c.eval);
   v(opt::Key{"closed_loop", "Closed-loop correction rounds on the measured latency (0 = off)"}, c.closed_loop,
     opt::in<int64_t>(0, 1000));
+  v(opt::Key{"export", "Exports of the found model at the end of the run: gguf (RUN/export/model.gguf), hf "
+                       "(RUN/export/hf)"},
+    c.export_to, opt::Choices{"gguf", "hf"});
   v.section(opt::Key{"pareto", "The study of `jointnas pareto`"}, c.pareto);
 }
 

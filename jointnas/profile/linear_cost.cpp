@@ -11,9 +11,9 @@ namespace jointnas::profile {
 int64_t linear_bytes(int64_t n, int64_t k, const std::string& format, int64_t dtype_bytes, bool cpu) {
   const quant::QuantFormat& f = quant::find_format(format);
   if (!f.quantized()) return n * k * dtype_bytes;
-  const int64_t groups = k / f.group_for(k);
-  return n * k * f.weight_bits / 8 + n * groups * static_cast<int64_t>(c10::elementSize(f.scale_dtype)) +
-         (f.asymmetric ? n * groups : 0) + (cpu && f.weight_only() ? n * k * dtype_bytes : 0);
+  // The CPU runtime keeps a dequantized copy of weight-only and ggml formats (quant/qlinear.h).
+  const bool cpu_cache = cpu && (f.weight_only() || f.weight == quant::WeightType::kGgml);
+  return f.weight_bytes(n, k) + (cpu_cache ? n * k * dtype_bytes : 0);
 }
 
 bool fed_quantized(const std::string& format, bool cpu_table) {

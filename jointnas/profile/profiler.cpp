@@ -49,6 +49,9 @@ ParsedKey parse_key(const std::string& key) {
       first = false;
     } else if (part == "qx") {
       p.quantized_input = true;
+    } else if (std::any_of(quant::formats().begin(), quant::formats().end(),
+                           [&](const quant::QuantFormat& f) { return part == f.name; })) {
+      p.format = part;  // before the dimensions: the format "f16" reads like one (f = 16)
     } else if (!part.empty() && std::isalpha(static_cast<unsigned char>(part[0])) && part.size() > 1 &&
                std::all_of(part.begin() + (part.rfind("kv", 0) == 0 ? 2 : 1), part.end(), ::isdigit)) {
       const bool kv = part.rfind("kv", 0) == 0;

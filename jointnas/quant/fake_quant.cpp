@@ -18,6 +18,10 @@ struct GridResult {
 
 GridResult fake_weight(const at::Tensor& w, const QuantFormat& f, int64_t group) {
   const int64_t N = w.size(0), K = w.size(1);
+  if (f.weight == WeightType::kGgml) {
+    // ggml's grids cover each block's range (no clipping): the gradient passes everywhere.
+    return {dequantize_ref(quantize_ref(w, f), w.scalar_type()), at::ones_like(w, at::kBool)};
+  }
   const QuantizedWeight g = weight_grid(w, f, group);
   at::Tensor wg = w.to(at::kFloat).reshape({N, K / g.group, g.group});
   at::Tensor s = g.scale.to(at::kFloat).unsqueeze(-1);
@@ -38,6 +42,7 @@ GridResult fake_weight(const at::Tensor& w, const QuantFormat& f, int64_t group)
 }
 
 GridResult fake_act(const at::Tensor& x, const QuantFormat& f) {
+  if (f.act == ActType::kGgml) return {ggml_fake_act(x, f), at::ones_like(x, at::kBool)};
   at::Tensor x32 = x.to(at::kFloat);
   const bool fp8 = f.act == ActType::kFp8E4M3PerToken;
   const float qmax = fp8 ? kFp8E4M3Max : 127.0f;

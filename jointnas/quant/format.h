@@ -17,12 +17,14 @@ enum class WeightType : uint8_t {
   kNone,      // unquantized: the model's compute dtype
   kInt,       // integers with per-group (or per-row) scales, optional integer zero point
   kFp8E4M3,   // float8 e4m3fn values with per-row fp32 scales
+  kGgml,      // one of ggml's block formats (quant/ggml_quants.h), stored as ggml's blocks
 };
 
 enum class ActType : uint8_t {
   kNone,              // activations stay in the compute dtype (weight-only formats)
   kInt8PerToken,      // dynamic symmetric int8, one fp32 scale per token (row of x)
   kFp8E4M3PerToken,   // dynamic e4m3, one fp32 scale per token
+  kGgml,              // as ggml-cpu's matmul: the weight type's vec_dot_type (q8_0, q8_K, f16)
 };
 
 struct QuantFormat {
@@ -39,6 +41,12 @@ struct QuantFormat {
   // runs `_scaled_mm` in fp32 after a cast, 20x to 40x slower than bf16 (docs/formats.md). Search
   // spaces leave such formats out on that device unless a space names them.
   bool fast_on_cpu = true;
+  // kGgml: ggml's `enum ggml_type` value (quant::ggml::Type); its block size and bytes come from
+  // ggml_quants' table. -1 for jointnas's own formats.
+  int ggml_type = -1;
+  // For jointnas's own formats: the ggml type a GGUF export converts them to (the nearest one
+  // llama.cpp runs); empty when there is none. docs/export.md.
+  const char* gguf_nearest = "";
 
   bool quantized() const { return weight != WeightType::kNone; }
   bool weight_only() const { return quantized() && act == ActType::kNone; }
@@ -58,6 +66,10 @@ struct QuantFormat {
   // Storage bits per weight for a matrix with `in_features` columns, counting scales and zero
   // points: computed from the row, never typed.
   double bits_per_weight(int64_t in_features) const;
+  // Storage bytes of an [n, k] weight (data, scales, zero points; ggml: whole blocks).
+  int64_t weight_bytes(int64_t n, int64_t k) const;
+  // ggml formats: values per block (a row's length must be a multiple); 1 for other formats.
+  int64_t block() const;
 };
 
 // The table, in a fixed order (bf16 first).

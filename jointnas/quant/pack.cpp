@@ -30,7 +30,11 @@ PackedWeight pack(const QuantizedWeight& qw) {
   p.group = qw.group;
   p.scale = qw.scale;
   p.zero = qw.zero;
-  if (f.weight == WeightType::kInt && f.weight_bits == 4) {
+  if (f.weight == WeightType::kGgml) {
+    // ggml's blocks are the packed layout (and GGUF's): K is the group, not q's width.
+    p.in_features = qw.group;
+    p.data = qw.q.contiguous();
+  } else if (f.weight == WeightType::kInt && f.weight_bits == 4) {
     TORCH_CHECK(p.in_features % 2 == 0, "pack: ", f.name, " stores two values per byte, so K (",
                 p.in_features, ") must be even");
     // Values are in [0, 15] (asymmetric) or [-7, 7] (symmetric): keep the low 4 bits.

@@ -5,6 +5,8 @@
 //   kInt, 4b  data [N, K / 2] uint8, two values per byte: column 2j in the low nibble, 2j + 1 in
 //             the high nibble (needs K even)
 //   kFp8E4M3  data [N, K] float8_e4m3fn
+//   kGgml     data [N, row bytes] uint8: ggml's blocks as GGUF stores them (no scale / zero;
+//             group == K)
 // scale [N, K / group] in the row's scale dtype, zero [N, K / group] uint8 (asymmetric only).
 #pragma once
 

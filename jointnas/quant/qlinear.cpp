@@ -39,8 +39,8 @@ QuantLinear::QuantLinear(PackedWeight w, c10::Device device, c10::ScalarType dty
     w_.data = dense_;
     return;
   }
-  if (f.act != ActType::kNone) scale_row_ = w_.scale.to(at::kFloat).reshape({1, -1}).contiguous();
-  if (device.is_cpu() && f.weight_only()) {
+  if (f.act != ActType::kNone && f.act != ActType::kGgml) scale_row_ = w_.scale.to(at::kFloat).reshape({1, -1}).contiguous();
+  if ((device.is_cpu() && f.weight_only()) || f.weight == WeightType::kGgml) {
     dense_ = dequantize_ref(unpack(w_), dtype).contiguous();
   }
 #ifndef JNAS_WITH_CUDA
@@ -56,6 +56,7 @@ QuantLinear QuantLinear::quantize(const at::Tensor& w, const QuantFormat& format
 QuantLinear::Path QuantLinear::choose(int64_t m) const {
   const QuantFormat& f = *w_.format;
   if (!f.quantized()) return Path::kDense;
+  if (f.weight == WeightType::kGgml) return Path::kGgml;
   if (device_.is_cpu()) {
     if (f.weight_only()) return Path::kDequantGemm;
     return f.act == ActType::kInt8PerToken ? Path::kIntMm : Path::kScaledMm;
@@ -91,6 +92,7 @@ std::string QuantLinear::path_for(int64_t m) const {
     case Path::kIntMm: return "quant_act+int_mm+epilogue";
     case Path::kGemvFp8: return "quant_act+gemv_fp8";
     case Path::kScaledMm: return "quant_act+scaled_mm";
+    case Path::kGgml: return "ggml_act_quant+dequant_cache+blas";
     case Path::kReference: return "reference";
   }
   return "?";
@@ -173,6 +175,10 @@ at::Tensor QuantLinear::run(const at::Tensor& x2d_in, const at::Tensor* residual
   switch (choose(m)) {
     case Path::kDense:
       return kernels::linear(x2d, dense_);
+    case Path::kGgml:
+      // ggml-cpu's matmul: activations quantized to the weight's vec_dot_type, then dot products
+      // with the weight's values; the same numbers up to fp32 summation order (docs/formats.md).
+      return at::linear(ggml_fake_act(x2d, f), dense_);
     case Path::kDequantGemm:
       if (device_.is_cpu()) return at::linear(x2d, dense_);
 #ifdef JNAS_WITH_CUDA

@@ -9,6 +9,8 @@
 //   CPU        weight-only: the dequantized weight is cached in the compute dtype and BLAS runs
 //              it (measured faster than torch's int4/int8 CPU kernels on our CI cores);
 //              w8a8: _int_mm (exact int32) + scale epilogue; fp8: _scaled_mm in fp32 + scales
+//   any        ggml formats: the dequantized weight cached, activations quantized as ggml-cpu
+//              does (q8_0 / q8_K / fp16, ggml_fake_act), then BLAS
 // Every path matches linear_ref within a derived bound (tests/quant).
 #pragma once
 
@@ -59,7 +61,7 @@ class QuantLinear {
 
  private:
   enum class Path { kDense, kGemvW4, kGemvW8, kDequantGemm, kGemvW8A8, kIntMm, kGemvFp8,
-                    kScaledMm, kReference };
+                    kScaledMm, kGgml, kReference };
   Path choose(int64_t m) const;
   at::Tensor run(const at::Tensor& x2d, const at::Tensor* residual2d) const;
   // The activation-quantized paths from qx [M, K], sx [M, 1].

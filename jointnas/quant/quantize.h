@@ -19,9 +19,10 @@ at::Tensor div_exact(const at::Tensor& t, double v);
 // A quantized weight in the reference (unpacked) layout.
 struct QuantizedWeight {
   const QuantFormat* format = nullptr;
-  int64_t group = 0;  // input channels per scale (== K for one scale per row)
+  int64_t group = 0;  // input channels per scale (== K for one scale per row; K for kGgml)
   at::Tensor q;       // [N, K]: int8 integers (kInt; asymmetric values in [0, 2^b - 1]),
-                      // float8_e4m3fn (kFp8E4M3), or the weight itself (kNone)
+                      // float8_e4m3fn (kFp8E4M3), or the weight itself (kNone);
+                      // kGgml: ggml's blocks, [N, ggml::row_bytes(type, K)] uint8
   at::Tensor scale;   // [N, K / group] in format->scale_dtype (undefined for kNone)
   at::Tensor zero;    // [N, K / group] uint8 zero points (asymmetric only)
 };
@@ -37,6 +38,12 @@ QuantizedWeight weight_grid(const at::Tensor& w, const QuantFormat& format, int6
 QuantizedWeight quantize_on_grid(const at::Tensor& w, QuantizedWeight grid);
 // (q - zero) * scale in fp32, rounded once to `dtype`.
 at::Tensor dequantize_ref(const QuantizedWeight& qw, c10::ScalarType dtype);
+
+// ggml formats: blocks [N, row bytes] -> fp32 [N, in_features] (dequantize_row_* of ggml).
+at::Tensor ggml_dequantize_weight(const at::Tensor& blocks, const QuantFormat& format, int64_t in_features);
+// ggml formats: x [..., K] as ggml-cpu's matmul quantizes it for this weight type (q8_0 / q8_K /
+// fp16 values, ggml_quants.h), in x's dtype. K must be a multiple of the format's block.
+at::Tensor ggml_fake_act(const at::Tensor& x, const QuantFormat& format);
 
 // Per-token dynamic activation quantization: x [..., K] -> q [..., K] (int8 or float8_e4m3fn),
 // scale [..., 1] fp32 = amax / qmax (1 for an all-zero row). Undefined for weight-only formats.

@@ -14,7 +14,7 @@
 namespace jointnas::quant {
 
 bool producer_quantizes_input(const QuantFormat& f, c10::Device device, c10::ScalarType dtype) {
-  return f.act != ActType::kNone && device.is_cuda() && dtype == at::kBFloat16;
+  return f.act != ActType::kNone && f.act != ActType::kGgml && device.is_cuda() && dtype == at::kBFloat16;
 }
 
 #ifdef JNAS_WITH_CUDA

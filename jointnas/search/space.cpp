@@ -77,6 +77,9 @@ std::vector<std::string> device_formats(const std::string& device) {
   JNAS_CHECK_CONFIG(device == "cpu" || device == "cuda", "unknown device '{}' (cpu or cuda)", device);
   std::vector<std::string> out;
   for (const auto& f : quant::formats()) {
+    // ggml's formats are opt-in (a space that names them: formats: [f16, q8_0, q4_k, ...]): they
+    // are llama.cpp's, and the K-quants need widths in multiples of 256 (docs/formats.md).
+    if (f.weight == quant::WeightType::kGgml) continue;
     if (device == "cuda" || f.fast_on_cpu) out.push_back(f.name);
   }
   return out;

@@ -57,6 +57,39 @@ TEST(Cli, ConvertThenInspectAndGenerate) {
 }
 
 // Issue 3: a quantized directory written by `quantize` loads in `generate` and `eval ppl`.
+// Issue 24: `jointnas export --to gguf`. A model whose linears GGUF can hold is written (llama,
+// the file starts with GGUF's magic); w8a16 converts to q8_0, whose blocks of 32 do not divide
+// stories260K's MLP width 172: exit 2 naming the layer and the reason, and nothing written.
+// An --out inside the model is refused.
+TEST(Cli, ExportGgufWritesOrRefusesBeforeWriting) {
+  fs::path d = scratch("export_gguf");
+  const std::string model = repo_path("models/stories260K/stories260K.bin");
+  ASSERT_EQ(run("quantize --model " + model + " --precision f16 --out " + (d / "f16").string()).code, 0);
+  // An fp32 embedding kept in f32: no tensor is converted (the linears are f16 blocks as they are).
+  CmdResult e = run("export --to gguf " + (d / "f16").string() + " --out " + (d / "f16.gguf").string() +
+                    " --embedding-type f32 --format json");
+  ASSERT_EQ(e.code, 0) << e.err;
+  const auto j = jointnas::parse_json(e.out, "stdout");
+  EXPECT_EQ(j["architecture"], "llama");
+  EXPECT_EQ(j["tensors_converted"], 0);
+  std::ifstream in(d / "f16.gguf", std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  EXPECT_EQ(std::string(magic, 4), "GGUF");
+
+  ASSERT_EQ(run("quantize --model " + model + " --precision w8a16 --out " + (d / "w8").string()).code, 0);
+  CmdResult bad = run("export --to gguf --model " + (d / "w8").string() + " --out " + (d / "w8.gguf").string());
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("layer 0 ffn_down"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("K = 172"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(d / "w8.gguf"));
+
+  CmdResult inside = run("export --to gguf " + (d / "f16").string() + " --out " + (d / "f16" / "x.gguf").string());
+  EXPECT_EQ(inside.code, 2) << inside.err;
+  EXPECT_FALSE(fs::exists(d / "f16" / "x.gguf"));
+  jointnas::remove_tree(d.string());
+}
+
 TEST(Cli, QuantizeThenGenerateAndEval) {
   fs::path d = scratch("quantize");
   const std::string model = repo_path("models/stories260K/stories260K.bin");

@@ -12,6 +12,7 @@
 #include "jointnas/core/json_util.h"
 #include "jointnas/pipeline/arch_stage.h"
 #include "jointnas/pipeline/model_tools.h"
+#include "jointnas/pipeline/export_stage.h"
 #include "jointnas/pipeline/quantize_stage.h"
 #include "jointnas/pipeline/scores_stage.h"
 #include "jointnas/pipeline/study.h"
@@ -112,6 +113,7 @@ TEST(CliOptions, EveryCommandsHelpAndDumpConfigShowTheSameDefaults) {
   check_command<pipeline::PplOptions>("eval ppl", "--model m --text t");
   check_command<pipeline::TasksOptions>("eval tasks", "--tasks piqa");
   check_command<pipeline::QuantizeOptions>("quantize", "--model m --out o");
+  check_command<pipeline::ExportOptions>("export", "--model m --out o");
   check_command<pipeline::InspectOptions>("inspect", "m");
   check_command<pipeline::ConvertOptions>("convert", "--model m --out o");
   check_command<pipeline::GenerateCommandOptions>("generate", "--model m");

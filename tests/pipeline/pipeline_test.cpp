@@ -47,6 +47,24 @@ const StageJob& job(const std::vector<StageJob>& jobs, const std::string& name) 
   throw std::runtime_error("no stage " + name);
 }
 
+// Issue 24: `export: [gguf, hf]` adds one export stage per target after the closed loop, from the
+// found model, into RUN/export; none without the key; an unknown target is a config error.
+TEST(RunPlan, ExportsRunAfterTheFoundModel) {
+  const RunConfig c = parse(tiny_config("export: [gguf, hf]\n", "data: {calibration: c.txt}\n"));
+  const std::vector<StageJob> jobs = export_jobs(plan_run(c, "/tmp/r"));
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].name, "export_gguf");
+  EXPECT_EQ(jobs[0].args[0], "export");
+  EXPECT_EQ(arg(jobs[0], "--to"), "gguf");
+  EXPECT_EQ(arg(jobs[0], "--model"), "/tmp/r/model");
+  EXPECT_EQ(arg(jobs[0], "--out"), "/tmp/r/export/model.gguf");
+  EXPECT_EQ(arg(jobs[1], "--to"), "hf");
+  EXPECT_EQ(arg(jobs[1], "--out"), "/tmp/r/export/hf");
+  for (const StageJob& j : stage_jobs(plan_run(c, "/tmp/r"))) EXPECT_NE(j.name.rfind("export", 0), 0u) << j.name;
+  EXPECT_TRUE(export_jobs(plan_run(parse(tiny_config("", "data: {calibration: c.txt}\n")), "/tmp/r")).empty());
+  EXPECT_THROW(parse(tiny_config("export: [onnx]\n", "data: {calibration: c.txt}\n")), ConfigError);
+}
+
 TEST(RunPlan, EveryStageGetsTheConfigsTypedValues) {
   const RunConfig c = parse(tiny_config("seed: 3\nthreads: 1\nworkload: {kind: decode, batch: 2, context: 100}\n"
                                         "search: {steps: 7, batch: 3, lr_arch: 0.25, relaxation: hard, select: derived, "

@@ -53,5 +53,20 @@ TEST(TableReuse, SameConditionsReuseOthersStartOver) {
   remove_tree(fs::path(path).parent_path().string());
 }
 
+// Issue 24: ggml's format names in table keys. "f16" reads like a dimension (f = 16); the key
+// parser takes registry names as formats first, so linear/m1/k64/n32/f16 times an f16 linear.
+TEST(ProfileKeys, GgmlFormatNamesAreFormatsNotDimensions) {
+  LatencyTable t;
+  ProfileOptions o;
+  o.dtype = at::kFloat;
+  o.warmup = 1;
+  o.repeats = 2;
+  o.rotate_bytes = 0;
+  const std::vector<std::string> keys = {LatencyTable::linear_key(1, 64, 32, "f16"),
+                                         LatencyTable::linear_key(1, 64, 32, "q8_0")};
+  profile_keys(t, keys, o);
+  for (const std::string& k : keys) EXPECT_GT(t.ms(k), 0.0) << k;
+}
+
 }  // namespace
 }  // namespace jointnas::profile

@@ -57,6 +57,7 @@ void register_eval(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_export(CLI::App& app);
 void register_profile(CLI::App& app);
 void register_importance(CLI::App& app);
 void register_search(CLI::App& app);

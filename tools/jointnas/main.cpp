@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   jointnas::cli::register_convert(app);
   jointnas::cli::register_bench(app);
   jointnas::cli::register_quantize(app);
+  jointnas::cli::register_export(app);
   jointnas::cli::register_profile(app);
   jointnas::cli::register_importance(app);
   jointnas::cli::register_search(app);
