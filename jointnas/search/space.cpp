@@ -91,6 +91,34 @@ int64_t gcd_all(const std::vector<int64_t>& v) {
   return g;
 }
 
+// ggml's block formats have no smaller group to fall back to: every input width a slot can take
+// (hidden widths for qkv and gate_up, heads x head size for o, MLP widths for down) must be a whole
+// number of blocks, or the supernet and the export would fail later, in training or in writing.
+void check_ggml_widths(const SearchSpace& s, const LayerChoices& layer, int64_t l, const std::string& src) {
+  std::vector<int64_t> o_widths;
+  for (int64_t g : layer.kv_groups) {
+    for (int64_t hd : layer.head_dims) o_widths.push_back(g * s.group_size * hd);
+  }
+  const std::vector<int64_t>* widths[kNumFormatSlots] = {&s.hidden, &o_widths, &s.hidden, &layer.intermediate};
+  const char* what[kNumFormatSlots] = {"hidden width", "attention width (heads x head size)", "hidden width",
+                                       "MLP width"};
+  for (int slot = 0; slot < kNumFormatSlots; ++slot) {
+    for (const std::string& name : layer.formats[slot]) {
+      const quant::QuantFormat& f = quant::find_format(name);
+      if (f.weight != quant::WeightType::kGgml) continue;
+      for (int64_t w : *widths[slot]) {
+        if (w % f.block() == 0) continue;
+        const std::string slot_name = model::slot_name(model::kSlots[slot]);
+        throw ConfigError(
+            fmt::format("{}: layer {}: {} works on blocks of {} inputs, and the {} slot can take the {} {}, "
+                        "not a whole number of blocks", src, l, name, f.block(), slot_name, what[slot], w),
+            fmt::format("keep that slot's widths multiples of {} or leave {} out of formats_{}", f.block(), name,
+                        slot_name));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int64_t supernet_group(const model::LlamaConfig& config, const LayerChoices& layer, int slot,
@@ -200,7 +228,9 @@ SearchSpace SearchSpace::from_yaml(const std::string& text, const model::LlamaCo
       }  // a layer outside `searchable` stays as in the model, in bf16
     }
     // Every format of every slot must slice cleanly (o_proj: groups inside heads).
-    for (const auto& layer : s.layers) {
+    for (size_t l = 0; l < s.layers.size(); ++l) {
+      const LayerChoices& layer = s.layers[l];
+      check_ggml_widths(s, layer, static_cast<int64_t>(l), src);
       for (int slot = 0; slot < kNumFormatSlots; ++slot) {
         for (const auto& f : layer.formats[slot]) supernet_group(c, layer, slot, f);
       }

@@ -72,6 +72,41 @@ TEST(SearchSpace, RejectsWidthsThatCutAQuantizationGroup) {
                ConfigError);  // no group of >= 32 divides a 48-wide head in o_proj... 48 % 32 != 0
 }
 
+// ggml's block formats cannot fall back to a smaller group: a width choice that is not a whole
+// number of blocks is refused when the space is read, naming the layer, the slot and the width
+// (it used to fail later, in training or in the GGUF export).
+TEST(SearchSpace, GgmlFormatsNeedWholeBlocksAtEveryWidthChoice) {
+  const auto c = config_8b_like();  // hidden 4096, 32 heads of 128, 8 KV heads, MLP 14336
+  // q4_k (blocks of 256): hidden 4096 and MLP 7168 / 14336 are whole blocks; 32 x 128 too.
+  EXPECT_NO_THROW(SearchSpace::from_yaml("multiple_of: 32\nlayers: {intermediate: [7168, 14336]}\nformats: [bf16, q4_k]", c, "<t>"));
+  // An MLP width of 7200 is not: the down slot (its input) cannot take q4_k.
+  try {
+    SearchSpace::from_yaml("multiple_of: 32\nlayers: {intermediate: [7200, 14336]}\nformats: [bf16, q4_k]", c, "<t>");
+    ADD_FAILURE() << "an MLP width of 7200 with q4_k was accepted";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("layer 0"), std::string::npos) << m;
+    EXPECT_NE(m.find("q4_k"), std::string::npos) << m;
+    EXPECT_NE(m.find("down"), std::string::npos) << m;
+    EXPECT_NE(m.find("7200"), std::string::npos) << m;
+    EXPECT_NE(e.hint().find("multiples of 256"), std::string::npos) << e.hint();
+  }
+  // The same width in q8_0 (blocks of 32): 7200 = 225 x 32 is fine.
+  EXPECT_NO_THROW(SearchSpace::from_yaml("multiple_of: 32\nlayers: {intermediate: [7200, 14336]}\nformats: [bf16, q8_0]", c, "<t>"));
+  // o_proj's input is KV groups x 4 query heads x head size: 8 x 4 x 128 is whole blocks; head
+  // size 40 with 4 or 8 groups gives 640 and 1280, not whole blocks of 256.
+  EXPECT_NO_THROW(SearchSpace::from_yaml("layers: {head_dim: [128], formats_o: [bf16, q4_k]}", c, "<t>"));
+  std::string o_message;
+  try {
+    SearchSpace::from_yaml("layers: {head_dim: [40, 128], heads: {choices: [0.5, 1.0]}}\nformats: [bf16, q4_k]", c, "<t>");
+  } catch (const ConfigError& e) {
+    o_message = e.what();
+  }
+  EXPECT_NE(o_message.find("attention width (heads x head size) 640"), std::string::npos) << o_message;
+  // Only the slot that names the format is checked: q4_k on qkv alone (hidden 4096), MLP 7200 in q8_0.
+  EXPECT_NO_THROW(SearchSpace::from_yaml("multiple_of: 32\nlayers: {intermediate: [7200, 14336], formats_qkv: [bf16, q4_k]}\nformats: [bf16, q8_0]", c, "<t>"));
+}
+
 TEST(SearchSpace, ArchSpecsKeepRopeFrequenciesAndScoreScale) {
   const auto c = config_8b_like();
   const auto s = SearchSpace::from_yaml("layers: {head_dim: [64, 128]}\ndepth: [3, 4]", c, "<t>");
