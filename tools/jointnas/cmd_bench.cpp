@@ -86,7 +86,7 @@ void register_bench(CLI::App& app) {
         const Json j = pipeline::run_bench(o);
         emit(format, j, [&] { j.contains("runtime") || !o.models.empty() ? print_rounds(j) : print(j); });
       });
-  sub->add_option("model_file", *positional, "Model path (same as --model), e.g. a GGUF file with --runtime llama.cpp");
+  sub->add_option("model_file", *positional, "Model path (same as --model), e.g. a GGUF file for the llama.cpp runtime");
 }
 
 }  // namespace jointnas::cli
