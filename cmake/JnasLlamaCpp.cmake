@@ -1,7 +1,8 @@
 # Finds the llama.cpp that scripts/setup_llama_cpp.sh builds (pinned, CPU only) and exposes it as
-# jnas::ggml (libggml-base + libggml-cpu + libggml) and jnas::llama (libllama). Only tests and the
-# test harness link it: jointnas itself writes GGUF and ggml's formats without it. Absent, the
-# tests that need it skip with a message (JNAS_HAVE_LLAMA_CPP=0).
+# jnas::ggml (libggml-base + libggml-cpu + libggml) and jnas::llama (libllama). The tests link it,
+# and so does the tool through jointnas/llamacpp (issue 25: `bench` / `quantize --runtime
+# llama.cpp`); jointnas writes GGUF and ggml's formats with its own code. Absent, the tests that
+# need it skip with a message and the llama.cpp commands exit 2 (JNAS_HAVE_LLAMA_CPP=0).
 set(JNAS_LLAMA_CPP_VERSION "0.3.36")
 set(JNAS_LLAMA_CPP_DIR "$ENV{HOME}/.cache/jointnas/llama.cpp-${JNAS_LLAMA_CPP_VERSION}" CACHE PATH
     "Where scripts/setup_llama_cpp.sh installed llama.cpp (for the GGUF tests)")
@@ -24,4 +25,4 @@ if(EXISTS "${JNAS_LLAMA_CPP_DIR}/.jointnas-stamp" AND EXISTS "${JNAS_LLAMA_CPP_D
     add_library(jnas::llama ALIAS jnas_llama)
   endif()
 endif()
-message(STATUS "llama.cpp ${JNAS_LLAMA_CPP_VERSION} for the GGUF tests: ${JNAS_HAVE_LLAMA_CPP} (${JNAS_LLAMA_CPP_DIR})")
+message(STATUS "llama.cpp ${JNAS_LLAMA_CPP_VERSION} (GGUF tests, --runtime llama.cpp): ${JNAS_HAVE_LLAMA_CPP} (${JNAS_LLAMA_CPP_DIR})")

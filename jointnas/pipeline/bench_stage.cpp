@@ -173,6 +173,7 @@ Json run_bench_rounds(const BenchOptions& o) {
 }
 
 Json run_bench(const BenchOptions& o) {
+  if (o.runtime == "llama.cpp") return run_bench_llamacpp(o);
   if (!o.models.empty()) return run_bench_rounds(o);
   if (o.no_pdl) kernels::set_programmatic_launch(false);
   const model::RuntimeOptions ro = runtime_options(o.run);

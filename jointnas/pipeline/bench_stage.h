@@ -47,6 +47,8 @@ struct BenchOptions {
   // machine, and each one's ratio to the first in the same rounds.
   std::vector<std::string> models;
   int64_t rounds = 5;
+  // "llama.cpp": the models are GGUF files timed through libllama on the CPU (issue 25).
+  std::string runtime = "jointnas";
 };
 template <class V>
 void fields(V& v, BenchOptions& o) {
@@ -68,14 +70,22 @@ void fields(V& v, BenchOptions& o) {
                        "the reference of the ratios) instead of --model"},
     o.models);
   v(opt::Key{"rounds", "Interleaved rounds with --models (median over rounds)"}, o.rounds, opt::in<int64_t>(1, 1000));
+  v(opt::Key{"runtime", "jointnas | llama.cpp: time GGUF files through libllama on the CPU as llama-bench does "
+                        "(--threads, 0 = every core; docs/llamacpp.md)"},
+    o.runtime, opt::Choices{"jointnas", "llama.cpp"});
 }
 
-// Measures; returns {model, device, dtype, params, weight_bytes, decode: [...], prefill: [...],
+// Measures (--runtime llama.cpp: run_bench_llamacpp); returns {model, device, dtype, params,
+// weight_bytes, decode: [...], prefill: [...],
 // predicted?, ...}.
 Json run_bench(const BenchOptions& o);
 // With --models: {device, dtype, batch, rounds, models: [{model, params, weight_bytes, decode |
 // prefill: [{context | tokens, ms (median over rounds), ms_best (the fastest round), rounds_ms,
 // ratio_to_first (median over rounds of the ratio in each round), best_ratio_to_first}]}]}.
 Json run_bench_rounds(const BenchOptions& o);
+// --runtime llama.cpp: --model or --models are GGUF files, always timed in interleaved rounds
+// (one model: its ratio is 1); the same JSON as run_bench_rounds plus `runtime`, `threads`, and
+// per model `description` (llama.cpp's). run_bench calls it for --runtime llama.cpp.
+Json run_bench_llamacpp(const BenchOptions& o);
 
 }  // namespace jointnas::pipeline

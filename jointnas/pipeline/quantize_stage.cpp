@@ -1,6 +1,7 @@
 // `jointnas quantize`; see quantize_stage.h.
 #include "jointnas/pipeline/quantize_stage.h"
 
+#include <chrono>
 #include <filesystem>
 
 #include "jointnas/compress/quantize_model.h"
@@ -10,12 +11,33 @@
 #include "jointnas/core/log.h"
 #include "jointnas/data/token_stream.h"
 #include "jointnas/export/hf_directory.h"
+#include "jointnas/llamacpp/llamacpp.h"
 #include "jointnas/pipeline/model_loading.h"
 #include "jointnas/quant/format.h"
 
 namespace jointnas::pipeline {
 
+namespace {
+// llama-quantize's preset through libllama (issue 25): GGUF in, GGUF out.
+Json quantize_llamacpp(const QuantizeOptions& o) {
+  JNAS_CHECK_CONFIG(!o.preset.empty(), "quantize --runtime llama.cpp needs --preset (Q4_0, Q4_K_M, Q5_K_M, Q6_K, Q8_0)");
+  JNAS_CHECK_CONFIG(o.method == "rtn" && o.layer_formats.empty() && o.calib.empty(),
+                    "quantize --runtime llama.cpp takes --preset only (no --method, --layer-formats or --calib)");
+  check_output_separate(o.out, "--out", {{o.run.model, "--model"}});
+  const int threads = o.run.threads > 0 ? static_cast<int>(o.run.threads) : 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t bytes = llamacpp::quantize(o.run.model, o.out, o.preset, threads);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  JNAS_LOG_INFO("[quantize] llama.cpp {}: {} -> {} in {:.1f} s", o.preset, o.run.model.str(), o.out.str(), s);
+  return Json{{"out", o.out.str()}, {"runtime", "llama.cpp"}, {"preset", o.preset},
+              {"bytes_in", static_cast<int64_t>(std::filesystem::file_size(o.run.model.str()))}, {"bytes_out", bytes},
+              {"seconds", s}};
+}
+}  // namespace
+
 Json run_quantize(const QuantizeOptions& o) {
+  if (o.runtime == "llama.cpp") return quantize_llamacpp(o);
+  JNAS_CHECK_CONFIG(o.preset.empty(), "quantize --preset is llama-quantize's: give --runtime llama.cpp too");
   JNAS_CHECK_CONFIG(o.method == "rtn" || !o.calib.empty(), "--method gptq needs --calib TEXT (calibration text, e.g. wikitext2 train)");
   quant::find_format(o.precision);
   // Issue 26: `--out` equal to `--model` silently replaced the input with the quantized model.

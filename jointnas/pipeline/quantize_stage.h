@@ -21,6 +21,9 @@ struct QuantizeOptions {
   int64_t seed = 0;
   double damp = 0.01;
   bool act_order = false;
+  // "llama.cpp": --model is a GGUF file, quantized by libllama with a llama-quantize --preset.
+  std::string runtime = "jointnas";
+  std::string preset;
 };
 template <class V>
 void fields(V& v, QuantizeOptions& o) {
@@ -37,10 +40,16 @@ void fields(V& v, QuantizeOptions& o) {
   v(opt::Key{"seed", "Seed of the window sampler"}, o.seed, opt::at_least<int64_t>(0));
   v(opt::Key{"damp", "GPTQ dampening (fraction of mean diag H)"}, o.damp, opt::in(0.0, 1.0));
   v(opt::Key{"act_order", "GPTQ: quantize columns by decreasing Hessian diagonal"}, o.act_order);
-  v(opt::Key{"out", "Output HF directory", "-o,--out", nullptr, true}, o.out);
+  v(opt::Key{"runtime", "jointnas | llama.cpp: quantize a GGUF --model with llama-quantize's --preset through "
+                        "libllama (docs/llamacpp.md)"},
+    o.runtime, opt::Choices{"jointnas", "llama.cpp"});
+  v(opt::Key{"preset", "llama-quantize preset with --runtime llama.cpp: Q4_0, Q4_K_M, Q5_K_M, Q6_K, Q8_0"}, o.preset,
+    opt::Choices{"", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"});
+  v(opt::Key{"out", "Output HF directory (a .gguf file with --runtime llama.cpp)", "-o,--out", nullptr, true}, o.out);
 }
 
-// Quantizes and writes; returns {out, tokenizer, report}.
+// Quantizes and writes; returns {out, tokenizer, report}. --runtime llama.cpp: {out, runtime,
+// preset, bytes_in, bytes_out, seconds}.
 Json run_quantize(const QuantizeOptions& o);
 
 }  // namespace jointnas::pipeline

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "cli.h"
+#include "jointnas/core/error.h"
 #include "jointnas/pipeline/bench_stage.h"
 
 namespace jointnas::cli {
@@ -41,6 +42,22 @@ void print(const Json& j) {
 
 // --models: one line per model and shape, the ratio to the first measured in the same rounds.
 void print_rounds(const Json& j) {
+  if (j.contains("runtime")) {
+    std::cout << fmt::format("llama.cpp {} | cpu, {} threads | {} interleaved rounds\n", j["llama_cpp"].get<std::string>(),
+                             j["threads"].get<int64_t>(), j["rounds"].get<int64_t>());
+    for (const auto& m : j["models"]) {
+      for (const char* kind : {"decode", "prefill"}) {
+        for (const auto& r : m[kind]) {
+          std::cout << fmt::format("{:>8} {:>6}: {:>10.4f} ms (best {:.4f})  {:>6.3f}x [{:.3f}, {:.3f}]  {} ({})\n", kind,
+                                   r.value(kind[0] == 'd' ? "context" : "tokens", int64_t{0}), r["ms"].get<double>(),
+                                   r["ms_best"].get<double>(), r["ratio_to_first"].get<double>(),
+                                   r["ratio_min"].get<double>(), r["ratio_max"].get<double>(),
+                                   m["model"].get<std::string>(), m["description"].get<std::string>());
+        }
+      }
+    }
+    return;
+  }
   std::cout << fmt::format("{} {} | batch {} | {} interleaved rounds\n", j["device"].get<std::string>(),
                            j["dtype"].get<std::string>(), j["batch"].get<int64_t>(), j["rounds"].get<int64_t>());
   for (const auto& m : j["models"]) {
@@ -57,11 +74,19 @@ void print_rounds(const Json& j) {
 }  // namespace
 
 void register_bench(CLI::App& app) {
-  add_command<pipeline::BenchOptions>(app, "bench", "Measure decode-step and prefill latency on the device",
-                                      [](const pipeline::BenchOptions& o, const std::string& format) {
-                                        const Json j = pipeline::run_bench(o);
-                                        emit(format, j, [&] { o.models.empty() ? print(j) : print_rounds(j); });
-                                      });
+  auto positional = std::make_shared<std::string>();  // `bench --runtime llama.cpp FILE.gguf`
+  CLI::App* sub = add_command<pipeline::BenchOptions>(
+      app, "bench", "Measure decode-step and prefill latency on the device (or of GGUF files in llama.cpp)",
+      [positional](const pipeline::BenchOptions& given, const std::string& format) {
+        pipeline::BenchOptions o = given;
+        if (!positional->empty()) {
+          JNAS_CHECK_CONFIG(o.run.model.empty(), "bench: give the model once (MODEL or --model)");
+          o.run.model = opt::Path(*positional);
+        }
+        const Json j = pipeline::run_bench(o);
+        emit(format, j, [&] { j.contains("runtime") || !o.models.empty() ? print_rounds(j) : print(j); });
+      });
+  sub->add_option("model_file", *positional, "Model path (same as --model), e.g. a GGUF file for the llama.cpp runtime");
 }
 
 }  // namespace jointnas::cli

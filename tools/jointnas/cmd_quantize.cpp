@@ -15,6 +15,13 @@ namespace jointnas::cli {
 namespace {
 
 void print(const Json& j) {
+  if (j.contains("preset")) {
+    std::cout << fmt::format("wrote {} in {:.1f} s: llama.cpp {}, {:.2f} MB -> {:.2f} MB ({:.2f}x)\n",
+                             j["out"].get<std::string>(), j["seconds"].get<double>(), j["preset"].get<std::string>(),
+                             j["bytes_in"].get<double>() / 1e6, j["bytes_out"].get<double>() / 1e6,
+                             j["bytes_in"].get<double>() / std::max(j["bytes_out"].get<double>(), 1.0));
+    return;
+  }
   const Json& rep = j["report"];
   const double before = rep.value("weight_bytes_before", 0.0), after = rep.value("weight_bytes_after", 0.0);
   std::cout << fmt::format("wrote {} in {:.1f} s: weights {:.2f} MB -> {:.2f} MB ({:.2f}x)\n", j["out"].get<std::string>(),

@@ -1,0 +1,33 @@
+// llama.cpp as a runtime, in a build without it: every entry point refuses with the fix.
+#include "jointnas/llamacpp/llamacpp.h"
+
+#include "jointnas/core/error.h"
+
+namespace jointnas::llamacpp {
+namespace {
+[[noreturn]] void absent() {
+  throw ConfigError("this jointnas was built without llama.cpp (--runtime llama.cpp needs libllama)",
+                    "run scripts/setup_llama_cpp.sh, then reconfigure and rebuild (cmake -S . -B build)");
+}
+}  // namespace
+
+bool available() { return false; }
+std::string version() { return JNAS_LLAMA_CPP_VERSION; }
+struct Model::Impl {};
+Model::Model(const std::string&, int) : threads_(0) { absent(); }
+Model::~Model() = default;
+const std::string& Model::path() const { absent(); }
+int64_t Model::params() const { absent(); }
+int64_t Model::bytes() const { absent(); }
+std::string Model::description() const { absent(); }
+int64_t Model::n_ctx_train() const { absent(); }
+int64_t Model::n_vocab() const { absent(); }
+std::function<double()> Model::decode_timer(int64_t) { absent(); }
+std::function<double()> Model::prefill_timer(int64_t) { absent(); }
+std::vector<int32_t> Model::tokenize(const std::string&, bool) const { absent(); }
+std::vector<float> Model::logits(const std::vector<int32_t>&) const { absent(); }
+const std::vector<Preset>& presets() { absent(); }
+const Preset& find_preset(const std::string&) { absent(); }
+int64_t quantize(const std::string&, const std::string&, const std::string&, int) { absent(); }
+
+}  // namespace jointnas::llamacpp

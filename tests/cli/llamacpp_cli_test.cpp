@@ -1,0 +1,151 @@
+// Issue 25: llama.cpp as a runtime of the tool, through the binary. `bench --runtime llama.cpp`
+// on a tiny GGUF (stories260K exported as f16): finite positive times, a model's ratio to itself
+// near 1 within its spread, an absent or unreadable GGUF exits 3 naming the path.
+// `quantize --runtime llama.cpp` (llama-quantize's presets through libllama) on ref-17m's f16
+// GGUF: Q8_0 and Q4_K_M files smaller, loaded by libllama, logits close to the f16 file's (bounds
+// derived below); --out equal to the input exits 2. Without llama.cpp the commands exit 2 with
+// the fix, and the rest skips.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "cli_util.h"
+#include "jointnas/core/json_util.h"
+#include "jointnas/llamacpp/llamacpp.h"
+
+namespace jointnas::testing::cli {
+namespace {
+
+#define REQUIRE_LLAMA_CPP()                                                                          \
+  do {                                                                                               \
+    if (!llamacpp::available()) GTEST_SKIP() << "llama.cpp absent: run scripts/setup_llama_cpp.sh"; \
+  } while (0)
+
+// stories260K with f16 linears and embedding, as GGUF (the issue-24 exporter).
+std::string tiny_gguf(const fs::path& d) {
+  const std::string model = repo_path("models/stories260K/stories260K.bin");
+  EXPECT_EQ(run("quantize --model " + model + " --precision f16 --out " + (d / "f16").string()).code, 0);
+  const CmdResult e = run("export --to gguf " + (d / "f16").string() + " --out " + (d / "tiny.gguf").string() +
+                          " --embedding-type f16");
+  EXPECT_EQ(e.code, 0) << e.err;
+  return (d / "tiny.gguf").string();
+}
+
+TEST(LlamaCppCli, WithoutLlamaCppTheCommandsSayHowToGetIt) {
+  if (llamacpp::available()) GTEST_SKIP() << "llama.cpp present (the commands run; tested below)";
+  const fs::path d = scratch("llamacpp_absent");
+  std::ofstream(d / "x.gguf") << "GGUF";
+  expect_error(run("bench --runtime llama.cpp " + (d / "x.gguf").string() + " --contexts 8"), 2, "setup_llama_cpp.sh");
+  expect_error(run("quantize --runtime llama.cpp --preset Q8_0 --model " + (d / "x.gguf").string() + " --out " +
+                   (d / "y.gguf").string()),
+               2, "setup_llama_cpp.sh");
+}
+
+TEST(LlamaCppCli, BenchTimesAGgufAgainstItselfInInterleavedRounds) {
+  REQUIRE_LLAMA_CPP();
+  const fs::path d = scratch("llamacpp_bench");
+  const std::string g = tiny_gguf(d);
+  const CmdResult r = run("bench --runtime llama.cpp --models " + g + "," + g +
+                          " --threads 2 --contexts 64 --prefill 32 --rounds 5 --min-time-ms 100 --min-warmup-ms 20 "
+                          "--format json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const Json j = parse_json(r.out, "stdout");
+  EXPECT_EQ(j["runtime"], "llama.cpp");
+  EXPECT_EQ(j["threads"], 2);
+  ASSERT_EQ(j["models"].size(), 2u);
+  for (const Json& m : j["models"]) {
+    EXPECT_GT(m["params"].get<double>(), 0);
+    for (const char* kind : {"decode", "prefill"}) {
+      ASSERT_EQ(m[kind].size(), 1u) << kind;
+      const Json& row = m[kind][0];
+      for (const char* k : {"ms", "ms_best", "ratio_to_first"}) {
+        const double v = row[k].get<double>();
+        EXPECT_TRUE(std::isfinite(v) && v > 0) << kind << " " << k << " = " << v;
+      }
+      EXPECT_EQ(row["rounds_ms"].size(), 5u);
+    }
+  }
+  for (const char* kind : {"decode", "prefill"}) {
+    EXPECT_EQ(j["models"][0][kind][0]["ratio_to_first"].get<double>(), 1.0);
+    // The same file against itself: the ratio is 1 up to the noise of the rounds, so 1 lies
+    // within the spread of its rounds (widened by 10 % for a run of five rounds).
+    const Json& row = j["models"][1][kind][0];
+    EXPECT_LE(row["ratio_min"].get<double>(), 1.10) << kind << " " << row.dump();
+    EXPECT_GE(row["ratio_max"].get<double>(), 0.90) << kind << " " << row.dump();
+    EXPECT_LE(row["ratio_min"].get<double>(), row["ratio_to_first"].get<double>());
+    EXPECT_GE(row["ratio_max"].get<double>(), row["ratio_to_first"].get<double>());
+  }
+  // One GGUF as the positional argument; text output names llama.cpp.
+  const CmdResult one = run("bench --runtime llama.cpp " + g + " --threads 2 --contexts 16 --rounds 2 --min-time-ms 20");
+  ASSERT_EQ(one.code, 0) << one.err;
+  EXPECT_NE(one.out.find("llama.cpp"), std::string::npos) << one.out;
+}
+
+TEST(LlamaCppCli, BenchNamesAnAbsentOrUnreadableGguf) {
+  REQUIRE_LLAMA_CPP();
+  const fs::path d = scratch("llamacpp_bench_bad");
+  expect_error(run("bench --runtime llama.cpp " + (d / "absent.gguf").string() + " --contexts 8"), 3,
+               (d / "absent.gguf").string());
+  std::ofstream(d / "junk.gguf") << "not a gguf file at all";
+  expect_error(run("bench --runtime llama.cpp --models " + (d / "junk.gguf").string() + " --contexts 8"), 3,
+               (d / "junk.gguf").string());
+}
+
+// RMS of a - b over RMS of b.
+double relative_rms(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+TEST(LlamaCppCli, QuantizePresetsAreSmallerAndCloseToTheF16File) {
+  REQUIRE_LLAMA_CPP();
+  const std::string ref17m = std::string(JNAS_SHARED_DIR) + "/models/ref-17m";
+  if (!fs::exists(ref17m)) GTEST_SKIP() << "missing " << ref17m;
+  const fs::path d = scratch("llamacpp_quantize");
+  const std::string f16 = (d / "f16.gguf").string();
+  const CmdResult e = run("export --to gguf " + ref17m + " --out " + f16 + " --embedding-type f16");
+  ASSERT_EQ(e.code, 0) << e.err;
+  expect_error(run("quantize --runtime llama.cpp --preset Q8_0 --model " + f16 + " --out " + f16), 2, "--out");
+  const llamacpp::Model base(f16, 2);
+  const std::vector<int32_t> ids = base.tokenize("Once upon a time, there was a little girl who liked to play in "
+                                                 "the park with her friends and her dog.", true);
+  ASSERT_GE(ids.size(), 16u);
+  const std::vector<float> ref = base.logits(ids);
+  // Relative RMS logit error bounds. One q8_0 matrix: a weight's error is uniform within half a
+  // step of absmax / 127 of its block of 32 (absmax about 2.5 sigma of the block), RMS
+  // 2.5 / 127 / sqrt(12) = 0.6 % of the weights' RMS; 7 matrices per block in 8 blocks and the
+  // head add up to about sqrt(57) x 0.6 % = 4.3 % if they compound independently; the bound is
+  // 2x that: 8 %. Q4_K_M: 4- to 6-bit types (q4_K, q6_K; q5_0/q8_0 where 256 does not divide the
+  // rows), a 4-bit step of range / 15 over a block's range of about 5 sigma has RMS error
+  // 5 / 15 / sqrt(12) = 9.6 %; sqrt(57) x 9.6 % = 72 % is the loose bound, with top-1 agreement.
+  struct Case {
+    const char* preset;
+    double bound;
+  };
+  for (const Case c : {Case{"Q8_0", 0.08}, Case{"Q4_K_M", 0.72}}) {
+    const std::string out = (d / (std::string(c.preset) + ".gguf")).string();
+    const CmdResult q =
+        run("quantize --runtime llama.cpp --preset " + std::string(c.preset) + " --model " + f16 + " --out " + out +
+            " --threads 2 --format json");
+    ASSERT_EQ(q.code, 0) << q.err;
+    const Json j = parse_json(q.out, "stdout");
+    EXPECT_EQ(j["preset"], c.preset);
+    EXPECT_LT(j["bytes_out"].get<int64_t>(), j["bytes_in"].get<int64_t>()) << c.preset;
+    EXPECT_LT(fs::file_size(out), fs::file_size(f16)) << c.preset;
+    const llamacpp::Model m(out, 2);
+    const std::vector<float> got = m.logits(ids);
+    ASSERT_EQ(got.size(), ref.size());
+    const double err = relative_rms(got, ref);
+    RecordProperty(std::string(c.preset) + "_relative_rms", std::to_string(err));
+    std::cerr << c.preset << ": relative RMS logit error " << err << " (bound " << c.bound << ")\n";
+    EXPECT_LT(err, c.bound) << c.preset;
+    EXPECT_GT(err, 0.0) << c.preset << ": identical logits, not quantized?";
+  }
+}
+
+}  // namespace
+}  // namespace jointnas::testing::cli
