@@ -23,7 +23,7 @@ std::string resolve_export_model(const std::string& path) {
 
 Json run_export(const ExportOptions& o) {
   ExportOptions e = o;
-  e.run.model = opt::Path(resolve_export_model(o.run.model.str()));
+  e.run.model = opt::Path{resolve_export_model(o.run.model.str())};
   // Issue 26's rule: the output never replaces (or sits inside) an input.
   check_output_separate(e.out, "--out", {{e.run.model, "--model"}, {o.run.model, "--model"}});
   // The export reads the runtime's own weights (every format as the runtime holds it) in fp32.

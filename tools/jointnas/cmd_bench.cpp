@@ -81,7 +81,7 @@ void register_bench(CLI::App& app) {
         pipeline::BenchOptions o = given;
         if (!positional->empty()) {
           JNAS_CHECK_CONFIG(o.run.model.empty(), "bench: give the model once (MODEL or --model)");
-          o.run.model = opt::Path(*positional);
+          o.run.model = opt::Path{*positional};
         }
         const Json j = pipeline::run_bench(o);
         emit(format, j, [&] { j.contains("runtime") || !o.models.empty() ? print_rounds(j) : print(j); });

@@ -25,7 +25,7 @@ void register_export(CLI::App& app) {
       ->check(CLI::IsMember({"text", "json"}));
   sub->callback([s] {
     pipeline::ExportOptions o = s->options;
-    if (!s->positional.empty()) o.run.model = opt::Path(s->positional);
+    if (!s->positional.empty()) o.run.model = opt::Path{s->positional};
     if (s->dump) {
       std::cout << opt::write(o).dump(1) << std::endl;
       return;
