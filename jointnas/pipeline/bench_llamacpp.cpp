@@ -44,14 +44,7 @@ Json run_bench_llamacpp(const BenchOptions& o) {
   const std::vector<std::string> paths = o.models.empty() ? std::vector<std::string>{o.run.model.str()} : o.models;
   const int threads = o.run.threads > 0 ? static_cast<int>(o.run.threads)
                                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  struct Shape {
-    const char* kind;  // "decode" | "prefill"
-    int64_t n;         // context | tokens
-  };
-  std::vector<Shape> shapes;
-  for (int64_t c : o.contexts) shapes.push_back({"decode", c});
-  for (int64_t t : o.prefill) shapes.push_back({"prefill", t});
-  JNAS_CHECK_CONFIG(!shapes.empty(), "bench --runtime llama.cpp: give --contexts or --prefill");
+  const std::vector<BenchShape> shapes = bench_shapes(o, "bench --runtime llama.cpp");
 
   std::vector<std::unique_ptr<llamacpp::Model>> ms;
   for (const std::string& p : paths) {
@@ -65,7 +58,7 @@ Json run_bench_llamacpp(const BenchOptions& o) {
   // One timer per (model, shape), index i * shapes + si; each warmed up once first.
   std::vector<std::function<double()>> timers;
   for (size_t i = 0; i < ms.size(); ++i) {
-    for (const Shape& sh : shapes) {
+    for (const BenchShape& sh : shapes) {
       std::function<double()> step = sh.kind[0] == 'd' ? ms[i]->decode_timer(sh.n) : ms[i]->prefill_timer(sh.n);
       time_calls(step, std::max<int64_t>(1, o.timing.warmup), o.timing.min_warmup_ms);
       timers.push_back([step, calls, round_ms] { return time_calls(step, calls, round_ms); });

@@ -108,31 +108,24 @@ Json run_bench_rounds(const BenchOptions& o) {
   profile::TimingPlan plan = profile::model_timing_plan(1, static_cast<int>(std::max<int64_t>(3, o.timing.repeats / rounds)));
   plan.warmup_ms = 0;
   plan.measure_ms = o.timing.min_time_ms / rounds;
-  struct Shape {
-    const char* kind;  // "decode" | "prefill"
-    int64_t n;         // context | tokens
-  };
-  std::vector<Shape> shapes;
-  for (int64_t c : o.contexts) shapes.push_back({"decode", c});
-  for (int64_t t : o.prefill) shapes.push_back({"prefill", t});
-  JNAS_CHECK_CONFIG(!shapes.empty(), "bench --models: give --contexts or --prefill");
+  const std::vector<BenchShape> shapes = bench_shapes(o, "bench --models");
   const size_t n = ms.size();
   for (size_t i = 0; i < n; ++i) {
-    for (const Shape& sh : shapes) {
+    for (const BenchShape& sh : shapes) {
       const int64_t positions = ms[i]->config().max_position_embeddings;
       JNAS_CHECK_CONFIG(sh.n >= 1 && (sh.kind[0] == 'd' ? sh.n < positions : sh.n <= positions),
                         "{} {} out of range for {}: the model has {} positions", sh.kind, sh.n, o.models[i], positions);
     }
   }
   // One timer per (model, shape), timer index i * shapes + si; each runs its warm-up once first.
-  auto time_one = [&](size_t i, const Shape& sh, const profile::TimingPlan& p) {
+  auto time_one = [&](size_t i, const BenchShape& sh, const profile::TimingPlan& p) {
     return (sh.kind[0] == 'd' ? profile::measure_decode(*ms[i], o.batch, sh.n, p, o.no_cuda_graph)
                               : profile::measure_prefill(*ms[i], o.batch, sh.n, p, o.no_cuda_graph))
         .stats.median;
   };
   std::vector<std::function<double()>> timers;
   for (size_t i = 0; i < n; ++i) {
-    for (const Shape& sh : shapes) {
+    for (const BenchShape& sh : shapes) {
       time_one(i, sh, warm);
       timers.push_back([&, i, sh] { return time_one(i, sh, plan); });
     }
@@ -170,6 +163,14 @@ Json run_bench_rounds(const BenchOptions& o) {
   }
   return Json{{"device", o.run.device}, {"dtype", c10::toString(ro.dtype)}, {"batch", o.batch},
               {"rounds", rounds}, {"models", models}};
+}
+
+std::vector<BenchShape> bench_shapes(const BenchOptions& o, const char* who) {
+  std::vector<BenchShape> shapes;
+  for (int64_t c : o.contexts) shapes.push_back({"decode", c});
+  for (int64_t t : o.prefill) shapes.push_back({"prefill", t});
+  JNAS_CHECK_CONFIG(!shapes.empty(), "{}: give --contexts or --prefill", who);
+  return shapes;
 }
 
 Json run_bench(const BenchOptions& o) {

@@ -78,6 +78,14 @@ void fields(V& v, BenchOptions& o) {
 // Measures (--runtime llama.cpp: run_bench_llamacpp); returns {model, device, dtype, params,
 // weight_bytes, decode: [...], prefill: [...],
 // predicted?, ...}.
+// One timed shape of a bench: a decode step at `n` positions of context, or a prefill of `n`
+// tokens; --contexts first, then --prefill. `who` names the command in the error when both are empty.
+struct BenchShape {
+  const char* kind;  // "decode" | "prefill"
+  int64_t n;         // context | tokens
+};
+std::vector<BenchShape> bench_shapes(const BenchOptions& o, const char* who);
+
 Json run_bench(const BenchOptions& o);
 // With --models: {device, dtype, batch, rounds, models: [{model, params, weight_bytes, decode |
 // prefill: [{context | tokens, ms (median over rounds), ms_best (the fastest round), rounds_ms,
