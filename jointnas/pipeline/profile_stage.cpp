@@ -27,6 +27,7 @@ profile::CostSpace load_space(const std::string& path, const model::LlamaConfig&
 }  // namespace
 
 Json run_profile(const ProfileStageOptions& o) {
+  if (o.runtime == "llama.cpp") return run_profile_llamacpp(o);
   const model::RuntimeOptions ro = runtime_options(o.run);
   const model::LlamaConfig cfg = model::LlamaConfig::from_file(o.config);
   const profile::CostSpace space = load_space(o.space, cfg, ro.device);

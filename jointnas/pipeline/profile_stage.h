@@ -36,6 +36,9 @@ void fields(V& v, ProfileSettings& s) {
 
 struct ProfileStageOptions {
   ModelSettings run{{}, "cpu", "", 0, false};
+  // jointnas: the table of this tool's runtime on run.device; llama.cpp: llama.cpp's CPU kernels
+  // (ggml) with run.threads threads, calibrated and validated on GGUF exports (docs/llamacpp.md).
+  std::string runtime = "jointnas";
   opt::Path config, space, out, validate_out;
   profile::Workload workload;
   ProfileSettings profile;
@@ -45,6 +48,9 @@ struct ProfileStageOptions {
 template <class V>
 void fields(V& v, ProfileStageOptions& o) {
   fields(v, o.run);
+  v(opt::Key{"runtime", "jointnas | llama.cpp: whose kernels the table measures (llama.cpp: ggml's CPU kernels, "
+                        "--threads threads; docs/llamacpp.md)"},
+    o.runtime, opt::Choices{"jointnas", "llama.cpp"});
   v(opt::Key{"config", "config.json of the model whose shapes to profile", nullptr, nullptr, true}, o.config);
   v(opt::Key{"space", "Search space: the run config's YAML (docs/search.md) or a JSON cost space (hidden, heads, "
                       "intermediate, formats); default: the dense model"},
@@ -60,5 +66,7 @@ void fields(V& v, ProfileStageOptions& o) {
 // Measures (and calibrates / validates); returns {out, entries, required, workload, calibration?,
 // validation?}.
 Json run_profile(const ProfileStageOptions& o);
+// run_profile for runtime llama.cpp (profile_llamacpp.cpp); run_profile calls it.
+Json run_profile_llamacpp(const ProfileStageOptions& o);
 
 }  // namespace jointnas::pipeline
