@@ -51,6 +51,12 @@ void init_backend() {
   take_errors();
 }
 
+}  // namespace
+
+void init() { init_backend(); }
+
+namespace {
+
 struct ContextDeleter {
   void operator()(llama_context* c) const { llama_free(c); }
 };

@@ -16,6 +16,9 @@ namespace jointnas::llamacpp {
 bool available();
 // The pinned version ("0.3.36").
 std::string version();
+// Starts libllama's backends once and routes llama.cpp's and ggml's log lines: errors are kept for
+// this tool's messages, the rest dropped (the llama.cpp entry points call it themselves).
+void init();
 
 // One GGUF loaded by libllama on the CPU, with the default model parameters llama-bench uses
 // (mmap, CPU weight repacking on). Throws IoError (exit 3) naming the path when the file is

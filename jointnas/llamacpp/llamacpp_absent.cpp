@@ -1,5 +1,6 @@
 // llama.cpp as a runtime, in a build without it: every entry point refuses with the fix.
 #include "jointnas/llamacpp/llamacpp.h"
+#include "jointnas/llamacpp/op_timer.h"
 
 #include "jointnas/core/error.h"
 
@@ -13,6 +14,7 @@ namespace {
 
 bool available() { return false; }
 std::string version() { return JNAS_LLAMA_CPP_VERSION; }
+void init() { absent(); }
 struct Model::Impl {};
 Model::Model(const std::string&, int) : threads_(0) { absent(); }
 Model::~Model() = default;
@@ -29,5 +31,14 @@ std::vector<float> Model::logits(const std::vector<int32_t>&) const { absent(); 
 const std::vector<Preset>& presets() { absent(); }
 const Preset& find_preset(const std::string&) { absent(); }
 int64_t quantize(const std::string&, const std::string&, const std::string&, int) { absent(); }
+
+struct OpTimer::Impl {};
+OpTimer::OpTimer(int, int64_t, int, int) { absent(); }
+OpTimer::~OpTimer() = default;
+bool OpTimer::is_ggml_type(const std::string&) { return false; }
+OpTime OpTimer::linear(int64_t, int64_t, int64_t, const std::string&) { absent(); }
+OpTime OpTimer::attention(int64_t, int64_t, int64_t, int64_t, int64_t) { absent(); }
+OpTime OpTimer::block_fixed(int64_t, int64_t, int64_t) { absent(); }
+OpTime OpTimer::head(int64_t, int64_t, int64_t) { absent(); }
 
 }  // namespace jointnas::llamacpp

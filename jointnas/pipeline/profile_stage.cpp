@@ -13,24 +13,19 @@
 #include "jointnas/search/cost.h"
 
 namespace jointnas::pipeline {
-namespace {
-
-// The run config's search space (YAML, docs/search.md) or the older JSON cost-space description.
-profile::CostSpace load_space(const std::string& path, const model::LlamaConfig& cfg, const c10::Device& device) {
+profile::CostSpace profile_space(const std::string& path, const model::LlamaConfig& cfg, const std::string& target) {
   if (path.empty()) return profile::cost_space_from_json(Json::object(), cfg, "(dense)");
   if (path.size() > 5 && (path.ends_with(".yaml") || path.ends_with(".yml"))) {
-    return search::cost_space(search::SearchSpace::from_yaml_file(path, cfg, device.is_cuda() ? "cuda" : "cpu"), cfg, {});
+    return search::cost_space(search::SearchSpace::from_yaml_file(path, cfg, target), cfg, {});
   }
   return profile::cost_space_from_json(read_json_file(path), cfg, path);
 }
-
-}  // namespace
 
 Json run_profile(const ProfileStageOptions& o) {
   if (o.runtime == "llama.cpp") return run_profile_llamacpp(o);
   const model::RuntimeOptions ro = runtime_options(o.run);
   const model::LlamaConfig cfg = model::LlamaConfig::from_file(o.config);
-  const profile::CostSpace space = load_space(o.space, cfg, ro.device);
+  const profile::CostSpace space = profile_space(o.space, cfg, ro.device.is_cuda() ? "cuda" : "cpu");
   const profile::Workload& w = o.workload;
   profile::ProfileOptions po;
   po.device = ro.device;

@@ -8,6 +8,7 @@
 
 #include "jointnas/core/json_util.h"
 #include "jointnas/pipeline/settings.h"
+#include "jointnas/profile/cost_space.h"
 
 namespace jointnas::pipeline {
 
@@ -62,6 +63,10 @@ void fields(V& v, ProfileStageOptions& o) {
   v(opt::Key{"validate_out", "Write the validation rows (JSON) here"}, o.validate_out);
   v(opt::Key{"out", "Latency table JSON (extended in place when it matches)", "-o,--out", nullptr, true}, o.out);
 }
+
+// The cost space of `path`: the run config's search space (YAML, docs/search.md; `target` picks
+// its default formats) or the older JSON cost-space description; the dense model when empty.
+profile::CostSpace profile_space(const std::string& path, const model::LlamaConfig& cfg, const std::string& target);
 
 // Measures (and calibrates / validates); returns {out, entries, required, workload, calibration?,
 // validation?}.

@@ -19,6 +19,7 @@
 #include "jointnas/kernels/fused.h"
 #include "jointnas/kernels/linear.h"
 #include "jointnas/profile/git_sha.h"
+#include "jointnas/profile/table_key.h"
 #include "jointnas/profile/timing.h"
 #include "jointnas/quant/qlinear.h"
 #include "jointnas/quant/quantizing_producers.h"
@@ -28,47 +29,6 @@
 
 namespace jointnas::profile {
 namespace {
-
-// "linear/m1/k4096/n6144/bf16" -> {"linear", {1, 4096, 6144}, "bf16"}.
-struct ParsedKey {
-  std::string op;
-  std::map<char, int64_t> v;
-  std::string format;
-  bool quantized_input = false;  // "/qx": x arrives quantized (LatencyTable::linear_key)
-};
-
-ParsedKey parse_key(const std::string& key) {
-  ParsedKey p;
-  size_t start = 0;
-  bool first = true;
-  while (start <= key.size()) {
-    const size_t end = std::min(key.find('/', start), key.size());
-    const std::string part = key.substr(start, end - start);
-    if (first) {
-      p.op = part;
-      first = false;
-    } else if (part == "qx") {
-      p.quantized_input = true;
-    } else if (std::any_of(quant::formats().begin(), quant::formats().end(),
-                           [&](const quant::QuantFormat& f) { return part == f.name; })) {
-      p.format = part;  // before the dimensions: the format "f16" reads like one (f = 16)
-    } else if (!part.empty() && std::isalpha(static_cast<unsigned char>(part[0])) && part.size() > 1 &&
-               std::all_of(part.begin() + (part.rfind("kv", 0) == 0 ? 2 : 1), part.end(), ::isdigit)) {
-      const bool kv = part.rfind("kv", 0) == 0;
-      p.v[kv ? 'K' : part[0]] = std::stoll(part.substr(kv ? 2 : 1));
-    } else {
-      p.format = part;
-    }
-    start = end + 1;
-  }
-  return p;
-}
-
-int64_t need(const ParsedKey& p, char c, const std::string& key) {
-  auto it = p.v.find(c);
-  JNAS_CHECK_CONFIG(it != p.v.end(), "malformed latency-table key '{}' (no '{}')", key, c);
-  return it->second;
-}
 
 int copies_for(int64_t bytes, int64_t target) {
   return static_cast<int>(std::clamp<int64_t>((target + std::max<int64_t>(bytes, 1) - 1) / std::max<int64_t>(bytes, 1), 1, 16));
