@@ -32,6 +32,7 @@ const std::vector<Preset>& presets() { absent(); }
 const Preset& find_preset(const std::string&) { absent(); }
 int64_t quantize(const std::string&, const std::string&, const std::string&, int) { absent(); }
 
+OpTime summarize(std::vector<double>) { absent(); }
 struct OpTimer::Impl {};
 OpTimer::OpTimer(int, int64_t, int, int) { absent(); }
 OpTimer::~OpTimer() = default;

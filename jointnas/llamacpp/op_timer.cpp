@@ -104,6 +104,14 @@ double now_ms() {
 
 }  // namespace
 
+OpTime summarize(std::vector<double> samples) {
+  JNAS_CHECK_CONFIG(!samples.empty(), "no timings to summarize");
+  std::vector<double> t = samples;
+  std::sort(t.begin(), t.end());
+  const auto at = [&](double q) { return t[std::min(t.size() - 1, static_cast<size_t>(q * static_cast<double>(t.size())))]; };
+  return {at(0.5), at(0.1), at(0.9), std::move(samples)};
+}
+
 struct OpTimer::Impl {
   ggml_backend_t backend = nullptr;
   ggml_backend_dev_t dev = nullptr;
@@ -163,9 +171,7 @@ struct OpTimer::Impl {
     for (int i = 0; i < warmup; ++i) run();
     std::vector<double> t;
     for (int i = 0; i < std::max(1, repeats); ++i) t.push_back(run() / static_cast<double>(copies));
-    std::sort(t.begin(), t.end());
-    const auto at = [&](double q) { return t[std::min(t.size() - 1, static_cast<size_t>(q * static_cast<double>(t.size())))]; };
-    return {at(0.5), at(0.1), at(0.9), static_cast<int>(t.size())};
+    return summarize(std::move(t));
   }
 };
 

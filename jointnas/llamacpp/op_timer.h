@@ -14,13 +14,17 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace jointnas::llamacpp {
 
 struct OpTime {
-  double ms = 0, p10 = 0, p90 = 0;  // per operation
-  int repeats = 0;
+  double ms = 0, p10 = 0, p90 = 0;  // per operation: median and percentiles of `samples`
+  std::vector<double> samples;      // one per timed graph, divided by its copies
 };
+
+// Median and 10th / 90th percentiles of per-operation times (at least one).
+OpTime summarize(std::vector<double> samples);
 
 class OpTimer {
  public:

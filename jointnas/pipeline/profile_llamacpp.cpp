@@ -43,6 +43,7 @@ namespace fs = std::filesystem;
 // VMs): in a decode step every layer's weights are read once, after the other layers'.
 constexpr int64_t kRotateBytes = int64_t(64) << 20;
 constexpr int64_t kKvBytes = 2;  // libllama's KV cache is f16
+constexpr int kPasses = 5;
 
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");
@@ -87,7 +88,7 @@ void check_ggml_space(const profile::CostSpace& space, const std::string& source
   }
 }
 
-profile::LatencyTable::Entry measure_entry(llamacpp::OpTimer& t, const std::string& key) {
+llamacpp::OpTime measure_entry(llamacpp::OpTimer& t, const std::string& key) {
   const profile::ParsedKey p = profile::parse_key(key);
   llamacpp::OpTime r;
   if (p.op == "linear") {
@@ -107,7 +108,7 @@ profile::LatencyTable::Entry measure_entry(llamacpp::OpTimer& t, const std::stri
   } else {
     throw ConfigError(fmt::format("latency-table key '{}': no llama.cpp measurement for '{}'", key, p.op));
   }
-  return {r.ms, r.p10, r.p90, r.repeats};
+  return r;
 }
 
 // A vocabulary of the config's size for GGUF files with random weights (timing only: libllama
@@ -267,14 +268,22 @@ Json run_profile_llamacpp(const ProfileStageOptions& o) {
   JNAS_LOG_INFO("[profile] llama.cpp {} on {} threads: {} entries to measure ({} in the table)", llamacpp::version(),
                 threads, todo.size(), keys.size() - todo.size());
   {
+    // Every key is timed in kPasses passes over the keys, each timing it for a share of the
+    // repeats: a slow spell of a shared machine (about 100 ms long on this project's VMs) then
+    // falls on one pass's samples of an entry, which the median over all of them drops. The
+    // table is saved after each pass (a killed profile keeps what it measured).
     llamacpp::OpTimer timer(threads, kRotateBytes, static_cast<int>(o.profile.warmup),
-                            static_cast<int>(o.profile.repeats));
-    for (size_t i = 0; i < todo.size(); ++i) {
-      table.set(todo[i], measure_entry(timer, todo[i]));
-      if ((i + 1) % 20 == 0 || i + 1 == todo.size()) {
-        JNAS_LOG_INFO("[profile] {}/{}  {} = {:.4f} ms", i + 1, todo.size(), todo[i], table.ms(todo[i]));
-        table.save(o.out);  // a killed profile keeps what it measured
+                            static_cast<int>(std::max<int64_t>(3, o.profile.repeats / kPasses)));
+    std::vector<std::vector<double>> samples(todo.size());
+    for (int pass = 0; pass < kPasses && !todo.empty(); ++pass) {
+      for (size_t i = 0; i < todo.size(); ++i) {
+        const llamacpp::OpTime r = measure_entry(timer, todo[i]);
+        samples[i].insert(samples[i].end(), r.samples.begin(), r.samples.end());
+        const llamacpp::OpTime all = llamacpp::summarize(samples[i]);
+        table.set(todo[i], {all.ms, all.p10, all.p90, static_cast<int>(all.samples.size())});
       }
+      table.save(o.out);
+      JNAS_LOG_INFO("[profile] pass {}/{} over {} entries", pass + 1, kPasses, todo.size());
     }
   }
   profile::stamp_meta(table, meta, w);
