@@ -29,7 +29,8 @@ OpTime summarize(std::vector<double> samples);
 class OpTimer {
  public:
   // `rotate_bytes`: copies of an operation's weights per graph until they exceed this (at least
-  // 4 copies, at most 64). Throws ConfigError when this build has no llama.cpp.
+  // 4 copies, at most 64): the bytes read between two reads of one weight, which decide whether it
+  // comes from the cache. Throws ConfigError when this build has no llama.cpp.
   OpTimer(int threads, int64_t rotate_bytes, int warmup, int repeats);
   ~OpTimer();
   OpTimer(const OpTimer&) = delete;

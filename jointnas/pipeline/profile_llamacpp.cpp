@@ -6,6 +6,7 @@
 // same interleaved rounds (bench --runtime llama.cpp), each measurement taken as its ratio to the
 // dense model times the dense model's median, so that a slow spell of the machine cancels.
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -39,9 +40,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Bytes of weights each operation's graph rotates through (2x the 32 MB L3 of this project's CPU
-// VMs): in a decode step every layer's weights are read once, after the other layers'.
-constexpr int64_t kRotateBytes = int64_t(64) << 20;
 constexpr int64_t kKvBytes = 2;  // libllama's KV cache is f16
 constexpr int kPasses = 5;
 
@@ -57,11 +55,52 @@ std::string cpu_model_name() {
   return "unknown";
 }
 
-// What a llama.cpp table is reused under: the pinned version, threads, CPU and this code.
-Json llamacpp_meta(int threads) {
-  return Json{{"device", "cpu"},          {"runtime", "llama.cpp"}, {"llama_cpp", llamacpp::version()},
-              {"threads", threads},       {"cpu", cpu_model_name()}, {"cores", machine_cores()},
-              {"git_sha", profile::git_sha()}};
+// The last-level cache of CPU 0 (sysfs), else 32 MiB.
+int64_t llc_bytes() {
+  for (const char* level : {"index3", "index2"}) {
+    std::ifstream in(std::string("/sys/devices/system/cpu/cpu0/cache/") + level + "/size");
+    std::string v;
+    if (!(in >> v) || v.empty()) continue;
+    const char unit = v.back();
+    const int64_t n = std::atoll(v.c_str());
+    if (n > 0) return unit == 'K' ? n << 10 : unit == 'M' ? n << 20 : n;
+  }
+  return int64_t(32) << 20;
+}
+
+// The weight bytes of the dense model with every linear in the space's smallest format and an
+// f16 embedding: about what the architectures a budget search ends at read per decode step.
+int64_t small_model_bytes(const model::LlamaConfig& cfg, const profile::CostSpace& space) {
+  std::string fmt = "f16";
+  double best = 1e9;
+  for (const std::string& f : space.layers.empty() ? std::vector<std::string>{"f16"} : space.layers[0].formats_qkv) {
+    const double b = quant::find_format(f).bits_per_weight(cfg.hidden_size);
+    if (b < best) best = b, fmt = f;
+  }
+  const quant::QuantFormat& q = quant::find_format(fmt);
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
+  const int64_t per_layer = q.weight_bytes((cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * hd, H) +
+                            q.weight_bytes(H, cfg.num_attention_heads * hd) + q.weight_bytes(2 * I, H) +
+                            q.weight_bytes(H, I);
+  return per_layer * cfg.num_hidden_layers + cfg.vocab_size * H * 2;
+}
+
+// How many bytes of weights each operation's graph rotates through. In a decode step a weight is
+// read again after every other weight of the model, so whether it comes from the last-level
+// cache depends on the whole model's size: the working set of the architectures a search ends at
+// (small_model_bytes), at least a quarter of the cache and at most twice it. ref-17m's
+// quantized candidates (about 13 MB) fit this VM's 32 MB L3 and time cache-warm; an 8B model
+// always times from memory.
+int64_t rotate_bytes(const model::LlamaConfig& cfg, const profile::CostSpace& space) {
+  const int64_t llc = llc_bytes();
+  return std::clamp(small_model_bytes(cfg, space), llc / 4, 2 * llc);
+}
+
+// What a llama.cpp table is reused under: the pinned version, threads, CPU, rotation and this code.
+Json llamacpp_meta(int threads, int64_t rotate) {
+  return Json{{"device", "cpu"},      {"runtime", "llama.cpp"},  {"llama_cpp", llamacpp::version()},
+              {"threads", threads},   {"cpu", cpu_model_name()}, {"cores", machine_cores()},
+              {"rotate_bytes", rotate}, {"git_sha", profile::git_sha()}};
 }
 
 // Every linear of the config's dense layers in f16: the reference that budgets and the
@@ -214,10 +253,14 @@ Json validation_json(const GgufSample& s, const profile::LatencyTable& table, co
   // Predictions under the table as it is now (calibrated when a calibration was fitted).
   GgufSample v = s;
   const double dense_pred = profile::predict(cfg, dense_f16(cfg), table, w, kKvBytes).latency_ms;
+  // Predicted ratios are of the reference a relative budget is resolved against (search_stage.cpp):
+  // the dense f16 model as the calibration measured it, else the table's prediction of it.
+  const profile::LatencyTable::Calibration* cal = table.calibration_for(w);
+  const double reference = cal != nullptr && cal->reference_ms > 0 ? cal->reference_ms : dense_pred;
   std::vector<double> ratio_err;
   for (size_t i = 0; i < v.archs.size(); ++i) {
     const profile::MeasuredArch& a = v.archs[i];
-    v.predicted_ratio.push_back(a.predicted_ms / dense_pred);
+    v.predicted_ratio.push_back(a.predicted_ms / reference);
     ratio_err.push_back(std::abs(v.predicted_ratio[i] - v.measured_ratio[i]) / v.measured_ratio[i]);
   }
   Json j = profile::summarize_validation(v.archs, table.calibration_for(w) != nullptr).to_json();
@@ -233,6 +276,7 @@ Json validation_json(const GgufSample& s, const profile::LatencyTable& table, co
   std::sort(sorted.begin(), sorted.end());
   j["dense_f16_measured_ms"] = v.dense_ms;
   j["dense_f16_predicted_ms"] = dense_pred;
+  j["ratio_reference_ms"] = reference;
   j["ratio_median_abs_error"] = sorted[sorted.size() / 2];
   j["ratio_max_abs_error"] = sorted.back();
   j["runtime"] = "llama.cpp";
@@ -259,20 +303,22 @@ Json run_profile_llamacpp(const ProfileStageOptions& o) {
        profile::required_keys(cfg, profile::cost_space_from_json(dense_space, cfg, "(dense f16)"), w, true)) {
     if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
   }
-  const Json meta = llamacpp_meta(threads);
+  const int64_t rotate = rotate_bytes(cfg, space);
+  const Json meta = llamacpp_meta(threads, rotate);
   profile::LatencyTable table = profile::load_reusable_table(o.out, meta);
   std::vector<std::string> todo;
   for (const std::string& k : keys) {
     if (o.force || !table.has(k)) todo.push_back(k);
   }
-  JNAS_LOG_INFO("[profile] llama.cpp {} on {} threads: {} entries to measure ({} in the table)", llamacpp::version(),
-                threads, todo.size(), keys.size() - todo.size());
+  JNAS_LOG_INFO("[profile] llama.cpp {} on {} threads, weights rotated through {:.1f} MiB: {} entries to measure ({} "
+                "in the table)",
+                llamacpp::version(), threads, rotate / 1048576.0, todo.size(), keys.size() - todo.size());
   {
     // Every key is timed in kPasses passes over the keys, each timing it for a share of the
     // repeats: a slow spell of a shared machine (about 100 ms long on this project's VMs) then
     // falls on one pass's samples of an entry, which the median over all of them drops. The
     // table is saved after each pass (a killed profile keeps what it measured).
-    llamacpp::OpTimer timer(threads, kRotateBytes, static_cast<int>(o.profile.warmup),
+    llamacpp::OpTimer timer(threads, rotate, static_cast<int>(o.profile.warmup),
                             static_cast<int>(std::max<int64_t>(3, o.profile.repeats / kPasses)));
     std::vector<std::vector<double>> samples(todo.size());
     for (int pass = 0; pass < kPasses && !todo.empty(); ++pass) {
@@ -299,9 +345,11 @@ Json run_profile_llamacpp(const ProfileStageOptions& o) {
     const GgufSample s = measure_gguf(cfg, space, table, w, static_cast<int>(o.profile.calibrate), seed + 1000003,
                                       true, o, threads, scratch, "calibrate");
     table.calibration[w.name()] = profile::calibration_from(s.archs, w.name());
+    table.calibration[w.name()].reference_ms = s.dense_ms;
     const auto& cal = table.calibration[w.name()];
-    JNAS_LOG_INFO("[calibrate] {}: latency = {:.4f} x sum + {:.4f} ms x blocks + {:.4f} ms ({} runs, {} outliers)",
-                  w.name(), cal.scale, cal.per_block_ms, cal.constant_ms, cal.runs, cal.outliers);
+    JNAS_LOG_INFO("[calibrate] {}: latency = {:.4f} x sum + {:.4f} ms x blocks + {:.4f} ms ({} runs, {} outliers); "
+                  "the dense f16 model measures {:.4f} ms",
+                  w.name(), cal.scale, cal.per_block_ms, cal.constant_ms, cal.runs, cal.outliers, cal.reference_ms);
     j["calibration"] = cal.to_json();
     table.save(o.out);
   }

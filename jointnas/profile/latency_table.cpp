@@ -40,7 +40,7 @@ const LatencyTable::Calibration* LatencyTable::calibration_for(const Workload& w
 
 Json LatencyTable::Calibration::to_json() const {
   return Json{{"scale", scale}, {"per_block_ms", per_block_ms}, {"constant_ms", constant_ms},
-              {"runs", runs}, {"outliers", outliers}, {"memory_bytes", memory_bytes}};
+              {"runs", runs}, {"outliers", outliers}, {"memory_bytes", memory_bytes}, {"reference_ms", reference_ms}};
 }
 
 Json LatencyTable::to_json() const {
@@ -69,6 +69,9 @@ LatencyTable LatencyTable::from_json(const Json& j, const std::string& src) {
       c.runs = static_cast<int>(get_int(v, "runs", src).value_or(0));
       c.outliers = static_cast<int>(get_int(v, "outliers", src).value_or(0));
       c.memory_bytes = get_int(v, "memory_bytes", src).value_or(0);
+      c.reference_ms = get_number(v, "reference_ms", src).value_or(0.0);
+      JNAS_CHECK_IO(std::isfinite(c.reference_ms) && c.reference_ms >= 0 && c.reference_ms < 1e9,
+                    "{}: calibration '{}' has reference_ms {} (expected 0 <= ms < 1e9)", src, k, c.reference_ms);
       // A constant beside whole models: anything past a petabyte is a corrupt file, and would
       // overflow the peak it is added to.
       JNAS_CHECK_IO(c.memory_bytes > -(int64_t{1} << 50) && c.memory_bytes < (int64_t{1} << 50),

@@ -52,6 +52,12 @@ class LatencyTable {
     // Device memory no architecture term explains (cuBLAS workspaces, one per stream that ran a
     // GEMM): the median of measured minus predicted peak over the runs, where measured (CUDA).
     int64_t memory_bytes = 0;
+    // The original model's measured latency (ms, in the scale of the fit's measurements) where the
+    // calibration measured it beside the sampled architectures; 0: none. A relative latency
+    // budget ("0.5x") is then taken of this, not of the table's prediction of the original: the
+    // llama.cpp target (docs/llamacpp.md), whose dense f16 model reads its weights from memory
+    // while the architectures a search ends at fit the cache the table was timed in.
+    double reference_ms = 0.0;
 
     Json to_json() const;  // as the table file stores it
   };
