@@ -95,6 +95,17 @@ TEST(Supernet, OneHotEqualsExtractedSubnetworkFp64EveryFormat) {
   expect_one_hot_exact(at::kDouble, "formats: [bf16, w8a16, w4a16_g128, w8a8, fp8_e4m3]\n", 25);
 }
 
+// ggml's formats are extracted by quantizing the kept sub-matrix again (their blocks are bytes, not
+// values), which equals the supernet's blocks where every kept width is whole aligned blocks of 32
+// (hidden and MLP prefixes; a head cut to 32 of 64 dimensions keeps one aligned block). OPEN
+// (issue 25): disabled because it fails. The largest architecture agrees, but smaller ones differ by
+// 0.0035-0.014 in the logits (untied) and 0.07-0.35 (tied), the same in fp64, so it is not an
+// activation rounding flip: the supernet's ggml path and the extracted model still compute
+// different numbers for sliced widths, and the cause is not found yet.
+TEST(Supernet, DISABLED_OneHotEqualsExtractedSubnetworkGgmlFormats) {
+  expect_one_hot_exact(at::kDouble, "formats: [f16, q8_0, q4_0]\n", 10);
+}
+
 // The mutation the exactness test must catch: extracting a different architecture than the one
 // the supernet ran.
 TEST(Supernet, ExactnessTestDetectsAWrongSlice) {
