@@ -214,5 +214,30 @@ TEST(LlamaCppCli, RunWithTargetLlamaCppTimesTheGgufExports) {
   EXPECT_EQ(fs::last_write_time(original), written);
 }
 
+// The target's config errors exit 2 before any stage, naming the key and the fix.
+TEST(LlamaCppCli, RunRefusesAConfigLlamaCppCannotRun) {
+  REQUIRE_LLAMA_CPP();
+  const fs::path d = scratch("llamacpp_run_bad");
+  std::ofstream(d / "space.yaml") << "search_space:\n  hidden: [64]\n  multiple_of: 4\n"
+                                  << "  layers: {intermediate: [88, 172]}\n";
+  auto config = [&](const std::string& name, const std::string& space, int batch) {
+    const fs::path p = d / (name + ".yaml");
+    std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\nsearch_space: " << space
+                     << "\nrun_dir: " << (d / name).string() << "\ntarget_device: llama.cpp\n"
+                     << "data: {calibration: " << repo_path("README.md") << "}\n"
+                     << "workload: {kind: decode, batch: " << batch << ", context: 64}\nbudget: {latency: 0.5x}\n";
+    return p.string();
+  };
+  expect_error(run("run " + config("batch", (d / "space.yaml").string(), 2)), 2, "'workload.batch' is 2");
+  const CmdResult formats = run("run " + config("formats", repo_path("configs/spaces/stories260k.yaml"), 1));
+  expect_error(formats, 2, "offers bf16, w8a16, which are not ggml types");
+  EXPECT_NE(formats.err.find("hint: list only f16, q8_0, q4_0, q4_k, q5_k, q6_k"), std::string::npos) << formats.err;
+  EXPECT_FALSE(fs::exists(d / "formats" / "stages.json"));  // refused before any stage
+  // The default ggml space passes the checks (--dry-run prints the plan and stops).
+  const CmdResult ok = run("run " + config("ok", (d / "space.yaml").string(), 1) + " --dry-run");
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("--runtime llama.cpp"), std::string::npos) << ok.out;
+}
+
 }  // namespace
 }  // namespace jointnas::testing::cli
