@@ -28,8 +28,8 @@ void fields(V& v, ArchStageOptions& o) {
   v(opt::Key{"space", "Search space YAML", nullptr, nullptr, true}, o.space);
   v(opt::Key{"table", "Latency table of the target device and workload", nullptr, nullptr, true}, o.table);
   v(opt::Key{"importance", "importance.json of the (permuted) model: the depth order"}, o.importance);
-  v(opt::Key{"target_device", "cpu | cuda: whose formats the space defaults to (default: --device)"}, o.target_device,
-    opt::Choices{"", "cpu", "cuda"});
+  v(opt::Key{"target_device", "cpu | cuda | llama.cpp: whose formats the space defaults to (default: --device)"}, o.target_device,
+    target_choices());
   fields(v, o.workload);
   v(opt::Key{"from", "Start from this arch.json (default: the whole model in bf16)"}, o.from);
   v(opt::Key{"fastest", "Start from the architecture of least predicted latency"}, o.fastest);

@@ -55,8 +55,8 @@ void fields(V& v, FinetuneStageOptions& o) {
     o.space);
   fields(v, o.finetune);
   v(opt::Key{"seed", "Seed (data order, LoRA init)"}, o.seed, opt::at_least<int64_t>(0));
-  v(opt::Key{"target_device", "cpu | cuda: as given to `jointnas search` (default: --device)"}, o.target_device,
-    opt::Choices{"", "cpu", "cuda"});
+  v(opt::Key{"target_device", "cpu | cuda | llama.cpp: as given to `jointnas search` (default: --device)"}, o.target_device,
+    target_choices());
 }
 
 // Finetunes and exports; returns {out, steps, kd_first, kd_last}.

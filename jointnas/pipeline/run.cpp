@@ -21,7 +21,8 @@ namespace fs = std::filesystem;
 
 BenchOptions workload_bench(const RunConfig& c, const std::string& model) {
   BenchOptions b;
-  b.run = stage_model(c, model, c.target());
+  b.run = stage_model(c, model, c.target_torch_device());
+  if (c.llamacpp()) b.runtime = "llama.cpp";
   b.batch = c.workload.batch;
   b.timing = c.eval.bench;
   if (c.workload.kind == "prefill") {
@@ -71,7 +72,9 @@ struct Measured {
 Measured measured(const RunConfig& c, const RunPlan& p) {
   const Json log = read_json_or_null(p.run_dir + "/logs/latency.json");
   const bool prefill = c.workload.kind == "prefill";
-  return {latency_of(log, c.model, prefill).value_or(0.0), latency_of(log, p.exported, prefill).value_or(0.0),
+  // The latency stage's two models: the original and the found one (their GGUF files with llama.cpp).
+  const std::vector<std::string>& m = p.latency.models;
+  return {latency_of(log, m.at(0), prefill).value_or(0.0), latency_of(log, m.at(1), prefill).value_or(0.0),
           get_int(log, "rounds", p.run_dir + "/logs/latency.json").value_or(0)};
 }
 
@@ -95,7 +98,8 @@ ImportanceOptions importance_options(const RunConfig& c, const std::string& perm
 
 ProfileStageOptions profile_options(const RunConfig& c, const std::string& permuted, const std::string& table) {
   ProfileStageOptions o;
-  o.run = stage_model(c, "", c.target());
+  o.run = stage_model(c, "", c.target_torch_device());
+  if (c.llamacpp()) o.runtime = "llama.cpp";  // ggml's kernels with the config's threads
   o.config.value = permuted + "/config.json";
   o.space = c.search_space;
   o.out.value = table;
@@ -103,6 +107,15 @@ ProfileStageOptions profile_options(const RunConfig& c, const std::string& permu
   o.profile = c.profile;
   o.seed = c.seed;
   return o;
+}
+
+ExportOptions gguf_export_options(const RunConfig& c, const std::string& model, const std::string& out) {
+  ExportOptions e;
+  e.run = stage_model(c, model, "cpu");
+  e.to = "gguf";
+  e.embedding_type = "f16";
+  e.out.value = out;
+  return e;
 }
 
 RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
@@ -134,7 +147,13 @@ RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
   f.out.value = p.exported;
   f.finetune = c.finetune;
   f.seed = c.seed;
-  p.latency = workload_latency(c, {c.model, p.exported});
+  if (c.llamacpp()) {
+    p.export_original = gguf_export_options(c, c.model, run_dir + "/original-f16.gguf");
+    p.export_found = gguf_export_options(c, p.exported, run_dir + "/export/model.gguf");
+    p.latency = workload_latency(c, {p.export_original->out, p.export_found->out});
+  } else {
+    p.latency = workload_latency(c, {c.model, p.exported});
+  }
   if (!c.data.eval.empty()) {
     PplOptions po;
     po.run = stage_model(c, c.model, c.device);
@@ -146,6 +165,7 @@ RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
     p.ppl_found = po;
   }
   for (const std::string& to : c.export_to) {
+    if (to == "gguf" && p.export_found) continue;  // written before the latency stage already
     ExportOptions e;
     e.run = stage_model(c, p.exported, "cpu");
     e.to = to;
@@ -153,6 +173,12 @@ RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
     p.exports.push_back(e);
   }
   return p;
+}
+
+StageJob gguf_job(const std::string& name, const ExportOptions& e, const std::string& logs) {
+  // The log is named by what is written (a closed-loop round's export replaces the first one's).
+  const std::string what = name.substr(name.rfind("export_"));
+  return stage_job(name, {"export", "--format", "json"}, e, logs + what + ".json");
 }
 
 std::vector<StageJob> export_jobs(const RunPlan& p) {
@@ -171,6 +197,9 @@ std::vector<StageJob> stage_jobs(const RunPlan& p) {
   if (p.profile) jobs.push_back(stage_job("profile", {"profile"}, *p.profile, logs + "profile.json"));
   jobs.push_back(stage_job("search", {"search", "--format", "json"}, p.search, logs + "search.json"));
   jobs.push_back(stage_job("finetune", {"finetune", "--format", "json"}, p.finetune, logs + "finetune.json"));
+  // Target llama.cpp: the two GGUF files the latency stage times.
+  if (p.export_original) jobs.push_back(gguf_job("export_original", *p.export_original, logs));
+  if (p.export_found) jobs.push_back(gguf_job("export_found", *p.export_found, logs));
   jobs.push_back(stage_job("latency", {"bench", "--format", "json"}, p.latency, logs + "latency.json"));
   if (p.ppl_original) {
     jobs.push_back(stage_job("ppl_original", {"eval", "ppl", "--format", "json"}, *p.ppl_original, logs + "ppl_original.json"));
@@ -206,6 +235,12 @@ report::RunSummary collect_summary(const RunConfig& c, const std::string& run_di
   s.measured_original_ms = positive(lat.original_ms);
   s.measured_found_ms = positive(lat.found_ms);
   s.measured_rounds = lat.rounds;
+  if (c.llamacpp()) {
+    const Json log = read_json_or_null(run_dir + "/logs/latency.json");
+    s.measured_runtime = "llama.cpp";
+    s.measured_runtime_version = log.is_object() ? log.value("llama_cpp", std::string()) : "";
+    s.measured_threads = log.is_object() ? log.value("threads", int64_t{0}) : 0;
+  }
   s.ppl_original = ppl("ppl_original.json");
   s.ppl_found = ppl("ppl_found.json");
   s.eval_text = c.data.eval.empty() ? "" : fs::path(c.data.eval.str()).filename().string();
@@ -227,6 +262,7 @@ std::string write_run_report(const RunConfig& c, const std::string& run_dir, con
   const report::RunSummary s = collect_summary(c, run_dir, stages);
   const std::string md = report::summary_markdown(s);
   write_file_atomic(run_dir + "/summary.md", md);
+  write_file_atomic(run_dir + "/summary.json", report::summary_json(s).dump(2) + "\n");
   write_file_atomic(run_dir + "/report.svg", report::architecture_svg(s.layer_specs));
   return md;
 }
@@ -243,6 +279,7 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
   const DirLock lock = DirLock::acquire(run_dir, "jointnas run (" + c.source + ")");
   std::error_code ec;
   fs::create_directories(fs::path(run_dir) / "logs", ec);
+  if (!ec && (c.llamacpp() || !c.export_to.empty())) fs::create_directories(fs::path(run_dir) / "export", ec);
   JNAS_CHECK_IO(!ec, "cannot create the run directory {}: {}", run_dir, ec.message());
   Stages st(run_dir + "/stages.json", interrupt);
   Json& stages = st.json();
@@ -290,6 +327,7 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
       const std::string pre = fmt::format("closed_loop_{}_", k);
       st.run(stage_job(pre + "search", {"search", "--format", "json"}, again.search, logs + "search.json"));
       st.run(stage_job(pre + "finetune", {"finetune", "--format", "json"}, again.finetune, logs + "finetune.json"));
+      if (again.export_found) st.run(gguf_job(pre + "export_found", *again.export_found, logs));
       st.run(stage_job(pre + "latency", {"bench", "--format", "json"}, again.latency, logs + "latency.json"));
       if (again.ppl_found) {
         st.run(stage_job(pre + "ppl_found", {"eval", "ppl", "--format", "json"}, *again.ppl_found, logs + "ppl_found.json"));
@@ -308,12 +346,7 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
   // The report first: an export that GGUF or DeciLM cannot hold (exit 2, naming the layer) leaves
   // the run's results in place.
   auto summary = write_run_report(c, run_dir, stages);
-  if (!plan.exports.empty()) {
-    std::error_code ec2;
-    fs::create_directories(fs::path(run_dir) / "export", ec2);
-    JNAS_CHECK_IO(!ec2, "cannot create {}/export: {}", run_dir, ec2.message());
-    for (const StageJob& job : export_jobs(plan)) st.run(job);
-  }
+  for (const StageJob& job : export_jobs(plan)) st.run(job);
   return summary;
 }
 

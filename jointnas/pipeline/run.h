@@ -42,6 +42,11 @@ std::string run_directory(const RunCommandOptions& o, const RunConfig& c);
 ImportanceOptions importance_options(const RunConfig& c, const std::string& permuted);
 ProfileStageOptions profile_options(const RunConfig& c, const std::string& permuted, const std::string& table);
 
+// `model` written as one GGUF file `out` for the target llama.cpp: its formats as they are (ggml's
+// types byte for byte, anything unquantized as f16), the embedding f16 (convert_hf_to_gguf's
+// --outtype f16).
+ExportOptions gguf_export_options(const RunConfig& c, const std::string& model, const std::string& out);
+
 // The stages of one run, as typed options.
 struct RunPlan {
   std::string run_dir, permuted, table, search_dir, exported;
@@ -49,6 +54,10 @@ struct RunPlan {
   std::optional<ProfileStageOptions> profile;  // absent when the config gives a table
   SearchOptions search;
   FinetuneStageOptions finetune;
+  // Target llama.cpp: the original as f16 GGUF (RUN/original-f16.gguf, written once) and the found
+  // model as GGUF (RUN/export/model.gguf, again after each closed-loop finetune); the latency stage
+  // times these two files.
+  std::optional<ExportOptions> export_original, export_found;
   BenchOptions latency;  // the original and the found model, timed together in interleaved rounds
   std::optional<PplOptions> ppl_original, ppl_found;
   std::vector<ExportOptions> exports;  // the config's `export:`, run after the closed loop
@@ -56,7 +65,8 @@ struct RunPlan {
 RunPlan plan_run(const RunConfig& c, const std::string& run_dir);
 
 // The bench of `model` for the config's workload: the decode step at its context, or its prefill,
-// at its batch, on the target device.
+// at its batch, on the target device (llama.cpp: `model` is a GGUF timed through libllama on this
+// CPU with the config's threads).
 BenchOptions workload_bench(const RunConfig& c, const std::string& model);
 
 // The workload's latency of `models` timed together (bench --models, `eval.bench_rounds` rounds):
@@ -80,6 +90,9 @@ StageJob stage_job(const std::string& name, const std::vector<std::string>& comm
   return StageJob{name, std::move(args), log};
 }
 std::vector<StageJob> stage_jobs(const RunPlan& p);
+// A GGUF export as stage `name` (export_original, export_found, closed_loop_K_export_found),
+// logged in `logs`/export_original.json or export_found.json.
+StageJob gguf_job(const std::string& name, const ExportOptions& e, const std::string& logs);
 // The exports (export_gguf, export_hf): after the closed loop, from its final model.
 std::vector<StageJob> export_jobs(const RunPlan& p);
 

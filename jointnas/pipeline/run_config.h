@@ -67,6 +67,7 @@ struct ParetoSettings {
   std::vector<std::string> methods{"joint", "sequential", "quant_only", "depth_only"};
   std::vector<std::string> sequential_formats;  // empty: w8a8, fp8_e4m3, w4a16_g128 where offered
   std::vector<std::string> quant_formats;       // empty: w8a16, w4a16_g128, w8a8, fp8_e4m3 where offered
+  std::vector<std::string> llama_presets;       // empty: Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0 (method llama_quantize)
   std::vector<int64_t> seeds;                   // empty: the config's seed
   std::vector<std::string> seed_budgets;        // empty with budgets: auto: the second and second-to-last
   int64_t parallel = 1;
@@ -77,14 +78,18 @@ template <class V>
 void fields(V& v, ParetoSettings& p) {
   v(opt::Key{"budgets", "Latency budgets as fractions of the dense model (0.5x, ...), or auto"}, p.budgets);
   v(opt::Key{"budget_count", "With budgets: auto, this many budgets"}, p.budget_count, opt::in<int64_t>(2, 40));
-  v(opt::Key{"methods", "Methods of the study"}, p.methods,
-    opt::Choices{"joint", "sequential", "quant_only", "depth_only"});
+  v(opt::Key{"methods", "Methods of the study (llama_quantize: the original quantized by llama-quantize's presets; "
+                       "target_device llama.cpp only)"},
+    p.methods, opt::Choices{"joint", "sequential", "quant_only", "depth_only", "llama_quantize"});
   v(opt::Key{"sequential_formats", "Formats applied after the architecture-only search (default: w8a8, fp8_e4m3, "
                                    "w4a16_g128 where the space offers them)"},
     p.sequential_formats);
   v(opt::Key{"quant_formats", "Uniform formats of the quantization-only baseline (default: w8a16, w4a16_g128, w8a8, "
                               "fp8_e4m3 where the space offers them)"},
     p.quant_formats);
+  v(opt::Key{"llama_presets", "llama-quantize presets of the llama_quantize baseline (default: Q8_0, Q6_K, Q5_K_M, "
+                              "Q4_K_M, Q4_0)"},
+    p.llama_presets, opt::Choices{"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"});
   v(opt::Key{"seeds", "Seeds of the joint search (the first draws the fronts; default: the config's seed)"}, p.seeds,
     opt::in<int64_t>(0, int64_t(1) << 62));
   v(opt::Key{"seed_budgets", "Budgets at which the extra seeds run"}, p.seed_budgets);
@@ -99,7 +104,10 @@ void fields(V& v, ParetoSettings& p) {
 struct RunConfig {
   opt::Path model, search_space, run_dir, table;
   std::string device = "cpu";
-  std::string target_device;  // the device whose latency the budget is on (default: device)
+  // The device whose latency the budget is on (default: device); "llama.cpp": GGUF exports timed
+  // through libllama on this CPU with `threads` threads (docs/llamacpp.md), while training and
+  // evaluation run on `device`.
+  std::string target_device;
   int64_t threads = 1;        // one intra-op thread measures steadily on a shared CPU
   int64_t seed = 0;
   DataSettings data;
@@ -119,7 +127,12 @@ struct RunConfig {
   std::string source, dir;
   bool has_pareto = false;
 
+  // The target's name: cpu, cuda or llama.cpp (whose formats a search space defaults to).
   std::string target() const { return target_device.empty() ? device : target_device; }
+  bool llamacpp() const { return target_device == "llama.cpp"; }
+  // The torch device of jointnas's own runtime where it stands for the target (profile, bench):
+  // the target, or the CPU that llama.cpp runs on.
+  std::string target_torch_device() const { return llamacpp() ? "cpu" : target(); }
   std::string train_text() const { return data.train.empty() ? data.calibration.str() : data.train.str(); }
 };
 template <class V>
@@ -130,9 +143,12 @@ void fields(V& v, RunConfig& c) {
   v(opt::Key{"search_space", "Search space YAML (docs/search.md)", nullptr, nullptr, true}, c.search_space);
   v(opt::Key{"run_dir", "Run directory (default: runs/<config name>)"}, c.run_dir);
   v(opt::Key{"device", "Where training and evaluation run: cpu or cuda"}, c.device, opt::Choices{"cpu", "cuda"});
-  v(opt::Key{"target_device", "Where latency is measured and the table profiled (default: device)"}, c.target_device,
-    opt::Choices{"", "cpu", "cuda"});
-  v(opt::Key{"threads", "CPU threads of every stage (at most the machine's cores)"}, c.threads, opt::in<int64_t>(0, 4096));
+  v(opt::Key{"target_device", "Where latency is measured and the table profiled (default: device): cpu, cuda, or "
+                              "llama.cpp (GGUF exports timed through libllama on this CPU with `threads` threads; "
+                              "docs/llamacpp.md)"},
+    c.target_device, target_choices());
+  v(opt::Key{"threads", "CPU threads of every stage (at most the machine's cores); with target_device llama.cpp also "
+                        "llama.cpp's thread count"}, c.threads, opt::in<int64_t>(0, 4096));
   v(opt::Key{"seed", "Seed of every stage"}, c.seed, opt::in<int64_t>(0, int64_t(1) << 62));
   v(opt::Key{"table", "Reuse this measured latency table instead of profiling"}, c.table);
   v.section(opt::Key{"data", "Texts"}, c.data);

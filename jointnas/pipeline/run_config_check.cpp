@@ -2,16 +2,20 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/machine.h"
+#include "jointnas/llamacpp/llamacpp.h"
 #include "jointnas/model/llama.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/pipeline/run_config.h"
 #include "jointnas/pipeline/study_plan.h"
+#include "jointnas/quant/format.h"
 #include "jointnas/search/space.h"
 
 namespace jointnas::pipeline {
@@ -110,6 +114,37 @@ void check_memory(const RunConfig& c, const model::LlamaConfig& m) {
                     "'workload.batch' or 'workload.context'");
 }
 
+// The target llama.cpp (docs/llamacpp.md): a build that links libllama, one sequence (llama-bench's
+// batch), and a space whose every format is a ggml type, since llama.cpp runs nothing else and the
+// GGUF export would otherwise convert the searched formats to other ones (the space the search
+// traded would not be what llama.cpp times).
+void check_llamacpp_target(const RunConfig& c, const search::SearchSpace& space) {
+  if (!llamacpp::available()) {
+    throw ConfigError(fmt::format("{}: 'target_device: llama.cpp', but this build has no llama.cpp", c.source),
+                      "run scripts/setup_llama_cpp.sh, then reconfigure and rebuild");
+  }
+  JNAS_CHECK_CONFIG(c.workload.batch == 1,
+                    "{}: 'workload.batch' is {}; with 'target_device: llama.cpp' the workload is one sequence "
+                    "(batch 1, as llama-bench times it)",
+                    c.source, c.workload.batch);
+  std::set<std::string> other;
+  for (const search::LayerChoices& l : space.layers) {
+    for (const auto& slot : l.formats) {
+      for (const std::string& f : slot) {
+        if (quant::find_format(f).weight != quant::WeightType::kGgml) other.insert(f);
+      }
+    }
+  }
+  if (!other.empty()) {
+    throw ConfigError(fmt::format("{}: 'target_device: llama.cpp', but the search space {} offers {}, which {} "
+                                  "llama.cpp runs",
+                                  c.source, c.search_space.str(), fmt::join(other, ", "),
+                                  other.size() == 1 ? "is not a ggml type" : "are not ggml types"),
+                      "list only f16, q8_0, q4_0, q4_k, q5_k, q6_k in the space's formats, or leave `formats` out "
+                      "(the target's default: the ggml types whose blocks fit each slot's widths)");
+  }
+}
+
 }  // namespace
 
 void check(const RunConfig& c, RunMode mode) {
@@ -132,6 +167,7 @@ void check(const RunConfig& c, RunMode mode) {
   check_positions(c, ck.config);
   check_memory(c, ck.config);
   const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, c.target());
+  if (c.llamacpp()) check_llamacpp_target(c, space);
   if (mode == RunMode::kStudy) check_study(c, space);
 }
 

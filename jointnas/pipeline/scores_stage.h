@@ -35,8 +35,8 @@ void fields(V& v, ScoresOptions& o) {
   v(opt::Key{"text", "Training text: its last held-out windows score, the rest trains", nullptr, nullptr, true}, o.text);
   v(opt::Key{"importance", "importance.json of the (permuted) model: the depth order"}, o.importance);
   v(opt::Key{"out", "scores.json to write (reused when it holds the same measurement)", nullptr, nullptr, true}, o.out);
-  v(opt::Key{"target_device", "cpu | cuda: whose formats the space defaults to (default: --device)"}, o.target_device,
-    opt::Choices{"", "cpu", "cuda"});
+  v(opt::Key{"target_device", "cpu | cuda | llama.cpp: whose formats the space defaults to (default: --device)"}, o.target_device,
+    target_choices());
   fields(v, o.selection);
   v(opt::Key{"lora_rank", "LoRA rank of the validation finetunes"}, o.lora_rank, opt::in<int64_t>(1, 4096));
   v(opt::Key{"batch", "Windows per validation finetune step", "train-batch"}, o.batch, opt::in<int64_t>(1, 1 << 16));

@@ -53,6 +53,12 @@ std::optional<MeasuredBudget> measured_budget(const SearchOptions& o, const mode
                                               const std::string& dev, const search::Budget& budget, double dense_ms,
                                               model::RuntimeOptions& target) {
   if (o.search.selection.measured_fit <= 0 || budget.latency_ms <= 0) return std::nullopt;
+  if (dev == "llama.cpp") {
+    // Not built for llama.cpp: `jointnas run`'s closed loop holds the exported GGUF to the budget
+    // as llama.cpp measures it (docs/llamacpp.md).
+    JNAS_LOG_WARN("[search] target llama.cpp: the measured fit is not built for it; the table is trusted here");
+    return std::nullopt;
+  }
   if (dev == "cuda" && !at::hasCUDA()) {
     JNAS_LOG_WARN("[search] no CUDA device here: the measured fit is skipped and the table trusted");
     return std::nullopt;

@@ -103,9 +103,9 @@ void fields(V& v, SearchOptions& o) {
   fields(v, o.search);
   v(opt::Key{"seed", "Seed (data order, Gumbel noise, LoRA init)"}, o.seed);
   v(opt::Key{"frozen_weights", "Architecture updates only"}, o.frozen_weights);
-  v(opt::Key{"target_device", "cpu | cuda: the device the table was measured on, whose formats the space defaults "
+  v(opt::Key{"target_device", "cpu | cuda | llama.cpp: the device the table was measured on, whose formats the space defaults "
                               "to (default: --device)"},
-    o.target_device, opt::Choices{"", "cpu", "cuda"});
+    o.target_device, target_choices());
   v(opt::Key{"formats", "Search only these formats (comma list; bf16 = architecture only)"}, o.formats);
   v(opt::Key{"fix_arch", "Keep this arch.json's structure; search precision only"}, o.fix_arch);
   v(opt::Key{"clamp_budget", "A latency budget below what the space reaches becomes that reach (with a warning) "

@@ -31,6 +31,10 @@ void fields(V& v, ModelSettings& s) {
     opt::in<int64_t>(0, 4096));
 }
 
+// The targets a stage's --target-device names ("": its --device): whose formats a search space
+// defaults to (llama.cpp: ggml's; search/space.h) and whose latency a table holds.
+inline opt::Choices target_choices() { return {"", "cpu", "cuda", "llama.cpp"}; }
+
 // The knobs both training loops have (search/trainer.h): windows per step and their length, the
 // distillation temperature and the checkpoint policy. `steps` is each loop's own.
 template <class V>

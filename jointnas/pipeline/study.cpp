@@ -178,25 +178,33 @@ void run_points(const Study& s, Stages& st) {
     const auto failed = st.run_all(jobs, static_cast<int>(parallel));
     for (auto* l : later) drop_failed(*l, failed);
   };
-  phase("architectures, round 1", j.round1, s.parallel, {&j.round2, &j.finetunes, &j.evals});
+  phase("architectures, round 1", j.round1, s.parallel, {&j.round2, &j.finetunes, &j.exports, &j.evals});
   // Sequential points also depend on their architecture-only point.
   for (const Point& p : s.points) {
     if (p.method == Method::kSeqFormat && !st.done("arch_only-" + p.budget + "/search")) {
-      for (auto* l : {&j.round2, &j.finetunes, &j.evals}) drop_failed(*l, {p.id + "/"});
+      for (auto* l : {&j.round2, &j.finetunes, &j.exports, &j.evals}) drop_failed(*l, {p.id + "/"});
     }
   }
-  phase("architectures, round 2", j.round2, s.parallel, {&j.finetunes, &j.evals});
-  phase("finetune", j.finetunes, s.parallel, {&j.evals});
+  phase("architectures, round 2", j.round2, s.parallel, {&j.finetunes, &j.exports, &j.evals});
+  phase("finetune", j.finetunes, s.parallel, {&j.exports, &j.evals});
+  if (!j.exports.empty()) phase("GGUF export", j.exports, s.parallel, {&j.evals});
   phase("evaluation", j.evals, s.parallel, {});
   // Latency: every distinct model, in one process and the same interleaved rounds.
   std::vector<std::string> models;
   Json same = st.json().contains("same_model") ? st.json()["same_model"] : Json::object();
+  const std::string reference = s.latency_model(s.points.front());  // the original
+  // A GGUF file names the model it was written from (jointnas.source_model), so two exports of one
+  // model differ in bytes: the jointnas models beside them (POINT/model) are compared instead.
+  auto same_as = [&](const std::string& a, const std::string& b) {
+    if (!s.llamacpp()) return same_model(a, b);
+    return same_model((fs::path(a).parent_path() / "model").string(), (fs::path(b).parent_path() / "model").string());
+  };
   for (const Point& p : s.points) {
-    if (p.method != Method::kOriginal && !st.done(p.id + "/finetune")) continue;
-    const std::string m = s.model_path(p);
+    if (const std::string ready = s.latency_ready_stage(p); !ready.empty() && !st.done(ready)) continue;
+    const std::string m = s.latency_model(p);
     if (!same.contains(m) && p.method != Method::kOriginal) {
       for (const std::string& earlier : models) {
-        if (earlier != s.config.model.str() && same_model(earlier, m)) {
+        if (earlier != reference && same_as(earlier, m)) {
           same[m] = earlier;
           JNAS_LOG_INFO("[pareto] {} is the same model as {}: timed once", m, earlier);
           break;
@@ -263,7 +271,7 @@ std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& 
   const Json latency = read_json_or_null(s.out + "/logs/latency.json");
   double original_ms = NAN;
   for (const Point& p : s.points) {
-    if (p.method == Method::kOriginal) original_ms = latency_in(s, latency, timed_as(st, s.model_path(p)));
+    if (p.method == Method::kOriginal) original_ms = latency_in(s, latency, timed_as(st, s.latency_model(p)));
   }
   for (const Point& p : s.points) {
     report::MeasuredPoint m;
@@ -274,7 +282,7 @@ std::vector<report::MeasuredPoint> collect_points(const Study& s, const Stages& 
     m.seed = p.seed;
     m.front_seed = p.front_seed;
     const std::string d = p.method == Method::kOriginal ? s.out : s.pdir(p);
-    m.ms = latency_in(s, latency, timed_as(st, s.model_path(p)));
+    m.ms = latency_in(s, latency, timed_as(st, s.latency_model(p)));
     if (!std::isfinite(m.ms)) m.ms = median_latency(s, d);  // a study measured per point
     const Json ppl = read_json_or_null(d + "/logs/ppl.json");
     m.ppl = num(ppl, "ppl");

@@ -11,6 +11,7 @@
 #include "jointnas/core/error.h"
 #include "jointnas/core/json_util.h"
 #include "jointnas/report/pareto.h"
+#include "jointnas/pipeline/quantize_stage.h"
 #include "jointnas/pipeline/run.h"
 #include "jointnas/pipeline/scores_stage.h"
 #include "jointnas/pipeline/tasks_stage.h"
@@ -20,6 +21,10 @@ namespace {
 
 const std::vector<std::string> kDefaultSeqFormats{"w8a8", "fp8_e4m3", "w4a16_g128"};
 const std::vector<std::string> kDefaultQuantFormats{"w8a16", "w4a16_g128", "w8a8", "fp8_e4m3"};
+// Target llama.cpp: ggml's types, as llama-quantize's presets use them (where the space offers them).
+const std::vector<std::string> kLlamaSeqFormats{"q8_0", "q4_k", "q4_0"};
+const std::vector<std::string> kLlamaQuantFormats{"q8_0", "q6_k", "q5_k", "q4_k", "q4_0"};
+const std::vector<std::string> kLlamaPresets{"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0"};
 
 // The formats of `given` (or of the defaults) that the space offers, bf16 left out; a named one it
 // does not offer is an error.
@@ -30,7 +35,7 @@ std::vector<std::string> baseline_formats(const RunConfig& c, const std::set<std
                       f, c.search_space.str(), c.target(), fmt::join(offered, ", "));
   }
   std::vector<std::string> v = given.empty() ? dflt : given;
-  std::erase_if(v, [&](const std::string& f) { return !offered.count(f) || f == "bf16"; });
+  std::erase_if(v, [&](const std::string& f) { return !offered.count(f) || f == "bf16" || f == "f16"; });
   return v;
 }
 
@@ -63,7 +68,10 @@ StageJob search_job(const Study& s, const Point& p, const std::string& name, con
   }
   o.seed = p.seed;
   o.target_device = c.target();
-  if (p.method == Method::kArchOnly || (p.method == Method::kSeqMix && name.ends_with("search_arch"))) o.formats = {"bf16"};
+  // Architecture only: the target's unquantized format (llama.cpp's is f16).
+  if (p.method == Method::kArchOnly || (p.method == Method::kSeqMix && name.ends_with("search_arch"))) {
+    o.formats = {s.llamacpp() ? "f16" : "bf16"};
+  }
   if (p.method == Method::kSeqMix && name.ends_with("search_formats")) {
     o.fix_arch.value = s.pdir(p) + "/search_arch/arch.json";
     o.clamp_budget = true;
@@ -113,11 +121,33 @@ StageJob finetune_job(const Study& s, const Point& p) {
   return stage_job(p.id + "/finetune", {"finetune", "--format", "json"}, o, s.pdir(p) + "/logs/finetune.json");
 }
 
+// A llama_quantize point: the original's f16 GGUF through llama-quantize's preset (docs/llamacpp.md).
+StageJob llama_quantize_job(const Study& s, const Point& p) {
+  QuantizeOptions o;
+  o.run = stage_model(s.config, s.original_gguf(), "cpu");
+  o.runtime = "llama.cpp";
+  o.preset = p.format;
+  o.out.value = s.latency_model(p);
+  return stage_job(p.id + "/quantize", {"quantize", "--format", "json"}, o, s.pdir(p) + "/logs/quantize.json");
+}
+
 void add_eval_jobs(const Study& s, const Point& p, StudyJobs& j) {
   const RunConfig& c = s.config;
   const bool original = p.method == Method::kOriginal;
   const std::string d = original ? s.out : s.pdir(p);
   const std::string prefix = original ? "original" : p.id;
+  if (p.method == Method::kLlamaQuantize) {
+    // The preset's GGUF has no jointnas model: perplexity by llama.cpp itself on the same text and
+    // protocol; no teacher KL (the original is not in that runtime's process) and no tasks (they
+    // need the jointnas runtime).
+    PplOptions ppl;
+    ppl.run = stage_model(c, s.latency_model(p), "cpu");
+    ppl.runtime = "llama.cpp";
+    ppl.text = c.data.eval;
+    ppl.ppl = c.eval.ppl;
+    j.evals.push_back(stage_job(prefix + "/ppl", {"eval", "ppl", "--format", "json"}, ppl, d + "/logs/ppl.json"));
+    return;
+  }
   PplOptions ppl;
   ppl.run = stage_model(c, s.model_path(p), c.device);
   ppl.text = c.data.eval;
@@ -144,6 +174,7 @@ const char* family_name(Family f) {
     case Family::kSequential: return "sequential";
     case Family::kDepthOnly: return "depth_only";
     case Family::kQuantOnly: return "quant_only";
+    case Family::kLlamaQuantize: return "llama_quantize";
   }
   return "?";
 }
@@ -157,6 +188,7 @@ Family Point::family() const {
     case Method::kSeqMix: return Family::kSequential;
     case Method::kDepthOnly: return Family::kDepthOnly;
     case Method::kQuantOnly: return Family::kQuantOnly;
+    case Method::kLlamaQuantize: return Family::kLlamaQuantize;
   }
   return Family::kOriginal;
 }
@@ -170,6 +202,7 @@ std::string Point::method_name() const {
     case Method::kSeqMix: return "seq_mix";
     case Method::kDepthOnly: return "depth_only";
     case Method::kQuantOnly: return "quant_" + format;
+    case Method::kLlamaQuantize: return "llama_quantize_" + format;
   }
   return "?";
 }
@@ -202,6 +235,19 @@ std::string Study::arch_path(const Point& p) const {
 
 std::string Study::model_path(const Point& p) const {
   return p.method == Method::kOriginal ? config.model.str() : pdir(p) + "/model";
+}
+
+std::string Study::latency_model(const Point& p) const {
+  if (!llamacpp()) return model_path(p);
+  return p.method == Method::kOriginal ? original_gguf() : pdir(p) + "/model.gguf";
+}
+
+std::string Study::latency_ready_stage(const Point& p) const {
+  switch (p.method) {
+    case Method::kOriginal: return llamacpp() ? "export_original" : "";
+    case Method::kLlamaQuantize: return p.id + "/quantize";
+    default: return p.id + (llamacpp() ? "/export" : "/finetune");
+  }
 }
 
 std::set<std::string> offered_formats(const search::SearchSpace& space) {
@@ -241,8 +287,16 @@ Study make_study(const RunConfig& c, const search::SearchSpace& space, const std
                       "{}: 'pareto.budgets' repeats a budget ({})", c.source, fmt::join(s.budgets, ", "));
   }
   const std::set<std::string> offered = offered_formats(space);
-  s.seq_formats = baseline_formats(c, offered, "sequential_formats", p.sequential_formats, kDefaultSeqFormats);
-  s.quant_formats = baseline_formats(c, offered, "quant_formats", p.quant_formats, kDefaultQuantFormats);
+  const bool ggml = c.llamacpp();
+  s.seq_formats = baseline_formats(c, offered, "sequential_formats", p.sequential_formats,
+                                   ggml ? kLlamaSeqFormats : kDefaultSeqFormats);
+  s.quant_formats = baseline_formats(c, offered, "quant_formats", p.quant_formats,
+                                     ggml ? kLlamaQuantFormats : kDefaultQuantFormats);
+  s.llama_presets = p.llama_presets.empty() ? kLlamaPresets : p.llama_presets;
+  JNAS_CHECK_CONFIG(ggml || !s.has("llama_quantize"),
+                    "{}: 'pareto.methods' has llama_quantize, whose points only llama.cpp runs; it needs "
+                    "'target_device: llama.cpp'",
+                    c.source);
   s.seeds = p.seeds.empty() ? std::vector<int64_t>{c.seed} : p.seeds;
   JNAS_CHECK_CONFIG(std::set<int64_t>(s.seeds.begin(), s.seeds.end()).size() == s.seeds.size(),
                     "{}: 'pareto.seeds' repeats a seed", c.source);
@@ -294,6 +348,11 @@ void build_points(Study& s) {
   }
   if (s.has("quant_only")) {
     for (const auto& f : s.quant_formats) s.points.push_back({"quant_" + f, Method::kQuantOnly, f, "", 0, seed0, true});
+  }
+  if (s.has("llama_quantize")) {
+    for (const auto& q : s.llama_presets) {
+      s.points.push_back({"llama_quantize-" + q, Method::kLlamaQuantize, q, "", 0, seed0, true});
+    }
   }
   for (const MatchedBudget& m : s.matched) {
     s.points.push_back({fmt::format("joint-{}-s{}", m.budget, seed0), Method::kJoint, "", m.budget,
@@ -374,6 +433,11 @@ std::vector<StageJob> shared_jobs(const Study& s) {
   if (s.config.table.empty()) {
     jobs.push_back(stage_job("profile", {"profile"}, profile_options(s.config, s.permuted(), s.table()), s.out + "/logs/profile.json"));
   }
+  if (s.llamacpp()) {
+    // The reference of every latency and the input of the llama_quantize points.
+    jobs.push_back(gguf_job("export_original", gguf_export_options(s.config, s.config.model, s.original_gguf()),
+                            s.out + "/logs/"));
+  }
   if (s.has("joint") && s.config.search.selection.select != Selection::kDnas) {
     // The sensitivity scores every joint search reads (the same model, text and space).
     const RunConfig& c = s.config;
@@ -416,9 +480,17 @@ StudyJobs study_jobs(const Study& s) {
       case Method::kSeqFormat: j.round2.push_back(arch_job(s, p, p.id + "/arch")); break;
       case Method::kQuantOnly:
       case Method::kDepthOnly: j.round1.push_back(arch_job(s, p, p.id + "/arch")); break;
+      case Method::kLlamaQuantize: j.round1.push_back(llama_quantize_job(s, p)); break;
       case Method::kOriginal: break;
     }
-    if (p.method != Method::kOriginal) j.finetunes.push_back(finetune_job(s, p));
+    if (p.method != Method::kOriginal && p.method != Method::kLlamaQuantize) {
+      j.finetunes.push_back(finetune_job(s, p));
+      if (s.llamacpp()) {
+        j.exports.push_back(stage_job(p.id + "/export", {"export", "--format", "json"},
+                                      gguf_export_options(s.config, s.model_path(p), s.latency_model(p)),
+                                      d + "/logs/export.json"));
+      }
+    }
     add_eval_jobs(s, p, j);
   }
   return j;

@@ -17,15 +17,16 @@
 namespace jointnas::pipeline {
 
 // The methods of a study; a point's family groups the sequential variants.
-enum class Method : uint8_t { kOriginal, kJoint, kArchOnly, kSeqFormat, kSeqMix, kDepthOnly, kQuantOnly };
-enum class Family : uint8_t { kOriginal, kJoint, kSequential, kDepthOnly, kQuantOnly };
-const char* family_name(Family f);  // "joint", "sequential", ... (points.json)
+// kLlamaQuantize (target llama.cpp): the original's f16 GGUF quantized by llama-quantize's preset.
+enum class Method : uint8_t { kOriginal, kJoint, kArchOnly, kSeqFormat, kSeqMix, kDepthOnly, kQuantOnly, kLlamaQuantize };
+enum class Family : uint8_t { kOriginal, kJoint, kSequential, kDepthOnly, kQuantOnly, kLlamaQuantize };
+const char* family_name(Family f);  // "joint", "sequential", ..., "llama_quantize" (points.json)
 
 // One model of the study.
 struct Point {
   std::string id;          // directory name under points/ ("joint-0.5x-s0", "seq_w8a8-0.5x", ...)
   Method method = Method::kOriginal;
-  std::string format;      // kSeqFormat / kQuantOnly: the uniform format
+  std::string format;      // kSeqFormat / kQuantOnly: the uniform format; kLlamaQuantize: the preset
   std::string budget;      // "0.5x" ("" for budget-free points)
   double rel = 0;          // the budget as a fraction of the dense model (0: none)
   int64_t seed = 0;
@@ -33,7 +34,8 @@ struct Point {
   std::string matched_to;  // a matched joint point: the baseline point it may not be slower than
 
   Family family() const;
-  std::string method_name() const;  // "joint", "arch_only", "seq_w8a8", "seq_mix", "depth_only", "quant_w8a8"
+  // "joint", "arch_only", "seq_w8a8", "seq_mix", "depth_only", "quant_w8a8", "llama_quantize_Q4_K_M"
+  std::string method_name() const;
 };
 
 // "0.5x" -> 0.5; ConfigError naming `source` unless it is a fraction in (0, 1.5].
@@ -50,7 +52,7 @@ struct MatchedBudget {
 struct Study {
   RunConfig config;
   std::string out;
-  std::vector<std::string> budgets, seq_formats, quant_formats, seed_budgets;
+  std::vector<std::string> budgets, seq_formats, quant_formats, seed_budgets, llama_presets;
   std::vector<int64_t> seeds;
   int64_t parallel = 1;
   std::vector<MatchedBudget> matched;  // decided after the first latency stage (stages.json "matched")
@@ -65,6 +67,13 @@ struct Study {
   std::string arch_path(const Point& p) const;
   std::string model_path(const Point& p) const;
   bool prefill() const { return config.workload.kind == "prefill"; }
+  // Target llama.cpp (docs/llamacpp.md): every point is timed as a GGUF file, the original as f16.
+  bool llamacpp() const { return config.llamacpp(); }
+  std::string original_gguf() const { return out + "/original-f16.gguf"; }
+  // What the latency stage times for the point: its model, or (llama.cpp) its GGUF file.
+  std::string latency_model(const Point& p) const;
+  // The stage after which that exists ("" for the original, which always does).
+  std::string latency_ready_stage(const Point& p) const;
 };
 
 // The formats a study's baselines may use: those every searched slot of `space` offers.
@@ -105,10 +114,11 @@ StageJob latency_job(const Study& s, const std::vector<std::string>& models);
 
 // The stages of the study, by phase.
 struct StudyJobs {
-  std::vector<StageJob> round1, round2, finetunes, evals;
+  std::vector<StageJob> round1, round2, finetunes, exports, evals;  // exports: GGUF files (llama.cpp)
 };
 StudyJobs study_jobs(const Study& s);
-// The shared stages: importance, profile (unless a table is given).
+// The shared stages: importance, profile (unless a table is given), the original's f16 GGUF
+// (target llama.cpp).
 std::vector<StageJob> shared_jobs(const Study& s);
 // An `arch` stage of the whole space (the dense model's cost, or the fastest architecture).
 StageJob cost_job(const Study& s, const std::string& name, bool fastest);

@@ -100,7 +100,7 @@ std::string family_table(const std::vector<MeasuredPoint>& ms, Json& headline) {
       "perplexity; gain: their perplexity - joint perplexity at equal latency; - where the ranges do not overlap):\n\n"
       "| family | speed-up max | speed-up median | gain max | gain median |\n|---|---:|---:|---:|---:|\n";
   Json fam = Json::object();
-  for (const char* f : {"sequential", "depth_only", "quant_only"}) {
+  for (const char* f : {"sequential", "depth_only", "quant_only", "llama_quantize"}) {
     const Comparison c = compare(joint, front(points_of(ms, in_family(f), ppl)));
     auto o = [](const std::optional<double>& v, const char* spec) { return v ? fmt::format(fmt::runtime(spec), *v) : std::string("-"); };
     md += fmt::format("| {} | {} | {} | {} | {} |\n", f, o(c.speedup_max, "{:.2f}x"), o(c.speedup_median, "{:.2f}x"),
@@ -315,14 +315,17 @@ Chart chart_of(const StudyInfo& info, const std::vector<MeasuredPoint>& ms, cons
     c.series.push_back(fr);
   }
   Series q{"quantization only (uniform formats)", {}, {}, false, true, style++};
-  Series o{"original (bf16)", {}, {}, false, true, style++};
+  Series lq{"llama-quantize presets", {}, {}, false, true, style++};
+  Series o{info.target == "llama.cpp" ? "original (f16 GGUF)" : "original (bf16)", {}, {}, false, true, style++};
   for (const auto& m : ms) {
     if (!m.ok || !std::isfinite(y(m))) continue;
     if (m.family == "quant_only") q.x.push_back(m.ms), q.y.push_back(y(m));
+    if (m.family == "llama_quantize") lq.x.push_back(m.ms), lq.y.push_back(y(m));
     if (m.family == "original") o.x.push_back(m.ms), o.y.push_back(y(m));
   }
-  if (!q.x.empty()) c.series.push_back(q);
-  if (!o.x.empty()) c.series.push_back(o);
+  for (Series* se : {&q, &lq, &o}) {
+    if (!se->x.empty()) c.series.push_back(*se);
+  }
   return c;
 }
 
@@ -334,6 +337,7 @@ std::string method_label(const std::string& m) {
   if (m == "seq_mix") return "sequential: architecture, then per-layer precision";
   if (m.rfind("seq_", 0) == 0) return "sequential: architecture, then " + m.substr(4);
   if (m.rfind("quant_", 0) == 0) return "quantization only: " + m.substr(6);
+  if (m.rfind("llama_quantize_", 0) == 0) return "llama-quantize " + m.substr(15) + " (baseline)";
   if (m == "depth_only") return "depth only (block influence)";
   return "original";
 }

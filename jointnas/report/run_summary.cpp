@@ -49,6 +49,16 @@ std::string verdict(const RunSummary& s) {
     md += fmt::format(" The parameter budget is {:.0f}; the found model has {:.0f}.", num(s.budget, "params"),
                       num(s.predicted, "params"));
   }
+  if (s.measured_runtime == "llama.cpp" && s.measured_original_ms && s.measured_found_ms) {
+    const double here = measured_latency_budget(s.budget_text, s.budget_latency_ms, s.measured_original_ms);
+    md += fmt::format(" Measured by llama.cpp {} ({} thread{}) on the GGUF files, the found model runs at {:.3f}x of "
+                      "the f16 original{}.",
+                      s.measured_runtime_version, s.measured_threads, s.measured_threads == 1 ? "" : "s",
+                      *s.measured_found_ms / *s.measured_original_ms,
+                      here > 0 ? fmt::format(", which {} the {} budget", *s.measured_found_ms <= here ? "meets" : "MISSES",
+                                             s.budget_text.empty() ? fmt::format("{:.4f} ms", here) : s.budget_text)
+                               : "");
+  }
   if (s.measured_original_ms && s.measured_found_ms && *s.measured_found_ms > 0) {
     md += fmt::format(" Measured on this machine, the found model is {:.2f}x as fast as the original ({:.4f} ms against "
                       "{:.4f} ms{}).",
@@ -140,6 +150,33 @@ double measured_latency_budget(const std::string& budget_text, double budget_ms,
   const double fraction = std::strtod(budget_text.c_str(), &end);
   if (end != budget_text.c_str() + budget_text.size() - 1 || !(fraction > 0) || !std::isfinite(fraction)) return budget_ms;
   return fraction * *measured_original_ms;
+}
+
+Json summary_json(const RunSummary& s) {
+  auto opt = [](const std::optional<double>& v) { return v ? Json(*v) : Json(nullptr); };
+  Json lat{{"runtime", s.measured_runtime.empty() ? "jointnas" : s.measured_runtime},
+           {"original_ms", opt(s.measured_original_ms)},
+           {"found_ms", opt(s.measured_found_ms)},
+           {"rounds", s.measured_rounds}};
+  if (!s.measured_runtime_version.empty()) lat["version"] = s.measured_runtime_version;
+  if (s.measured_threads > 0) lat["threads"] = s.measured_threads;
+  if (s.measured_original_ms && s.measured_found_ms && *s.measured_original_ms > 0) {
+    lat["ratio_found_to_original"] = *s.measured_found_ms / *s.measured_original_ms;
+  }
+  if (s.budget_latency_ms > 0) {
+    const double here = measured_latency_budget(s.budget_text, s.budget_latency_ms, s.measured_original_ms);
+    lat["budget_ms"] = here;  // a relative budget: that share of the original measured in the same rounds
+    lat["meets_budget"] = s.measured_found_ms ? Json(*s.measured_found_ms <= here) : Json(nullptr);
+  }
+  return Json{{"run_dir", s.run_dir},
+              {"workload", s.workload},
+              {"budget", s.budget_text},
+              {"budget_latency_ms", s.budget_latency_ms},
+              {"latency", lat},
+              {"ppl_original", opt(s.ppl_original)},
+              {"ppl_found", opt(s.ppl_found)},
+              {"predicted_original", s.dense},
+              {"predicted_found", s.predicted}};
 }
 
 std::string summary_markdown(const RunSummary& s) {

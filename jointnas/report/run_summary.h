@@ -21,6 +21,10 @@ struct RunSummary {
   Json dense, predicted;     // profile::Cost JSON of the original and the found model
   std::optional<double> measured_original_ms, measured_found_ms;
   int64_t measured_rounds = 0;  // both timed in one process, fastest of this many interleaved rounds
+  // Who measured: "" for jointnas's runtime, "llama.cpp" for GGUF files through libllama (the
+  // original as f16 GGUF; its version and thread count).
+  std::string measured_runtime, measured_runtime_version;
+  int64_t measured_threads = 0;
   std::optional<double> ppl_original, ppl_found;
   std::string eval_text;     // the perplexity text
   int64_t steps_run = 0;
@@ -41,6 +45,9 @@ double measured_latency_budget(const std::string& budget_text, double budget_ms,
 
 std::string workload_words(const Json& workload);
 std::string summary_markdown(const RunSummary& s);
+// summary.json: the measured latency (runtime, both models, their ratio, the budget as measured
+// and whether the found model meets it), perplexities, the predicted costs.
+Json summary_json(const RunSummary& s);
 std::string architecture_svg(const Json& layer_specs);
 
 }  // namespace jointnas::report

@@ -1,6 +1,7 @@
 #include "jointnas/search/space.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 #include <set>
@@ -73,14 +74,17 @@ std::vector<std::string> parse_formats(const YAML::Node& node, const std::string
 // expected latency, and the penalty crushes every width before the format choice is made (the
 // CPU study of issue 8: fp8 at 40x bf16 drove the joint search to the smallest widths at every
 // budget).
+// The target llama.cpp (docs/llamacpp.md) runs ggml's formats only, and defaults to all of them.
 std::vector<std::string> device_formats(const std::string& device) {
-  JNAS_CHECK_CONFIG(device == "cpu" || device == "cuda", "unknown device '{}' (cpu or cuda)", device);
+  JNAS_CHECK_CONFIG(device == "cpu" || device == "cuda" || device == "llama.cpp",
+                    "unknown device '{}' (cpu, cuda or llama.cpp)", device);
+  const bool llamacpp = device == "llama.cpp";
   std::vector<std::string> out;
   for (const auto& f : quant::formats()) {
-    // ggml's formats are opt-in (a space that names them: formats: [f16, q8_0, q4_k, ...]): they
-    // are llama.cpp's, and the K-quants need widths in multiples of 256 (docs/formats.md).
-    if (f.weight == quant::WeightType::kGgml) continue;
-    if (device == "cuda" || f.fast_on_cpu) out.push_back(f.name);
+    // Elsewhere ggml's formats are opt-in (a space that names them: formats: [f16, q8_0, q4_k, ...]):
+    // they are llama.cpp's, and the K-quants need widths in multiples of 256 (docs/formats.md).
+    if ((f.weight == quant::WeightType::kGgml) != llamacpp) continue;
+    if (device != "cpu" || f.fast_on_cpu) out.push_back(f.name);
   }
   return out;
 }
@@ -94,19 +98,43 @@ int64_t gcd_all(const std::vector<int64_t>& v) {
 // ggml's block formats have no smaller group to fall back to: every input width a slot can take
 // (hidden widths for qkv and gate_up, heads x head size for o, MLP widths for down) must be a whole
 // number of blocks, or the supernet and the export would fail later, in training or in writing.
-void check_ggml_widths(const SearchSpace& s, const LayerChoices& layer, int64_t l, const std::string& src) {
+// The input widths each slot of `layer` can take: hidden widths for qkv and gate_up, heads x head
+// size for o, MLP widths for down.
+std::array<std::vector<int64_t>, kNumFormatSlots> slot_input_widths(const SearchSpace& s, const LayerChoices& layer) {
   std::vector<int64_t> o_widths;
   for (int64_t g : layer.kv_groups) {
     for (int64_t hd : layer.head_dims) o_widths.push_back(g * s.group_size * hd);
   }
-  const std::vector<int64_t>* widths[kNumFormatSlots] = {&s.hidden, &o_widths, &s.hidden, &layer.intermediate};
+  return {s.hidden, o_widths, s.hidden, layer.intermediate};
+}
+
+// Whether every width a slot can take is a whole number of `f`'s blocks (1 for non-ggml formats).
+bool fits_blocks(const quant::QuantFormat& f, const std::vector<int64_t>& widths) {
+  return std::all_of(widths.begin(), widths.end(), [&](int64_t w) { return w % f.block() == 0; });
+}
+
+// The target llama.cpp's default formats per slot: the ggml formats whose blocks every width of the
+// slot fills (f16 always; stories260K's MLP width 172 leaves its down projection f16 only). A space
+// that names its formats gets them checked instead (check_ggml_widths).
+void fit_default_ggml_formats(const SearchSpace& s, LayerChoices& layer,
+                              const std::array<bool, kNumFormatSlots>& defaulted) {
+  const auto widths = slot_input_widths(s, layer);
+  for (int slot = 0; slot < kNumFormatSlots; ++slot) {
+    if (!defaulted[slot]) continue;
+    std::erase_if(layer.formats[slot],
+                  [&](const std::string& name) { return !fits_blocks(quant::find_format(name), widths[slot]); });
+  }
+}
+
+void check_ggml_widths(const SearchSpace& s, const LayerChoices& layer, int64_t l, const std::string& src) {
+  const auto widths = slot_input_widths(s, layer);
   const char* what[kNumFormatSlots] = {"hidden width", "attention width (heads x head size)", "hidden width",
                                        "MLP width"};
   for (int slot = 0; slot < kNumFormatSlots; ++slot) {
     for (const std::string& name : layer.formats[slot]) {
       const quant::QuantFormat& f = quant::find_format(name);
       if (f.weight != quant::WeightType::kGgml) continue;
-      for (int64_t w : *widths[slot]) {
+      for (int64_t w : widths[slot]) {
         if (w % f.block() == 0) continue;
         const std::string slot_name = model::slot_name(model::kSlots[slot]);
         throw ConfigError(
@@ -218,14 +246,22 @@ SearchSpace SearchSpace::from_yaml(const std::string& text, const model::LlamaCo
       lc.intermediate = parse_sizes(L["intermediate"], c.intermediate_size, s.multiple_of,
                                     src + ": layers.intermediate");
     }
+    std::array<bool, kNumFormatSlots> defaulted{};
     for (int slot = 0; slot < kNumFormatSlots; ++slot) {
       const std::string key = fmt::format("formats_{}", model::slot_name(model::kSlots[slot]));
       lc.formats[slot] = L[key] ? parse_formats(L[key], src + ": layers." + key) : formats;
+      defaulted[slot] = !L[key] && !root["formats"];
+    }
+    if (device == "llama.cpp") {
+      fit_default_ggml_formats(s, lc, defaulted);
+      // A layer outside `searchable` keeps llama.cpp's unquantized type, f16 (bf16 would be
+      // converted to it by the GGUF export anyway).
+      for (LayerChoices& l : s.layers) l.formats.fill({"f16"});
     }
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       if (searchable[l]) {
         s.layers[l] = lc;
-      }  // a layer outside `searchable` stays as in the model, in bf16
+      }  // a layer outside `searchable` stays as in the model, in bf16 (llama.cpp: f16)
     }
     // Every format of every slot must slice cleanly (o_proj: groups inside heads).
     for (size_t l = 0; l < s.layers.size(); ++l) {

@@ -36,7 +36,9 @@ struct SearchSpace {
 
   // Parses the `search_space` YAML (text of a file or a string) against the model's config;
   // throws ConfigError naming `source` and the offending key. `device` ("cpu" or "cuda") picks the
-  // default formats: the registry rows with a kernel on that device.
+  // default formats: the registry rows with a kernel on that device; "llama.cpp" defaults to ggml's
+  // formats, per slot those whose blocks fit every width the slot can take, and keeps layers outside
+  // `searchable` in f16.
   static SearchSpace from_yaml(const std::string& text, const model::LlamaConfig& config,
                                const std::string& source, const std::string& device = "cuda");
   static SearchSpace from_yaml_file(const std::string& path, const model::LlamaConfig& config,

@@ -655,6 +655,15 @@ model::Checkpoint Supernet::extract_checkpoint(const Arch& arch) const {
       std::map<std::string, at::Tensor> parts;
       if (!f.quantized()) {
         parts[".weight"] = cpu(w.index_select(0, rows[s]).index_select(1, cols[s]));
+      } else if (f.weight == quant::WeightType::kGgml) {
+        // ggml's blocks (quant/ggml_quants.h) are stored as bytes, not values, so they cannot be
+        // sliced by column. Each block is quantized alone, within one row, and every width a ggml
+        // slot takes is whole blocks (space.cpp, check_ggml_widths): the kept sub-matrix quantized
+        // again has the supernet's blocks of those rows and columns wherever the kept columns are
+        // whole aligned blocks of the full matrix (prefixes: hidden and MLP widths, whole heads).
+        const quant::QuantizedWeight sub =
+            quant::quantize_ref(w.index_select(0, rows[s]).index_select(1, cols[s]), f);
+        parts[".weight"] = cpu(quant::pack(sub).data);
       } else {
         // Quantize on the supernet's grid (the whole matrix, its group), then slice whole groups:
         // the sub-network's numbers are exactly the fake-quantized ones the supernet used.

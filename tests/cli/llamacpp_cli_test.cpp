@@ -147,5 +147,97 @@ TEST(LlamaCppCli, QuantizePresetsAreSmallerAndCloseToTheF16File) {
   }
 }
 
+// Issue 25: `jointnas run` with target llama.cpp, end to end on stories260K. The llama.cpp latency
+// table (`profile --runtime llama.cpp`) is built on another branch, so the run is given a table
+// (`table:`) measured by jointnas's CPU runtime for the same space: the search trusts it, and
+// everything after the search is what this test checks. The found model and the original (f16)
+// are exported as GGUF, timed by llama.cpp in the same interleaved rounds, and the summary states
+// their measured ratio and whether the budget is met by it. A second `run` skips every stage
+// and keeps the original's GGUF as it was.
+TEST(LlamaCppCli, RunWithTargetLlamaCppTimesTheGgufExports) {
+  REQUIRE_LLAMA_CPP();
+  const std::string text = shared_path("data/text/tinystories/tinystories_val_head.txt");
+  if (!fs::exists(text)) GTEST_SKIP() << "no " << text;
+  const fs::path d = scratch("llamacpp_run");
+  const std::string model = repo_path("models/stories260K/stories260K.bin");
+  // ggml types that fill whole blocks of every width: hidden 64, attention 32 or 64, MLP 88 or 172.
+  std::ofstream(d / "space.yaml") << "search_space:\n  hidden: [64]\n  depth: {min: 3}\n  multiple_of: 4\n"
+                                  << "  formats: [f16, q8_0, q4_0]\n"
+                                  << "  layers: {heads: [2, 4], head_dim: [8], intermediate: [88, 172], "
+                                  << "formats_down: [f16]}\n";
+  ASSERT_EQ(run("quantize --model " + model + " --precision f16 --out " + (d / "f16").string()).code, 0);
+  const CmdResult prof = run("profile --config " + (d / "f16" / "config.json").string() + " --space " +
+                             (d / "space.yaml").string() + " --out " + (d / "table.json").string() +
+                             " --workload decode --context 64 --repeats 3 --warmup 1 --threads 1");
+  ASSERT_EQ(prof.code, 0) << prof.err;
+  const fs::path cfg = d / "run.yaml";
+  std::ofstream(cfg) << "model: " << model << "\nsearch_space: " << (d / "space.yaml").string()
+                     << "\nrun_dir: " << (d / "run").string() << "\ntable: " << (d / "table.json").string()
+                     << "\ntarget_device: llama.cpp\nthreads: 1\n"
+                     << "data: {calibration: " << text << "}\n"
+                     << "workload: {kind: decode, batch: 1, context: 64}\n"
+                     << "budget: {latency: 0.8x}\nclosed_loop: 0\n"
+                     << "importance: {windows: 4, seq_len: 64}\n"
+                     << "search: {steps: 6, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.2, heldout_windows: 4, "
+                        "heldout_seq_len: 64, candidate_steps: 2, eval_every: 2}\n"
+                     << "finetune: {steps: 2, batch: 2, seq_len: 64}\n"
+                     << "eval: {bench_repeats: 3, bench_rounds: 3}\n";
+  const CmdResult r = run("run " + cfg.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const fs::path original = d / "run" / "original-f16.gguf", found = d / "run" / "export" / "model.gguf";
+  ASSERT_TRUE(fs::exists(original));
+  ASSERT_TRUE(fs::exists(found));
+  const Json lat = read_json_file((d / "run" / "logs" / "latency.json").string());
+  EXPECT_EQ(lat["runtime"], "llama.cpp");
+  EXPECT_EQ(lat["threads"], 1);
+  ASSERT_EQ(lat["models"].size(), 2u);
+  EXPECT_EQ(lat["models"][0]["model"], original.string());
+  EXPECT_EQ(lat["models"][1]["model"], found.string());
+  const Json sum = read_json_file((d / "run" / "summary.json").string());
+  const Json& sl = sum["latency"];
+  EXPECT_EQ(sl["runtime"], "llama.cpp");
+  const double ratio = sl["ratio_found_to_original"].get<double>();
+  EXPECT_TRUE(std::isfinite(ratio) && ratio > 0) << sum.dump();
+  EXPECT_DOUBLE_EQ(ratio, sl["found_ms"].get<double>() / sl["original_ms"].get<double>());
+  // A 0.8x budget is 0.8 of the f16 original as llama.cpp measured it in the same rounds.
+  EXPECT_DOUBLE_EQ(sl["budget_ms"].get<double>(), 0.8 * sl["original_ms"].get<double>());
+  EXPECT_EQ(sl["meets_budget"].get<bool>(), ratio <= 0.8);
+  EXPECT_NE(r.out.find("Measured by llama.cpp"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(ratio <= 0.8 ? "which meets the 0.8x budget" : "which MISSES the 0.8x budget"),
+            std::string::npos)
+      << r.out;
+  // Resumed: nothing runs again; the original's GGUF is the one written first.
+  const auto written = fs::last_write_time(original);
+  const CmdResult again = run("run " + cfg.string());
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.err.find("export_original: done earlier, skipped"), std::string::npos) << again.err;
+  EXPECT_EQ(fs::last_write_time(original), written);
+}
+
+// The target's config errors exit 2 before any stage, naming the key and the fix.
+TEST(LlamaCppCli, RunRefusesAConfigLlamaCppCannotRun) {
+  REQUIRE_LLAMA_CPP();
+  const fs::path d = scratch("llamacpp_run_bad");
+  std::ofstream(d / "space.yaml") << "search_space:\n  hidden: [64]\n  multiple_of: 4\n"
+                                  << "  layers: {intermediate: [88, 172]}\n";
+  auto config = [&](const std::string& name, const std::string& space, int batch) {
+    const fs::path p = d / (name + ".yaml");
+    std::ofstream(p) << "model: " << repo_path("models/stories260K/stories260K.bin") << "\nsearch_space: " << space
+                     << "\nrun_dir: " << (d / name).string() << "\ntarget_device: llama.cpp\n"
+                     << "data: {calibration: " << repo_path("README.md") << "}\n"
+                     << "workload: {kind: decode, batch: " << batch << ", context: 64}\nbudget: {latency: 0.5x}\n";
+    return p.string();
+  };
+  expect_error(run("run " + config("batch", (d / "space.yaml").string(), 2)), 2, "'workload.batch' is 2");
+  const CmdResult formats = run("run " + config("formats", repo_path("configs/spaces/stories260k.yaml"), 1));
+  expect_error(formats, 2, "offers bf16, w8a16, which are not ggml types");
+  EXPECT_NE(formats.err.find("hint: list only f16, q8_0, q4_0, q4_k, q5_k, q6_k"), std::string::npos) << formats.err;
+  EXPECT_FALSE(fs::exists(d / "formats" / "stages.json"));  // refused before any stage
+  // The default ggml space passes the checks (--dry-run prints the plan and stops).
+  const CmdResult ok = run("run " + config("ok", (d / "space.yaml").string(), 1) + " --dry-run");
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("--runtime llama.cpp"), std::string::npos) << ok.out;
+}
+
 }  // namespace
 }  // namespace jointnas::testing::cli

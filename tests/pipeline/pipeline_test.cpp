@@ -14,6 +14,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/json_util.h"
+#include "jointnas/llamacpp/llamacpp.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/pipeline/run.h"
 #include "jointnas/pipeline/study.h"
@@ -341,6 +342,131 @@ TEST(RunConfigCheck, FilesAreCheckedAndNamed) {
                          fifo + "}\n",
                      RunMode::kRun, "is a FIFO");
   fs::remove(fifo);
+}
+
+// Issue 25, the target llama.cpp. A space for stories260K (hidden 64, MLP 172) that leaves its
+// formats to the target: per slot the ggml types whose blocks fit every width the slot can take.
+fs::path llamacpp_space(const std::string& formats_line = "") {
+  const fs::path d = fs::temp_directory_path() / "jnas_llamacpp_target";
+  fs::create_directories(d);
+  const fs::path p = d / (formats_line.empty() ? "space.yaml" : "space_named.yaml");
+  std::ofstream(p) << "search_space:\n  hidden: [64]\n  depth: {min: 3}\n  multiple_of: 4\n" << formats_line
+                   << "  layers: {heads: [2, 4], head_dim: [8], intermediate: [88, 172]}\n";
+  return p;
+}
+
+std::string llamacpp_config(const std::string& space, const std::string& extra,
+                            const std::string& workload = "workload: {kind: decode, context: 64}\n",
+                            const std::string& data = "") {
+  return "model: " + testing::repo_path("models/stories260K/stories260K.bin") + "\nsearch_space: " + space +
+         "\nbudget: {latency: 0.5x}\ntarget_device: llama.cpp\n" +
+         (data.empty() ? "data: {calibration: " + testing::repo_path("README.md") + "}\n" : data) + workload + extra;
+}
+
+TEST(SearchSpace, TheLlamaCppTargetDefaultsToTheGgmlTypesThatFitEachSlot) {
+  if (!fs::exists(testing::repo_path("models/stories260K/stories260K.bin"))) GTEST_SKIP();
+  const model::Checkpoint ck = model::load_checkpoint(testing::repo_path("models/stories260K/stories260K.bin"));
+  const search::SearchSpace s = search::SearchSpace::from_yaml_file(llamacpp_space().string(), ck.config, "llama.cpp");
+  using V = std::vector<std::string>;
+  // qkv and gate_up read the hidden width 64, o 32 or 64 (2 or 4 heads of 8): whole blocks of 32,
+  // not of 256; down reads 88 or 172: f16 only.
+  for (int slot : {0, 1, 2}) EXPECT_EQ(s.layers[0].formats[slot], (V{"f16", "q8_0", "q4_0"})) << slot;
+  EXPECT_EQ(s.layers[0].formats[3], V{"f16"});
+  // Other targets keep jointnas's formats by default.
+  const search::SearchSpace cpu = search::SearchSpace::from_yaml_file(llamacpp_space().string(), ck.config, "cpu");
+  EXPECT_EQ(std::count(cpu.layers[0].formats[0].begin(), cpu.layers[0].formats[0].end(), "q8_0"), 0);
+}
+
+TEST(RunConfigCheck, TheLlamaCppTargetIsCheckedBeforeAnyStage) {
+  if (!fs::exists(testing::repo_path("models/stories260K/stories260K.bin"))) GTEST_SKIP();
+  const std::string space = llamacpp_space().string();
+  if (!llamacpp::available()) {
+    expect_check_error(llamacpp_config(space, ""), RunMode::kRun, "this build has no llama.cpp");
+    return;
+  }
+  EXPECT_NO_THROW(check(parse(llamacpp_config(space, "")), RunMode::kRun));
+  expect_check_error(llamacpp_config(space, "", "workload: {kind: decode, context: 64, batch: 2}\n"), RunMode::kRun,
+                     "'workload.batch' is 2");
+  // A space naming jointnas's formats is refused, naming them.
+  expect_check_error(llamacpp_config(testing::repo_path("configs/spaces/stories260k.yaml"), ""), RunMode::kRun,
+                     "offers bf16, w8a16, which are not ggml types");
+  expect_check_error(llamacpp_config(llamacpp_space("  formats: [f16, w8a8]\n").string(), ""), RunMode::kRun,
+                     "offers w8a8, which is not a ggml type");
+  // The llama-quantize baseline is llama.cpp's only.
+  const std::string readme = testing::repo_path("README.md");
+  expect_check_error(tiny_config("workload: {kind: decode, context: 256}\neval: {window: 65}\n"
+                                 "pareto: {budgets: [0.5x], methods: [joint, llama_quantize]}\n",
+                                 "data: {calibration: " + readme + ", eval: " + readme + "}\n"),
+                     RunMode::kStudy, "needs 'target_device: llama.cpp'");
+}
+
+// The run: the profile measures llama.cpp's kernels with the config's threads; the original is
+// written once as f16 GGUF, the found model after its finetune; the latency stage times the two
+// files through libllama; training and evaluation stay on `device`. `export: [gguf]` adds nothing.
+TEST(RunPlan, TheLlamaCppTargetTimesGgufExports) {
+  const RunConfig c = parse(llamacpp_config("s.yaml", "threads: 2\nexport: [gguf, hf]\neval: {bench_rounds: 7}\n",
+                                            "workload: {kind: decode, context: 64}\n",
+                                            "data: {calibration: c.txt, eval: e.txt}\n"));
+  const RunPlan p = plan_run(c, "/tmp/r");
+  const std::vector<StageJob> jobs = stage_jobs(p);
+  std::vector<std::string> names;
+  for (const StageJob& j : jobs) names.push_back(j.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"importance", "profile", "search", "finetune", "export_original",
+                                             "export_found", "latency", "ppl_original", "ppl_found"}));
+  EXPECT_EQ(arg(job(jobs, "profile"), "--runtime"), "llama.cpp");
+  EXPECT_EQ(arg(job(jobs, "profile"), "--threads"), "2");
+  EXPECT_EQ(arg(job(jobs, "search"), "--target-device"), "llama.cpp");
+  EXPECT_EQ(arg(job(jobs, "search"), "--device"), "cpu");
+  EXPECT_EQ(arg(job(jobs, "export_original"), "--model"), c.model.str());
+  EXPECT_EQ(arg(job(jobs, "export_original"), "--out"), "/tmp/r/original-f16.gguf");
+  EXPECT_EQ(arg(job(jobs, "export_original"), "--embedding-type"), "f16");
+  EXPECT_EQ(arg(job(jobs, "export_found"), "--model"), "/tmp/r/model");
+  EXPECT_EQ(arg(job(jobs, "export_found"), "--out"), "/tmp/r/export/model.gguf");
+  const StageJob& lat = job(jobs, "latency");
+  EXPECT_EQ(arg(lat, "--runtime"), "llama.cpp");
+  EXPECT_EQ(arg(lat, "--models"), "/tmp/r/original-f16.gguf,/tmp/r/export/model.gguf");
+  EXPECT_EQ(arg(lat, "--threads"), "2");
+  EXPECT_EQ(arg(lat, "--contexts"), "64");
+  EXPECT_EQ(arg(lat, "--rounds"), "7");
+  EXPECT_EQ(arg(job(jobs, "ppl_found"), "--model"), "/tmp/r/model");  // jointnas's runtime, on `device`
+  const std::vector<StageJob> ex = export_jobs(p);
+  ASSERT_EQ(ex.size(), 1u);
+  EXPECT_EQ(ex[0].name, "export_hf");
+}
+
+// The study: every point timed as GGUF beside the original's f16 file, and the llama-quantize
+// presets as points (quantized from that file, perplexity by llama.cpp, no finetune).
+TEST(StudyPlan, TheLlamaCppTargetAddsTheLlamaQuantizePresets) {
+  if (!fs::exists(testing::repo_path("models/stories260K/stories260K.bin"))) GTEST_SKIP();
+  const RunConfig c = parse(llamacpp_config(llamacpp_space().string(),
+                                            "pareto: {budgets: [0.5x], methods: [joint, sequential, llama_quantize], "
+                                            "llama_presets: [Q8_0, Q4_K_M]}\n"));
+  const model::Checkpoint ck = model::load_checkpoint(c.model);
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, c.target());
+  Study study = make_study(c, space, "/tmp/jnas_study_plan", 1);
+  build_points(study);
+  // The sequential formats default to the ggml types the space offers.
+  EXPECT_EQ(study.seq_formats, (std::vector<std::string>{"q8_0", "q4_0"}));
+  const StudyJobs j = study_jobs(study);
+  EXPECT_EQ(arg(job(shared_jobs(study), "export_original"), "--out"), "/tmp/jnas_study_plan/original-f16.gguf");
+  const StageJob& q = job(j.round1, "llama_quantize-Q4_K_M/quantize");
+  EXPECT_EQ(arg(q, "--runtime"), "llama.cpp");
+  EXPECT_EQ(arg(q, "--preset"), "Q4_K_M");
+  EXPECT_EQ(arg(q, "--model"), "/tmp/jnas_study_plan/original-f16.gguf");
+  EXPECT_EQ(arg(q, "--out"), "/tmp/jnas_study_plan/points/llama_quantize-Q4_K_M/model.gguf");
+  const StageJob& ppl = job(j.evals, "llama_quantize-Q4_K_M/ppl");
+  EXPECT_EQ(arg(ppl, "--runtime"), "llama.cpp");
+  EXPECT_EQ(arg(ppl, "--model"), "/tmp/jnas_study_plan/points/llama_quantize-Q4_K_M/model.gguf");
+  EXPECT_EQ(arg(ppl, "--teacher"), "");
+  for (const StageJob& f : j.finetunes) EXPECT_EQ(f.name.find("llama_quantize"), std::string::npos) << f.name;
+  EXPECT_EQ(arg(job(j.exports, "joint-0.5x-s0/export"), "--out"), "/tmp/jnas_study_plan/points/joint-0.5x-s0/model.gguf");
+  EXPECT_EQ(arg(job(j.round1, "arch_only-0.5x/search"), "--formats"), "f16");
+  const auto it = std::find_if(study.points.begin(), study.points.end(),
+                               [](const Point& p) { return p.id == "llama_quantize-Q8_0"; });
+  ASSERT_NE(it, study.points.end());
+  EXPECT_EQ(family_name(it->family()), std::string("llama_quantize"));
+  EXPECT_EQ(it->method_name(), "llama_quantize_Q8_0");
+  EXPECT_EQ(study.latency_model(study.points.front()), "/tmp/jnas_study_plan/original-f16.gguf");
 }
 
 }  // namespace

@@ -95,6 +95,27 @@ TEST(Supernet, OneHotEqualsExtractedSubnetworkFp64EveryFormat) {
   expect_one_hot_exact(at::kDouble, "formats: [bf16, w8a16, w4a16_g128, w8a8, fp8_e4m3]\n", 25);
 }
 
+// ggml's formats are extracted by quantizing the kept sub-matrix again (their blocks are bytes, not
+// values), which equals the supernet's blocks where every kept width is whole aligned blocks of 32
+// (hidden and MLP prefixes; a head cut to 32 of 64 dimensions keeps one aligned block). Each ggml
+// format alone agrees within 1e-4 at random architectures (fp64: the activation quantizers round
+// identically on both sides, as above).
+TEST(Supernet, OneHotEqualsExtractedSubnetworkEachGgmlFormat) {
+  for (const char* f : {"formats: [f16]\n", "formats: [q8_0]\n", "formats: [q4_0]\n"}) {
+    SCOPED_TRACE(f);
+    expect_one_hot_exact(at::kDouble, f, 6);
+  }
+}
+
+// OPEN (issue 25), disabled because it fails: the ggml formats mixed in one space. The largest
+// architecture (f16 everywhere) agrees; others differ by 0.0035-0.014 in the logits (untied) and
+// 0.07-0.35 (tied), in fp64 too, while each format alone agrees (above): the supernet and the
+// runtime disagree somewhere when ggml formats with different activation types (f16: fp16
+// rounding; q8_0 / q4_0: q8_0 blocks) meet in one model. Cause not found yet.
+TEST(Supernet, DISABLED_OneHotEqualsExtractedSubnetworkMixedGgmlFormats) {
+  expect_one_hot_exact(at::kDouble, "formats: [f16, q8_0, q4_0]\n", 10);
+}
+
 // The mutation the exactness test must catch: extracting a different architecture than the one
 // the supernet ran.
 TEST(Supernet, ExactnessTestDetectsAWrongSlice) {
