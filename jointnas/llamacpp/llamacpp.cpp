@@ -74,41 +74,30 @@ struct Model::Impl {
     if (model != nullptr) llama_model_free(model);
   }
 
-  // llama-bench's context for a test of n_ctx positions.
-  ContextPtr bench_context(int64_t n_ctx, int threads) const {
+  // A context of one sequence and n_ctx positions, batches of up to n_batch tokens computed
+  // n_ubatch at a time. `reference`: the reference path's fp32 KV cache without flash attention;
+  // else llama-bench's f16 KV cache with flash attention auto.
+  ContextPtr context(int64_t n_ctx, int64_t n_batch, int64_t n_ubatch, int threads, bool reference) const {
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = static_cast<uint32_t>(n_ctx);
-    cp.n_batch = 2048;
-    cp.n_ubatch = 512;
+    cp.n_batch = static_cast<uint32_t>(n_batch);
+    cp.n_ubatch = static_cast<uint32_t>(n_ubatch);
     cp.n_seq_max = 1;
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
-    cp.type_k = GGML_TYPE_F16;
-    cp.type_v = GGML_TYPE_F16;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
+    cp.type_k = reference ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    cp.type_v = cp.type_k;
+    cp.flash_attn_type = reference ? LLAMA_FLASH_ATTN_TYPE_DISABLED : LLAMA_FLASH_ATTN_TYPE_AUTO;
     cp.no_perf = true;
     llama_context* c = llama_init_from_model(model, cp);
     if (c == nullptr) throw Error(fmt::format("llama.cpp: llama_init_from_model failed for {} (n_ctx {})", path, n_ctx));
     return ContextPtr(c);
   }
-
-  // The reference path's context: one sequence, fp32 KV cache, no flash attention; batches of up
-  // to n_ctx tokens computed n_ubatch at a time.
+  // llama-bench's context for a test of n_ctx positions: n_batch 2048, n_ubatch 512.
+  ContextPtr bench_context(int64_t n_ctx, int threads) const { return context(n_ctx, 2048, 512, threads, false); }
+  // The reference path's: one batch of up to n_ctx tokens.
   ContextPtr reference_context(int64_t n_ctx, int64_t n_ubatch, int threads) const {
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = static_cast<uint32_t>(n_ctx);
-    cp.n_batch = cp.n_ctx;
-    cp.n_ubatch = static_cast<uint32_t>(n_ubatch);
-    cp.n_seq_max = 1;
-    cp.n_threads = threads;
-    cp.n_threads_batch = threads;
-    cp.type_k = GGML_TYPE_F32;
-    cp.type_v = GGML_TYPE_F32;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    cp.no_perf = true;
-    llama_context* c = llama_init_from_model(model, cp);
-    if (c == nullptr) throw Error(fmt::format("llama.cpp: llama_init_from_model failed for {} (n_ctx {})", path, n_ctx));
-    return ContextPtr(c);
+    return context(n_ctx, n_ctx, n_ubatch, threads, true);
   }
 
   // Whether the tokenizer puts a space before a text (llama-vocab.cpp: tokenizer.ggml.add_space_prefix,

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include "cli.h"
-#include "jointnas/core/error.h"
 #include "jointnas/pipeline/ppl_stage.h"
 #include "jointnas/pipeline/tasks_stage.h"
 
@@ -51,10 +50,7 @@ void register_eval(CLI::App& app) {
       *ev, "ppl", "Perplexity of a text file (protocol in docs/eval.md; a GGUF file with --runtime llama.cpp)",
       [positional](const pipeline::PplOptions& given, const std::string& format) {
         pipeline::PplOptions o = given;
-        if (!positional->empty()) {
-          JNAS_CHECK_CONFIG(o.run.model.empty(), "eval ppl: give the model once (MODEL or --model)");
-          o.run.model = opt::Path{*positional};
-        }
+        take_positional_model(o.run.model, *positional, "eval ppl");
         const Json j = pipeline::run_ppl(o);
         emit(format, j, [&] { print_ppl(j); });
       });
