@@ -47,7 +47,7 @@ void register_eval(CLI::App& app) {
   ev->require_subcommand(1);
   auto positional = std::make_shared<std::string>();  // `eval ppl --runtime llama.cpp FILE.gguf`
   CLI::App* ppl = add_command<pipeline::PplOptions>(
-      *ev, "ppl", "Perplexity of a text file (protocol in docs/eval.md; a GGUF file with --runtime llama.cpp)",
+      *ev, "ppl", "Perplexity of a text file (protocol in docs/eval.md; of a GGUF file through llama.cpp too)",
       [positional](const pipeline::PplOptions& given, const std::string& format) {
         pipeline::PplOptions o = given;
         take_positional_model(o.run.model, *positional, "eval ppl");
