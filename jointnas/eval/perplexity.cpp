@@ -113,22 +113,48 @@ std::vector<int64_t> build_stream(const std::vector<std::string>& docs, const to
   return stream;
 }
 
-WindowScorer::WindowScorer(const model::LlamaModel& model, const PplProtocol& p, const model::LlamaModel* teacher)
-    : model_(model), teacher_(teacher), p_(p), W_(p.window), S_(p.stride == 0 ? p.window : p.stride) {
-  p_.validate();
+void check_window(const WindowModel& model, const PplProtocol& p) {
+  p.validate();
+  JNAS_CHECK_CONFIG(p.window - 1 <= model.context(), "window of {} tokens exceeds the model's context ({} positions)",
+                    p.window, model.context());
+}
+
+LlamaWindowModel::LlamaWindowModel(const model::LlamaModel& model, const PplProtocol& p,
+                                   const model::LlamaModel* teacher)
+    : model_(model), teacher_(teacher) {
+  check_window(*this, p);  // the protocol and the window before the memory check below
   if (teacher != nullptr) {
     JNAS_CHECK_CONFIG(teacher->config().vocab_size == model.config().vocab_size,
                       "teacher vocabulary {} differs from the model's {}: expected the same "
                       "tokenizer",
                       teacher->config().vocab_size, model.config().vocab_size);
   }
-  JNAS_CHECK_CONFIG(W_ - 1 <= model.config().max_position_embeddings,
-                    "window of {} tokens exceeds the model's context ({} positions)", W_,
-                    model.config().max_position_embeddings);
   // One batch of windows must fit, before any text is read (the flags name the fix).
   for (const model::LlamaModel* m : {&model, teacher}) {
-    if (m != nullptr) m->check_forward_fits(p_.batch, W_ - 1, false, "--window or --batch (eval.window, eval.batch)");
+    if (m != nullptr) m->check_forward_fits(p.batch, p.window - 1, false, "--window or --batch (eval.window, eval.batch)");
   }
+}
+
+WindowScores LlamaWindowModel::score(const at::Tensor& x, const std::vector<int64_t>&) const {
+  const int64_t W = x.size(1);
+  WindowScores s;
+  at::Tensor logits = model_.forward(x.narrow(1, 0, W - 1));      // [n, W-1, V] float32
+  at::Tensor target = x.narrow(1, 1, W - 1).to(logits.device());  // [n, W-1]
+  s.nll = at::cross_entropy_loss(logits.transpose(1, 2), target, {}, at::Reduction::None);
+  if (teacher_ != nullptr) {
+    at::Tensor t_logits =
+        teacher_->forward(x.narrow(1, 0, W - 1).to(teacher_->options().device)).to(logits.device());
+    at::Tensor lp_s = at::log_softmax(logits, -1);    // [n, W-1, V] fp32
+    at::Tensor lp_t = at::log_softmax(t_logits, -1);  // [n, W-1, V] fp32
+    s.kl = (lp_t.exp() * (lp_t - lp_s)).sum(-1);
+    s.same = lp_t.argmax(-1).eq(lp_s.argmax(-1));
+  }
+  return s;
+}
+
+WindowScorer::WindowScorer(const WindowModel& model, const PplProtocol& p)
+    : model_(model), p_(p), W_(p.window), S_(p.stride == 0 ? p.window : p.stride) {
+  check_window(model, p);
 }
 
 bool WindowScorer::full() const { return p_.max_windows > 0 && windows_gathered_ >= p_.max_windows; }
@@ -159,29 +185,23 @@ void WindowScorer::score(size_t n_windows) {
   for (size_t i = 0; i < n_windows; ++i) rows.push_back(all.narrow(0, ready_[i] - base_, W));
   at::Tensor x = at::stack(rows);                                   // [n, W], a copy
   if (p_.window_bos_id >= 0) x.select(1, 0).fill_(p_.window_bos_id);  // stack copied: safe
-  at::Tensor logits = model_.forward(x.narrow(1, 0, W - 1));         // [n, W-1, V] float32
-  at::Tensor target = x.narrow(1, 1, W - 1).to(logits.device());     // [n, W-1]
-  at::Tensor nll = at::cross_entropy_loss(logits.transpose(1, 2), target, {}, at::Reduction::None);
-  at::Tensor kl, same;  // [n, W-1] each, teacher comparison
-  if (teacher_ != nullptr) {
-    at::Tensor t_logits =
-        teacher_->forward(x.narrow(1, 0, W - 1).to(teacher_->options().device)).to(logits.device());
-    at::Tensor lp_s = at::log_softmax(logits, -1);    // [n, W-1, V] fp32
-    at::Tensor lp_t = at::log_softmax(t_logits, -1);  // [n, W-1, V] fp32
-    kl = (lp_t.exp() * (lp_t - lp_s)).sum(-1);
-    same = lp_t.argmax(-1).eq(lp_s.argmax(-1));
-  }
   // Window i (in the stream) scores all W-1 predictions when it is the first; later ones only the
   // predictions not scored before (the last S when S < W; all W-1 when S == W). With score_first
   // (llama.cpp) every window scores its last W-1-score_first predictions.
+  std::vector<int64_t> first(n_windows);
   for (size_t r = 0; r < n_windows; ++r) {
     const int64_t i = windows_done_ + static_cast<int64_t>(r);
-    const int64_t scored = (i == 0 || S >= W) ? W - 1 - p_.score_first : S;
+    first[r] = W - 1 - ((i == 0 || S >= W) ? W - 1 - p_.score_first : S);
+  }
+  const WindowScores s = model_.score(x, first);
+  has_teacher_ = s.kl.defined();
+  for (size_t r = 0; r < n_windows; ++r) {
+    const int64_t scored = W - 1 - first[r];
     const auto row = static_cast<int64_t>(r);
-    total_ += nll[row].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
-    if (teacher_ != nullptr) {
-      kl_total_ += kl[row].narrow(0, W - 1 - scored, scored).to(at::kDouble).sum().item<double>();
-      agree_ += same[row].narrow(0, W - 1 - scored, scored).sum().item<int64_t>();
+    total_ += s.nll[row].narrow(0, first[r], scored).to(at::kDouble).sum().item<double>();
+    if (has_teacher_) {
+      kl_total_ += s.kl[row].narrow(0, first[r], scored).to(at::kDouble).sum().item<double>();
+      agree_ += s.same[row].narrow(0, first[r], scored).sum().item<int64_t>();
     }
     count_ += scored;
   }
@@ -199,7 +219,7 @@ PplResult WindowScorer::finish(int64_t stream_tokens) {
   r.tokens = count_;
   r.windows = windows_done_;
   r.stream_tokens = stream_tokens;
-  if (teacher_ != nullptr) {
+  if (has_teacher_) {
     r.has_teacher = true;
     r.kl_teacher = kl_total_ / static_cast<double>(count_);
     r.top1_agreement = static_cast<double>(agree_) / static_cast<double>(count_);
@@ -210,7 +230,8 @@ PplResult WindowScorer::finish(int64_t stream_tokens) {
 PplResult perplexity(const model::LlamaModel& model, const std::vector<int64_t>& stream,
                      const PplProtocol& p, const std::function<void(int64_t, int64_t)>& progress,
                      const model::LlamaModel* teacher) {
-  WindowScorer scorer(model, p, teacher);
+  const LlamaWindowModel runtime(model, p, teacher);
+  WindowScorer scorer(runtime, p);
   c10::InferenceMode inference_mode;  // no autograd records, no version counters
   // The windows there will be, for progress: starts 0, S, 2S, ... while start + W <= size.
   const int64_t W = p.window, S = p.stride == 0 ? p.window : p.stride;

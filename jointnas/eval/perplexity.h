@@ -64,14 +64,49 @@ std::vector<std::string> split_documents(const std::string& text, const std::str
 std::vector<int64_t> build_stream(const std::vector<std::string>& docs, const tok::Tokenizer& tok,
                                   const PplProtocol& p, int64_t bos_id, int64_t eos_id);
 
+// The next-token NLL of a batch of windows as one runtime computes it: jointnas's own
+// (LlamaWindowModel below) or llama.cpp's (pipeline/ppl_llamacpp.cpp). WindowScorer decides which
+// windows there are and which of their predictions count; a WindowModel only evaluates them.
+struct WindowScores {
+  at::Tensor nll;   // [n, W-1] next-token NLL in nats (fp32 or fp64), prediction j = token j+1
+  at::Tensor kl;    // [n, W-1] KL(teacher || model); undefined without a teacher
+  at::Tensor same;  // [n, W-1] bool: the teacher's argmax is the model's; undefined without one
+};
+class WindowModel {
+ public:
+  virtual ~WindowModel() = default;
+  // Positions the model attends over: a window may hold context + 1 tokens (context inputs).
+  virtual int64_t context() const = 0;
+  // `windows` [n, W] int64 on the CPU (first tokens already replaced per the protocol). Only the
+  // predictions from first[r] on of row r are read, so a runtime may leave the others out.
+  virtual WindowScores score(const at::Tensor& windows, const std::vector<int64_t>& first) const = 0;
+};
+
+// Throws ConfigError when the protocol is invalid or its window exceeds the model's positions.
+void check_window(const WindowModel& model, const PplProtocol& p);
+
+// jointnas's runtime: a batch of windows in one forward, cross entropy in fp32 (and the teacher's
+// KL and top-1 agreement). Throws ConfigError when the teacher's vocabulary differs or one batch
+// of windows (p.batch x p.window) does not fit in memory.
+class LlamaWindowModel : public WindowModel {
+ public:
+  LlamaWindowModel(const model::LlamaModel& model, const PplProtocol& p, const model::LlamaModel* teacher = nullptr);
+  int64_t context() const override { return model_.config().max_position_embeddings; }
+  WindowScores score(const at::Tensor& windows, const std::vector<int64_t>& first) const override;
+
+ private:
+  const model::LlamaModel& model_;
+  const model::LlamaModel* teacher_;
+};
+
 // Scores windows of a token stream as the tokens arrive: the windows, their batches and their
 // order are those of perplexity() on the whole stream, so the result is the same bit for bit,
 // while only the tokens of one batch of windows are held. Used by perplexity() and
-// perplexity_of_file() (text_stream.h).
+// perplexity_of_file() (text_stream.h), whatever the runtime.
 class WindowScorer {
  public:
-  // Throws ConfigError when the protocol is invalid or the window exceeds the model's positions.
-  WindowScorer(const model::LlamaModel& model, const PplProtocol& p, const model::LlamaModel* teacher = nullptr);
+  // check_window(model, p) first.
+  WindowScorer(const WindowModel& model, const PplProtocol& p);
   // Appends tokens to the stream and scores every batch of windows that is complete.
   void add(const int64_t* tokens, size_t n);
   // max_windows windows are gathered: more tokens are not needed.
@@ -83,8 +118,7 @@ class WindowScorer {
 
  private:
   void score(size_t n_windows);
-  const model::LlamaModel& model_;
-  const model::LlamaModel* teacher_;
+  const WindowModel& model_;
   PplProtocol p_;
   int64_t W_, S_;
   std::vector<int64_t> buf_;    // stream tokens [base_, base_ + buf_.size())
@@ -94,6 +128,7 @@ class WindowScorer {
   int64_t windows_gathered_ = 0, windows_done_ = 0;
   double total_ = 0.0, kl_total_ = 0.0;
   int64_t count_ = 0, agree_ = 0;
+  bool has_teacher_ = false;
 };
 
 // Scores `stream` with `model`. `progress(done, total)` is called after each batch when set.

@@ -275,7 +275,14 @@ FilePplResult perplexity_of_file(const model::LlamaModel& model, const std::stri
                                  const PplProtocol& p, int64_t bos_id, int64_t eos_id,
                                  const std::function<void(int64_t, double)>& progress,
                                  const model::LlamaModel* teacher) {
-  WindowScorer scorer(model, p, teacher);  // the protocol and the window, checked before any read
+  const LlamaWindowModel runtime(model, p, teacher);  // the window and its memory, checked before any read
+  return perplexity_of_file(runtime, path, tok, p, bos_id, eos_id, progress);
+}
+
+FilePplResult perplexity_of_file(const WindowModel& model, const std::string& path, const tok::Tokenizer& tok,
+                                 const PplProtocol& p, int64_t bos_id, int64_t eos_id,
+                                 const std::function<void(int64_t, double)>& progress) {
+  WindowScorer scorer(model, p);      // the protocol and the window, checked before any read
   c10::InferenceMode inference_mode;       // no autograd records, no version counters
   TokenStream ts(path, tok, p, bos_id, eos_id);
   std::vector<int64_t> chunk;

@@ -99,5 +99,9 @@ FilePplResult perplexity_of_file(const model::LlamaModel& model, const std::stri
                                  const PplProtocol& p, int64_t bos_id, int64_t eos_id,
                                  const std::function<void(int64_t, double)>& progress = {},
                                  const model::LlamaModel* teacher = nullptr);
+// The same with any runtime's WindowModel (llama.cpp: pipeline/ppl_llamacpp.cpp) and its tokenizer.
+FilePplResult perplexity_of_file(const WindowModel& model, const std::string& path, const tok::Tokenizer& tok,
+                                 const PplProtocol& p, int64_t bos_id, int64_t eos_id,
+                                 const std::function<void(int64_t, double)>& progress = {});
 
 }  // namespace jointnas::eval

@@ -1,7 +1,8 @@
 // llama.cpp as a runtime of the tool; see llamacpp.h. The timings follow llama-bench
 // (tools/llama-bench/llama-bench.cpp of the pinned llama.cpp): random tokens, BOS first when the
 // vocabulary adds one, f16 KV cache, n_batch 2048, n_ubatch 512, flash attention auto, default
-// model parameters (CPU weight repacking on); llama_synchronize before the clock stops.
+// model parameters (CPU weight repacking on); llama_synchronize before the clock stops. The
+// reference path (logits, window_nll) keeps the KV cache in fp32 without flash attention.
 #include "jointnas/llamacpp/llamacpp.h"
 
 #include <llama.h>
@@ -10,8 +11,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <cmath>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -77,22 +80,40 @@ struct Model::Impl {
     if (model != nullptr) llama_model_free(model);
   }
 
-  // llama-bench's context for a test of n_ctx positions.
-  ContextPtr bench_context(int64_t n_ctx, int threads) const {
+  // A context of one sequence and n_ctx positions, batches of up to n_batch tokens computed
+  // n_ubatch at a time. `reference`: the reference path's fp32 KV cache without flash attention;
+  // else llama-bench's f16 KV cache with flash attention auto.
+  ContextPtr context(int64_t n_ctx, int64_t n_batch, int64_t n_ubatch, int threads, bool reference) const {
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = static_cast<uint32_t>(n_ctx);
-    cp.n_batch = 2048;
-    cp.n_ubatch = 512;
+    cp.n_batch = static_cast<uint32_t>(n_batch);
+    cp.n_ubatch = static_cast<uint32_t>(n_ubatch);
     cp.n_seq_max = 1;
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
-    cp.type_k = GGML_TYPE_F16;
-    cp.type_v = GGML_TYPE_F16;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_AUTO;
+    cp.type_k = reference ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    cp.type_v = cp.type_k;
+    cp.flash_attn_type = reference ? LLAMA_FLASH_ATTN_TYPE_DISABLED : LLAMA_FLASH_ATTN_TYPE_AUTO;
     cp.no_perf = true;
     llama_context* c = llama_init_from_model(model, cp);
     if (c == nullptr) throw Error(fmt::format("llama.cpp: llama_init_from_model failed for {} (n_ctx {})", path, n_ctx));
     return ContextPtr(c);
+  }
+  // llama-bench's context for a test of n_ctx positions: n_batch 2048, n_ubatch 512.
+  ContextPtr bench_context(int64_t n_ctx, int threads) const { return context(n_ctx, 2048, 512, threads, false); }
+  // The reference path's: one batch of up to n_ctx tokens.
+  ContextPtr reference_context(int64_t n_ctx, int64_t n_ubatch, int threads) const {
+    return context(n_ctx, n_ctx, n_ubatch, threads, true);
+  }
+
+  // Whether the tokenizer puts a space before a text (llama-vocab.cpp: tokenizer.ggml.add_space_prefix,
+  // by default true for SentencePiece vocabularies and false for the others).
+  bool adds_space_prefix() const {
+    char buf[16];
+    if (llama_model_meta_val_str(model, "tokenizer.ggml.add_space_prefix", buf, sizeof buf) >= 0) {
+      return std::string(buf) == "true";
+    }
+    return llama_vocab_type(vocab) == LLAMA_VOCAB_TYPE_SPM;
   }
 
   llama_token random_token() { return static_cast<llama_token>(rng() % static_cast<uint32_t>(llama_vocab_n_tokens(vocab))); }
@@ -118,7 +139,9 @@ struct Model::Impl {
 bool available() { return true; }
 std::string version() { return JNAS_LLAMA_CPP_VERSION; }
 
-Model::Model(const std::string& gguf, int threads) : impl_(std::make_shared<Impl>()), threads_(std::max(threads, 1)) {
+Model::Model(const std::string& gguf, int threads)
+    : impl_(std::make_shared<Impl>()),
+      threads_(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {
   init_backend();
   impl_->path = gguf;
   JNAS_CHECK_IO(std::filesystem::is_regular_file(gguf), "llama.cpp: no GGUF file at {}", gguf);
@@ -142,6 +165,15 @@ std::string Model::description() const {
 }
 int64_t Model::n_ctx_train() const { return llama_model_n_ctx_train(impl_->model); }
 int64_t Model::n_vocab() const { return llama_vocab_n_tokens(impl_->vocab); }
+int64_t Model::bos_id() const {
+  const llama_token t = llama_vocab_bos(impl_->vocab);
+  return t == LLAMA_TOKEN_NULL ? -1 : t;
+}
+int64_t Model::eos_id() const {
+  const llama_token t = llama_vocab_eos(impl_->vocab);
+  return t == LLAMA_TOKEN_NULL ? -1 : t;
+}
+bool Model::add_bos() const { return llama_vocab_get_add_bos(impl_->vocab); }
 
 std::function<double()> Model::decode_timer(int64_t context) {
   JNAS_CHECK_CONFIG(context >= 1 && context < n_ctx_train(), "llama.cpp decode at context {}: {} has {} positions",
@@ -190,22 +222,32 @@ std::vector<int32_t> Model::tokenize(const std::string& text, bool add_special) 
   return std::vector<int32_t>(t.begin(), t.end());
 }
 
+std::vector<int32_t> Model::tokenize_continuation(const std::string& text) const {
+  // The piece starts with the space it was cut before; the dummy prefix is that space.
+  if (!text.empty() && text[0] == ' ' && impl_->adds_space_prefix()) return tokenize(text.substr(1), false);
+  return tokenize(text, false);
+}
+
+std::string Model::detokenize(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::string out(ids.size() * 8 + 16, '\0');
+  const std::vector<llama_token> t(ids.begin(), ids.end());
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const int32_t n = llama_detokenize(impl_->vocab, t.data(), static_cast<int32_t>(t.size()), out.data(),
+                                       static_cast<int32_t>(out.size()), skip_special, /*unparse_special=*/!skip_special);
+    if (n >= 0) {
+      out.resize(static_cast<size_t>(n));
+      return out;
+    }
+    out.resize(static_cast<size_t>(-n));
+  }
+  throw Error(fmt::format("llama.cpp: llama_detokenize failed on {} ids of {}", ids.size(), impl_->path));
+}
+
 std::vector<float> Model::logits(const std::vector<int32_t>& ids) const {
   JNAS_CHECK_CONFIG(!ids.empty(), "llama.cpp logits: no tokens");
   const int32_t T = static_cast<int32_t>(ids.size());
-  llama_context_params cp = llama_context_default_params();
-  cp.n_ctx = static_cast<uint32_t>(std::max(T, 16) + 16);
-  cp.n_batch = cp.n_ctx;
-  cp.n_ubatch = cp.n_ctx;
-  cp.n_seq_max = 1;
-  cp.n_threads = threads_;
-  cp.n_threads_batch = threads_;
-  cp.type_k = GGML_TYPE_F32;
-  cp.type_v = GGML_TYPE_F32;
-  cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-  cp.no_perf = true;
-  ContextPtr ctx(llama_init_from_model(impl_->model, cp));
-  if (!ctx) throw Error(fmt::format("llama.cpp: llama_init_from_model failed for {}", impl_->path));
+  const int64_t n_ctx = std::max(T, 16) + 16;
+  ContextPtr ctx = impl_->reference_context(n_ctx, n_ctx, threads_);
   llama_batch b = llama_batch_init(T, 0, 1);
   for (int32_t i = 0; i < T; ++i) {
     b.token[i] = ids[static_cast<size_t>(i)];
@@ -225,6 +267,56 @@ std::vector<float> Model::logits(const std::vector<int32_t>& ids) const {
     std::copy(l, l + V, out.begin() + static_cast<int64_t>(i) * V);
   }
   return out;
+}
+
+Model::WindowNll Model::window_nll(int64_t window) const {
+  JNAS_CHECK_CONFIG(window >= 2 && window - 1 <= n_ctx_train(),
+                    "llama.cpp windows of {} tokens: {} has {} positions (a window has at most n_ctx_train + 1 tokens)",
+                    window, impl_->path, n_ctx_train());
+  auto impl = impl_;
+  // n_ubatch 512: llama.cpp's default, which bounds the attention scores' buffer whatever the window.
+  auto ctx = std::make_shared<ContextPtr>(impl->reference_context(window, std::min<int64_t>(window, 512), threads_));
+  auto batch = std::shared_ptr<llama_batch>(new llama_batch(llama_batch_init(static_cast<int32_t>(window), 0, 1)),
+                                            [](llama_batch* b) {
+                                              llama_batch_free(*b);
+                                              delete b;
+                                            });
+  const int64_t V = n_vocab();
+  return [impl, ctx, batch, window, V](const std::vector<int32_t>& ids, int64_t first) {
+    const auto n = static_cast<int64_t>(ids.size());
+    JNAS_CHECK_CONFIG(n >= 2 && n <= window && first >= 0 && first < n - 1,
+                      "llama.cpp window of {} tokens scored from {}: expected 2 .. {} tokens and a first prediction "
+                      "before the last",
+                      n, first, window);
+    for (const int32_t id : ids) {
+      JNAS_CHECK_CONFIG(id >= 0 && id < V, "token id {} outside {}'s vocabulary of {}", id, impl->path, V);
+    }
+    llama_context* c = ctx->get();
+    llama_memory_clear(llama_get_memory(c), true);
+    // Inputs ids[0, n-1); the logits of position j predict ids[j + 1], asked for from `first` on.
+    llama_batch& b = *batch;
+    for (int64_t i = 0; i + 1 < n; ++i) {
+      b.token[i] = ids[static_cast<size_t>(i)];
+      b.pos[i] = static_cast<llama_pos>(i);
+      b.n_seq_id[i] = 1;
+      b.seq_id[i][0] = 0;
+      b.logits[i] = i >= first ? 1 : 0;
+    }
+    b.n_tokens = static_cast<int32_t>(n - 1);
+    if (llama_decode(c, b) != 0) throw Error(fmt::format("llama.cpp: llama_decode failed on a window of {}", impl->path));
+    std::vector<double> nll(static_cast<size_t>(n - 1), 0.0);
+    for (int64_t j = first; j + 1 < n; ++j) {
+      // llama.cpp's perplexity tool (tools/perplexity/perplexity.cpp, log_softmax): max in fp32,
+      // sum of expf(l - max) in double.
+      const float* l = llama_get_logits_ith(c, static_cast<int32_t>(j));
+      if (l == nullptr) throw Error(fmt::format("llama.cpp: no logits at position {} of {}", j, impl->path));
+      const float mx = *std::max_element(l, l + V);
+      double sum = 0.0;
+      for (int64_t v = 0; v < V; ++v) sum += std::exp(l[v] - mx);
+      nll[static_cast<size_t>(j)] = std::log(sum) - static_cast<double>(l[ids[static_cast<size_t>(j + 1)]] - mx);
+    }
+    return nll;
+  };
 }
 
 const std::vector<Preset>& presets() {

@@ -1,5 +1,6 @@
 // llama.cpp as a runtime of the tool (issue 25): load a GGUF through libllama, time its decode
-// step and prefill the way llama-bench does, and quantize a GGUF with llama-quantize's presets.
+// step and prefill the way llama-bench does, score windows of text (next-token NLL, for
+// `eval ppl --runtime llama.cpp`), and quantize a GGUF with llama-quantize's presets.
 // llama.h stays inside llamacpp.cpp; without llama.cpp (JNAS_HAVE_LLAMA_CPP off) every entry
 // point throws a ConfigError (exit 2) saying to run scripts/setup_llama_cpp.sh.
 #pragma once
@@ -21,8 +22,8 @@ std::string version();
 void init();
 
 // One GGUF loaded by libllama on the CPU, with the default model parameters llama-bench uses
-// (mmap, CPU weight repacking on). Throws IoError (exit 3) naming the path when the file is
-// absent or libllama cannot load it.
+// (mmap, CPU weight repacking on), run on `threads` threads (0: every core). Throws IoError
+// (exit 3) naming the path when the file is absent or libllama cannot load it.
 class Model {
  public:
   Model(const std::string& gguf, int threads);
@@ -36,6 +37,10 @@ class Model {
   std::string description() const;  // llama_model_desc, e.g. "llama ?B Q8_0"
   int64_t n_ctx_train() const;
   int64_t n_vocab() const;
+  int64_t bos_id() const;  // -1 when the vocabulary has none
+  int64_t eos_id() const;
+  bool add_bos() const;    // the vocabulary's add_bos_token
+  int threads() const { return threads_; }
 
   // A timer of one decode step at `context`: its KV cache (f16, llama-bench's default) is filled
   // with `context` random tokens once; every call decodes one token at position `context`, then
@@ -47,9 +52,28 @@ class Model {
 
   // Token ids of `text` (the GGUF's own tokenizer; add_bos as the model's metadata says).
   std::vector<int32_t> tokenize(const std::string& text, bool add_special) const;
+  // The ids of `text` when it continues a longer text at a cut before a space (tok::ChunkedEncoder):
+  // tokenize(text, false) without the dummy-prefix space a SentencePiece vocabulary with
+  // add_space_prefix puts before a text (llama-vocab.cpp), so that the pieces' ids concatenate to
+  // the whole text's.
+  std::vector<int32_t> tokenize_continuation(const std::string& text) const;
+  // ids -> text (llama_detokenize); special tokens left out when skip_special.
+  std::string detokenize(const std::vector<int32_t>& ids, bool skip_special) const;
   // Logits [ids.size() * n_vocab] of every position of one sequence in one batch, fp32 KV cache,
   // no flash attention (the reference path of tests and of perplexity).
+  // It allocates ids.size() x n_vocab floats and a context of ids.size() positions per call: for
+  // short sequences; windows of text go through window_nll.
   std::vector<float> logits(const std::vector<int32_t>& ids) const;
+  // A scorer of windows of up to `window` tokens, one sequence each, for perplexity: one
+  // llama_context of `window` positions kept across calls (fp32 KV cache, no flash attention,
+  // n_ubatch 512), its cache cleared before each window. scorer(ids, first) returns
+  // nll[j] = -log softmax(logits at position j)[ids[j + 1]] for j in [first, ids.size() - 1) and 0
+  // before `first`; logits are asked of llama.cpp only for those positions and reduced one
+  // position at a time (max in fp32, sum of exp in double, as llama.cpp's perplexity tool), so the
+  // memory is one window's outputs at most, never windows x vocabulary. ConfigError when a window
+  // exceeds `window` or the model's n_ctx_train + 1.
+  using WindowNll = std::function<std::vector<double>(const std::vector<int32_t>& ids, int64_t first)>;
+  WindowNll window_nll(int64_t window) const;
 
   struct Impl;
 

@@ -24,10 +24,16 @@ int64_t Model::bytes() const { absent(); }
 std::string Model::description() const { absent(); }
 int64_t Model::n_ctx_train() const { absent(); }
 int64_t Model::n_vocab() const { absent(); }
+int64_t Model::bos_id() const { absent(); }
+int64_t Model::eos_id() const { absent(); }
+bool Model::add_bos() const { absent(); }
 std::function<double()> Model::decode_timer(int64_t) { absent(); }
 std::function<double()> Model::prefill_timer(int64_t) { absent(); }
 std::vector<int32_t> Model::tokenize(const std::string&, bool) const { absent(); }
+std::vector<int32_t> Model::tokenize_continuation(const std::string&) const { absent(); }
+std::string Model::detokenize(const std::vector<int32_t>&, bool) const { absent(); }
 std::vector<float> Model::logits(const std::vector<int32_t>&) const { absent(); }
+Model::WindowNll Model::window_nll(int64_t) const { absent(); }
 const std::vector<Preset>& presets() { absent(); }
 const Preset& find_preset(const std::string&) { absent(); }
 int64_t quantize(const std::string&, const std::string&, const std::string&, int) { absent(); }

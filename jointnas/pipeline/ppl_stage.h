@@ -39,11 +39,10 @@ void fields(V& v, PplSettings& s) {
 }
 
 struct PplOptions {
-  ModelSettings run;
+  ModelSettings run{{}, "cpu", "", 0, false};  // the model may come as the positional argument
   opt::Path text, teacher;
   PplSettings ppl;
-  // "llama.cpp": --model is a GGUF file scored through libllama (issue 25; being built on another
-  // branch: declared here for the llama_quantize points of `jointnas pareto`).
+  // "llama.cpp": --model is a GGUF file, tokenized and run by libllama on the CPU (issue 25).
   std::string runtime = "jointnas";
 };
 template <class V>
@@ -54,10 +53,14 @@ void fields(V& v, PplOptions& o) {
   v(opt::Key{"text", "UTF-8 text file", nullptr, nullptr, true}, o.text);
   v(opt::Key{"teacher", "Reference model (same tokenizer): adds KL(teacher || model) and top-1 agreement"}, o.teacher);
   fields(v, o.ppl);
+  v(opt::Key{"runtime", "jointnas | llama.cpp: score a GGUF --model with its own tokenizer through libllama on the "
+                        "CPU, same protocol (--threads, 0 = every core; docs/llamacpp.md)"},
+    o.runtime, opt::Choices{"jointnas", "llama.cpp"});
 }
 
 // Scores the text, streamed in bounded memory; returns {nll, ppl, tokens, windows, stream_tokens,
-// documents, text_complete, protocol, teacher?}. With max_windows the file is read only as far as
+// documents, text_complete, protocol, teacher?} (--runtime llama.cpp: also runtime, threads and
+// llama.cpp's description of the model). With max_windows the file is read only as far as
 // those windows need: stream_tokens and documents then count what was read (text_complete false).
 Json run_ppl(const PplOptions& o);
 

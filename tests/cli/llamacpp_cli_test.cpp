@@ -4,14 +4,27 @@
 // `quantize --runtime llama.cpp` (llama-quantize's presets through libllama) on ref-17m's f16
 // GGUF: Q8_0 and Q4_K_M files smaller, loaded by libllama, logits close to the f16 file's (bounds
 // derived below); --out equal to the input exits 2. Without llama.cpp the commands exit 2 with
-// the fix, and the rest skips.
+// the fix, and the rest skips. `eval ppl --runtime llama.cpp` on stories260K's f16 GGUF: the same
+// token and window counts as `eval ppl` of the model itself under three protocols, the NLL within
+// a bound derived from the f16 export's logit bound; a Q8_0 file of it scores a finite, higher NLL;
+// a missing file, a junk file, a directory and --teacher are refused.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "cli_util.h"
+#include "f16_reference.h"
 #include "jointnas/core/json_util.h"
+#include "jointnas/eval/perplexity.h"
+#include "jointnas/eval/text_stream.h"
 #include "jointnas/llamacpp/llamacpp.h"
+#include "jointnas/model/checkpoint.h"
+#include "jointnas/tokenizer/tokenizer.h"
 
 namespace jointnas::testing::cli {
 namespace {
@@ -39,6 +52,9 @@ TEST(LlamaCppCli, WithoutLlamaCppTheCommandsSayHowToGetIt) {
   expect_error(run("quantize --runtime llama.cpp --preset Q8_0 --model " + (d / "x.gguf").string() + " --out " +
                    (d / "y.gguf").string()),
                2, "setup_llama_cpp.sh");
+  std::ofstream(d / "t.txt") << "Once upon a time.";
+  expect_error(run("eval ppl --runtime llama.cpp " + (d / "x.gguf").string() + " --text " + (d / "t.txt").string()), 2,
+               "setup_llama_cpp.sh");
 }
 
 TEST(LlamaCppCli, BenchTimesAGgufAgainstItselfInInterleavedRounds) {
@@ -237,6 +253,129 @@ TEST(LlamaCppCli, RunRefusesAConfigLlamaCppCannotRun) {
   const CmdResult ok = run("run " + config("ok", (d / "space.yaml").string(), 1) + " --dry-run");
   ASSERT_EQ(ok.code, 0) << ok.err;
   EXPECT_NE(ok.out.find("--runtime llama.cpp"), std::string::npos) << ok.out;
+}
+
+// ---- eval ppl --runtime llama.cpp ----
+
+const std::string kValText = std::string(JNAS_SHARED_DIR) + "/data/text/tinystories/tinystories_val_head.txt";
+
+Json eval_ppl(const std::string& args) {
+  const CmdResult r = run("eval ppl " + args + " --format json");
+  EXPECT_EQ(r.code, 0) << args << "\n" << r.err;
+  return r.code == 0 ? parse_json(r.out, "stdout") : Json{};
+}
+
+// One protocol as flags, and the same windows rebuilt in-process (for the bound).
+struct PplCase {
+  const char* protocol;
+  int64_t window, stride, max_windows;  // window 0 / stride -1: the protocol's
+  std::string flags() const {
+    return fmt::format(" --protocol {} --max-windows {}", protocol, max_windows) +
+           (window > 0 ? fmt::format(" --window {}", window) : "") + (stride >= 0 ? fmt::format(" --stride {}", stride) : "");
+  }
+};
+
+// max |z_jnas(f16) - z_jnas(fp32)| over every position of the windows `eval ppl` scores under `c`
+// (stream cut into windows of W tokens every S, the first token replaced by BOS where the
+// protocol says so), jointnas's tokenizer.
+double f16_error_on_windows(const testing::F16Reference& ref, const tok::Tokenizer& tk, const PplCase& c,
+                            int64_t context, int64_t windows) {
+  eval::PplProtocol p = eval::ppl_protocol(c.protocol, context, tk.bos_id());
+  if (c.window > 0) p.window = c.window;
+  if (c.stride >= 0) p.stride = c.stride;
+  const int64_t W = p.window, S = p.stride == 0 ? p.window : p.stride;
+  const std::vector<int64_t> stream =
+      eval::read_token_stream(kValText, tk, p, tk.bos_id(), tk.eos_id(), (windows - 1) * S + W);
+  c10::InferenceMode guard;
+  double e = 0;
+  for (int64_t k = 0; k < windows; ++k) {
+    at::Tensor x = at::tensor(std::vector<int64_t>(stream.begin() + k * S, stream.begin() + k * S + W - 1)).unsqueeze(0);
+    if (p.window_bos_id >= 0) x[0][0] = p.window_bos_id;
+    const at::Tensor z16 = ref.m16.forward(x).to(at::kFloat), z32 = ref.m32.forward(x).to(at::kFloat);
+    e = std::max(e, (z16 - z32).abs().max().item<double>());
+  }
+  return e;
+}
+
+// The same text, protocol and model: llama.cpp on the f16 GGUF against jointnas on the model
+// itself (fp32). Counts must be identical (same tokenizer ids, same windows). NLL bound, derived:
+// a prediction's NLL is lse(z) - z_y; lse is 1-Lipschitz in the max norm, so one prediction moves
+// by at most 2 max_v |dz_v| and the mean by at most 2 max |dz| over the scored positions. With
+// D = max |z_llama - z_32| <= |z_llama - z_jnas16| + |z_jnas16 - z_32| <= (2 E + head + 1e-5) + E,
+// the f16 export's bound (docs/export.md, acceptance 2) plus jointnas's own fp16 error E measured on
+// exactly these windows, |nll_llama - nll_jnas| <= 2 (3 E + head + 1e-5).
+TEST(LlamaCppCli, EvalPplOfTheF16GgufMatchesTheJointnasRuntime) {
+  REQUIRE_LLAMA_CPP();
+  if (!fs::exists(kValText)) GTEST_SKIP() << "missing " << kValText;
+  const fs::path d = scratch("llamacpp_ppl");
+  const std::string g = tiny_gguf(d);
+  const std::string model = repo_path("models/stories260K/stories260K.bin");
+  model::Checkpoint ck = model::load_checkpoint(model);
+  const testing::F16Reference ref = testing::f16_reference(ck);
+  const auto tk = tok::load_llama2c_tokenizer(repo_path("models/stories260K/tok512.bin"),
+                                              static_cast<int32_t>(ck.config.vocab_size));
+  // gptq: whole text, BOS once, windows of the context; stream: documents with BOS / EOS and
+  // overlapping windows (only each window's new tail scored); llamacpp: BOS per window, second half.
+  for (const PplCase c : {PplCase{"gptq", 0, -1, 3}, PplCase{"stream", 129, 64, 12}, PplCase{"llamacpp", 0, -1, 3}}) {
+    SCOPED_TRACE(c.protocol);
+    const Json jn = eval_ppl("--model " + model + " --text " + kValText + c.flags());
+    const Json jl = eval_ppl("--runtime llama.cpp " + g + " --text " + kValText + c.flags() + " --threads 2");
+    ASSERT_FALSE(jn.is_null() || jl.is_null());
+    EXPECT_EQ(jl["runtime"], "llama.cpp");
+    EXPECT_FALSE(jn.contains("runtime"));
+    for (const char* k : {"tokens", "windows", "stream_tokens", "documents", "text_complete", "protocol"}) {
+      EXPECT_EQ(jl[k], jn[k]) << k;
+    }
+    ASSERT_EQ(jl["windows"], c.max_windows);
+    const double E = f16_error_on_windows(ref, *tk, c, ck.config.max_position_embeddings, c.max_windows);
+    const double bound = 2 * (3 * E + ref.head_term + 1e-5);
+    const double diff = std::abs(jl["nll"].get<double>() - jn["nll"].get<double>());
+    RecordProperty(std::string(c.protocol) + "_nll_diff", std::to_string(diff));
+    RecordProperty(std::string(c.protocol) + "_bound", std::to_string(bound));
+    std::cerr << "[ppl] " << c.protocol << ": nll llama.cpp " << jl["nll"].get<double>() << " jointnas "
+              << jn["nll"].get<double>() << " |diff| " << diff << " (bound " << bound << " = 2 (3 x " << E << " + head "
+              << ref.head_term << ")), " << jl["tokens"] << " predictions in " << jl["windows"] << " windows\n";
+    EXPECT_LE(diff, bound);
+  }
+}
+
+// llama-quantize's Q8_0 of the f16 file scores under the same protocol: finite, and higher than the
+// f16 file (quantization noise adds NLL on average), by less than the f16 file's distance to a
+// uniform prediction (a sanity ceiling: log(vocab) - nll_f16).
+TEST(LlamaCppCli, EvalPplOfAQ8PresetIsFiniteAndHigher) {
+  REQUIRE_LLAMA_CPP();
+  if (!fs::exists(kValText)) GTEST_SKIP() << "missing " << kValText;
+  const fs::path d = scratch("llamacpp_ppl_q8");
+  const std::string g = tiny_gguf(d);
+  const std::string q8 = (d / "q8_0.gguf").string();
+  ASSERT_EQ(run("quantize --runtime llama.cpp --preset Q8_0 --model " + g + " --out " + q8 + " --threads 2").code, 0);
+  const std::string flags = " --text " + kValText + " --protocol gptq --max-windows 3 --threads 2";
+  const Json f16 = eval_ppl("--runtime llama.cpp " + g + flags);
+  const Json q = eval_ppl("--runtime llama.cpp " + q8 + flags);
+  ASSERT_FALSE(f16.is_null() || q.is_null());
+  const double nf = f16["nll"].get<double>(), nq = q["nll"].get<double>();
+  std::cerr << "[ppl] stories260K nll f16 " << nf << " Q8_0 " << nq << " (+" << nq - nf << ")\n";
+  RecordProperty("q8_0_nll_increase", std::to_string(nq - nf));
+  EXPECT_TRUE(std::isfinite(nq));
+  EXPECT_EQ(q["tokens"], f16["tokens"]);
+  EXPECT_GT(nq, nf);
+  EXPECT_LT(nq - nf, std::log(512.0) - nf);
+}
+
+TEST(LlamaCppCli, EvalPplRefusesWhatItCannotScore) {
+  REQUIRE_LLAMA_CPP();
+  const fs::path d = scratch("llamacpp_ppl_bad");
+  const std::string text = (d / "t.txt").string();
+  std::ofstream(text) << "Once upon a time, there was a little girl.";
+  expect_error(run("eval ppl --runtime llama.cpp " + (d / "absent.gguf").string() + " --text " + text), 3,
+               (d / "absent.gguf").string());
+  std::ofstream(d / "junk.gguf") << "not a gguf file at all";
+  expect_error(run("eval ppl --runtime llama.cpp --model " + (d / "junk.gguf").string() + " --text " + text), 3,
+               (d / "junk.gguf").string());
+  const std::string dir = repo_path("models/stories260K");
+  expect_error(run("eval ppl --runtime llama.cpp " + dir + " --text " + text), 3, "export --to gguf");
+  expect_error(run("eval ppl --runtime llama.cpp " + (d / "junk.gguf").string() + " --teacher " + dir + " --text " + text),
+               2, "--teacher");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/model/llama.h"
 #include "jointnas/tokenizer/tokenizer.h"
+#include "f16_reference.h"
 
 #if JNAS_HAVE_LLAMA_CPP
 #include "llama_cpp_runner.h"
@@ -45,14 +46,7 @@ fs::path scratch(const std::string& name) {
     if (!fs::exists(shared(rel))) GTEST_SKIP() << "missing " << shared(rel); \
   } while (0)
 
-// Every linear of every layer in `format`.
-std::vector<LayerSpec> uniform_specs(const model::LlamaConfig& c, const std::string& format) {
-  std::vector<LayerSpec> s = model::dense_layer_specs(c);
-  for (LayerSpec& l : s) {
-    for (int k = 0; k < model::kNumSlots; ++k) l.format_of(k) = format;
-  }
-  return s;
-}
+using testing::uniform_specs;
 
 struct Exported {
   exporting::GgufExportResult result;
@@ -195,17 +189,8 @@ TEST(GgufLlamaCpp, F16ExportMatchesRuntimeLogitsGreedyAndTokenizer) {
     SCOPED_TRACE(c.name);
     if (!fs::exists(shared(c.rel))) GTEST_SKIP() << "missing " << shared(c.rel);
     model::Checkpoint ck = model::load_checkpoint(shared(c.rel));
-    const model::LlamaModel m32 = model::LlamaModel::from_checkpoint(ck, {});
-    // The same embedding as the file's f16 one (in fp32: every tensor, as config.json must agree).
-    for (auto& [n, t] : ck.tensors) {
-      if (at::isFloatingType(t.scalar_type())) t = t.to(at::kFloat);
-    }
-    ck.config.torch_dtype = "float32";
-    for (const char* n : {"model.embed_tokens.weight", "lm_head.weight"}) {
-      if (ck.tensors.count(n)) ck.tensors[n] = ck.tensors[n].to(at::kHalf).to(at::kFloat);
-    }
-    const model::LlamaModel m16 =
-        model::LlamaModel::from_checkpoint(ck, {}, uniform_specs(ck.config, "f16"));
+    const testing::F16Reference ref = testing::f16_reference(ck);
+    const model::LlamaModel &m32 = ref.m32, &m16 = ref.m16;
     const fs::path d = scratch(c.name);
     const Exported e = export_model(m16, ck, shared(c.rel), "f16", d, c.name);
     testing::LlamaCppRunner llama(e.path);
@@ -222,14 +207,7 @@ TEST(GgufLlamaCpp, F16ExportMatchesRuntimeLogitsGreedyAndTokenizer) {
     const at::Tensor z_llama = as_tensor(llama.logits(ids), T, V);
     const at::Tensor z16 = jnas_logits(m16, ids), z32 = jnas_logits(m32, ids);
     const double E = (z16 - z32).abs().max().item<double>();
-    // |W_out| |h|: h is the final-norm output; z = W_out h, so |W_out| |h| >= |z|, and we bound
-    // it by ||W_out row||_1 max|h| computed from the f16 model's own tensors.
-    const at::Tensor w_out = m16.state_dict().count("lm_head.weight")
-                                 ? m16.state_dict().at("lm_head.weight")
-                                 : m16.state_dict().at("model.embed_tokens.weight");
-    const double head_term = std::ldexp(1.0, -11) * w_out.abs().sum(1).max().item<double>() *
-                             ck.tensors.at("model.norm.weight").abs().max().item<double>() *
-                             std::sqrt(static_cast<double>(ck.config.hidden_size));
+    const double head_term = ref.head_term;  // 2^-11 |W_out| |h| (f16_reference.h)
     const double bound = 2 * E + head_term + 1e-5;
     const double diff = (z_llama - z16).abs().max().item<double>();
     RecordProperty(std::string(c.name) + "_max_logit_diff", std::to_string(diff));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 
+#include "jointnas/core/error.h"
 #include "jointnas/core/log.h"
 
 namespace jointnas::cli {
@@ -12,6 +13,12 @@ void add_format_flag(CLI::App* app, std::string& format) {
   app->add_option("--format", format, "Output format on stdout: text or json")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+}
+
+void take_positional_model(opt::Path& model, const std::string& positional, const char* command) {
+  if (positional.empty()) return;
+  JNAS_CHECK_CONFIG(model.empty(), "{}: give the model once (MODEL or --model)", command);
+  model = opt::Path{positional};
 }
 
 void emit(const std::string& format, const Json& j, const std::function<void()>& text) {

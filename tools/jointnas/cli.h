@@ -51,6 +51,10 @@ CLI::App* add_command(CLI::App& parent, const char* name, const char* help,
   return sub;
 }
 
+// `COMMAND MODEL_FILE`: the positional model argument (when given) into --model; ConfigError
+// when both are given.
+void take_positional_model(opt::Path& model, const std::string& positional, const char* command);
+
 void register_inspect(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_eval(CLI::App& app);

@@ -2,7 +2,6 @@
 #include <fmt/format.h>
 
 #include "cli.h"
-#include "jointnas/core/error.h"
 #include "jointnas/pipeline/bench_stage.h"
 
 namespace jointnas::cli {
@@ -79,10 +78,7 @@ void register_bench(CLI::App& app) {
       app, "bench", "Measure decode-step and prefill latency on the device (or of GGUF files in llama.cpp)",
       [positional](const pipeline::BenchOptions& given, const std::string& format) {
         pipeline::BenchOptions o = given;
-        if (!positional->empty()) {
-          JNAS_CHECK_CONFIG(o.run.model.empty(), "bench: give the model once (MODEL or --model)");
-          o.run.model = opt::Path{*positional};
-        }
+        take_positional_model(o.run.model, *positional, "bench");
         const Json j = pipeline::run_bench(o);
         emit(format, j, [&] { j.contains("runtime") || !o.models.empty() ? print_rounds(j) : print(j); });
       });

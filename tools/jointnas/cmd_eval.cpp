@@ -15,6 +15,7 @@ void print_ppl(const Json& j) {
   std::cout << fmt::format("nll {:.5f} | ppl {:.3f} | {} predictions in {} windows of {} ({}) | {}", j["nll"].get<double>(),
                            j["ppl"].get<double>(), j["tokens"].get<int64_t>(), j["windows"].get<int64_t>(),
                            p["window"].get<int64_t>(), p["name"].get<std::string>(), j["text"].get<std::string>());
+  if (j.contains("runtime")) std::cout << " | " << j["runtime"].get<std::string>();
   if (j.contains("teacher")) {
     std::cout << fmt::format(" | KL(teacher) {:.5f} | top-1 agreement {:.4f}", j["teacher"]["kl"].get<double>(),
                              j["teacher"]["top1_agreement"].get<double>());
@@ -44,11 +45,16 @@ void print_tasks(const Json& out) {
 void register_eval(CLI::App& app) {
   auto* ev = app.add_subcommand("eval", "Evaluate a model");
   ev->require_subcommand(1);
-  add_command<pipeline::PplOptions>(*ev, "ppl", "Perplexity of a text file (protocol in docs/eval.md)",
-                                    [](const pipeline::PplOptions& o, const std::string& format) {
-                                      const Json j = pipeline::run_ppl(o);
-                                      emit(format, j, [&] { print_ppl(j); });
-                                    });
+  auto positional = std::make_shared<std::string>();  // `eval ppl --runtime llama.cpp FILE.gguf`
+  CLI::App* ppl = add_command<pipeline::PplOptions>(
+      *ev, "ppl", "Perplexity of a text file (protocol in docs/eval.md; of a GGUF file through llama.cpp too)",
+      [positional](const pipeline::PplOptions& given, const std::string& format) {
+        pipeline::PplOptions o = given;
+        take_positional_model(o.run.model, *positional, "eval ppl");
+        const Json j = pipeline::run_ppl(o);
+        emit(format, j, [&] { print_ppl(j); });
+      });
+  ppl->add_option("model_file", *positional, "Model path (same as --model), e.g. a GGUF file for the llama.cpp runtime");
   add_command<pipeline::TasksOptions>(*ev, "tasks", "lm-eval task files (multiple choice, log-likelihood, rolling perplexity) on local data (docs/eval.md)",
                                       [](const pipeline::TasksOptions& o, const std::string& format) {
                                         const Json j = pipeline::run_tasks(o);
