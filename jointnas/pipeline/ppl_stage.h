@@ -48,8 +48,6 @@ struct PplOptions {
 template <class V>
 void fields(V& v, PplOptions& o) {
   fields(v, o.run);
-  v(opt::Key{"runtime", "jointnas | llama.cpp: score a GGUF --model through libllama (docs/llamacpp.md)"}, o.runtime,
-    opt::Choices{"jointnas", "llama.cpp"});
   v(opt::Key{"text", "UTF-8 text file", nullptr, nullptr, true}, o.text);
   v(opt::Key{"teacher", "Reference model (same tokenizer): adds KL(teacher || model) and top-1 agreement"}, o.teacher);
   fields(v, o.ppl);
