@@ -294,7 +294,7 @@ Json run_profile_llamacpp(const ProfileStageOptions& o) {
                     "profile --runtime llama.cpp: workload '{}' (decode or prefill)", w.kind);
   const int requested = bounded_thread_count(o.run.threads, "--threads");
   const int threads = requested > 0 ? requested : machine_cores();
-  const profile::CostSpace space = profile_space(o.space, cfg, "cpu");
+  const profile::CostSpace space = profile_space(o.space, cfg, "llama.cpp");  // its default: ggml types
   check_ggml_space(space, o.space.empty() ? std::string("(dense)") : o.space.str());
   // The space's keys and the dense f16 model's (the reference of budgets and ratios).
   std::vector<std::string> keys = profile::required_keys(cfg, space, w, true);
