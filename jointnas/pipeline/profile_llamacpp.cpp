@@ -71,17 +71,16 @@ int64_t llc_bytes() {
 // The weight bytes of the dense model with every linear in the space's smallest format and an
 // f16 embedding: about what the architectures a budget search ends at read per decode step.
 int64_t small_model_bytes(const model::LlamaConfig& cfg, const profile::CostSpace& space) {
-  std::string fmt = "f16";
-  double best = 1e9;
+  double best = 16;
   for (const std::string& f : space.layers.empty() ? std::vector<std::string>{"f16"} : space.layers[0].formats_qkv) {
-    const double b = quant::find_format(f).bits_per_weight(cfg.hidden_size);
-    if (b < best) best = b, fmt = f;
+    best = std::min(best, quant::find_format(f).bits_per_weight(cfg.hidden_size));
   }
-  const quant::QuantFormat& q = quant::find_format(fmt);
+  // Every linear at the rate of a hidden-wide row (the space's widths are whole blocks there; the
+  // model's own widths need not be).
   const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, hd = cfg.head_dim;
-  const int64_t per_layer = q.weight_bytes((cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * hd, H) +
-                            q.weight_bytes(H, cfg.num_attention_heads * hd) + q.weight_bytes(2 * I, H) +
-                            q.weight_bytes(H, I);
+  const int64_t weights = (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * hd * H +
+                          H * cfg.num_attention_heads * hd + 3 * I * H;
+  const auto per_layer = static_cast<int64_t>(best / 8.0 * static_cast<double>(weights));
   return per_layer * cfg.num_hidden_layers + cfg.vocab_size * H * 2;
 }
 

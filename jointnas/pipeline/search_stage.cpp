@@ -87,6 +87,16 @@ std::optional<MeasuredBudget> measured_budget(const SearchOptions& o, const mode
   return mb;
 }
 
+// What a relative budget ("0.5x") is of: the original as measured where the calibration measured
+// it (the llama.cpp target's dense f16 model), else the table's prediction of the dense model.
+double relative_reference_ms(const profile::LatencyTable& table, const profile::Workload& w, double dense_ms) {
+  const profile::LatencyTable::Calibration* cal = table.calibration_for(w);
+  if (cal == nullptr || !(cal->reference_ms > 0)) return dense_ms;
+  JNAS_LOG_INFO("[search] relative budgets are of the original's measured {:.4f} ms (the table predicts {:.4f} ms)",
+                cal->reference_ms, dense_ms);
+  return cal->reference_ms;
+}
+
 }  // namespace
 
 search::Budget resolve_budget(const BudgetSettings& b, double dense_latency_ms) {
@@ -119,15 +129,7 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
   search::CostContext cc_full = cc;
   cc_full.space = &full;
   const profile::Cost dense = search::arch_cost(cc_full, search::largest_arch(full));
-  // A relative budget is of the original as measured where the calibration measured it (the
-  // llama.cpp target's dense f16 model), else of the table's prediction of the dense model.
-  const profile::LatencyTable::Calibration* cal = table.calibration_for(o.workload);
-  const double reference_ms = cal != nullptr && cal->reference_ms > 0 ? cal->reference_ms : dense.latency_ms;
-  if (reference_ms != dense.latency_ms) {
-    JNAS_LOG_INFO("[search] relative budgets are of the original's measured {:.4f} ms (the table predicts {:.4f} ms)",
-                  reference_ms, dense.latency_ms);
-  }
-  search::Budget budget = resolve_budget(o.budget, reference_ms);
+  search::Budget budget = resolve_budget(o.budget, relative_reference_ms(table, o.workload, dense.latency_ms));
   JNAS_LOG_INFO("[search] dense model by the table: {:.4f} ms, {:.2f} MiB peak memory ({:.2f} MiB weights + KV); budget {}",
                 dense.latency_ms, dense.peak_bytes() / 1048576.0, (dense.weight_bytes + dense.kv_cache_bytes) / 1048576.0,
                 budget.to_json().dump());

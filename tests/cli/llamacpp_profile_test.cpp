@@ -29,13 +29,14 @@ std::string tiny_config(const fs::path& d) {
   return (d / "f16" / "config.json").string();
 }
 
-// stories260K (hidden 64, MLP 172, 8 heads / 4 KV heads of 8): widths that are whole q8_0 blocks
-// (32 values) on the inputs of qkv, gate_up and down; o stays f16 (its input, heads x 8, is not).
+// stories260K (hidden 64, MLP 172, 8 heads / 4 KV heads of 8): hidden widths that are whole q8_0
+// blocks (32 values) on the inputs of qkv and gate_up; o and down stay f16 (down's input can be
+// the model's own MLP width, 172).
 std::string space_file(const fs::path& d, const std::string& formats) {
   const fs::path p = d / "space.yaml";
   std::ofstream(p) << "search_space:\n  hidden: [32, 64]\n  multiple_of: 32\n  depth: {min: 1}\n  layers:\n"
                    << "    heads: [2, 4]\n    head_dim: [8]\n    intermediate: [64, 128]\n"
-                   << "    formats_o: [f16]\n  formats: " << formats << "\n";
+                   << "    formats_o: [f16]\n    formats_down: [f16]\n  formats: " << formats << "\n";
   return p.string();
 }
 
