@@ -23,22 +23,16 @@
 #include "jointnas/eval/perplexity.h"
 #include "jointnas/eval/text_stream.h"
 #include "jointnas/llamacpp/llamacpp.h"
+#include "llamacpp_test_util.h"
 #include "jointnas/model/checkpoint.h"
 #include "jointnas/tokenizer/tokenizer.h"
 
 namespace jointnas::testing::cli {
 namespace {
 
-#define REQUIRE_LLAMA_CPP()                                                                          \
-  do {                                                                                               \
-    if (!llamacpp::available()) GTEST_SKIP() << "llama.cpp absent: run scripts/setup_llama_cpp.sh"; \
-  } while (0)
-
 // stories260K with f16 linears and embedding, as GGUF (the issue-24 exporter).
 std::string tiny_gguf(const fs::path& d) {
-  const std::string model = repo_path("models/stories260K/stories260K.bin");
-  EXPECT_EQ(run("quantize --model " + model + " --precision f16 --out " + (d / "f16").string()).code, 0);
-  const CmdResult e = run("export --to gguf " + (d / "f16").string() + " --out " + (d / "tiny.gguf").string() +
+  const CmdResult e = run("export --to gguf " + tiny_f16_dir(d).string() + " --out " + (d / "tiny.gguf").string() +
                           " --embedding-type f16");
   EXPECT_EQ(e.code, 0) << e.err;
   return (d / "tiny.gguf").string();

@@ -13,20 +13,14 @@
 #include "cli_util.h"
 #include "jointnas/core/json_util.h"
 #include "jointnas/llamacpp/llamacpp.h"
+#include "llamacpp_test_util.h"
 
 namespace jointnas::testing::cli {
 namespace {
 
-#define REQUIRE_LLAMA_CPP()                                                                          \
-  do {                                                                                               \
-    if (!llamacpp::available()) GTEST_SKIP() << "llama.cpp absent: run scripts/setup_llama_cpp.sh"; \
-  } while (0)
-
 // stories260K's config.json (an HF directory written by `quantize`, which reads the llama2.c .bin).
 std::string tiny_config(const fs::path& d) {
-  const std::string model = repo_path("models/stories260K/stories260K.bin");
-  EXPECT_EQ(run("quantize --model " + model + " --precision f16 --out " + (d / "f16").string()).code, 0);
-  return (d / "f16" / "config.json").string();
+  return (tiny_f16_dir(d) / "config.json").string();
 }
 
 // stories260K (hidden 64, MLP 172, 8 heads / 4 KV heads of 8): hidden widths that are whole q8_0
