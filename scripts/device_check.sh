@@ -189,20 +189,32 @@ if [ "$what" = pareto ]; then
       done
     done
   fi
-  for st in ${JNAS_STUDIES:-pareto-ref17m-gpu-decode}; do
+  if [ -n "${JNAS_PARETO_TESTS:-}" ]; then
+    # The `cuda` tests first, alone on the card (they do not yield to the studies' timing lock).
+    (cd build-gpu && ctest -L cuda --output-on-failure -j4 > "$OUT/ctest.log" 2>&1); rc=$?
+    grep -E "tests passed|Failed|\*\*\*" "$OUT/ctest.log" | head -20; echo "== ctest -L cuda rc $rc"
+  fi
+  one_study() {  # one study, stopped by SIGINT in time for its archive
+    local st=$1 t0 secs left rc
     t0=$(date +%s)
     secs="${JNAS_STUDY_SECONDS:-480}"
     if [ -n "${JNAS_CALL_SECONDS:-}" ]; then
       left=$(( JNAS_CALL_SECONDS - (t0 - call_t0) - 45 ))
       [ "$left" -lt "$secs" ] && secs=$left
-      [ "$secs" -lt 30 ] && { echo "== $st skipped: $secs s left in this call"; continue; }
+      [ "$secs" -lt 30 ] && { echo "== $st skipped: $secs s left in this call"; return; }
     fi
     timeout -s INT -k 30 "$secs" $J pareto "configs/runs/$st.yaml" \
       > "$OUT/$st.stdout" 2> "$OUT/$st.stderr"; rc=$?
     echo "== $st rc $rc ($(( $(date +%s) - t0 )) s)"; grep -E "^\[|error" "$OUT/$st.stderr" | grep -E "pareto\]|failed|error" | tail -15
     # One archive: the device returns no deep folders.
     (cd runs && tar --exclude='*.safetensors' --exclude='checkpoint' --exclude='*.model' --exclude='*.vocab' -czf "$OUT/$st.tgz" "$st")
+  }
+  # JNAS_STUDIES_PARALLEL=1: the studies side by side (their latency timings take turns through the
+  # machine-wide timing lock, and every training loop pauses while one times); else one by one.
+  for st in ${JNAS_STUDIES:-pareto-ref17m-gpu-decode}; do
+    if [ -n "${JNAS_STUDIES_PARALLEL:-}" ]; then one_study "$st" & else one_study "$st"; fi
   done
+  wait
   exit 0
 fi
 if [ "$what" = searchtime ]; then
