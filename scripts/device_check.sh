@@ -211,10 +211,12 @@ if [ "$what" = pareto ]; then
   }
   # JNAS_STUDIES_PARALLEL=1: the studies side by side (their latency timings take turns through the
   # machine-wide timing lock, and every training loop pauses while one times); else one by one.
+  # (Wait for the studies by pid: a bare `wait` also waits for the `tee` of the log above, forever.)
+  pids=()
   for st in ${JNAS_STUDIES:-pareto-ref17m-gpu-decode}; do
-    if [ -n "${JNAS_STUDIES_PARALLEL:-}" ]; then one_study "$st" & else one_study "$st"; fi
+    if [ -n "${JNAS_STUDIES_PARALLEL:-}" ]; then one_study "$st" & pids+=($!); else one_study "$st"; fi
   done
-  wait
+  for p in "${pids[@]}"; do wait "$p"; done
   exit 0
 fi
 if [ "$what" = searchtime ]; then

@@ -11,15 +11,18 @@ class FileLock {
  public:
   // Blocks until the lock on `path` is held. The file is created (mode 0600) when missing and is
   // never followed through a symlink; when it cannot be opened or locked, the object holds
-  // nothing and held() says so (the caller goes on unlocked, with a warning).
+  // nothing and held() says so (the caller goes on unlocked, with a warning). Re-entrant within
+  // a thread: while this thread holds `path`, another FileLock on it is held at once.
   explicit FileLock(const std::string& path);
   ~FileLock();
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;
-  bool held() const { return fd_ >= 0; }
+  bool held() const { return fd_ >= 0 || nested_; }
 
  private:
+  std::string path_;
   int fd_ = -1;
+  bool nested_ = false;
 };
 
 // The machine-wide lock file of latency timings: $TMPDIR (else /tmp)/jointnas-timing.lock.

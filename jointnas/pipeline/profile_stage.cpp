@@ -2,6 +2,7 @@
 // profile library's (profile/profiler.h, profile/calibrate.h).
 #include "jointnas/pipeline/profile_stage.h"
 
+#include "jointnas/core/file_lock.h"
 #include "jointnas/core/log.h"
 #include "jointnas/core/paths.h"
 #include "jointnas/pipeline/model_loading.h"
@@ -22,6 +23,10 @@ profile::CostSpace profile_space(const std::string& path, const model::LlamaConf
 }
 
 Json run_profile(const ProfileStageOptions& o) {
+  // The table is timing: other jointnas processes of the machine (a study beside this one) pause
+  // their training loops meanwhile, as they do for the bench stage and the measured fit.
+  const FileLock quiet(timing_lock_path());
+  if (!quiet.held()) JNAS_LOG_WARN("[profile] cannot lock {}; timing unlocked", timing_lock_path());
   if (o.runtime == "llama.cpp") return run_profile_llamacpp(o);
   const model::RuntimeOptions ro = runtime_options(o.run);
   const model::LlamaConfig cfg = model::LlamaConfig::from_file(o.config);

@@ -40,7 +40,11 @@ QuantLinear::QuantLinear(PackedWeight w, c10::Device device, c10::ScalarType dty
     return;
   }
   if (f.act != ActType::kNone && f.act != ActType::kGgml) scale_row_ = w_.scale.to(at::kFloat).reshape({1, -1}).contiguous();
-  if ((device.is_cpu() && f.weight_only()) || f.weight == WeightType::kGgml) {
+  if (f.weight == WeightType::kGgml) {
+    // ggml's numbers are fp32 (dequantized blocks, quantized activations): kept in fp32 (fp64 in
+    // an fp64 layer), since a bf16 copy would round both (about 2^-9 of each product).
+    dense_ = dequantize_ref(unpack(w_), dtype == at::kDouble ? at::kDouble : at::kFloat).contiguous();
+  } else if (device.is_cpu() && f.weight_only()) {
     dense_ = dequantize_ref(unpack(w_), dtype).contiguous();
   }
 #ifndef JNAS_WITH_CUDA
@@ -177,8 +181,9 @@ at::Tensor QuantLinear::run(const at::Tensor& x2d_in, const at::Tensor* residual
       return kernels::linear(x2d, dense_);
     case Path::kGgml:
       // ggml-cpu's matmul: activations quantized to the weight's vec_dot_type, then dot products
-      // with the weight's values; the same numbers up to fp32 summation order (docs/formats.md).
-      return at::linear(ggml_fake_act(x2d, f), dense_);
+      // with the weight's values; the same numbers up to fp32 summation order (docs/formats.md),
+      // rounded once to the layer's dtype.
+      return at::linear(ggml_fake_act(x2d.to(dense_.scalar_type()), f), dense_).to(dtype_);
     case Path::kDequantGemm:
       if (device_.is_cpu()) return at::linear(x2d, dense_);
 #ifdef JNAS_WITH_CUDA

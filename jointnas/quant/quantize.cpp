@@ -200,7 +200,7 @@ at::Tensor linear_ref(const at::Tensor& x, const QuantizedWeight& qw, c10::Scala
     TORCH_CHECK(x.size(-1) == qw.group, "linear_ref: x has ", x.size(-1), " features, the weight expects ",
                 qw.group);
     at::Tensor w = dequantize_ref(qw, at::kFloat).to(at::kDouble);
-    return at::matmul(ggml_fake_act(x, f).to(at::kDouble), w.t()).to(out_dtype);
+    return at::matmul(ggml_fake_act(x.scalar_type() == at::kDouble ? x : x.to(at::kFloat), f).to(at::kDouble), w.t()).to(out_dtype);
   }
   TORCH_CHECK(x.size(-1) == qw.q.size(1), "linear_ref: x has ", x.size(-1),
               " features, the weight expects ", qw.q.size(1));

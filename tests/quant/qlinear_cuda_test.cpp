@@ -1,12 +1,17 @@
 // QuantLinear on CUDA against linear_ref (issue 3, acceptance 2): every format, every path the
 // dispatcher takes, M in {1, 3, 16, 17, 128, 2048}, K and N not multiples of the kernels' tiles
 // where the format allows. Bounds are derived in linear_bound.h; the path decides the traits.
+#include <cmath>
+#include <utility>
+#include <vector>
+
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <gtest/gtest.h>
 
 #include "jointnas/kernels/fused.h"
 #include "jointnas/quant/qlinear.h"
+#include "jointnas/quant/quantize.h"
 #include "jointnas/quant/quantizing_producers.h"
 #include "linear_bound.h"
 
@@ -30,6 +35,7 @@ TEST(QuantLinearCuda, MatchesReferenceOverShapeSweep) {
   // (fp8 _scaled_mm); an 8B-like K with N = 4100 (not a multiple of 8 rows per block).
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{37, 96}, {1008, 2048}, {4100, 4096}};
   for (const QuantFormat& f : formats()) {
+    if (f.weight == WeightType::kGgml) continue;  // K in whole blocks: GgmlFormatsOnCudaMatchReference
     for (auto [N, K] : shapes) {
       const at::Tensor w = (at::randn({N, K}) * 0.05).to(at::kBFloat16).to(at::kFloat);
       const QuantizedWeight qw = quantize_ref(w, f);
@@ -43,6 +49,34 @@ TEST(QuantLinearCuda, MatchesReferenceOverShapeSweep) {
         EXPECT_TRUE(testing::within_bound(y, ref, testing::linear_bound(x, qw, ref, at::kBFloat16,
                                                                         traits_of(path))))
             << f.name << " M=" << M << " N=" << N << " K=" << K << " path " << path;
+      }
+    }
+  }
+}
+
+// ggml's formats on a CUDA layer of dtype bf16 (a llama.cpp-target model evaluated on the GPU):
+// products and sums in fp32 like ggml-cpu, one rounding to bf16. Against linear_ref (the same
+// operands, double): fp32 summation, K 2^-24 sum_k |x'_k w'_k| (Higham's gamma_K), times
+// (1 + 2^-8) through the final bf16 rounding, plus that rounding, 2^-8 |ref|.
+TEST(QuantLinearCuda, GgmlFormatsOnCudaMatchReference) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device";
+  at::manual_seed(12);
+  for (const QuantFormat& f : formats()) {
+    if (f.weight != WeightType::kGgml) continue;
+    for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{37, 256}, {1008, 2048}}) {
+      const at::Tensor w = at::randn({N, K}) * 0.05;
+      const QuantizedWeight qw = quantize_ref(w, f);
+      const QuantLinear lin = QuantLinear::quantize(w.cuda(), f, at::kCUDA, at::kBFloat16);
+      for (int64_t M : {1, 17, 128}) {
+        const at::Tensor x = at::randn({M, K}).to(at::kBFloat16);
+        const at::Tensor y = lin.forward(x.cuda());
+        ASSERT_EQ(y.scalar_type(), at::kBFloat16);
+        const at::Tensor ref = linear_ref(x, qw, at::kDouble);
+        const at::Tensor mag = at::matmul(ggml_fake_act(x.to(at::kFloat), f).abs().to(at::kDouble),
+                                          dequantize_ref(qw, at::kFloat).abs().to(at::kDouble).t());
+        const double u = std::ldexp(1.0, -8);
+        const at::Tensor bound = mag * (static_cast<double>(K) * std::ldexp(1.0, -24) * (1 + u)) + ref.abs() * u;
+        EXPECT_TRUE(testing::within_bound(y, ref, bound)) << f.name << " M=" << M << " N=" << N << " K=" << K;
       }
     }
   }
