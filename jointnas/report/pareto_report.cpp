@@ -113,6 +113,46 @@ std::string family_table(const std::vector<MeasuredPoint>& ms, Json& headline) {
   return md + "\n";
 }
 
+// Each llama-quantize preset against the joint front at the preset's own measured latency (and
+// at its perplexity): the question users of llama.cpp ask of a found model.
+std::string presets_section(const std::vector<MeasuredPoint>& ms, Json& headline) {
+  const Value ppl = [](const MeasuredPoint& m) { return m.ppl; };
+  const auto joint = front(points_of(ms, in_family("joint"), ppl));
+  std::string rows;
+  Json pj = Json::object();
+  for (const auto& m : ms) {
+    if (m.family != "llama_quantize" || !m.ok || !std::isfinite(m.ppl)) continue;
+    const std::string name = m.method.rfind("llama_quantize_", 0) == 0 ? m.method.substr(15) : m.method;
+    const auto y = loss_at(joint, m.ms);
+    const auto x = cost_at(joint, m.ppl);
+    std::string verdict;
+    if (y) {
+      verdict = *y < m.ppl   ? fmt::format("joint better by {:.3f} perplexity", m.ppl - *y)
+                : *y > m.ppl ? fmt::format("joint WORSE by {:.3f} perplexity", *y - m.ppl)
+                             : "equal";
+    } else if (!joint.empty()) {
+      verdict = fmt::format("outside the joint front's latencies ({:.4f} to {:.4f} ms)", joint.front().x, joint.back().x);
+    } else {
+      verdict = "no joint point measured";
+    }
+    rows += fmt::format("| {} | {:.4f} | {:.3f} | {} | {} | {} |\n", name, m.ms, m.ppl, y ? f3(*y) : "-",
+                        x ? fmt::format("{:.2f}x", m.ms / *x) : "-", verdict);
+    pj[name] = {{"measured_ms", m.ms},
+                {"ppl", m.ppl},
+                {"joint_ppl_at_equal_latency", y ? Json(*y) : Json(nullptr)},
+                {"joint_speedup_at_equal_ppl", x ? Json(m.ms / *x) : Json(nullptr)}};
+  }
+  if (rows.empty()) return "";
+  headline["llama_quantize_presets"] = pj;
+  return "## Against llama-quantize's presets\n\nEach preset is the original model quantized by llama.cpp's own "
+         "llama-quantize and measured like every point. The joint front (interpolated in log latency, never "
+         "extrapolated) at the preset's measured latency, and its speed-up at the preset's perplexity (preset "
+         "latency / joint latency; > 1: joint is faster):\n\n"
+         "| preset | measured ms | perplexity | joint perplexity at equal latency | joint speed-up at equal "
+         "perplexity | at equal latency |\n|---|---:|---:|---:|---:|---|\n" +
+         rows + "\n";
+}
+
 std::string points_table(const std::vector<MeasuredPoint>& ms, Json& pj) {
   std::string md =
       "## Every point\n\n| point | method | budget | measured ms | predicted ms | measured / predicted | weights + KV MiB "
@@ -371,6 +411,7 @@ ParetoReport make_pareto_report(const StudyInfo& info, const std::vector<Measure
   md += headline_for(ms, "perplexity", ppl, "perplexity", false, r.headline);
   if (!info.tasks.empty()) md += headline_for(ms, "mean task accuracy", err, "", true, r.headline);
   md += family_table(ms, r.headline);
+  md += presets_section(ms, r.headline);
   md += points_table(ms, r.points);
   md += budget_use_section(ms);
   md += repeats_section(ms, r.headline);

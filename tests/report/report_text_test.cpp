@@ -113,6 +113,26 @@ TEST(ParetoReport, SaysWhenTheJointMethodLoses) {
   EXPECT_NE(r.markdown.find("WORSE everywhere both cover"), std::string::npos) << r.markdown;
 }
 
+// Issue 25, acceptance 3: each llama-quantize preset against the joint front at its own measured
+// latency. Joint runs 20 at 1 ms and 10 at 4 ms: straight in log2 ms, so 15 at 2 ms.
+TEST(ParetoReport, EachLlamaQuantizePresetAgainstTheJointFrontAtItsLatency) {
+  std::vector<MeasuredPoint> ms{pt("j1", "joint", "joint", 1.0, 20.0), pt("j2", "joint", "joint", 4.0, 10.0),
+                                pt("q4", "llama_quantize_Q4_K_M", "llama_quantize", 2.0, 16.0),
+                                pt("q5", "llama_quantize_Q5_K_M", "llama_quantize", 2.0, 14.0),
+                                pt("q8", "llama_quantize_Q8_0", "llama_quantize", 8.0, 9.0)};
+  const ParetoReport r = make_pareto_report(StudyInfo{}, ms);
+  const Json& p = r.headline["llama_quantize_presets"];
+  EXPECT_NEAR(p["Q4_K_M"]["joint_ppl_at_equal_latency"].get<double>(), 15.0, 1e-9);
+  EXPECT_NEAR(p["Q5_K_M"]["joint_ppl_at_equal_latency"].get<double>(), 15.0, 1e-9);
+  // At the preset's perplexity 16, joint needs 2^(4 / 5) ms: the preset's 2 ms over that.
+  EXPECT_NEAR(p["Q4_K_M"]["joint_speedup_at_equal_ppl"].get<double>(), 2.0 / std::pow(2.0, 0.8), 1e-9);
+  EXPECT_TRUE(p["Q8_0"]["joint_ppl_at_equal_latency"].is_null());  // beyond the joint front: no number
+  EXPECT_NE(r.markdown.find("| Q4_K_M | 2.0000 | 16.000 | 15.000 |"), std::string::npos) << r.markdown;
+  EXPECT_NE(r.markdown.find("joint better by 1.000 perplexity"), std::string::npos) << r.markdown;
+  EXPECT_NE(r.markdown.find("joint WORSE by 1.000 perplexity"), std::string::npos) << r.markdown;
+  EXPECT_NE(r.markdown.find("outside the joint front's latencies"), std::string::npos) << r.markdown;
+}
+
 // Issue 22, acceptance 2: a joint point that uses less than 97 % of its budget by the table has the
 // derivation's next larger architecture and its cost named in the report; one that uses the budget
 // does not.
