@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "jointnas/quant/ggml_quants.h"
 #include "jointnas/quant/quantize.h"
 #ifdef JNAS_WITH_CUDA
 #include "jointnas/quant/qkernels_cuda.h"
@@ -218,11 +219,17 @@ void MixedWeight::prepare() {
   for (size_t f = 0; f < formats.size(); ++f) all_formats[f] = f;
   classes.clear();
   class_index.clear();
-  std::vector<quant::ActType> keys;
+  // One class per activation quantizer: the ActType, and for ggml's formats the weight type's
+  // vec_dot_type (f16 rounding, q8_0 blocks, q8_K blocks are three different quantizers).
+  auto key_of = [](const quant::QuantFormat& f) {
+    if (f.act != quant::ActType::kGgml) return static_cast<int>(f.act);
+    return 1000 + static_cast<int>(quant::ggml::type_info(static_cast<quant::ggml::Type>(f.ggml_type)).vec_dot_type);
+  };
+  std::vector<int> keys;
   for (size_t f = 0; f < formats.size(); ++f) {
-    auto it = std::find(keys.begin(), keys.end(), formats[f]->act);
+    auto it = std::find(keys.begin(), keys.end(), key_of(*formats[f]));
     if (it == keys.end()) {
-      keys.push_back(formats[f]->act);
+      keys.push_back(key_of(*formats[f]));
       classes.push_back({f});
     } else {
       classes[it - keys.begin()].push_back(f);
