@@ -164,6 +164,19 @@ RunPlan plan_run(const RunConfig& c, const std::string& run_dir) {
     po.teacher = c.model;  // KL of the found model to the original over the same predictions
     p.ppl_found = po;
   }
+  if (!c.eval.tasks.empty()) {
+    // In jointnas's runtime on the found model's exported weights (a GGUF's blocks are the same
+    // numbers: docs/export.md), the original likewise.
+    TasksOptions t;
+    t.run = stage_model(c, c.model, c.device);
+    t.tasks = c.eval.tasks;
+    t.limit = c.eval.task_limit;
+    t.task_dir = c.eval.task_dir;
+    t.data_dir = c.eval.task_data;
+    p.tasks_original = t;
+    t.run.model.value = p.exported;
+    p.tasks_found = t;
+  }
   for (const std::string& to : c.export_to) {
     if (to == "gguf" && p.export_found) continue;  // written before the latency stage already
     ExportOptions e;
@@ -205,6 +218,11 @@ std::vector<StageJob> stage_jobs(const RunPlan& p) {
     jobs.push_back(stage_job("ppl_original", {"eval", "ppl", "--format", "json"}, *p.ppl_original, logs + "ppl_original.json"));
     jobs.push_back(stage_job("ppl_found", {"eval", "ppl", "--format", "json"}, *p.ppl_found, logs + "ppl_found.json"));
   }
+  if (p.tasks_original) {
+    jobs.push_back(stage_job("tasks_original", {"eval", "tasks", "--format", "json"}, *p.tasks_original,
+                             logs + "tasks_original.json"));
+    jobs.push_back(stage_job("tasks_found", {"eval", "tasks", "--format", "json"}, *p.tasks_found, logs + "tasks_found.json"));
+  }
   return jobs;
 }
 
@@ -244,6 +262,8 @@ report::RunSummary collect_summary(const RunConfig& c, const std::string& run_di
   s.ppl_original = ppl("ppl_original.json");
   s.ppl_found = ppl("ppl_found.json");
   s.eval_text = c.data.eval.empty() ? "" : fs::path(c.data.eval.str()).filename().string();
+  s.tasks_original = read_json_or_null(run_dir + "/logs/tasks_original.json");
+  s.tasks_found = read_json_or_null(run_dir + "/logs/tasks_found.json");
   s.steps_run = arch.value("steps_run", int64_t{0});
   s.stop_reason = arch.value("stop_reason", std::string("?"));
   s.selection = arch.value("selection", Json());
@@ -331,6 +351,10 @@ std::string run_pipeline(const RunConfig& c, const std::string& config_text, con
       st.run(stage_job(pre + "latency", {"bench", "--format", "json"}, again.latency, logs + "latency.json"));
       if (again.ppl_found) {
         st.run(stage_job(pre + "ppl_found", {"eval", "ppl", "--format", "json"}, *again.ppl_found, logs + "ppl_found.json"));
+      }
+      if (again.tasks_found) {
+        st.run(stage_job(pre + "tasks_found", {"eval", "tasks", "--format", "json"}, *again.tasks_found,
+                         logs + "tasks_found.json"));
       }
     } catch (const Interrupted&) {
       throw;

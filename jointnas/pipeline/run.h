@@ -15,6 +15,7 @@
 #include "jointnas/pipeline/export_stage.h"
 #include "jointnas/pipeline/run_config.h"
 #include "jointnas/pipeline/stages.h"
+#include "jointnas/pipeline/tasks_stage.h"
 #include "jointnas/report/run_summary.h"
 
 namespace jointnas::pipeline {
@@ -60,6 +61,7 @@ struct RunPlan {
   std::optional<ExportOptions> export_original, export_found;
   BenchOptions latency;  // the original and the found model, timed together in interleaved rounds
   std::optional<PplOptions> ppl_original, ppl_found;
+  std::optional<TasksOptions> tasks_original, tasks_found;  // the config's eval.tasks, in jointnas's runtime
   std::vector<ExportOptions> exports;  // the config's `export:`, run after the closed loop
 };
 RunPlan plan_run(const RunConfig& c, const std::string& run_dir);

@@ -5,8 +5,11 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace jointnas::report {
 namespace {
@@ -21,6 +24,49 @@ std::string fmt_of(const Json& l, const char* k) {
 }
 
 // The budget and what was measured against it, in sentences.
+// Accuracy per task of both models from their `eval tasks` JSON; first the mean over the tasks both
+// have (items: "arc_easy, piqa (200 items each)"), then one row per task.
+struct TaskRow {
+  std::string items;
+  std::optional<double> original, found;
+  std::optional<double> se_original, se_found;
+};
+std::vector<TaskRow> task_accuracies(const RunSummary& s) {
+  auto by_task = [](const Json& j) {
+    std::map<std::string, std::pair<double, double>> m;
+    if (!j.is_object() || !j.contains("results") || !j["results"].is_array()) return m;
+    for (const Json& r : j["results"]) {
+      if (r.is_object() && r.contains("acc") && r["acc"].is_number()) {
+        m[r.value("task", std::string("?"))] = {r["acc"].get<double>(), num(r, "acc_stderr")};
+      }
+    }
+    return m;
+  };
+  const auto o = by_task(s.tasks_original), f = by_task(s.tasks_found);
+  std::vector<TaskRow> rows;
+  double so = 0, sf = 0;
+  std::vector<std::string> names;
+  for (const auto& [task, v] : f) {
+    TaskRow r;
+    r.items = task;
+    r.found = v.first, r.se_found = v.second;
+    if (auto it = o.find(task); it != o.end()) {
+      r.original = it->second.first, r.se_original = it->second.second;
+      so += it->second.first, sf += v.first;
+      names.push_back(task);
+    }
+    rows.push_back(r);
+  }
+  if (names.empty()) return rows;
+  const int64_t limit = s.tasks_found.value("limit", int64_t{0});
+  TaskRow mean;
+  mean.items = fmt::format("{}{}", fmt::join(names, ", "), limit > 0 ? fmt::format(" (first {} items each)", limit) : "");
+  mean.original = so / static_cast<double>(names.size());
+  mean.found = sf / static_cast<double>(names.size());
+  rows.insert(rows.begin(), mean);
+  return rows;
+}
+
 std::string verdict(const RunSummary& s) {
   std::string md;
   const double mem_budget = num(s.budget, "memory_bytes");
@@ -71,6 +117,11 @@ std::string verdict(const RunSummary& s) {
     md += fmt::format(" Its perplexity on {} is {:.3f} against the original's {:.3f} ({:.2f}x).",
                       s.eval_text.empty() ? "the evaluation text" : s.eval_text, *s.ppl_found, *s.ppl_original,
                       *s.ppl_found / *s.ppl_original);
+  }
+  const auto a = task_accuracies(s);
+  if (!a.empty() && a.front().found && a.front().original) {
+    md += fmt::format(" Its mean accuracy over {} is {:.3f} against the original's {:.3f} ({:+.3f}).", a.front().items,
+                      *a.front().found, *a.front().original, *a.front().found - *a.front().original);
   }
   return md + "\n\n";
 }
@@ -175,6 +226,8 @@ Json summary_json(const RunSummary& s) {
               {"latency", lat},
               {"ppl_original", opt(s.ppl_original)},
               {"ppl_found", opt(s.ppl_found)},
+              {"tasks_original", s.tasks_original},
+              {"tasks_found", s.tasks_found},
               {"predicted_original", s.dense},
               {"predicted_found", s.predicted}};
 }
@@ -194,6 +247,17 @@ std::string summary_markdown(const RunSummary& s) {
   md += fmt::format("| hidden size | {} | {} |\n", s.hidden_size_original, s.hidden_size);
   if (s.ppl_original || s.ppl_found) {
     md += fmt::format("| perplexity (held-out text) | {} | {} |\n", opt3(s.ppl_original), opt3(s.ppl_found));
+  }
+  const auto tasks = task_accuracies(s);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const TaskRow& r = tasks[i];
+    auto cell = [](const std::optional<double>& v, const std::optional<double>& se) {
+      if (!v) return std::string("-");
+      return se && std::isfinite(*se) ? fmt::format("{:.3f} ± {:.3f}", *v, *se) : fmt::format("{:.3f}", *v);
+    };
+    md += i == 0 && tasks.size() > 1 && r.original
+              ? fmt::format("| mean task accuracy ({}) | {} | {} |\n", r.items, cell(r.original, {}), cell(r.found, {}))
+              : fmt::format("| accuracy, {} | {} | {} |\n", r.items, cell(r.original, r.se_original), cell(r.found, r.se_found));
   }
   md += fmt::format("\nSearch: {} steps (stop: {}); finetune KD {} -> {}.\n\n", s.steps_run, s.stop_reason, opt4(s.kd_first),
                     opt4(s.kd_last));

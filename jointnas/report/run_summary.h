@@ -27,6 +27,9 @@ struct RunSummary {
   int64_t measured_threads = 0;
   std::optional<double> ppl_original, ppl_found;
   std::string eval_text;     // the perplexity text
+  // Task accuracy (the config's eval.tasks): the `eval tasks` JSON of each model, {results: [{task,
+  // acc, acc_stderr, n, ...}]}; null when no tasks ran.
+  Json tasks_original, tasks_found;
   int64_t steps_run = 0;
   std::string stop_reason;
   std::optional<double> kd_first, kd_last;

@@ -70,6 +70,27 @@ TEST(RunSummary, ARelativeBudgetIsMeasuredAgainstTheOriginal) {
   EXPECT_NE(md.find("measures 0.7000 ms, which meets the budget"), std::string::npos) << md;
 }
 
+// Issue 25, acceptance 2: the summary states task accuracy (the config's eval.tasks) of both
+// models, per task with its standard error and as the mean over the tasks both have.
+TEST(RunSummary, StatesTaskAccuracyOfBothModels) {
+  RunSummary s = summary();
+  auto tasks = [](double arc, double piqa) {
+    return Json{{"limit", 200},
+                {"results", Json::array({Json{{"task", "arc_easy"}, {"acc", arc}, {"acc_stderr", 0.03}},
+                                         Json{{"task", "piqa"}, {"acc", piqa}, {"acc_stderr", 0.02}}})}};
+  };
+  s.tasks_original = tasks(0.40, 0.60);
+  s.tasks_found = tasks(0.35, 0.58);
+  const std::string md = summary_markdown(s);
+  EXPECT_NE(md.find("Its mean accuracy over arc_easy, piqa (first 200 items each) is 0.465 against the original's 0.500 (-0.035)."),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| mean task accuracy (arc_easy, piqa (first 200 items each)) | 0.500 | 0.465 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| accuracy, piqa | 0.600 ± 0.020 | 0.580 ± 0.020 |"), std::string::npos) << md;
+  EXPECT_EQ(summary_json(s)["tasks_found"]["results"][1]["acc"].get<double>(), 0.58);
+  // Without tasks, no task rows.
+  EXPECT_EQ(summary_markdown(summary()).find("accuracy"), std::string::npos);
+}
+
 MeasuredPoint pt(const std::string& id, const std::string& method, const std::string& family, double ms, double ppl) {
   MeasuredPoint m;
   m.id = id, m.method = method, m.family = family, m.ms = ms, m.ppl = ppl, m.ok = true, m.status = "measured";
