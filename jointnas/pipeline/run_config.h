@@ -72,6 +72,7 @@ struct ParetoSettings {
   std::vector<std::string> seed_budgets;        // empty with budgets: auto: the second and second-to-last
   int64_t parallel = 1;
   bool keep_models = true;
+  bool sequential_mix = true;  // the sequential family's per-layer mix (two searches per budget)
   bool matched_points = true;  // joint points at the latencies where baselines beat the joint front's line
 };
 template <class V>
@@ -95,6 +96,9 @@ void fields(V& v, ParetoSettings& p) {
   v(opt::Key{"seed_budgets", "Budgets at which the extra seeds run"}, p.seed_budgets);
   v(opt::Key{"parallel", "Search / finetune / eval stages at once"}, p.parallel, opt::in<int64_t>(1, 64));
   v(opt::Key{"keep_models", "Keep each point's weights once it is measured"}, p.keep_models);
+  v(opt::Key{"sequential_mix", "The sequential family's per-layer precision after the architecture (seq_mix: two "
+                               "searches per budget); false: the uniform formats only"},
+    p.sequential_mix);
   v(opt::Key{"matched_points", "After the latency stage, run the joint method again at the measured latency of each "
                                "baseline point that lands between two joint points and beats the line between them "
                                "(docs/pareto.md)"},

@@ -2,6 +2,7 @@
 #include "jointnas/pipeline/study.h"
 
 #include <algorithm>
+#include <thread>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -379,6 +380,13 @@ std::string run_study(Study s, const std::string& config_text, bool report_only,
     }
     JNAS_LOG_INFO("[pareto] {} points ({} budgets), {} at once; study directory {}", s.points.size(), s.budgets.size(),
                   s.parallel, s.out);
+    const int64_t cores = static_cast<int64_t>(std::thread::hardware_concurrency());
+    if (s.config.device == "cpu" && cores > 0 && s.parallel * std::max<int64_t>(1, s.config.threads) > cores) {
+      // Measured on ref-17m (2 cores): two searches of 2 threads each ran 10x slower per step than one alone.
+      JNAS_LOG_WARN("[pareto] {} stages of {} threads on {} cores: CPU stages that oversubscribe the cores run many "
+                    "times slower; set pareto.parallel to {} (or threads lower)",
+                    s.parallel, s.config.threads, cores, std::max<int64_t>(1, cores / std::max<int64_t>(1, s.config.threads)));
+    }
     write_file_atomic(s.depth_space(), depth_space_yaml(s.config.search_space));
     run_phases(s, st);
   } else {

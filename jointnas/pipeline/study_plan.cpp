@@ -342,7 +342,9 @@ void build_points(Study& s) {
       for (const auto& f : s.seq_formats) {
         s.points.push_back({fmt::format("seq_{}-{}", f, b), Method::kSeqFormat, f, b, r, seed0, true});
       }
-      s.points.push_back({fmt::format("seq_mix-{}", b), Method::kSeqMix, "", b, r, seed0, true});
+      if (s.config.pareto.sequential_mix) {
+        s.points.push_back({fmt::format("seq_mix-{}", b), Method::kSeqMix, "", b, r, seed0, true});
+      }
     }
     if (s.has("depth_only")) s.points.push_back({fmt::format("depth_only-{}", b), Method::kDepthOnly, "", b, r, seed0, true});
   }

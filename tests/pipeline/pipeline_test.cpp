@@ -279,6 +279,32 @@ TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
   EXPECT_EQ(arg(job(j.round1, "seq_mix-0.5x/search_arch"), "--select"), "dnas");
 }
 
+// pareto.sequential_mix: false keeps the sequential family's uniform formats and drops its
+// two-search per-layer mix.
+TEST(StudyPlan, WithoutTheSequentialMixNoSeqMixPoints) {
+  const RunConfig c = parse(tiny_config("pareto: {budgets: [0.5x], methods: [sequential], sequential_mix: false}\n"));
+  const model::Checkpoint ck = model::load_checkpoint(c.model);
+  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu");
+  Study study = make_study(c, space, "/tmp/jnas_study_plan_nomix", 1);
+  build_points(study);
+  EXPECT_TRUE(std::none_of(study.points.begin(), study.points.end(), [](const Point& p) { return p.method == Method::kSeqMix; }));
+  EXPECT_TRUE(std::any_of(study.points.begin(), study.points.end(), [](const Point& p) { return p.method == Method::kArchOnly; }));
+}
+
+// eval.tasks in a run config: the run evaluates the tasks on the original and on the found model.
+TEST(RunPlan, TasksRunOnTheOriginalAndTheFoundModel) {
+  const RunConfig c = parse(tiny_config("eval: {tasks: [arc_easy, piqa], task_limit: 50}\n"));
+  const RunPlan p = plan_run(c, "/tmp/r");
+  const std::vector<StageJob> jobs = stage_jobs(p);
+  EXPECT_EQ(arg(job(jobs, "tasks_original"), "--tasks"), "arc_easy,piqa");
+  EXPECT_EQ(arg(job(jobs, "tasks_found"), "--limit"), "50");
+  EXPECT_EQ(arg(job(jobs, "tasks_found"), "--model"), p.exported);
+  EXPECT_EQ(arg(job(jobs, "tasks_original"), "--model"), c.model.str());
+  const RunConfig none = parse(tiny_config(""));
+  const std::vector<StageJob> plain = stage_jobs(plan_run(none, "/tmp/r"));
+  EXPECT_TRUE(std::none_of(plain.begin(), plain.end(), [](const StageJob& j) { return j.name.rfind("tasks", 0) == 0; }));
+}
+
 TEST(RunPlan, APrefillWorkloadBenchesThePrefillAndAGivenTableSkipsTheProfile) {
   const RunConfig c = parse(tiny_config("workload: {kind: prefill, tokens: 32}\ntable: t.json\n"));
   const std::vector<StageJob> jobs = stage_jobs(plan_run(c, "/tmp/r"));
