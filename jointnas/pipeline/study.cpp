@@ -2,13 +2,13 @@
 #include "jointnas/pipeline/study.h"
 
 #include <algorithm>
-#include <thread>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -361,9 +361,19 @@ std::string run_study(Study s, const std::string& config_text, bool report_only,
   fs::create_directories(fs::path(s.out) / "logs", ec);
   JNAS_CHECK_IO(!ec, "cannot create the study directory {}: {}", s.out, ec.message());
   Stages st(s.out + "/stages.json", interrupt);
-  if (st.json().contains("config")) {
-    JNAS_CHECK_CONFIG(st.json()["config"] == config_text,
-                      "{} was started with another config; use a new directory (--out) or delete it", s.out);
+  if (st.json().contains("config") && st.json()["config"] != config_text) {
+    // Only how many stages run at once may change between a study's runs: it changes no result.
+    Json was = Json::object(), now = dump(c);
+    try {
+      was = dump(parse_run_config(st.json()["config"].get<std::string>(), c.source));
+    } catch (const Error&) {
+    }
+    if (was.contains("pareto")) was["pareto"].erase("parallel");
+    now["pareto"].erase("parallel");
+    JNAS_CHECK_CONFIG(was == now,
+                      "{} was started with another config (only pareto.parallel may change between its runs); use a "
+                      "new directory (--out) or delete it", s.out);
+    JNAS_LOG_INFO("[pareto] the config changed only in pareto.parallel: resuming {}", s.out);
   }
   if (s.budgets.empty() && st.json().contains("budgets")) {
     s.budgets = st.json()["budgets"].get<std::vector<std::string>>();

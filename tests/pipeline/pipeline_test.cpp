@@ -1,6 +1,7 @@
 // The pipeline library in process: the run plan built from a typed config (every stage's options,
 // the closed loop's corrected budget), and the checks that run before any stage.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -289,6 +290,28 @@ TEST(StudyPlan, WithoutTheSequentialMixNoSeqMixPoints) {
   build_points(study);
   EXPECT_TRUE(std::none_of(study.points.begin(), study.points.end(), [](const Point& p) { return p.method == Method::kSeqMix; }));
   EXPECT_TRUE(std::any_of(study.points.begin(), study.points.end(), [](const Point& p) { return p.method == Method::kArchOnly; }));
+}
+
+// A study resumes after a change of pareto.parallel only (it changes no result); any other change
+// of the config is refused. (Report-only stops at "no budgets resolved yet", after the check.)
+TEST(StudyPlan, AStudyResumesWhenOnlyItsParallelChanged) {
+  const fs::path dir = fs::temp_directory_path() / ("jnas_study_resume_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string was = tiny_config("pareto: {budgets: auto, methods: [joint], parallel: 2}\n");
+  const std::string more = tiny_config("pareto: {budgets: auto, methods: [joint], parallel: 1}\n");
+  const std::string other = tiny_config("pareto: {budgets: auto, methods: [joint], seeds: [3]}\n");
+  {
+    std::ofstream(dir / "stages.json") << Json{{"config", was}}.dump();
+  }
+  const std::atomic<bool> interrupt{false};
+  auto study_of = [&](const std::string& text) {
+    const RunConfig c = parse(text);
+    const model::Checkpoint ck = model::load_checkpoint(c.model);
+    return make_study(c, search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu"), dir.string(), 1);
+  };
+  EXPECT_THROW(run_study(study_of(more), more, true, interrupt), IoError);
+  EXPECT_THROW(run_study(study_of(other), other, true, interrupt), ConfigError);
+  fs::remove_all(dir);
 }
 
 // eval.tasks in a run config: the run evaluates the tasks on the original and on the found model.
