@@ -1,6 +1,7 @@
 // The `finetune` stage; see finetune_stage.h.
 #include "jointnas/pipeline/finetune_stage.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -14,6 +15,8 @@
 #include "jointnas/pipeline/model_loading.h"
 #include "jointnas/pipeline/step_log.h"
 #include "jointnas/search/arch_io.h"
+#include "jointnas/search/heldout.h"
+#include "jointnas/search/recovery.h"
 
 namespace jointnas::pipeline {
 
@@ -59,14 +62,35 @@ Json run_finetune_stage(const FinetuneStageOptions& o, const std::atomic<bool>* 
   t.checkpoint.interrupt = interrupt;
   t.checkpoint.on_resume = [&](int64_t step) { log.resume_at(step); };
   search::LocalProcessGroup pg;
-  const search::FinetuneResult r = search::run_finetune(net, stream, t, pg, [&](const Json& rec) {
+  auto on_record = [&](const Json& rec) {
     log.write(rec);
+    if (rec.contains("heldout_step")) {
+      JNAS_LOG_INFO("[finetune] held-out KL at step {}: {:.5f} (best: step {})", rec["heldout_step"].get<int64_t>(),
+                    rec["heldout_kl"].get<double>(), rec["best_step"].get<int64_t>());
+      return;
+    }
     const int64_t s = rec["step"].get<int64_t>();
     if (s % 10 == 0 || s + 1 == t.steps) {
       JNAS_LOG_INFO("[finetune] step {}/{} kd {:.4f} top-1 {:.3f} ({:.0f} ms)", s + 1, t.steps, rec["kd"].get<double>(),
                     rec["top1_agreement"].get<double>(), rec["ms"].get<double>());
     }
-  });
+  };
+  search::FinetuneResult r;
+  Json recovery;
+  if (t.steps > 0 && o.finetune.eval_every > 0) {
+    // The tail of the training text is held out; the best held-out evaluation's adapters are exported.
+    const int64_t held_len = std::min(o.finetune.heldout_seq_len, cfg.max_position_embeddings);
+    const search::TokenSplit split = search::split_heldout(stream, o.finetune.heldout_windows, held_len, t.batch);
+    const search::HeldoutSet held(split.heldout, held_len, 0, 4);
+    search::EarlyStopping es;
+    es.eval_every = o.finetune.eval_every;
+    es.patience = o.finetune.patience;
+    const search::RecoveryResult rr = search::run_recovery(net, split.train, held, t, es, pg, on_record);
+    r = rr.finetune;
+    recovery = rr.to_json();
+  } else {
+    r = search::run_finetune(net, stream, t, pg, on_record);
+  }
 
   // Export: merged, quantized on the finetuned grid, packed.
   const model::Checkpoint found = net.extract_checkpoint(search::first_arch(one));
@@ -75,9 +99,12 @@ Json run_finetune_stage(const FinetuneStageOptions& o, const std::atomic<bool>* 
   p.arch = aj;
   p.finetune = {{"steps", r.steps},      {"kd_first", r.first_kd}, {"kd_last", r.last_kd}, {"text", o.text.str()},
                 {"lora_rank", so.lora_rank}, {"lr", t.lr},          {"seed", t.seed}};
+  if (!recovery.is_null()) p.finetune["best_step"] = recovery["best_step"], p.finetune["heldout_best"] = recovery["best"];
   exporting::write_hf_export(found, dtype_name(ro.dtype), ck, p, out);
   if (!remove_tree(ckpt_dir)) JNAS_LOG_WARN("[finetune] could not remove {}", ckpt_dir);
-  return Json{{"out", out}, {"steps", r.steps}, {"kd_first", r.first_kd}, {"kd_last", r.last_kd}};
+  Json res{{"out", out}, {"steps", r.steps}, {"kd_first", r.first_kd}, {"kd_last", r.last_kd}};
+  if (!recovery.is_null()) res["recovery"] = recovery;  // the held-out curve and the exported (best) step
+  return res;
 }
 
 }  // namespace jointnas::pipeline

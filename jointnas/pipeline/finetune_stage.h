@@ -27,12 +27,29 @@ struct FinetuneSettings {
   search::FinetuneOptions train;
   int64_t lora_rank = 8;
   int64_t max_tokens = 200000;
+  // Early stopping on held-out KL (search/recovery.h): the last `heldout_windows` windows of the
+  // training text are held out, evaluated before the first step and every `eval_every` steps, and
+  // the adapters of the best evaluation are exported (step 0 included: a finetune never exports a
+  // model worse on the held-out windows than the one it started from). eval_every 0: none.
+  int64_t eval_every = 20;
+  int64_t patience = 3;
+  int64_t heldout_windows = 8;
+  int64_t heldout_seq_len = 128;
 };
 template <class V>
 void fields(V& v, FinetuneSettings& s) {
   fields(v, s.train);
   v(opt::Key{"lora_rank", "LoRA rank"}, s.lora_rank, opt::in<int64_t>(1, 4096));
   v(opt::Key{"max_tokens", "Tokens of the training text used (0 = all)"}, s.max_tokens, opt::in<int64_t>(0, int64_t(1) << 40));
+  v(opt::Key{"eval_every", "Steps between held-out KL evaluations; the best evaluation's adapters (step 0 included) are "
+                           "exported (0: no held-out windows, the last step's adapters)"},
+    s.eval_every, opt::in<int64_t>(0, 1000000000));
+  v(opt::Key{"patience", "Evaluations without a held-out improvement before stopping (0: never stop early)"}, s.patience,
+    opt::in<int64_t>(0, 1000000));
+  v(opt::Key{"heldout_windows", "Windows at the end of the training text held out for early stopping"}, s.heldout_windows,
+    opt::in<int64_t>(1, 1000000));
+  v(opt::Key{"heldout_seq_len", "Tokens per held-out window (at most the model's positions)"}, s.heldout_seq_len,
+    opt::in<int64_t>(2, 1048576));
 }
 
 // `jointnas finetune`.

@@ -264,9 +264,21 @@ TEST(Cli, RunClosedLoopTightensTheBudgetWhenTheMeasurementMisses) {
                      << "budget: {latency: 0.8x}\n"
                      << "importance: {windows: 4, seq_len: 64}\nprofile: {repeats: 5}\n"
                      << "search: {steps: 20, batch: 2, seq_len: 64, lora_rank: 2, lr_arch: 0.1, heldout_windows: 4, heldout_seq_len: 64, candidate_steps: 4, eval_every: 2}\n"
-                     << "finetune: {steps: 2, batch: 2, seq_len: 64}\neval: {bench_repeats: 3}\n";
+                     << "finetune: {steps: 4, batch: 2, seq_len: 64, eval_every: 2, patience: 0, heldout_windows: 2, heldout_seq_len: 64}\n"
+                     << "eval: {bench_repeats: 3}\n";
   const CmdResult first = run("run " + cfg.string() + " --closed-loop 0");  // whatever it measures
   ASSERT_EQ(first.code, 0) << first.err;
+  // The finetune evaluates held-out KL at steps 0, 2 and 4 and exports the best of them.
+  const jointnas::Json ft = jointnas::read_json_file((root / "run" / "logs" / "finetune.json").string());
+  ASSERT_TRUE(ft.contains("recovery")) << ft.dump();
+  const jointnas::Json& curve = ft["recovery"]["curve"];
+  ASSERT_EQ(curve.size(), 3u) << ft.dump();
+  double best = 1e300;
+  for (size_t i = 0; i < curve.size(); ++i) {
+    EXPECT_EQ(curve[i]["step"].get<int64_t>(), static_cast<int64_t>(2 * i));
+    best = std::min(best, curve[i]["kl"].get<double>());
+  }
+  EXPECT_EQ(ft["recovery"]["best"]["kl"].get<double>(), best);
   const fs::path stages_path = root / "run" / "stages.json";
   const double budget = jointnas::read_json_file(stages_path.string()).value("budget_latency_ms", 0.0);
   ASSERT_GT(budget, 0.0);
