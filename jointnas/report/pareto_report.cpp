@@ -131,7 +131,11 @@ std::string presets_section(const std::vector<MeasuredPoint>& ms, Json& headline
                 : *y > m.ppl ? fmt::format("joint WORSE by {:.3f} perplexity", *y - m.ppl)
                              : "equal";
     } else if (!joint.empty()) {
-      verdict = fmt::format("outside the joint front's latencies ({:.4f} to {:.4f} ms)", joint.front().x, joint.back().x);
+      // Beyond the front: against its nearest end (no extrapolation).
+      const Point& e = m.ms > joint.back().x ? joint.back() : joint.front();
+      verdict = fmt::format("{} than every joint point; the nearest, {} at {:.4f} ms, has perplexity {:.3f} ({} by {:.3f})",
+                            m.ms > e.x ? "slower" : "faster", e.id, e.x, e.y, e.y <= m.ppl ? "better" : "worse",
+                            std::abs(e.y - m.ppl));
     } else {
       verdict = "no joint point measured";
     }
