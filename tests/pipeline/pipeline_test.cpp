@@ -265,12 +265,17 @@ TEST(StudyPoints, ByteIdenticalModelsAreTimedOnce) {
   fs::remove_all(dir);
 }
 
-TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
-  const RunConfig c = parse(tiny_config("pareto: {budgets: [0.5x], methods: [joint, sequential]}\n"));
+// The study of a config over its own search space, in `out`, points built.
+Study planned_study(const RunConfig& c, const std::string& out) {
   const model::Checkpoint ck = model::load_checkpoint(c.model);
-  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu");
-  Study study = make_study(c, space, "/tmp/jnas_study_plan", 1);
+  Study study = make_study(c, search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu"), out, 1);
   build_points(study);
+  return study;
+}
+
+TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
+  const Study study =
+      planned_study(parse(tiny_config("pareto: {budgets: [0.5x], methods: [joint, sequential]}\n")), "/tmp/jnas_study_plan");
   const StudyJobs j = study_jobs(study);
   EXPECT_EQ(arg(job(j.round1, "joint-0.5x-s0/search"), "--select"), "portfolio");
   // The scores are measured once, before any search, and every joint search reads them.
@@ -283,11 +288,8 @@ TEST(StudyPlan, OnlyTheJointSearchSelectsItsArchitecture) {
 // pareto.sequential_mix: false keeps the sequential family's uniform formats and drops its
 // two-search per-layer mix.
 TEST(StudyPlan, WithoutTheSequentialMixNoSeqMixPoints) {
-  const RunConfig c = parse(tiny_config("pareto: {budgets: [0.5x], methods: [sequential], sequential_mix: false}\n"));
-  const model::Checkpoint ck = model::load_checkpoint(c.model);
-  const search::SearchSpace space = search::SearchSpace::from_yaml_file(c.search_space, ck.config, "cpu");
-  Study study = make_study(c, space, "/tmp/jnas_study_plan_nomix", 1);
-  build_points(study);
+  const Study study = planned_study(
+      parse(tiny_config("pareto: {budgets: [0.5x], methods: [sequential], sequential_mix: false}\n")), "/tmp/jnas_study_plan_nomix");
   EXPECT_TRUE(std::none_of(study.points.begin(), study.points.end(), [](const Point& p) { return p.method == Method::kSeqMix; }));
   EXPECT_TRUE(std::any_of(study.points.begin(), study.points.end(), [](const Point& p) { return p.method == Method::kArchOnly; }));
 }
