@@ -17,7 +17,7 @@ search::ScoreTable sensitivity_scores(const SelectionSettings& s, const Selectio
   const search::SearchSpace& space = *in.cc->space;
   Json identity = in.scores_identity;
   identity["per_hidden"] = s.per_hidden;
-  identity["heldout"] = Json{{"windows", in.heldout->windows()}, {"seq_len", in.heldout->seq_len()}};
+  identity["heldout"] = Json{{"windows", in.heldout->windows()}, {"seq_len", in.heldout->seq_len()}, {"spread", true}};
   identity["space"] = space.to_json();
   identity["block_rank"] = in.cc->block_rank;
   if (!in.scores_path.empty() && file_exists(in.scores_path)) {

@@ -22,9 +22,22 @@ TokenSplit split_heldout(const std::vector<int64_t>& stream, int64_t heldout_win
                     "held-out split: {} tokens cannot give {} held-out windows of {} and still {} training windows; "
                     "give more text or hold out fewer windows",
                     n, heldout_windows, seq_len, min_train_windows);
+  // Windows spread evenly over the stream, each in the middle of its share: the tail alone is one
+  // article of the text (wikitext2_train_5k's last 1,016 tokens are a Simpsons episode's trivia), and
+  // on ref-17m its KL and NLL ranked finetuned models against their perplexity on the evaluation text.
+  const int64_t total = n / seq_len;  // whole windows; the remainder stays in training
   TokenSplit s;
-  s.train.assign(stream.begin(), stream.end() - held);
-  s.heldout.assign(stream.end() - held, stream.end());
+  s.train.reserve(static_cast<size_t>(n - held));
+  s.heldout.reserve(static_cast<size_t>(held));
+  int64_t next = 0, taken = 0;
+  for (int64_t w = 0; w < total; ++w) {
+    const bool hold = taken < heldout_windows && w == (2 * taken + 1) * total / (2 * heldout_windows);
+    const auto from = stream.begin() + w * seq_len;
+    (hold ? s.heldout : s.train).insert(hold ? s.heldout.end() : s.train.end(), from, from + seq_len);
+    if (hold) ++taken;
+    next = (w + 1) * seq_len;
+  }
+  s.train.insert(s.train.end(), stream.begin() + next, stream.end());
   return s;
 }
 

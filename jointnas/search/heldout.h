@@ -17,9 +17,9 @@ namespace jointnas::search {
 struct TokenSplit {
   std::vector<int64_t> train, heldout;
 };
-// The last `heldout_windows` windows of `seq_len` tokens of the stream are held out, the rest is
-// training. A contiguous tail, so that no held-out token also sits in a training window. ConfigError
-// when the stream leaves fewer than `min_train_windows` training windows.
+// `heldout_windows` windows of `seq_len` tokens, spread evenly over the stream, are held out; the
+// rest, in order, is training (no held-out token also sits in a training window). ConfigError when
+// the stream leaves fewer than `min_train_windows` training windows.
 TokenSplit split_heldout(const std::vector<int64_t>& stream, int64_t heldout_windows, int64_t seq_len,
                          int64_t min_train_windows);
 

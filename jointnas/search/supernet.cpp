@@ -429,8 +429,12 @@ Supernet::Supernet(const model::Checkpoint& ckpt, SearchSpace space, std::vector
       mw.prepare();
       L.arch_fmt[s] = logits(lc.formats[s].size());
       if (opts.lora_rank > 0) {
+        // A ~ N(0, 1/K) over its K inputs (the scale of LoRA's usual Kaiming init), so that Adam's
+        // steps on B move B A by the same share of the weights at any width. With N(0, 1/rank) a step
+        // on ref-17m (K = 384) moved it 7x as far: lr 1e-3 raised the finetune's training loss from
+        // its first steps (issue 22, docs/search.md "Recovery").
         L.lora_a[s] = (at::randn({opts.lora_rank, w[s].size(1)}, gen, at::kFloat) /
-                       std::sqrt(static_cast<double>(opts.lora_rank)))
+                       std::sqrt(static_cast<double>(w[s].size(1))))
                           .to(opts.device, opts.dtype).requires_grad_(true);
         L.lora_b[s] = at::zeros({w[s].size(0), opts.lora_rank}, at::TensorOptions().dtype(opts.dtype).device(opts.device))
                           .requires_grad_(true);

@@ -1,6 +1,7 @@
 // The measured fit of the selection (pipeline/measured_fit.h, issue 22) against a model of the
 // target: a "true" latency table that disagrees with the searched one on one format, as the CPU
 // disagrees with its table on w8a8 MLPs. No timing: the target is the true table's prediction.
+#include <algorithm>
 #include <functional>
 #include <string>
 
@@ -272,6 +273,141 @@ TEST(MeasuredFit, AnAbsoluteBudgetIsHeldInMilliseconds) {
   auto [ac, as] = search::arch_specs(fx.c, fx.space, r.kept[0].arch, fx.rank);
   EXPECT_LE(fx.true_ms({ac, as}), b.latency_ms);
   EXPECT_EQ(r.record["unit"], "ms");
+}
+
+// Blocks a blueprint keeps.
+int64_t kept_blocks(const profile::Blueprint& bp) {
+  int64_t n = 0;
+  for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
+  return n;
+}
+
+// The table says even one block in w8a16 costs more than the table budget; the target runs w8a16 at
+// 0.3x of the table, and one block measures within the budget. The generator is asked again at a
+// raised table budget instead of being dropped (the H100 runs ref-17m's one-block models 1.4x
+// faster than its table says).
+TEST(MeasuredFit, AGeneratorTheTableCallsInfeasibleIsAskedAtARaisedTableBudget) {
+  Fixture fx(0.3);
+  search::Budget big;
+  big.latency_ms = 1e9;
+  search::Arch one = search::depth_only_arch(fx.cc, big, "w8a16");
+  one.depth = 0;  // one block
+  const double t1 = search::arch_cost(fx.cc, one).latency_ms;
+  search::Budget b;
+  b.latency_ms = 0.9 * t1;
+  fx.mb.fraction = 1.01 * fx.true_ratio(one);
+  const FitCandidate w8{"depth_w8a16", [&](const search::Budget& x) { return search::depth_only_arch(fx.cc, x, "w8a16"); },
+                        false};
+  MeasuredFitOptions o = fx.options(2);
+  o.max_raise = 1;  // the test can fail: without the raise the generator is dropped
+  const FitResult dropped = fit_to_measured_budget(fx.cc, b, fx.mb, {w8, fx.derived()}, o);
+  EXPECT_NE(dropped.record["candidates"]["depth_w8a16"].value("dropped", "").find("even 1 blocks"), std::string::npos);
+  o.max_raise = 2;
+  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {w8, fx.derived()}, o);
+  const Json& rec = r.record["candidates"]["depth_w8a16"];
+  ASSERT_TRUE(rec.contains("kept")) << rec.dump();
+  EXPECT_DOUBLE_EQ(rec["kept"].get<double>(), fx.true_ratio(one));
+  EXPECT_GE(rec["raised_to_ms"].get<double>(), t1);
+  EXPECT_LE(rec["raised_to_ms"].get<double>(), 1.01 * t1);  // the least raise that gives an architecture
+  bool found = false;
+  for (const search::Candidate& c : r.kept) found = found || (c.name == "depth_w8a16" && c.arch.depth == 0);
+  EXPECT_TRUE(found);
+}
+
+// Two blocks measure less than one block (the table says twice the cost), three blocks 0.70 of the
+// original; the limit is 0.6. Both smaller models are measured within it: the fit keeps the one of the
+// larger table budget (two blocks, which the generator prefers), not the larger measurement.
+TEST(MeasuredFit, OfTheArchitecturesWithinTheBudgetTheOneOfTheLargestTableBudgetIsKept) {
+  Fixture fx(1.0);
+  fx.mb.fraction = 0.6;
+  search::Budget big;
+  big.latency_ms = 1e9;
+  search::Arch a = search::depth_only_arch(fx.cc, big);
+  a.depth = 0;
+  const double t1 = search::arch_cost(fx.cc, a).latency_ms;
+  a.depth = 1;
+  const double t2 = search::arch_cost(fx.cc, a).latency_ms;
+  a.depth = 2;
+  const double t3 = search::arch_cost(fx.cc, a).latency_ms;
+  // One block's measure aims the secant into the two-block range of table budgets.
+  const double target = std::min(1.02 * t2, (t2 + t3) / 2), now = 1.2 * t1;
+  ASSERT_LT(now, t2);  // the first table budget gives one block
+  ASSERT_LT(target, 2 * now);  // within the secant's 2x step
+  const double one_block = 0.985 * 0.6 * t1 / target;
+  ASSERT_LT(one_block, 0.97 * 0.6);  // not yet within the window: the fit goes on
+  const double two_blocks = 0.85 * one_block;  // measures less than one block
+  MeasuredFitOptions o = fx.options(4);
+  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
+    std::vector<profile::MeasuredBlueprint> out;
+    for (const auto& bp : bps) {
+      const int64_t n = kept_blocks(bp);
+      const double v = n == 4 ? 1.0 : n == 3 ? 0.70 : n == 2 ? two_blocks : one_block;
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+  search::Budget b;
+  b.latency_ms = now;
+  const FitCandidate depth{"depth_only", [&](const search::Budget& x) { return search::depth_only_arch(fx.cc, x); },
+                           false};
+  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {depth}, o);
+  const Json& rec = r.record["candidates"]["depth_only"];
+  ASSERT_GE(rec["steps"].size(), 2u);
+  EXPECT_DOUBLE_EQ(rec["steps"][0]["measured"].get<double>(), one_block);  // within, and the larger measurement
+  ASSERT_EQ(r.kept.size(), 1u);
+  EXPECT_EQ(r.kept[0].arch.depth, 1);
+  EXPECT_DOUBLE_EQ(rec["kept"].get<double>(), two_blocks);
+}
+
+// A few rounds only ever read slower: a candidate measured 1 % over the limit is timed again in
+// more rounds, and the fastest round of all of them decides.
+TEST(MeasuredFit, ACandidateJustOverTheLimitIsTimedAgainInMoreRounds) {
+  Fixture fx(1.0);
+  fx.mb.fraction = 0.6;
+  search::Budget big;
+  big.latency_ms = 1e9;
+  search::Arch three = search::depth_only_arch(fx.cc, big);
+  three.depth = 2;
+  const FitCandidate fixed{"dnas", [three](const search::Budget&) { return three; }, true};
+  search::Budget b;
+  b.latency_ms = 0.6 * fx.dense_ms();
+  int calls = 0;
+  MeasuredFitOptions o = fx.options(2);
+  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
+    ++calls;
+    std::vector<profile::MeasuredBlueprint> out;
+    for (size_t i = 0; i < bps.size(); ++i) {
+      const double v = i == 0 ? 1.0 : calls == 1 ? 0.606 : 0.598;
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+  o.confirm_rounds = 0;  // the test can fail: without the second timing it is over the limit
+  const FitResult over = fit_to_measured_budget(fx.cc, b, fx.mb, {fixed}, o);
+  EXPECT_TRUE(over.record["candidates"]["dnas"].contains("dropped"));
+  EXPECT_EQ(calls, 1);
+  calls = 0;
+  o.confirm_rounds = 20;
+  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {fixed}, o);
+  EXPECT_EQ(calls, 2);
+  const Json& rec = r.record["candidates"]["dnas"];
+  ASSERT_TRUE(rec.contains("kept")) << rec.dump();
+  EXPECT_DOUBLE_EQ(rec["kept"].get<double>(), 0.598);
+  EXPECT_EQ(rec["steps"][0]["confirmed_in_rounds"].get<int>(), 20);
+  // 4 % over is over: not timed again.
+  calls = 0;
+  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
+    ++calls;
+    std::vector<profile::MeasuredBlueprint> out;
+    for (size_t i = 0; i < bps.size(); ++i) {
+      const double v = i == 0 ? 1.0 : 0.625;
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+  const FitResult far = fit_to_measured_budget(fx.cc, b, fx.mb, {fixed}, o);
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(far.record["candidates"]["dnas"].contains("dropped"));
 }
 
 TEST(MeasuredFit, UniformFormatsAndDepthInAFormat) {

@@ -151,13 +151,25 @@ TEST(Sensitivity, BlockDropsAreSingleBlockDepthScores) {
   EXPECT_THROW(measure_block_drops(fx.ck, shallow, held, fx.so), ConfigError);
 }
 
-TEST(Heldout, SplitKeepsTheTailAndChecksItsSize) {
-  std::vector<int64_t> s(100);
+TEST(Heldout, SplitSpreadsTheWindowsAndChecksItsSize) {
+  std::vector<int64_t> s(105);
   for (size_t i = 0; i < s.size(); ++i) s[i] = static_cast<int64_t>(i);
   const TokenSplit sp = split_heldout(s, 3, 10, 5);
-  EXPECT_EQ(sp.train.size(), 70u);
-  EXPECT_EQ(sp.heldout.size(), 30u);
-  EXPECT_EQ(sp.heldout.front(), 70);
+  EXPECT_EQ(sp.train.size(), 75u);
+  ASSERT_EQ(sp.heldout.size(), 30u);
+  // Ten windows, three held out, each in the middle of its third: windows 1, 5 and 8.
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(sp.heldout[i], 10 + static_cast<int64_t>(i));
+    EXPECT_EQ(sp.heldout[10 + i], 50 + static_cast<int64_t>(i));
+    EXPECT_EQ(sp.heldout[20 + i], 80 + static_cast<int64_t>(i));
+  }
+  // Training: every other token, in order, the 5-token remainder included; none held out.
+  std::vector<int64_t> rest;
+  for (int64_t t = 0; t < 105; ++t) {
+    if (!((t >= 10 && t < 20) || (t >= 50 && t < 60) || (t >= 80 && t < 90))) rest.push_back(t);
+  }
+  EXPECT_EQ(sp.train, rest);
+  EXPECT_EQ(split_heldout(s, 10, 10, 0).train.size(), 5u);  // every whole window held out
   EXPECT_THROW(split_heldout(s, 3, 10, 8), ConfigError);
   EXPECT_THROW(split_heldout(s, 0, 10, 1), ConfigError);
   EXPECT_THROW(HeldoutSet(std::vector<int64_t>(5, 1), 10, 0, 1), ConfigError);
