@@ -122,6 +122,75 @@ void rederive(State& s, const search::Budget& budget, const search::SearchSpace&
   }
 }
 
+// The kept architectures and the record, from every candidate's steps.
+FitResult finish(const std::vector<State>& states, const std::vector<FitCandidate>& candidates, double limit,
+                 const char* unit, const MeasuredBudget& mb, const MeasuredFitOptions& o) {
+  FitResult out;
+  Json rec = Json::object();
+  const State* least = nullptr;
+  for (const State& s : states) {
+    Json j{{"steps", s.steps}};
+    if (s.raised_to_ms > 0) j["raised_to_ms"] = s.raised_to_ms;
+    if (s.best) {
+      out.kept.push_back({s.c->name, *s.best});
+      j["kept"] = s.best_value;
+    } else {
+      j["dropped"] = !s.dropped.empty() ? s.dropped
+                                        : fmt::format("measures {:.4f}{}, above the {:.4f}{} limit", s.last_value, unit,
+                                                      limit, unit);
+      if (s.dropped.empty() && (least == nullptr || s.last_value < least->last_value)) least = &s;
+    }
+    rec[s.c->name] = j;
+  }
+  if (out.kept.empty()) {
+    JNAS_CHECK_CONFIG(least != nullptr, "measured fit: no candidate architecture meets the budget ({})",
+                      candidates.front().name);
+    JNAS_LOG_WARN("[search] measured fit: no candidate measures within {:.4f}{}; keeping {} ({:.4f}{})", limit, unit,
+                  least->c->name, least->last_value, unit);
+    out.kept.push_back({least->c->name, least->arch});
+  }
+  out.record = Json{{"limit", limit}, {"unit", mb.fraction > 0 ? "of the original, same rounds" : "ms"},
+                    {"rounds", o.sample.rounds}, {"candidates", rec}};
+  if (mb.fraction > 0 && mb.limit_model) {
+    out.record["unit"] = "of the original: the limit model's share, times each candidate's time over the limit model's "
+                         "in the same rounds";
+  }
+  return out;
+}
+
+// Times the near misses `edge` (indices into bps, after its `first` reference models) again in
+// o.confirm_rounds rounds beside the references; every model's measure becomes the fastest round
+// of all (more rounds only lower it, towards what the study's latency stage reads).
+template <class TimeAll>
+void confirm(const std::vector<profile::Blueprint>& bps, size_t first, const std::vector<size_t>& edge,
+             std::vector<profile::MeasuredBlueprint>& m, const MeasuredFitOptions& o, const TimeAll& time_all) {
+  std::vector<profile::Blueprint> again(bps.begin(), bps.begin() + static_cast<std::ptrdiff_t>(first));
+  for (size_t b : edge) again.push_back(bps[b]);
+  JNAS_LOG_INFO("[search] measured fit: {} architectures within {:.0f} % over the limit; timing them again in {} rounds",
+                edge.size(), 100 * (o.confirm_band - 1), o.confirm_rounds);
+  const std::vector<profile::MeasuredBlueprint> m2 = time_all(again, o.confirm_rounds);
+  for (size_t b = 0; b < first; ++b) m[b].best_ms = std::min(m[b].best_ms, m2[b].best_ms);
+  for (size_t j = 0; j < edge.size(); ++j) m[edge[j]].best_ms = std::min(m[edge[j]].best_ms, m2[first + j].best_ms);
+}
+
+// Times `bps` (the reference and the limit model first) in `rounds` interleaved rounds.
+std::vector<profile::MeasuredBlueprint> time_blueprints(const search::CostContext& cc, const MeasuredFitOptions& o,
+                                                        const std::vector<profile::Blueprint>& bps, int rounds) {
+  std::vector<profile::MeasuredBlueprint> m;
+  if (o.measure) {
+    m = o.measure(bps);
+  } else {
+    // Searches of a study run side by side: one of them times at a time.
+    const FileLock lock(timing_lock_path());
+    if (!lock.held()) JNAS_LOG_WARN("[search] measured fit: cannot lock {}; timing unlocked", timing_lock_path());
+    profile::SampleOptions so = o.sample;
+    so.rounds = rounds;
+    m = profile::measure_blueprints(bps, cc.workload, o.seed, so, "fit");
+  }
+  JNAS_CHECK_CONFIG(m.size() == bps.size(), "measured fit: {} timings for {} architectures", m.size(), bps.size());
+  return m;
+}
+
 }  // namespace
 
 FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Budget& budget, const MeasuredBudget& mb,
@@ -141,22 +210,7 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
   // itself in a slow spell, and a 0.95x budget kept the original (stories260K study, 2026-12-06).
   const Json reference_shape = shape_of(mb.reference);
   const Json limit_shape = mb.limit_model ? shape_of(*mb.limit_model) : Json();
-  // Times `bps` (the reference and the limit model first) in `rounds` interleaved rounds.
-  auto time_all = [&](const std::vector<profile::Blueprint>& bps, int rounds) {
-    std::vector<profile::MeasuredBlueprint> m;
-    if (o.measure) {
-      m = o.measure(bps);
-    } else {
-      // Searches of a study run side by side: one of them times at a time.
-      const FileLock lock(timing_lock_path());
-      if (!lock.held()) JNAS_LOG_WARN("[search] measured fit: cannot lock {}; timing unlocked", timing_lock_path());
-      profile::SampleOptions so = o.sample;
-      so.rounds = rounds;
-      m = profile::measure_blueprints(bps, cc.workload, o.seed, so, "fit");
-    }
-    JNAS_CHECK_CONFIG(m.size() == bps.size(), "measured fit: {} timings for {} architectures", m.size(), bps.size());
-    return m;
-  };
+  auto time_all = [&](const std::vector<profile::Blueprint>& bps, int rounds) { return time_blueprints(cc, o, bps, rounds); };
   for (int64_t step = 0; step <= o.steps; ++step) {
     // One measurement of every distinct active architecture, with the reference, in the same rounds.
     std::vector<profile::Blueprint> bps;
@@ -199,19 +253,11 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
       }
     }
     if (!edge.empty()) {
-      std::vector<profile::Blueprint> again(bps.begin(), bps.begin() + static_cast<std::ptrdiff_t>(first));
-      for (size_t b : edge) again.push_back(bps[b]);
-      JNAS_LOG_INFO("[search] measured fit: {} architectures within {:.0f} % over the limit; timing them again in {} "
-                    "rounds",
-                    edge.size(), 100 * (o.confirm_band - 1), o.confirm_rounds);
-      const std::vector<profile::MeasuredBlueprint> m2 = time_all(again, o.confirm_rounds);
-      // The fastest round of all: more rounds only lower it, towards what the study's latency stage reads.
-      for (size_t b = 0; b < first; ++b) m[b].best_ms = std::min(m[b].best_ms, m2[b].best_ms);
-      for (size_t j = 0; j < edge.size(); ++j) {
-        m[edge[j]].best_ms = std::min(m[edge[j]].best_ms, m2[first + j].best_ms);
-        confirmed[edge[j]] = true;
+      confirm(bps, first, edge, m, o, time_all);
+      for (size_t b : edge) {
+        values[b] = value_of(b);
+        confirmed[b] = true;
       }
-      for (size_t b : edge) values[b] = value_of(b);
     }
     for (size_t k = 0; k < states.size(); ++k) {
       State& s = states[k];
@@ -250,37 +296,7 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
       rederive(s, budget, space, predicted, value, limit, o);
     }
   }
-  FitResult out;
-  Json rec = Json::object();
-  const State* least = nullptr;
-  for (const State& s : states) {
-    Json j{{"steps", s.steps}};
-    if (s.raised_to_ms > 0) j["raised_to_ms"] = s.raised_to_ms;
-    if (s.best) {
-      out.kept.push_back({s.c->name, *s.best});
-      j["kept"] = s.best_value;
-    } else {
-      j["dropped"] = !s.dropped.empty() ? s.dropped
-                                        : fmt::format("measures {:.4f}{}, above the {:.4f}{} limit", s.last_value, unit,
-                                                      limit, unit);
-      if (s.dropped.empty() && (least == nullptr || s.last_value < least->last_value)) least = &s;
-    }
-    rec[s.c->name] = j;
-  }
-  if (out.kept.empty()) {
-    JNAS_CHECK_CONFIG(least != nullptr, "measured fit: no candidate architecture meets the budget ({})",
-                      candidates.front().name);
-    JNAS_LOG_WARN("[search] measured fit: no candidate measures within {:.4f}{}; keeping {} ({:.4f}{})", limit, unit,
-                  least->c->name, least->last_value, unit);
-    out.kept.push_back({least->c->name, least->arch});
-  }
-  out.record = Json{{"limit", limit}, {"unit", mb.fraction > 0 ? "of the original, same rounds" : "ms"},
-                    {"rounds", o.sample.rounds}, {"candidates", rec}};
-  if (mb.fraction > 0 && mb.limit_model) {
-    out.record["unit"] = "of the original: the limit model's share, times each candidate's time over the limit model's "
-                         "in the same rounds";
-  }
-  return out;
+  return finish(states, candidates, limit, unit, mb, o);
 }
 
 }  // namespace jointnas::pipeline

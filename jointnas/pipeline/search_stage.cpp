@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -87,6 +88,29 @@ std::optional<MeasuredBudget> measured_budget(const SearchOptions& o, const mode
   return mb;
 }
 
+// The budget the table searches at. Under a measured budget, the table's reach is not the
+// target's: on the H100 the table predicts ref-17m's one-block models 1.4x slower than they
+// measure, so a budget below the table's fastest architecture can still be met. The search then
+// starts at that architecture and the fit measures it (a point the target cannot meet either is
+// kept as the fastest measured, with a warning). A budget below half the table's reach still
+// fails (check_budget_feasible): no table this project measured was off by 2x. Returns the
+// table's budget and the latency budget it replaced (0: none).
+std::pair<search::Budget, double> table_budget_for(const search::CostContext& cc, const search::Budget& budget,
+                                                   bool measured) {
+  search::Budget table_budget = budget;
+  double raised_from = 0;
+  if (!measured || budget.latency_ms <= 0) return {table_budget, raised_from};
+  const double reach = search::arch_cost(cc, search::fastest_arch(cc)).latency_ms;
+  if (budget.latency_ms < reach && 2 * budget.latency_ms >= reach) {
+    raised_from = budget.latency_ms;
+    table_budget.latency_ms = reach * (1 + 1e-6);
+    JNAS_LOG_WARN("[search] the latency budget {:.4f} ms is below the {:.4f} ms the table predicts for this "
+                  "space's fastest architecture; searching the table at that, and the measured fit decides",
+                  budget.latency_ms, reach);
+  }
+  return {table_budget, raised_from};
+}
+
 // What a relative budget ("0.5x") is of: the original as measured where the calibration measured
 // it (the llama.cpp target's dense f16 model), else the table's prediction of the dense model.
 double relative_reference_ms(const profile::LatencyTable& table, const profile::Workload& w, double dense_ms) {
@@ -124,7 +148,6 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
       o.importance.empty() ? std::vector<int64_t>{} : compress::load_block_rank(o.importance, cfg.num_hidden_layers);
   const profile::LatencyTable table = profile::LatencyTable::load(o.table);
   search::CostContext cc{&cfg, &space, rank, &table, o.workload, static_cast<int64_t>(at::elementSize(ro.dtype))};
-
   // "0.6x" is relative to the whole space's dense model, whatever part of it is searched.
   search::CostContext cc_full = cc;
   cc_full.space = &full;
@@ -135,28 +158,11 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
                 budget.to_json().dump());
   const double clamped_from = o.clamp_budget ? clamp_latency(cc, budget) : 0;
   const SelectionSettings& sel = o.search.selection;
-  // The measured fit holds the selection to the budget as the target measures it.
-  model::RuntimeOptions target;
+  model::RuntimeOptions target;  // the measured fit holds the selection to the budget as the target measures it
   const std::optional<MeasuredBudget> mb = clamped_from == 0 && sel.select != Selection::kDnas
                                                ? measured_budget(o, cfg, dev, budget, dense.latency_ms, target)
                                                : std::nullopt;
-  // The budget the table searches at. Under a measured budget, the table's reach is not the
-  // target's: on the H100 the table predicts ref-17m's one-block models 1.4x slower than they
-  // measure, so a budget below the table's fastest architecture can still be met. The search then
-  // starts at that architecture and the fit measures it (a point the target cannot meet either is
-  // kept as the fastest measured, with a warning).
-  search::Budget table_budget = budget;
-  double raised_from = 0;
-  if (mb) {
-    const double reach = search::arch_cost(cc, search::fastest_arch(cc)).latency_ms;
-    if (budget.latency_ms < reach) {
-      raised_from = budget.latency_ms;
-      table_budget.latency_ms = reach * (1 + 1e-6);
-      JNAS_LOG_WARN("[search] the latency budget {:.4f} ms is below the {:.4f} ms the table predicts for this "
-                    "space's fastest architecture; searching the table at that, and the measured fit decides",
-                    budget.latency_ms, reach);
-    }
-  }
+  const auto [table_budget, raised_from] = table_budget_for(cc, budget, mb.has_value());
   // Fails here, before loading data or building the supernet, when the space cannot meet the budget.
   search::check_budget_feasible(cc, table_budget);
 
