@@ -69,7 +69,8 @@ PortfolioResult run_portfolio(const model::Checkpoint& ckpt, const CostContext& 
     std::sort(ranked.begin(), ranked.end());
     const double within = ranked.front().first * (1 + std::max(0.0, o.kl_tie));
     for (size_t r = 0; r < ranked.size(); ++r) {
-      const bool keep = static_cast<int64_t>(r) < o.finalists || ranked[r].first <= within;
+      const bool keep = static_cast<int64_t>(r) < o.finalists || ranked[r].first <= within ||
+                        candidates[ranked[r].second].always_finalist;
       finalist[ranked[r].second] = keep;
       done[ranked[r].second].screened_out = !keep;
       JNAS_LOG_INFO("[portfolio] screen {}: held-out KL {:.5f} -> {}", candidates[ranked[r].second].name,

@@ -23,6 +23,9 @@ namespace jointnas::search {
 struct Candidate {
   std::string name;  // "derived", "dnas", "depth_only", "arch_only", ...
   Arch arch;         // in the CostContext's space
+  // Never left out by the screen: the baseline the selection must not lose to (depth only). Its
+  // recovery can start slower and end better than a candidate's that leads after the screen's steps.
+  bool always_finalist = false;
 };
 
 struct CandidateResult {

@@ -319,6 +319,19 @@ TEST(Portfolio, TheScreenFinetunesOnlyTheFinalistsFully) {
   int out = 0;
   for (const Json& c : j["candidates"]) out += c.value("screened_out", false) ? 1 : 0;
   EXPECT_EQ(out, finalist == 1 ? 2 : 3) << j.dump();
+  // A candidate marked always_finalist (depth only in the selection) is finetuned fully even when
+  // the screen ranks it last.
+  size_t worst = finalist;
+  for (size_t i = 0; i < 3; ++i) {
+    if (p.candidates[i].screen_kl > p.candidates[worst].screen_kl) worst = i;
+  }
+  ASSERT_NE(worst, finalist);
+  std::vector<Candidate> kept = cands;
+  kept[worst].always_finalist = true;
+  const PortfolioResult q = run_portfolio(fx.ck, cc, kept, train, held, o, {});
+  EXPECT_FALSE(q.candidates[worst].screened_out);
+  EXPECT_EQ(q.candidates[worst].recovery.finetune.steps, all.candidates[worst].recovery.finetune.steps);
+  EXPECT_FALSE(q.candidates[finalist].screened_out);
   // No more distinct architectures than finalists: no screen.
   o.finalists = 3;
   finetunes = 0;
