@@ -158,21 +158,6 @@ FitResult finish(const std::vector<State>& states, const std::vector<FitCandidat
   return out;
 }
 
-// Times the near misses `edge` (indices into bps, after its `first` reference models) again in
-// o.confirm_rounds rounds beside the references; every model's measure becomes the fastest round
-// of all (more rounds only lower it, towards what the study's latency stage reads).
-template <class TimeAll>
-void confirm(const std::vector<profile::Blueprint>& bps, size_t first, const std::vector<size_t>& edge,
-             std::vector<profile::MeasuredBlueprint>& m, const MeasuredFitOptions& o, const TimeAll& time_all) {
-  std::vector<profile::Blueprint> again(bps.begin(), bps.begin() + static_cast<std::ptrdiff_t>(first));
-  for (size_t b : edge) again.push_back(bps[b]);
-  JNAS_LOG_INFO("[search] measured fit: {} architectures within {:.0f} % over the limit; timing them again in {} rounds",
-                edge.size(), 100 * (o.confirm_band - 1), o.confirm_rounds);
-  const std::vector<profile::MeasuredBlueprint> m2 = time_all(again, o.confirm_rounds);
-  for (size_t b = 0; b < first; ++b) m[b].best_ms = std::min(m[b].best_ms, m2[b].best_ms);
-  for (size_t j = 0; j < edge.size(); ++j) m[edge[j]].best_ms = std::min(m[edge[j]].best_ms, m2[first + j].best_ms);
-}
-
 // Times `bps` (the reference and the limit model first) in `rounds` interleaved rounds.
 std::vector<profile::MeasuredBlueprint> time_blueprints(const search::CostContext& cc, const MeasuredFitOptions& o,
                                                         const std::vector<profile::Blueprint>& bps, int rounds) {
@@ -189,6 +174,20 @@ std::vector<profile::MeasuredBlueprint> time_blueprints(const search::CostContex
   }
   JNAS_CHECK_CONFIG(m.size() == bps.size(), "measured fit: {} timings for {} architectures", m.size(), bps.size());
   return m;
+}
+
+// Times the near misses `edge` (indices into bps, after its `first` reference models) again in
+// o.confirm_rounds rounds beside the references; every model's measure becomes the fastest round
+// of all (more rounds only lower it, towards what the study's latency stage reads).
+void confirm(const search::CostContext& cc, const std::vector<profile::Blueprint>& bps, size_t first,
+             const std::vector<size_t>& edge, std::vector<profile::MeasuredBlueprint>& m, const MeasuredFitOptions& o) {
+  std::vector<profile::Blueprint> again(bps.begin(), bps.begin() + static_cast<std::ptrdiff_t>(first));
+  for (size_t b : edge) again.push_back(bps[b]);
+  JNAS_LOG_INFO("[search] measured fit: {} architectures within {:.0f} % over the limit; timing them again in {} rounds",
+                edge.size(), 100 * (o.confirm_band - 1), o.confirm_rounds);
+  const std::vector<profile::MeasuredBlueprint> m2 = time_blueprints(cc, o, again, o.confirm_rounds);
+  for (size_t b = 0; b < first; ++b) m[b].best_ms = std::min(m[b].best_ms, m2[b].best_ms);
+  for (size_t j = 0; j < edge.size(); ++j) m[edge[j]].best_ms = std::min(m[edge[j]].best_ms, m2[first + j].best_ms);
 }
 
 }  // namespace
@@ -210,7 +209,6 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
   // itself in a slow spell, and a 0.95x budget kept the original (stories260K study, 2026-12-06).
   const Json reference_shape = shape_of(mb.reference);
   const Json limit_shape = mb.limit_model ? shape_of(*mb.limit_model) : Json();
-  auto time_all = [&](const std::vector<profile::Blueprint>& bps, int rounds) { return time_blueprints(cc, o, bps, rounds); };
   for (int64_t step = 0; step <= o.steps; ++step) {
     // One measurement of every distinct active architecture, with the reference, in the same rounds.
     std::vector<profile::Blueprint> bps;
@@ -234,7 +232,7 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
     if (keys.empty()) break;
     JNAS_LOG_INFO("[search] measured fit, step {}/{}: timing {} architectures{} on the target", step + 1, o.steps + 1,
                   keys.size(), mb.fraction > 0 ? " and the original" : "");
-    std::vector<profile::MeasuredBlueprint> m = time_all(bps, o.sample.rounds);
+    std::vector<profile::MeasuredBlueprint> m = time_blueprints(cc, o, bps, o.sample.rounds);
     // A model's measure: its fastest round over the reference's (or the limit model's), or ms;
     // exact for the reference's and the limit model's own shapes.
     std::vector<double> values(bps.size(), 0);
@@ -253,7 +251,7 @@ FitResult fit_to_measured_budget(const search::CostContext& cc, const search::Bu
       }
     }
     if (!edge.empty()) {
-      confirm(bps, first, edge, m, o, time_all);
+      confirm(cc, bps, first, edge, m, o);
       for (size_t b : edge) {
         values[b] = value_of(b);
         confirmed[b] = true;

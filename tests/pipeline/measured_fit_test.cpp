@@ -103,6 +103,14 @@ struct Fixture {
     };
     return o;
   }
+  // Every block in `format` (bf16 when empty), the first `depth_index + 1` blocks kept.
+  search::Arch depth_arch(int64_t depth_index, const std::string& format = "") const {
+    search::Budget big;
+    big.latency_ms = 1e9;
+    search::Arch a = format.empty() ? search::depth_only_arch(cc, big) : search::depth_only_arch(cc, big, format);
+    a.depth = depth_index;
+    return a;
+  }
   FitCandidate derived() const {
     return {"derived", [this](const search::Budget& b) { return search::derive(cc, b, st, {}).arch; }, false};
   }
@@ -288,10 +296,7 @@ int64_t kept_blocks(const profile::Blueprint& bp) {
 // faster than its table says).
 TEST(MeasuredFit, AGeneratorTheTableCallsInfeasibleIsAskedAtARaisedTableBudget) {
   Fixture fx(0.3);
-  search::Budget big;
-  big.latency_ms = 1e9;
-  search::Arch one = search::depth_only_arch(fx.cc, big, "w8a16");
-  one.depth = 0;  // one block
+  const search::Arch one = fx.depth_arch(0, "w8a16");  // one block
   const double t1 = search::arch_cost(fx.cc, one).latency_ms;
   search::Budget b;
   b.latency_ms = 0.9 * t1;
@@ -320,15 +325,9 @@ TEST(MeasuredFit, AGeneratorTheTableCallsInfeasibleIsAskedAtARaisedTableBudget) 
 TEST(MeasuredFit, OfTheArchitecturesWithinTheBudgetTheOneOfTheLargestTableBudgetIsKept) {
   Fixture fx(1.0);
   fx.mb.fraction = 0.6;
-  search::Budget big;
-  big.latency_ms = 1e9;
-  search::Arch a = search::depth_only_arch(fx.cc, big);
-  a.depth = 0;
-  const double t1 = search::arch_cost(fx.cc, a).latency_ms;
-  a.depth = 1;
-  const double t2 = search::arch_cost(fx.cc, a).latency_ms;
-  a.depth = 2;
-  const double t3 = search::arch_cost(fx.cc, a).latency_ms;
+  const double t1 = search::arch_cost(fx.cc, fx.depth_arch(0)).latency_ms;
+  const double t2 = search::arch_cost(fx.cc, fx.depth_arch(1)).latency_ms;
+  const double t3 = search::arch_cost(fx.cc, fx.depth_arch(2)).latency_ms;
   // One block's measure aims the secant into the two-block range of table budgets.
   const double target = std::min(1.02 * t2, (t2 + t3) / 2), now = 1.2 * t1;
   ASSERT_LT(now, t2);  // the first table budget gives one block
@@ -364,10 +363,7 @@ TEST(MeasuredFit, OfTheArchitecturesWithinTheBudgetTheOneOfTheLargestTableBudget
 TEST(MeasuredFit, ACandidateJustOverTheLimitIsTimedAgainInMoreRounds) {
   Fixture fx(1.0);
   fx.mb.fraction = 0.6;
-  search::Budget big;
-  big.latency_ms = 1e9;
-  search::Arch three = search::depth_only_arch(fx.cc, big);
-  three.depth = 2;
+  const search::Arch three = fx.depth_arch(2);
   const FitCandidate fixed{"dnas", [three](const search::Budget&) { return three; }, true};
   search::Budget b;
   b.latency_ms = 0.6 * fx.dense_ms();
