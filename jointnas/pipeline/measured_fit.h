@@ -5,8 +5,9 @@
 // land on either side of the budget when measured. Each candidate generator is therefore run at
 // a table budget, its architecture built with random weights and timed on the target in the same
 // interleaved rounds as the reference model, and the table budget rescaled by the measured
-// shortfall or excess until the candidate measures within [97 %, 100 %] of the budget (or the
-// steps run out). Of the architectures a generator gave that measured within the budget, the one it
+// shortfall or excess, growing past architectures measured within the budget, until the largest
+// measured within and the least measured over are neighbours for the generator (or the steps run
+// out); an architecture is never timed twice. Of the architectures a generator gave that measured within the budget, the one it
 // gave for the largest table budget is kept: the generators are exact (or monotone) under the
 // table, so that one scores best, whatever the table said of its cost. A candidate never measured
 // within the budget is left out with the reason.
@@ -35,7 +36,6 @@ struct FitCandidate {
 struct MeasuredFitOptions {
   int64_t steps = 2;      // re-derivations after the first measurement
   double aim = 0.985;     // a rescaled table budget aims at this share of the budget
-  double low = 0.97;      // a candidate measured at or above this share of the budget is done
   // A candidate measured over the budget by at most this factor is timed again in `confirm_rounds`
   // more rounds, and its measure is the fastest round of all of them (the estimate of the study's
   // latency stage, which takes 25 rounds: a few rounds only ever read slower). 1: never.

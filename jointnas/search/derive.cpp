@@ -396,6 +396,8 @@ Derivation derive(const CostContext& cc, const Budget& b, const ScoreTable& scor
   JNAS_CHECK_CONFIG(o.relax >= 1.0 && o.max_front >= 1, "derive: relax must be >= 1 and max_front >= 1, got {} and {}",
                     o.relax, o.max_front);
   const SearchSpace& s = *cc.space;
+  JNAS_CHECK_CONFIG(o.hidden < static_cast<int64_t>(s.hidden.size()), "derive: hidden choice {} of {}", o.hidden,
+                    s.hidden.size());
   scores.check(s, "derive: score table");
   Costing costing{cc, {b.latency_ms > 0, b.params > 0, b.memory_bytes > 0}, {}};
   const Active& act = costing.active;
@@ -410,6 +412,7 @@ Derivation derive(const CostContext& cc, const Budget& b, const ScoreTable& scor
   std::vector<Final> finals;
 
   for (int64_t h = 0; h < static_cast<int64_t>(s.hidden.size()); ++h) {
+    if (o.hidden >= 0 && h != o.hidden) continue;
     const HiddenStage hs = prepare_hidden(costing, scores, h);
     for (int64_t d = 0; d < static_cast<int64_t>(s.depth.size()); ++d) {
       solve_pair(costing, hs, scores, b, limit, o, h, d, res, finals);

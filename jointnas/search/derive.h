@@ -41,6 +41,7 @@ namespace jointnas::search {
 struct DeriveOptions {
   double relax = 1.5;          // states beyond relax x a budget are pruned (>= 1)
   int64_t max_front = 200000;  // states per stage before epsilon-thinning
+  int64_t hidden = -1;         // only this hidden choice (an index of space.hidden); -1: every one
 };
 
 struct Derivation {

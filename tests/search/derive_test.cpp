@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "jointnas/core/error.h"
@@ -260,6 +261,41 @@ TEST(Derive, UserErrorsAreConfigErrors) {
   wrong.global.pop_back();
   EXPECT_THROW(derive(fx.cc, ok, wrong), ConfigError);
   EXPECT_THROW(depth_only_arch(fx.cc, tiny), ConfigError);
+}
+
+// Restricted to one hidden size (the portfolio's per-hidden candidates), the derivation is the
+// enumeration's best among that hidden size's architectures; a hidden size with none within the
+// budget, or an index out of range, is a ConfigError.
+TEST(Derive, AtOneHiddenSizeItIsTheBestOfThatHiddenSize) {
+  Fixture fx;
+  ASSERT_GE(fx.space.hidden.size(), 2u);
+  const ScoreTable t = random_scores(fx.space, 3, false);
+  for (double f : {0.5, 0.8}) {
+    Budget b;
+    b.latency_ms = f * fx.dense().latency_ms;
+    for (int64_t h = 0; h < static_cast<int64_t>(fx.space.hidden.size()); ++h) {
+      SCOPED_TRACE(fmt::format("budget {} hidden {}", f, h));
+      double best = kInf;
+      for (const auto& r : fx.all) {
+        if (r.arch.hidden == h && budget_excess(r.cost, b) == 0.0) best = std::min(best, t.score(fx.space, r.arch, fx.rank));
+      }
+      DeriveOptions o;
+      o.hidden = h;
+      if (best == kInf) {
+        EXPECT_THROW(derive(fx.cc, b, t, o), ConfigError);
+        continue;
+      }
+      const Derivation d = derive(fx.cc, b, t, o);
+      EXPECT_EQ(d.arch.hidden, h);
+      EXPECT_NEAR(d.score, best, 1e-12);
+      EXPECT_EQ(budget_excess(d.predicted, b), 0.0);
+    }
+  }
+  DeriveOptions out;
+  out.hidden = static_cast<int64_t>(fx.space.hidden.size());
+  Budget b;
+  b.latency_ms = fx.dense().latency_ms;
+  EXPECT_THROW(derive(fx.cc, b, t, out), ConfigError);
 }
 
 // The baselines: depth only is the deepest bf16 model within the budget; architecture only is the
