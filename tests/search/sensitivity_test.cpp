@@ -332,6 +332,15 @@ TEST(Portfolio, TheScreenFinetunesOnlyTheFinalistsFully) {
   EXPECT_FALSE(q.candidates[worst].screened_out);
   EXPECT_EQ(q.candidates[worst].recovery.finetune.steps, all.candidates[worst].recovery.finetune.steps);
   EXPECT_FALSE(q.candidates[finalist].screened_out);
+  // ... also when it is the same architecture as a candidate listed before it (the per-hidden
+  // derivation before depth only): that architecture is a finalist.
+  std::vector<Candidate> dup = cands;
+  dup.push_back({"e", cands[worst].arch});
+  dup.back().always_finalist = true;
+  const PortfolioResult r2 = run_portfolio(fx.ck, cc, dup, train, held, o, {});
+  EXPECT_EQ(r2.candidates.back().same_as, cands[worst].name);
+  EXPECT_FALSE(r2.candidates[worst].screened_out);
+  EXPECT_FALSE(r2.candidates.back().screened_out);
   // No more distinct architectures than finalists: no screen.
   o.finalists = 3;
   finetunes = 0;
