@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
   const int rounds = std::stoi(argv[2]);
   const int64_t context = std::stoll(argv[3]);
   jp::ModelSettings s;
-  s.threads = 1;
+  s.threads = std::getenv("THREADS") != nullptr ? std::atoi(std::getenv("THREADS")) : 1;
   std::vector<std::unique_ptr<jm::LlamaModel>> ms;
   std::vector<std::string> names;
   for (int i = 4; i < argc; ++i) {

@@ -250,6 +250,45 @@ TEST(MeasuredFit, AnArchitectureWithinTheLimitIsNotTheEndTheNextLargerIsTimedToo
   EXPECT_DOUBLE_EQ(r.record["candidates"]["depth_w8a16"]["kept"].get<double>(), 0.825);
 }
 
+// The original is the same model at every step: a step in which it reads slower is a disturbed
+// machine, and the candidates are measured against its fastest round of all steps. Here the
+// original takes 1.0 in the first step and 1.3 after it; 2 blocks in w8a16 take 0.80, 3 blocks
+// 0.95, every block 1.0; the limit is 0.83. Against each step's own original the 3-block model
+// would read 0.73 and be kept.
+TEST(MeasuredFit, TheOriginalsFastestRoundOfAllStepsIsTheMeasure) {
+  Fixture fx(1.0);
+  fx.mb.fraction = 0.83;
+  MeasuredFitOptions o = fx.options(4);
+  int calls = 0;
+  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
+    ++calls;
+    std::vector<profile::MeasuredBlueprint> out;
+    for (const auto& bp : bps) {
+      int64_t n = 0;
+      for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
+      const bool reference = bp.specs.front().format_of(0) == "bf16";
+      const double v = reference ? (calls == 1 ? 1.0 : 1.3) : n >= 4 ? 1.0 : n == 3 ? 0.95 : n == 2 ? 0.80 : 0.5;
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+  const FitCandidate w8{"depth_w8a16", [&](const search::Budget& b) { return search::depth_only_arch(fx.cc, b, "w8a16"); },
+                        false};
+  search::Budget all, b;
+  all.latency_ms = 1e9;
+  const search::Arch full = search::depth_only_arch(fx.cc, all, "w8a16");
+  search::Arch two = full;
+  two.depth = full.depth - 2;
+  b.latency_ms = search::arch_cost(fx.cc, two).latency_ms * 1.001;
+  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {w8}, o);
+  ASSERT_EQ(r.kept.size(), 1u);
+  EXPECT_EQ(r.kept[0].arch.depth, full.depth - 2);
+  const Json& steps = r.record["candidates"]["depth_w8a16"]["steps"];
+  ASSERT_GE(steps.size(), 2u);
+  EXPECT_DOUBLE_EQ(steps[1]["measured"].get<double>(), 0.95);
+  EXPECT_DOUBLE_EQ(steps[1]["reference_ms"].get<double>(), 1.0);
+}
+
 // "No slower than this model": the limit model is timed in the same rounds, so its own shape is
 // within the limit even when its share of the original, measured elsewhere, said 0.80x and these
 // rounds say 0.82x (the original ran fast here).
