@@ -116,6 +116,13 @@ struct Fixture {
   }
 };
 
+// Blocks a blueprint keeps.
+int64_t kept_blocks(const profile::Blueprint& bp) {
+  int64_t n = 0;
+  for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
+  return n;
+}
+
 TEST(MeasuredFit, ACandidateTheTableUnderestimatesIsRefitUnderTheMeasuredBudget) {
   Fixture fx(2.2);  // w8a16 costs more than bf16 on this target; the table says half
   fx.mb.fraction = 0.6;
@@ -178,17 +185,12 @@ TEST(MeasuredFit, FixedCandidatesOverTheBudgetAreDroppedWithTheReason) {
 TEST(MeasuredFit, AnArchitectureThatTheAimRederivesUnchangedStepsOnToTheNextLarger) {
   Fixture fx(1.0);
   fx.mb.fraction = 0.83;
-  auto blocks = [](const profile::Blueprint& bp) {
-    int64_t n = 0;
-    for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
-    return n;
-  };
   MeasuredFitOptions o = fx.options(3);
   o.measure = [&](const std::vector<profile::Blueprint>& bps) {
     std::vector<profile::MeasuredBlueprint> out;
     for (const auto& bp : bps) {
       const bool reference = bp.specs.front().format_of(0) == "bf16";
-      const double v = reference ? 1.0 : blocks(bp) == 4 ? 0.82 : blocks(bp) == 3 ? 0.80 : 0.55;
+      const double v = reference ? 1.0 : kept_blocks(bp) == 4 ? 0.82 : kept_blocks(bp) == 3 ? 0.80 : 0.55;
       out.push_back({v, v, {v}});
     }
     return out;
@@ -223,8 +225,7 @@ TEST(MeasuredFit, AnArchitectureWithinTheLimitIsNotTheEndTheNextLargerIsTimedToo
   o.measure = [&](const std::vector<profile::Blueprint>& bps) {
     std::vector<profile::MeasuredBlueprint> out;
     for (const auto& bp : bps) {
-      int64_t n = 0;
-      for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
+      const int64_t n = kept_blocks(bp);
       const bool reference = bp.specs.front().format_of(0) == "bf16";
       timed += reference ? 0 : 1;
       const double v = reference ? 1.0 : n == 4 ? 0.90 : n == 3 ? 0.825 : n == 2 ? 0.815 : 0.5;
@@ -264,8 +265,7 @@ TEST(MeasuredFit, TheOriginalsFastestRoundOfAllStepsIsTheMeasure) {
     ++calls;
     std::vector<profile::MeasuredBlueprint> out;
     for (const auto& bp : bps) {
-      int64_t n = 0;
-      for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
+      const int64_t n = kept_blocks(bp);
       const bool reference = bp.specs.front().format_of(0) == "bf16";
       const double v = reference ? (calls == 1 ? 1.0 : 1.3) : n >= 4 ? 1.0 : n == 3 ? 0.95 : n == 2 ? 0.80 : 0.5;
       out.push_back({v, v, {v}});
@@ -304,8 +304,7 @@ TEST(MeasuredFit, ALimitModelIsTimedInTheSameRoundsAsTheCandidates) {
   o.measure = [&](const std::vector<profile::Blueprint>& bps) {
     std::vector<profile::MeasuredBlueprint> out;
     for (const auto& bp : bps) {
-      int64_t n = 0;
-      for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
+      const int64_t n = kept_blocks(bp);
       const double v = n == 4 ? 1.0 : n == 3 ? 0.82 : 0.6;
       out.push_back({v, v, {v}});
     }
@@ -361,12 +360,6 @@ TEST(MeasuredFit, AnAbsoluteBudgetIsHeldInMilliseconds) {
   EXPECT_EQ(r.record["unit"], "ms");
 }
 
-// Blocks a blueprint keeps.
-int64_t kept_blocks(const profile::Blueprint& bp) {
-  int64_t n = 0;
-  for (const auto& sp : bp.specs) n += sp.skip ? 0 : 1;
-  return n;
-}
 
 // The table says even one block in w8a16 costs more than the table budget; the target runs w8a16 at
 // 0.3x of the table, and one block measures within the budget. The generator is asked again at a
