@@ -289,6 +289,42 @@ TEST(MeasuredFit, TheOriginalsFastestRoundOfAllStepsIsTheMeasure) {
   EXPECT_DOUBLE_EQ(steps[1]["reference_ms"].get<double>(), 1.0);
 }
 
+// When no candidate measures within the budget, every one measured within the near-miss band (3 %)
+// of the least is kept for the portfolio to compare; one further off is not. Fixed candidates
+// here: 0.60, 0.61 and 0.70 of the original against a 0.5 limit.
+TEST(MeasuredFit, WhenNothingFitsTheCandidatesWithinNoiseOfTheLeastAreAllKept) {
+  Fixture fx(1.0);
+  fx.mb.fraction = 0.5;
+  MeasuredFitOptions o = fx.options(2);
+  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
+    std::vector<profile::MeasuredBlueprint> out;
+    for (const auto& bp : bps) {
+      const bool reference = bp.specs.front().format_of(0) == "bf16" && kept_blocks(bp) == 4;
+      const int64_t n = kept_blocks(bp);
+      const double v = reference ? 1.0 : n == 3 ? 0.60 : n == 2 ? 0.61 : 0.70;
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+  search::Budget all, b;
+  all.latency_ms = 1e9;
+  const search::Arch full = search::depth_only_arch(fx.cc, all, "w8a16");
+  auto at_depth = [&](const char* name, int64_t depth) {
+    search::Arch a = full;
+    a.depth = depth;
+    return FitCandidate{name, [a](const search::Budget&) { return a; }, true};
+  };
+  b.latency_ms = 0.5 * fx.dense_ms();
+  const FitResult r = fit_to_measured_budget(
+      fx.cc, b, fx.mb, {at_depth("three", full.depth - 1), at_depth("two", full.depth - 2), at_depth("one", full.depth - 3)},
+      o);
+  ASSERT_EQ(r.kept.size(), 2u);
+  EXPECT_EQ(r.kept[0].name, "three");
+  EXPECT_EQ(r.kept[1].name, "two");
+  EXPECT_DOUBLE_EQ(r.record["candidates"]["two"]["kept_over_the_limit"].get<double>(), 0.61);
+  EXPECT_FALSE(r.record["candidates"]["one"].contains("kept_over_the_limit"));
+}
+
 // "No slower than this model": the limit model is timed in the same rounds, so its own shape is
 // within the limit even when its share of the original, measured elsewhere, said 0.80x and these
 // rounds say 0.82x (the original ran fast here).
