@@ -123,6 +123,34 @@ int64_t kept_blocks(const profile::Blueprint& bp) {
   return n;
 }
 
+// A target that times the original (bf16 in every block) at ref() and every other model at
+// value(its kept blocks): the fastest round and the median alike.
+std::function<std::vector<profile::MeasuredBlueprint>(const std::vector<profile::Blueprint>&)> target_by_blocks(
+    std::function<double(int64_t)> value, std::function<double()> ref = [] { return 1.0; }) {
+  return [value, ref](const std::vector<profile::Blueprint>& bps) {
+    std::vector<profile::MeasuredBlueprint> out;
+    for (const auto& bp : bps) {
+      const int64_t n = kept_blocks(bp);
+      const bool reference = bp.specs.front().format_of(0) == "bf16" && n == static_cast<int64_t>(bp.specs.size());
+      const double v = reference ? ref() : value(n);
+      out.push_back({v, v, {v}});
+    }
+    return out;
+  };
+}
+
+// Depth only with every linear in w8a16, and its architecture `short_by` blocks short of all.
+FitCandidate depth_w8a16(const search::CostContext& cc) {
+  return {"depth_w8a16", [&cc](const search::Budget& b) { return search::depth_only_arch(cc, b, "w8a16"); }, false};
+}
+search::Arch w8a16_short_by(const search::CostContext& cc, int64_t short_by) {
+  search::Budget all;
+  all.latency_ms = 1e9;
+  search::Arch a = search::depth_only_arch(cc, all, "w8a16");
+  a.depth -= short_by;
+  return a;
+}
+
 TEST(MeasuredFit, ACandidateTheTableUnderestimatesIsRefitUnderTheMeasuredBudget) {
   Fixture fx(2.2);  // w8a16 costs more than bf16 on this target; the table says half
   fx.mb.fraction = 0.6;
@@ -186,23 +214,11 @@ TEST(MeasuredFit, AnArchitectureThatTheAimRederivesUnchangedStepsOnToTheNextLarg
   Fixture fx(1.0);
   fx.mb.fraction = 0.83;
   MeasuredFitOptions o = fx.options(3);
-  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
-    std::vector<profile::MeasuredBlueprint> out;
-    for (const auto& bp : bps) {
-      const bool reference = bp.specs.front().format_of(0) == "bf16";
-      const double v = reference ? 1.0 : kept_blocks(bp) == 4 ? 0.82 : kept_blocks(bp) == 3 ? 0.80 : 0.55;
-      out.push_back({v, v, {v}});
-    }
-    return out;
-  };
-  const FitCandidate w8{"depth_w8a16", [&](const search::Budget& b) { return search::depth_only_arch(fx.cc, b, "w8a16"); },
-                        false};
+  o.measure = target_by_blocks([](int64_t n) { return n == 4 ? 0.82 : n == 3 ? 0.80 : 0.55; });
+  const FitCandidate w8 = depth_w8a16(fx.cc);
   // A table budget between 3 and 4 blocks in w8a16, 4 blocks costing more than the secant's aim.
-  search::Budget b4, b;
-  b4.latency_ms = 1e9;
-  const search::Arch four = search::depth_only_arch(fx.cc, b4, "w8a16");
-  search::Arch three = four;
-  three.depth = four.depth - 1;
+  search::Budget b;
+  const search::Arch four = w8a16_short_by(fx.cc, 0), three = w8a16_short_by(fx.cc, 1);
   const double t3 = search::arch_cost(fx.cc, three).latency_ms, t4 = search::arch_cost(fx.cc, four).latency_ms;
   ASSERT_GT(t4, t3 * 0.985 * 0.83 / 0.80 * 1.001);  // the test can fail: the aim alone stays at 3 blocks
   b.latency_ms = t3 * 1.001;
@@ -222,24 +238,13 @@ TEST(MeasuredFit, AnArchitectureWithinTheLimitIsNotTheEndTheNextLargerIsTimedToo
   fx.mb.fraction = 0.83;
   MeasuredFitOptions o = fx.options(4);
   int timed = 0;
-  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
-    std::vector<profile::MeasuredBlueprint> out;
-    for (const auto& bp : bps) {
-      const int64_t n = kept_blocks(bp);
-      const bool reference = bp.specs.front().format_of(0) == "bf16";
-      timed += reference ? 0 : 1;
-      const double v = reference ? 1.0 : n == 4 ? 0.90 : n == 3 ? 0.825 : n == 2 ? 0.815 : 0.5;
-      out.push_back({v, v, {v}});
-    }
-    return out;
-  };
-  const FitCandidate w8{"depth_w8a16", [&](const search::Budget& b) { return search::depth_only_arch(fx.cc, b, "w8a16"); },
-                        false};
-  search::Budget all, b;
-  all.latency_ms = 1e9;
-  const search::Arch four = search::depth_only_arch(fx.cc, all, "w8a16");  // every block
-  search::Arch two = four;
-  two.depth = four.depth - 2;
+  o.measure = target_by_blocks([&](int64_t n) {
+    ++timed;
+    return n == 4 ? 0.90 : n == 3 ? 0.825 : n == 2 ? 0.815 : 0.5;
+  });
+  const FitCandidate w8 = depth_w8a16(fx.cc);
+  search::Budget b;
+  const search::Arch four = w8a16_short_by(fx.cc, 0), two = w8a16_short_by(fx.cc, 2);
   b.latency_ms = search::arch_cost(fx.cc, two).latency_ms * 1.001;
   const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {w8}, o);
   ASSERT_EQ(r.kept.size(), 1u);
@@ -260,29 +265,15 @@ TEST(MeasuredFit, TheOriginalsFastestRoundOfAllStepsIsTheMeasure) {
   Fixture fx(1.0);
   fx.mb.fraction = 0.83;
   MeasuredFitOptions o = fx.options(4);
-  int calls = 0;
-  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
-    ++calls;
-    std::vector<profile::MeasuredBlueprint> out;
-    for (const auto& bp : bps) {
-      const int64_t n = kept_blocks(bp);
-      const bool reference = bp.specs.front().format_of(0) == "bf16";
-      const double v = reference ? (calls == 1 ? 1.0 : 1.3) : n >= 4 ? 1.0 : n == 3 ? 0.95 : n == 2 ? 0.80 : 0.5;
-      out.push_back({v, v, {v}});
-    }
-    return out;
-  };
-  const FitCandidate w8{"depth_w8a16", [&](const search::Budget& b) { return search::depth_only_arch(fx.cc, b, "w8a16"); },
-                        false};
-  search::Budget all, b;
-  all.latency_ms = 1e9;
-  const search::Arch full = search::depth_only_arch(fx.cc, all, "w8a16");
-  search::Arch two = full;
-  two.depth = full.depth - 2;
+  int calls = 0;  // one original per timing
+  o.measure = target_by_blocks([](int64_t n) { return n >= 4 ? 1.0 : n == 3 ? 0.95 : n == 2 ? 0.80 : 0.5; },
+                               [&] { return ++calls == 1 ? 1.0 : 1.3; });
+  search::Budget b;
+  const search::Arch two = w8a16_short_by(fx.cc, 2);
   b.latency_ms = search::arch_cost(fx.cc, two).latency_ms * 1.001;
-  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {w8}, o);
+  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {depth_w8a16(fx.cc)}, o);
   ASSERT_EQ(r.kept.size(), 1u);
-  EXPECT_EQ(r.kept[0].arch.depth, full.depth - 2);
+  EXPECT_EQ(r.kept[0].arch.depth, two.depth);
   const Json& steps = r.record["candidates"]["depth_w8a16"]["steps"];
   ASSERT_GE(steps.size(), 2u);
   EXPECT_DOUBLE_EQ(steps[1]["measured"].get<double>(), 0.95);
@@ -296,28 +287,14 @@ TEST(MeasuredFit, WhenNothingFitsTheCandidatesWithinNoiseOfTheLeastAreAllKept) {
   Fixture fx(1.0);
   fx.mb.fraction = 0.5;
   MeasuredFitOptions o = fx.options(2);
-  o.measure = [&](const std::vector<profile::Blueprint>& bps) {
-    std::vector<profile::MeasuredBlueprint> out;
-    for (const auto& bp : bps) {
-      const bool reference = bp.specs.front().format_of(0) == "bf16" && kept_blocks(bp) == 4;
-      const int64_t n = kept_blocks(bp);
-      const double v = reference ? 1.0 : n == 3 ? 0.60 : n == 2 ? 0.61 : 0.70;
-      out.push_back({v, v, {v}});
-    }
-    return out;
+  o.measure = target_by_blocks([](int64_t n) { return n == 3 ? 0.60 : n == 2 ? 0.61 : 0.70; });
+  auto short_by = [&](const char* name, int64_t k) {
+    return FitCandidate{name, [a = w8a16_short_by(fx.cc, k)](const search::Budget&) { return a; }, true};
   };
-  search::Budget all, b;
-  all.latency_ms = 1e9;
-  const search::Arch full = search::depth_only_arch(fx.cc, all, "w8a16");
-  auto at_depth = [&](const char* name, int64_t depth) {
-    search::Arch a = full;
-    a.depth = depth;
-    return FitCandidate{name, [a](const search::Budget&) { return a; }, true};
-  };
+  search::Budget b;
   b.latency_ms = 0.5 * fx.dense_ms();
-  const FitResult r = fit_to_measured_budget(
-      fx.cc, b, fx.mb, {at_depth("three", full.depth - 1), at_depth("two", full.depth - 2), at_depth("one", full.depth - 3)},
-      o);
+  const FitResult r =
+      fit_to_measured_budget(fx.cc, b, fx.mb, {short_by("three", 1), short_by("two", 2), short_by("one", 3)}, o);
   ASSERT_EQ(r.kept.size(), 2u);
   EXPECT_EQ(r.kept[0].name, "three");
   EXPECT_EQ(r.kept[1].name, "two");
