@@ -82,9 +82,15 @@ void first_arch(State& s, const search::Budget& budget, const MeasuredFitOptions
 }
 
 // The deployable model a blueprint builds, as JSON (equal JSON: the same model, the same timing).
+// A dropped block is the identity whatever its spec says.
 Json shape_of(const profile::Blueprint& b) {
   model::LlamaConfig c = b.config;
   c.layer_specs = b.specs;
+  model::LayerSpec dropped;
+  dropped.skip = true;
+  for (model::LayerSpec& sp : c.layer_specs) {
+    if (sp.skip) sp = dropped;
+  }
   return c.to_json();
 }
 

@@ -88,6 +88,22 @@ std::optional<MeasuredBudget> measured_budget(const SearchOptions& o, const mode
   return mb;
 }
 
+// The architecture of `--latency-of` in the searched space (a matched point's baseline), to be a
+// candidate of the portfolio: the space holds it, so the joint method can always return a model
+// as good as that baseline at its latency (issue 22). None when the space cannot express it (a
+// format or width it lacks, another depth order), with the reason.
+std::optional<search::Arch> limit_arch(const SearchOptions& o, const model::LlamaConfig& cfg,
+                                       const search::SearchSpace& space, const std::vector<int64_t>& rank) {
+  if (o.latency_of.empty()) return std::nullopt;
+  try {
+    return search::arch_in_space(read_json_file(o.latency_of), cfg, space, rank, o.latency_of.str());
+  } catch (const Error& e) {
+    JNAS_LOG_WARN("[search] {} is not an architecture of the searched space ({}); it is not a candidate",
+                  o.latency_of.str(), e.what());
+    return std::nullopt;
+  }
+}
+
 // The budget the table searches at. Under a measured budget, the table's reach is not the
 // target's: on the H100 the table predicts ref-17m's one-block models 1.4x slower than they
 // measure, so a budget below the table's fastest architecture can still be met. The search then
@@ -209,23 +225,15 @@ Json run_search(const SearchOptions& o, const std::atomic<bool>* interrupt) {
   if (sel.select != Selection::kDnas) {
     if (interrupt != nullptr && interrupt->load()) throw Interrupted("search interrupted before the selection; rerun to resume");
     const search::HeldoutSet held(split.heldout, held_len, 0, 4);
-    SelectionInputs in;
-    in.ckpt = &ck;
-    in.cc = &cc;
-    in.budget = table_budget;
-    in.target = target;
-    in.train = &split.train;
-    in.heldout = &held;
-    in.supernet = so;
-    in.batch = d.batch;
-    in.seq_len = d.seq_len;
-    in.seed = d.seed;
-    in.scores_path = o.scores.empty() ? out + "/scores.json" : o.scores.str();
-    in.scores_identity = Json{{"model", o.run.model.str()}, {"text", o.text.str()}, {"max_tokens", o.search.max_tokens}};
-    in.dnas = run_dnas ? &r : nullptr;
-    if (mb) in.measured = &*mb;
+    const SelectionInputs in{
+        .ckpt = &ck, .cc = &cc, .budget = table_budget, .train = &split.train, .heldout = &held, .supernet = so,
+        .batch = d.batch, .seq_len = d.seq_len, .seed = d.seed,
+        .scores_path = o.scores.empty() ? out + "/scores.json" : o.scores.str(),
+        .scores_identity = Json{{"model", o.run.model.str()}, {"text", o.text.str()}, {"max_tokens", o.search.max_tokens}},
+        .dnas = run_dnas ? &r : nullptr, .measured = mb ? &*mb : nullptr, .target = target,
+        .matched = mb ? limit_arch(o, cfg, space, rank) : std::nullopt};
     const Selected s = select_architecture(sel, in);
-    if (!run_dnas) r.argmax = s.arch;
+    r.argmax = run_dnas ? r.argmax : s.arch;
     r.arch = s.arch;
     r.predicted = s.predicted;
     r.stop_reason = run_dnas ? r.stop_reason : "derived";

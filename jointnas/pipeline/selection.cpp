@@ -89,6 +89,10 @@ Selected select_architecture(const SelectionSettings& s, const SelectionInputs& 
     // The baselines inside the space.
     gens.push_back({"depth_only", [&](const search::Budget& b) { return search::depth_only_arch(cc, b); }, false});
     gens.push_back({"arch_only", [&](const search::Budget& b) { return search::arch_only_arch(cc, b, scores); }, false});
+    // A matched point's baseline, as it is: the fit measures it as its limit model exactly.
+    if (in.matched && in.measured != nullptr) {
+      gens.push_back({"matched", [a = *in.matched](const search::Budget&) { return a; }, true});
+    }
     if (s.uniform_candidates) {
       for (const std::string& f : search::uniform_formats(space)) {
         gens.push_back({"depth_" + f, [&, f](const search::Budget& b) { return search::depth_only_arch(cc, b, f); },
@@ -129,7 +133,8 @@ Selected select_architecture(const SelectionSettings& s, const SelectionInputs& 
   // Depth only always reaches the full finetune: after the 20-step screen it trailed the DNAS
   // candidate (held-out KL 3.00 against 2.78) and after 100 steps it is the better model
   // (stories260K at 0.52x, perplexity 36.3 against 47.4; docs/results.md).
-  for (search::Candidate& c : cands) c.always_finalist = c.name == "depth_only";
+  // So does a matched point's baseline: the screen's few steps are not its finetune.
+  for (search::Candidate& c : cands) c.always_finalist = c.name == "depth_only" || c.name == "matched";
   if (!skipped.empty()) out.record["skipped"] = skipped;
   if (s.select == Selection::kDerived || cands.size() == 1) {
     out.arch = cands.front().arch;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,9 @@ struct SelectionInputs {
   // target's runtime; without `measured` the table is trusted.
   const MeasuredBudget* measured = nullptr;
   model::RuntimeOptions target;
+  // With `measured`: the architecture of its limit model (a matched point's baseline), a
+  // candidate as it is ("matched").
+  std::optional<search::Arch> matched;
 };
 
 struct Selected {

@@ -91,8 +91,8 @@ void build_points(Study& s);
 // Matched points (docs/pareto.md). The joint method is run at the study's budgets; a baseline that
 // cannot spend its budget (dropping whole blocks) lands between two joint points, where the joint
 // front is only the straight line (in log latency) between them, and a front of a convex curve lies
-// above the curve there. Where a measured baseline point is better than that line, and no joint
-// point measured within `near` of its latency, the study runs the joint method at that baseline's
+// above the curve there. Where a measured baseline point is better than the joint front at its
+// latency (a joint point measured near it included), the study runs the joint method at that baseline's
 // measured latency (its share of the original measured in the same rounds, rounded up to 0.001),
 // so that the comparison is at equal measured latency. Baselines within `near` of each other share
 // one matched point, at the fastest of them. Only up to the largest budget, and at most `max_count`.

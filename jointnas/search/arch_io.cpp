@@ -1,6 +1,8 @@
 // arch.json; see arch_io.h.
 #include "jointnas/search/arch_io.h"
 
+#include <numeric>
+
 #include <fmt/format.h>
 
 #include "jointnas/core/error.h"
@@ -135,6 +137,31 @@ SearchSpace space_from_arch_json(const Json& arch, const model::LlamaConfig& m, 
     throw IoError(fmt::format("{}: {}", src, e.what()));
   }
   return s;
+}
+
+Arch arch_in_space(const Json& arch, const model::LlamaConfig& m, const SearchSpace& space,
+                   const std::vector<int64_t>& block_rank, const std::string& src) {
+  SearchSpace one = space_from_arch_json(arch, m, src);
+  auto order = [&](std::vector<int64_t> r) {  // empty: the identity
+    if (r.empty()) {
+      r.resize(static_cast<size_t>(m.num_hidden_layers));
+      std::iota(r.begin(), r.end(), 0);
+    }
+    return r;
+  };
+  const std::vector<int64_t> its = block_rank_from_arch_json(arch, m.num_hidden_layers, src);
+  const int64_t kept = one.depth.front();
+  JNAS_CHECK_CONFIG(kept == m.num_hidden_layers || order(its) == order(block_rank),
+                    "{}: its blocks were dropped in another depth order than this search's", src);
+  try {
+    return map_arch(one, first_arch(one), space);  // dropped blocks as they are: the same config.json
+  } catch (const ConfigError&) {
+    const SearchSpace largest = restrict_to(space, largest_arch(space));
+    for (size_t l = 0; l < one.layers.size(); ++l) {
+      if (!block_kept(its, static_cast<int64_t>(l), kept)) one.layers[l] = largest.layers[l];
+    }
+    return map_arch(one, first_arch(one), space);
+  }
 }
 
 }  // namespace jointnas::search

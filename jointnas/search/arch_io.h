@@ -40,4 +40,12 @@ std::vector<int64_t> block_rank_from_arch_json(const Json& j, int64_t layers, co
 // flags that disagree with the depth order).
 SearchSpace space_from_arch_json(const Json& arch, const model::LlamaConfig& model, const std::string& source);
 
+// The architecture of an arch.json's deployable config as indices into `space`, which was searched
+// with `block_rank`: how a baseline's model (written against another space, a depth-only one)
+// becomes a candidate of the joint search. A dropped block is the identity, so its spec is not
+// looked at. IoError naming `source` when the file is no arch.json of the model; ConfigError when
+// `space` lacks one of its values or its blocks were dropped in another order.
+Arch arch_in_space(const Json& arch, const model::LlamaConfig& model, const SearchSpace& space,
+                   const std::vector<int64_t>& block_rank, const std::string& source);
+
 }  // namespace jointnas::search

@@ -58,6 +58,14 @@ TEST(Pareto, EveryMethodMeasuredAndReported) {
   const Json stages = read_json_file((root / "study" / "stages.json").string());
   std::set<std::string> matched;
   for (const Json& m : stages.value("matched", Json::array())) matched.insert("joint-" + m["budget"].get<std::string>() + "-s0");
+  // A matched point's search has its baseline's architecture among the candidates, measured
+  // exactly as its limit model and so kept.
+  for (const std::string& id : matched) {
+    const Json aj = read_json_file((root / "study" / "points" / id / "search" / "arch.json").string());
+    const Json& fit = aj["selection"]["measured_fit"]["candidates"];
+    ASSERT_TRUE(fit.contains("matched")) << id << ": " << fit.dump();
+    EXPECT_TRUE(fit["matched"].contains("kept")) << id << ": " << fit["matched"].dump();
+  }
   std::set<std::string> want_all = want;
   want_all.insert(matched.begin(), matched.end());
   EXPECT_EQ(ids, want_all);

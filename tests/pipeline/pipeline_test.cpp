@@ -140,23 +140,26 @@ TEST(StudyPlan, MatchedPointsWhereABaselineBeatsTheLineBetweenJointPoints) {
       pt("joint-0.95x-s0", "joint", 0.95, 10.3),
       pt("depth_only-0.95x", "depth_only", 0.8025, 10.65),  // line there: 13.9
       pt("arch_only-0.95x", "sequential", 0.81, 10.65),      // within 3 %: the same matched point
-      pt("seq_mix-0.65x", "sequential", 0.64, 19.0),         // worse than the line
-      pt("depth_only-0.65x", "depth_only", 0.94, 10.0),      // a joint point measured within 3 %
+      pt("seq_mix-0.65x", "sequential", 0.64, 19.5),         // worse than the line (19.3 there)
+      pt("depth_only-0.65x", "depth_only", 0.94, 10.0),      // line there 10.5: a joint point 1 % slower is not it
       pt("quant_w8a16", "quant_only", 1.2, 8.0),             // above the largest budget
       pt("depth_only-0.3x", "depth_only", 0.2, 60),          // faster than every joint point
       pt("depth_only-0.45x", "depth_only", 0.45, 20.0),      // line there: 43.8
   };
   const std::vector<MatchedBudget> m = matched_budgets(pts, 0.95);
-  ASSERT_EQ(m.size(), 2u);
+  ASSERT_EQ(m.size(), 3u);
   EXPECT_EQ(m[0].budget, "0.45x");
   EXPECT_EQ(m[0].baselines, (std::vector<std::string>{"depth_only-0.45x"}));
   EXPECT_EQ(m[1].budget, "0.803x");  // the fastest of the cluster, rounded up
   EXPECT_EQ(m[1].baselines, (std::vector<std::string>{"depth_only-0.95x", "arch_only-0.95x"}));
+  EXPECT_EQ(m[2].budget, "0.94x");
+  EXPECT_EQ(m[2].baselines, (std::vector<std::string>{"depth_only-0.65x"}));
   EXPECT_EQ(matched_budgets(pts, 0.95, 0.03, 1).size(), 1u);
   // A joint point better than every baseline: nothing to match.
   std::vector<report::MeasuredPoint> better = pts;
   better.push_back(pt("joint-0.8x-s0", "joint", 0.79, 10.2));
   better.push_back(pt("joint-0.45x-s0", "joint", 0.46, 19.0));
+  better.push_back(pt("joint-0.94x-s1", "joint", 0.935, 9.9));
   EXPECT_TRUE(matched_budgets(better, 0.95).empty());
   // Recorded in stages.json and read back on resume; the points are joint points of the first seed.
   EXPECT_EQ(to_json(matched_from_json(to_json(m), "stages.json")), to_json(m));

@@ -220,6 +220,28 @@ TEST(Dnas, ShortSearchMeetsBudgetEntropyFallsAndIsDeterministic) {
   Json bad = j1;
   bad["indices"]["arch_hidden"] = 7;
   EXPECT_THROW(arch_from_json(bad, fx.space, "<bad>"), IoError);
+  // Its deployable config as a candidate of the space (a matched point's baseline): the same model,
+  // a dropped block whatever its spec; not in another depth order, nor with a width the space lacks.
+  auto deployable = [&](const Arch& a) {
+    auto [cfg, specs] = arch_specs(fx.c, fx.space, a, fx.rank);
+    cfg.layer_specs = specs;
+    Json j = cfg.to_json()["jointnas_layer_specs"];
+    EXPECT_EQ(j.size(), 2u);
+    for (Json& sp : j) {
+      if (sp["skip"].get<bool>()) sp = Json{{"skip", true}};
+    }
+    return j.dump() + std::to_string(cfg.hidden_size);
+  };
+  Arch shallow = r1.arch;
+  shallow.depth = 0;  // one block dropped
+  shallow.intermediate.at(0) = 0;
+  Json js = arch_json(fx.cc, DnasResult{shallow, shallow, {}, {}, 0, "rule"}, b);
+  EXPECT_EQ(arch_in_space(js, fx.c, fx.space, fx.rank, "<deployable>").to_json(fx.space), shallow.to_json(fx.space));
+  js["config"]["jointnas_layer_specs"][fx.rank[1]]["intermediate_size"] = fx.space.layers[0].intermediate[0] + 64;
+  EXPECT_EQ(deployable(arch_in_space(js, fx.c, fx.space, fx.rank, "<dropped>")), deployable(shallow));
+  EXPECT_THROW(arch_in_space(js, fx.c, fx.space, {0, 1}, "<other order>"), ConfigError);
+  js["config"]["jointnas_layer_specs"][fx.rank[0]]["intermediate_size"] = fx.space.layers[0].intermediate[0] + 64;
+  EXPECT_THROW(arch_in_space(js, fx.c, fx.space, fx.rank, "<width>"), ConfigError);
   bad = j1;
   bad["format"] = 1;  // found by fuzz/fuzz_arch_json: was nlohmann's type_error, now the "not an arch.json" error
   EXPECT_THROW(arch_from_json(bad, fx.space, "<bad>"), IoError);
