@@ -149,9 +149,24 @@ Repair repair_to_budget(const CostContext& cc, const Budget& b, Arch start,
         }
       }
     }
+    if (best_d == nullptr) {
+      // Stuck where every single change costs more (a smaller hidden size with its widths fixed):
+      // the space's cheapest architecture by each limited kind meets a feasible budget. Throwing
+      // here failed a joint search at 0.266x whose table budget the space's fastest model met
+      // (stories260K, 2026-12-07).
+      for (BudgetKind k : kBudgetKinds) {
+        if (b.limit(k) <= 0) continue;
+        const Arch c = cheapest_by(cc, k);
+        if (budget_excess(arch_cost(cc, c), b) > 0) continue;
+        r.moves.push_back(fmt::format("stuck at {} (budget excess {:.4f}): the space's cheapest architecture by {}",
+                                      r.arch.to_json(*cc.space).dump(), excess, budget_name(k)));
+        r.arch = c;
+        return r;
+      }
+    }
     JNAS_CHECK_CONFIG(best_d != nullptr,
                       "budget repair: no single change of the architecture {} reduces its budget excess {:.4f} "
-                      "any further; raise the budget",
+                      "any further, and no cheapest architecture of the space meets the budget; raise the budget",
                       r.arch.to_json(*cc.space).dump(), excess);
     r.moves.push_back(fmt::format("{}: {} -> {}", best_d->name, value_name(*cc.space, *best_d, *best_d->index),
                                   value_name(*cc.space, *best_d, best_c)));

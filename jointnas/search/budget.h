@@ -62,8 +62,9 @@ Arch fastest_arch(const CostContext& cc);
 
 // Steps the architecture down until it meets the budgets: each move changes one decision, picking
 // the move with the least log-probability lost per unit of budget excess removed. `log_probs` by
-// decision name (from the supernet's logits; missing names count as uniform). Throws ConfigError
-// when no move reduces the excess any more.
+// decision name (from the supernet's logits; missing names count as uniform). When no single move
+// reduces the excess (a local minimum), the space's cheapest architecture by a limited kind that
+// meets the budget is the result; ConfigError when none does.
 struct Repair {
   Arch arch;
   std::vector<std::string> moves;  // "layers.3.arch_format_down: bf16 -> w4a16_g128" ...

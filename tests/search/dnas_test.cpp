@@ -10,6 +10,7 @@
 
 #include "jointnas/core/error.h"
 #include "jointnas/core/paths.h"
+#include "jointnas/model/checkpoint.h"
 #include "jointnas/profile/cost_space.h"
 #include "jointnas/profile/latency_table.h"
 #include "jointnas/profile/predict.h"
@@ -18,6 +19,7 @@
 #include "jointnas/search/cost.h"
 #include "jointnas/search/dnas.h"
 #include "product_table.h"
+#include "tensor_assert.h"
 #include "tiny_llama.h"
 
 namespace jointnas::search {
@@ -162,6 +164,42 @@ TEST(Dnas, RepairMeetsTheBudgetAndSpendsTheLeastLikelyChoices) {
   Budget impossible;
   impossible.latency_ms = 1e-9;
   EXPECT_THROW(repair_to_budget(fx.cc, impossible, big, lp), ConfigError);
+}
+
+// A local minimum of the single moves: in the stories260K CPU study of 2026-12-07 the table
+// (profiled on that CPU, committed here) had the DNAS argmax below at a table budget of the
+// space's fastest model, and every single change cost more; the repair threw and the joint search
+// at 0.266x failed. Now the space's fastest architecture is the repair.
+TEST(Dnas, RepairStuckInALocalMinimumTakesTheCheapestArchitecture) {
+  const model::LlamaConfig c = model::load_checkpoint(testing::repo_path("models/stories260K/stories260K.bin")).config;
+  const SearchSpace space =
+      SearchSpace::from_yaml_file(testing::repo_path("configs/spaces/stories260k.yaml"), c, "cpu");
+  const profile::LatencyTable table =
+      profile::LatencyTable::load(testing::repo_path("tests/search/data/stories260k_cpu_decode_table.json"));
+  profile::Workload w;
+  w.kind = "decode";
+  w.batch = 1;
+  w.context = 256;
+  const CostContext cc{&c, &space, {0, 1, 4, 3, 2}, &table, w, 4};  // the study's depth order
+  const Arch fastest = fastest_arch(cc);
+  Budget b;
+  b.latency_ms = arch_cost(cc, fastest).latency_ms * (1 + 1e-6);
+  // The argmax of the study: one block at hidden 48, full widths and head size, 2 KV groups in
+  // layers 0-2, layer 0's gate_up in w8a16, the rest bf16.
+  Arch start = largest_arch(space);
+  start.depth = 0;
+  start.hidden = 1;
+  for (size_t l = 0; l < 3; ++l) start.kv_groups[l] = 0;
+  start.formats[0][2] = 1;
+  ASSERT_EQ(space.depth[0], 1);
+  ASSERT_EQ(space.layers[0].kv_groups[0], 2);
+  ASSERT_EQ(space.hidden[1], 48);
+  ASSERT_EQ(space.layers[0].formats[2].at(1), "w8a16");
+  ASSERT_GT(arch_cost(cc, start).latency_ms, b.latency_ms);
+  const Repair r = repair_to_budget(cc, b, start, {});
+  EXPECT_LE(arch_cost(cc, r.arch).latency_ms, b.latency_ms);
+  ASSERT_FALSE(r.moves.empty());
+  EXPECT_NE(r.moves.back().find("the space's cheapest architecture by latency"), std::string::npos) << r.moves.back();
 }
 
 // Tight: below the expected latency of the uniform start, so the penalty acts from step 0.
