@@ -7,7 +7,8 @@
 // interleaved rounds as the reference model, and the table budget rescaled by the measured
 // shortfall or excess, growing past architectures measured within the budget, until the largest
 // measured within and the least measured over are neighbours for the generator (or the steps run
-// out); an architecture is never timed twice. Of the architectures a generator gave that measured within the budget, the one it
+// out); an architecture is never timed twice. Of the architectures a generator gave that measured
+// within the budget, read at the end against the reference's fastest round of every step, the one it
 // gave for the largest table budget is kept: the generators are exact (or monotone) under the
 // table, so that one scores best, whatever the table said of its cost. A candidate never measured
 // within the budget is left out with the reason.
@@ -41,6 +42,11 @@ struct MeasuredFitOptions {
   // latency stage, which takes 25 rounds: a few rounds only ever read slower). 1: never.
   double confirm_band = 1.03;
   int confirm_rounds = 20;
+  // The reference (and the limit model) are built this many times in each step, each its own
+  // allocation, and the fastest of them counts: 12 instances of stories260K timed in the same
+  // rounds on this project's CPU VM read their fastest rounds up to 12 % apart, and inside a
+  // search process one instance read 1.49x another's (docs/search.md, "Measured fit").
+  int reference_instances = 2;
   // A generator that meets no architecture at the table budget is asked again at up to this many
   // times it: the table can overpredict the target (ref-17m's one-block models on the H100: 0.058 ms
   // predicted, 0.040 ms measured), and the budget is the measured one.
@@ -66,8 +72,10 @@ struct MeasuredBudget {
 
 struct FitResult {
   std::vector<search::Candidate> kept;  // measured within the budget (of each, the one of the largest table budget)
-  // {"limit", "unit", "candidates": {name: {"steps": [{table_budget_ms, predicted_ms, measured,
-  // architecture, confirmed_in_rounds?}], "kept": measured | "dropped": reason, "raised_to_ms"?}}}
+  // {"limit", "unit", "candidates": {name: {"steps": [{table_budget_ms, predicted_ms, measured (in
+  // its step), measured_at_end (against the references' fastest rounds of all steps), measured_ms,
+  // median_ms, reference_ms, architecture, confirmed_in_rounds?}], "kept": measured_at_end |
+  // "dropped": reason, "raised_to_ms"?}}}
   Json record;
 };
 

@@ -280,6 +280,51 @@ TEST(MeasuredFit, TheOriginalsFastestRoundOfAllStepsIsTheMeasure) {
   EXPECT_DOUBLE_EQ(steps[1]["reference_ms"].get<double>(), 1.0);
 }
 
+// A reference slow in the first step only (1.3, its usual 1.0 after): the three-block model read
+// 0.95 / 1.3 = 0.73 there, within the 0.83 limit; against the reference's fastest round of all
+// steps it measures 0.95, over, and is not kept. A fixed two-block candidate timed in that step
+// (0.80) is.
+TEST(MeasuredFit, AKeptArchitectureIsReadAgainstTheFastestReferenceOfAllSteps) {
+  Fixture fx(1.0);
+  fx.mb.fraction = 0.83;
+  MeasuredFitOptions o = fx.options(4);
+  o.reference_instances = 1;
+  int calls = 0;
+  o.measure = target_by_blocks([](int64_t n) { return n >= 4 ? 1.0 : n == 3 ? 0.95 : n == 2 ? 0.80 : 0.5; },
+                               [&] { return ++calls == 1 ? 1.3 : 1.0; });
+  search::Budget b;
+  const search::Arch three = w8a16_short_by(fx.cc, 1), two = w8a16_short_by(fx.cc, 2);
+  b.latency_ms = search::arch_cost(fx.cc, three).latency_ms * 1.001;
+  const FitCandidate fixed_two{"two", [two](const search::Budget&) { return two; }, true};
+  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {depth_w8a16(fx.cc), fixed_two}, o);
+  ASSERT_EQ(r.kept.size(), 1u);
+  EXPECT_EQ(r.kept[0].name, "two");
+  EXPECT_DOUBLE_EQ(r.record["candidates"]["two"]["kept"].get<double>(), 0.80);
+  const Json& depth = r.record["candidates"]["depth_w8a16"];
+  EXPECT_TRUE(depth.contains("dropped")) << depth.dump();
+  ASSERT_GE(depth["steps"].size(), 1u);
+  EXPECT_EQ(depth["steps"][0]["architecture"]["depth"], 3);
+  EXPECT_NEAR(depth["steps"][0]["measured"].get<double>(), 0.95 / 1.3, 1e-12);
+  EXPECT_DOUBLE_EQ(depth["steps"][0]["measured_at_end"].get<double>(), 0.95);
+}
+
+// Two instances of the reference in every step (o.reference_instances): the faster counts.
+TEST(MeasuredFit, TheReferenceIsTimedInSeveralInstancesAndTheFastestCounts) {
+  Fixture fx(1.0);
+  fx.mb.fraction = 0.83;
+  MeasuredFitOptions o = fx.options(0);
+  int calls = 0;
+  o.measure = target_by_blocks([](int64_t n) { return n == 3 ? 0.95 : 0.80; },
+                               [&] { return ++calls == 1 ? 1.3 : 1.0; });
+  search::Budget b;
+  const search::Arch three = w8a16_short_by(fx.cc, 1);
+  b.latency_ms = search::arch_cost(fx.cc, three).latency_ms * 1.001;
+  const FitResult r = fit_to_measured_budget(fx.cc, b, fx.mb, {depth_w8a16(fx.cc)}, o);
+  EXPECT_EQ(calls, 2);
+  EXPECT_DOUBLE_EQ(r.record["candidates"]["depth_w8a16"]["steps"][0]["measured"].get<double>(), 0.95);
+  EXPECT_DOUBLE_EQ(r.record["candidates"]["depth_w8a16"]["steps"][0]["reference_ms"].get<double>(), 1.0);
+}
+
 // When no candidate measures within the budget, every one measured within the near-miss band (3 %)
 // of the least is kept for the portfolio to compare; one further off is not. Fixed candidates
 // here: 0.60, 0.61 and 0.70 of the original against a 0.5 limit.
@@ -453,6 +498,7 @@ TEST(MeasuredFit, ACandidateJustOverTheLimitIsTimedAgainInMoreRounds) {
   b.latency_ms = 0.6 * fx.dense_ms();
   int calls = 0;
   MeasuredFitOptions o = fx.options(2);
+  o.reference_instances = 1;  // the original is the first model timed
   o.measure = [&](const std::vector<profile::Blueprint>& bps) {
     ++calls;
     std::vector<profile::MeasuredBlueprint> out;
