@@ -214,6 +214,18 @@ TEST(StudyPoints, APointMeasuredOverItsBudgetIsOverBudget) {
   EXPECT_TRUE(got.at("joint-0.5x-s0").ok) << got.at("joint-0.5x-s0").status;  // 0.508x: within 2 %
   EXPECT_FALSE(got.at("depth_only-0.5x").ok);
   EXPECT_EQ(got.at("depth_only-0.5x").status, "over its budget: measures 0.550x of the original against 0.5x");
+  // A matched point is held to its baseline's model as measured here, not to the share that
+  // model had in the measurement that added the point ("0.53x" then, 0.55x now).
+  study.matched = {{"0.53x", {"depth_only-0.5x"}}};
+  build_points(study);
+  models.push_back({{"model", study.model_path(study.points.back())}, {"decode", Json::array({{{"ms_best", 0.55}}})}});
+  write(fs::path(study.pdir(study.points.back())) / "logs" / "ppl.json", Json{{"ppl", 10.0}});
+  write(study.arch_path(study.points.back()), Json{{"budget", {{"latency_ms", 1.0}}}, {"predicted", {{"latency_ms", 0.9}}}});
+  write(dir / "logs" / "latency.json", Json{{"rounds", 5}, {"models", models}});
+  got.clear();
+  for (const auto& m : collect_points(study, st)) got[m.id] = m;
+  ASSERT_TRUE(got.count("joint-0.53x-s0"));
+  EXPECT_TRUE(got.at("joint-0.53x-s0").ok) << got.at("joint-0.53x-s0").status;
   fs::remove_all(dir);
 }
 
