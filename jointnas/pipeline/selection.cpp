@@ -133,8 +133,10 @@ Selected select_architecture(const SelectionSettings& s, const SelectionInputs& 
   // Depth only always reaches the full finetune: after the 20-step screen it trailed the DNAS
   // candidate (held-out KL 3.00 against 2.78) and after 100 steps it is the better model
   // (stories260K at 0.52x, perplexity 36.3 against 47.4; docs/results.md).
-  // So does a matched point's baseline: the screen's few steps are not its finetune.
-  for (search::Candidate& c : cands) c.always_finalist = c.name == "depth_only" || c.name == "matched";
+  for (search::Candidate& c : cands) {
+    c.always_finalist = c.name == "depth_only" || c.name == "matched";  // and a matched point's baseline
+    c.is_limit = c.name == "matched";  // it wins a held-out-KL tie (search::pick_winner)
+  }
   if (!skipped.empty()) out.record["skipped"] = skipped;
   if (s.select == Selection::kDerived || cands.size() == 1) {
     out.arch = cands.front().arch;

@@ -135,6 +135,9 @@ size_t pick_winner(const std::vector<CandidateResult>& cands, const SearchSpace&
     const int64_t qb = quantized_slots(space, block_rank, cands[best].candidate.arch);
     if (q < qb || (q == qb && c.recovery.best.kl < cands[best].recovery.best.kl)) best = i;
   }
+  for (size_t i = 0; i < cands.size(); ++i) {
+    if (!cands[i].screened_out && cands[i].candidate.is_limit && cands[i].recovery.best.kl <= within) return i;
+  }
   return best;
 }
 

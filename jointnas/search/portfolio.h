@@ -26,6 +26,9 @@ struct Candidate {
   // Never left out by the screen: the baseline the selection must not lose to (depth only). Its
   // recovery can start slower and end better than a candidate's that leads after the screen's steps.
   bool always_finalist = false;
+  // The budget's own limit model (a matched point's baseline): its latency is the budget exactly,
+  // where any other candidate's is a reading near it, so it wins a held-out-KL tie.
+  bool is_limit = false;
 };
 
 struct CandidateResult {
@@ -72,6 +75,9 @@ struct PortfolioResult {
 // 0.812x) became a 0.07 % higher perplexity after the final finetune, and on the H100 at 0.437x a
 // 0.03 % lower one picked the slower w8a16 twin of the depth-only model (issue 22): differences
 // this small do not survive the finetune, and a quantized linear adds error it has to recover.
+// A tied candidate that is the limit model itself (`is_limit`) wins the tie before that: at a
+// stories260K matched point the baseline's own architecture tied (KL 0.58542 against 0.58500) with
+// a bf16 model that measured 2 % slower than it in the latency stage, over its budget (2026-12-07).
 size_t pick_winner(const std::vector<CandidateResult>& candidates, const SearchSpace& space,
                    const std::vector<int64_t>& block_rank, double kl_tie);
 // Linears of the kept blocks (`block_rank`: the depth order) in a format other than bf16.

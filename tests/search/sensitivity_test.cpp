@@ -368,6 +368,13 @@ TEST(Portfolio, AKlTieGoesToTheFewestQuantizedLinears) {
   std::vector<CandidateResult> c = {cand("depth_w8a16", 1, 1, 0.6666), cand("depth_only", 0, 1, 0.6695)};
   EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.01), 1u);
   EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.0), 0u);  // no tie: the least KL
+  // The limit model itself (a matched point's baseline) wins a tie, quantized or not.
+  c[0].candidate.is_limit = true;
+  EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.01), 0u);
+  c[0].recovery.best.kl = 0.6695 * 1.005;
+  EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.01), 0u);
+  EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.0), 1u);  // no tie: the least KL
+  c[0].candidate.is_limit = false;
   // 2 % less KL is not a tie.
   c[0].recovery.best.kl = 0.6695 / 1.02;
   EXPECT_EQ(pick_winner(c, fx.space, fx.rank, 0.01), 0u);
