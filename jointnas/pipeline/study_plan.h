@@ -92,7 +92,8 @@ void build_points(Study& s);
 // cannot spend its budget (dropping whole blocks) lands between two joint points, where the joint
 // front is only the straight line (in log latency) between them, and a front of a convex curve lies
 // above the curve there. Where a measured baseline point is better than the joint front at its
-// latency (a joint point measured near it included), the study runs the joint method at that baseline's
+// latency (a joint point measured near it included), or faster and better than the fastest joint
+// point, the study runs the joint method at that baseline's
 // measured latency (its share of the original measured in the same rounds, rounded up to 0.001),
 // so that the comparison is at equal measured latency. Baselines within `near` of each other share
 // one matched point, at the fastest of them. Only up to the largest budget, and at most `max_count`.

@@ -45,17 +45,34 @@ double median(std::vector<double> v) {
 }
 }  // namespace
 
-Comparison compare(const std::vector<Point>& a, const std::vector<Point>& b, int samples) {
+std::optional<double> best_within(const std::vector<Point>& f, double x) {
+  if (f.empty() || !(x >= f.front().x)) return std::nullopt;
+  double best = f.front().y;
+  for (const Point& p : f) {
+    if (p.x <= x) best = std::min(best, p.y);
+  }
+  return best;
+}
+
+std::optional<double> cheapest_reaching(const std::vector<Point>& f, double y) {
+  for (const Point& p : f) {
+    if (p.y <= y) return p.x;  // sorted by cost: the first point reaching y is the cheapest
+  }
+  return std::nullopt;
+}
+
+Comparison compare(const std::vector<Point>& a, const std::vector<Point>& b, int samples, double x_max) {
   Comparison c;
   if (a.empty() || b.empty() || samples < 2) return c;
-  // Equal loss: the loss range both fronts reach.
-  const double ylo = std::max(a.back().y, b.back().y), yhi = std::min(a.front().y, b.front().y);
+  // Equal loss: from the better of the two fronts' worst reached loss down to the worse of their
+  // best; above a front's first point its cost is that point's.
+  const double ylo = std::max(a.back().y, b.back().y), yhi = std::max(a.front().y, b.front().y);
   if (ylo <= yhi) {
     std::vector<double> r;
     double best = -1;
     for (int i = 0; i < samples; ++i) {
-      const double y = std::clamp(ylo + (yhi - ylo) * i / (samples - 1), ylo, yhi);
-      const auto xa = cost_at(a, y), xb = cost_at(b, y);
+      const double y = i == samples - 1 ? yhi : std::clamp(ylo + (yhi - ylo) * i / (samples - 1), ylo, yhi);
+      const auto xa = cheapest_reaching(a, y), xb = cheapest_reaching(b, y);
       if (!xa || !xb) continue;
       r.push_back(*xb / *xa);
       if (r.back() > best) {
@@ -69,14 +86,17 @@ Comparison compare(const std::vector<Point>& a, const std::vector<Point>& b, int
       c.overlap_samples_y = static_cast<int>(r.size());
     }
   }
-  // Equal cost: the latency range both fronts cover.
-  const double xlo = std::max(a.front().x, b.front().x), xhi = std::min(a.back().x, b.back().x);
+  // Equal cost: from where both fronts have a point up to the slowest point of either, within x_max.
+  const double xlo = std::max(a.front().x, b.front().x), xhi = std::min(std::max(a.back().x, b.back().x), x_max);
   if (xlo <= xhi) {
     std::vector<double> g;
     double best = -INFINITY;
     for (int i = 0; i < samples; ++i) {
-      const double x = std::clamp(std::exp(std::log(xlo) + (std::log(xhi) - std::log(xlo)) * i / (samples - 1)), xlo, xhi);
-      const auto ya = loss_at(a, x), yb = loss_at(b, x);
+      const double x = i == 0 ? xlo
+                       : i == samples - 1
+                           ? xhi  // the ends exactly: a front's point there counts
+                           : std::clamp(std::exp(std::log(xlo) + (std::log(xhi) - std::log(xlo)) * i / (samples - 1)), xlo, xhi);
+      const auto ya = best_within(a, x), yb = best_within(b, x);
       if (!ya || !yb) continue;
       g.push_back(*yb - *ya);
       if (g.back() > best) {

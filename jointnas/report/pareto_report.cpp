@@ -2,6 +2,7 @@
 #include "jointnas/report/pareto_report.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <numeric>
 #include <optional>
@@ -36,6 +37,22 @@ std::vector<Point> points_of(const std::vector<MeasuredPoint>& ms, const Pick& p
   return v;
 }
 
+// The latency the joint method was asked to reach at most: its largest budget's share of the
+// original's measured latency, or its slowest measured point if that is later; unbounded without
+// a measured original or a budget given as a share.
+double joint_reach_ms(const std::vector<MeasuredPoint>& ms) {
+  double original = NAN, top = 0, slowest = 0;
+  for (const auto& m : ms) {
+    if (m.family == "original" && m.ok) original = m.ms;
+    if (m.family != "joint") continue;
+    if (m.ok) slowest = std::max(slowest, m.ms);
+    char* end = nullptr;
+    const double rel = std::strtod(m.budget.c_str(), &end);
+    if (!m.budget.empty() && end && *end == 'x' && end[1] == 0 && std::isfinite(rel)) top = std::max(top, rel);
+  }
+  return original > 0 && top > 0 ? std::max(top * original, slowest) : INFINITY;
+}
+
 std::string speedup_words(const Comparison& c, const char* what, bool is_acc, const char* unit, Json& h) {
   if (!c.speedup_max) return fmt::format("The {} ranges of the two fronts do not overlap: no speed-up at equal {}. ", what, what);
   h["speedup_max"] = *c.speedup_max, h["speedup_median"] = *c.speedup_median;
@@ -60,9 +77,14 @@ std::string gain_words(const Comparison& c, bool is_acc, const char* unit, Json&
                        "{:+.3f} over the latency range both cover).",
                        *c.gain_max, u, c.gain_at_x, *c.gain_median);
   }
-  return fmt::format("At equal measured latency, the joint front is WORSE everywhere both cover (by {:.3f} {} at "
-                     "best, at {:.4f} ms; median {:+.3f}): the joint method does not win here.",
-                     -*c.gain_max, u, c.gain_at_x, *c.gain_median);
+  if (*c.gain_max < 0) {
+    return fmt::format("At equal measured latency, the joint front is WORSE everywhere both cover (by {:.3f} {} at "
+                       "best, at {:.4f} ms; median {:+.3f}): the joint method does not win here.",
+                       -*c.gain_max, u, c.gain_at_x, *c.gain_median);
+  }
+  return fmt::format("At equal measured latency, the joint front is nowhere better than the best sequential front "
+                     "(equal at best, at {:.4f} ms; median {:+.3f} {} over the latency range both cover).",
+                     c.gain_at_x, *c.gain_median, u);
 }
 
 // The joint front against the best sequential front by one quality measure.
@@ -70,7 +92,7 @@ std::string headline_for(const std::vector<MeasuredPoint>& ms, const char* what,
                          bool is_acc, Json& headline) {
   const auto joint = front(points_of(ms, in_family("joint"), y));
   const auto seq = front(points_of(ms, in_family("sequential"), y));
-  const Comparison c = compare(joint, seq);
+  const Comparison c = compare(joint, seq, 64, joint_reach_ms(ms));
   Json h{{"joint_front", Json::array()}, {"sequential_front", Json::array()}};
   for (const auto& p : joint) h["joint_front"].push_back({{"id", p.id}, {"ms", p.x}, {"loss", p.y}});
   for (const auto& p : seq) h["sequential_front"].push_back({{"id", p.id}, {"ms", p.x}, {"loss", p.y}});
@@ -101,7 +123,7 @@ std::string family_table(const std::vector<MeasuredPoint>& ms, Json& headline) {
       "| family | speed-up max | speed-up median | gain max | gain median |\n|---|---:|---:|---:|---:|\n";
   Json fam = Json::object();
   for (const char* f : {"sequential", "depth_only", "quant_only", "llama_quantize"}) {
-    const Comparison c = compare(joint, front(points_of(ms, in_family(f), ppl)));
+    const Comparison c = compare(joint, front(points_of(ms, in_family(f), ppl)), 64, joint_reach_ms(ms));
     auto o = [](const std::optional<double>& v, const char* spec) { return v ? fmt::format(fmt::runtime(spec), *v) : std::string("-"); };
     md += fmt::format("| {} | {} | {} | {} | {} |\n", f, o(c.speedup_max, "{:.2f}x"), o(c.speedup_median, "{:.2f}x"),
                       o(c.gain_max, "{:+.3f}"), o(c.gain_median, "{:+.3f}"));
@@ -409,9 +431,11 @@ ParetoReport make_pareto_report(const StudyInfo& info, const std::vector<Measure
                     info.finetune_steps, info.eval_text,
                     info.tasks.empty() ? "" : fmt::format(", accuracy on {}", fmt::join(info.tasks, ", ")));
   md += "## Headline (computed from the measured fronts)\n\n";
-  md += "Fronts: the non-dominated measured points of each family, interpolated linearly in (log latency, quality); no "
-        "extrapolation. The sequential front is the best of every sequential variant (architecture only, each uniform "
-        "format after it, the per-layer mix after it).\n\n";
+  md += "Fronts: the non-dominated measured points of each family, read as staircases: at a latency a method delivers "
+        "its best point no slower than it, and a quality costs it its fastest point at least as good (no model exists "
+        "between two measured points). Latencies are compared from where both fronts have a point up to the joint "
+        "method's largest budget. The sequential front is the best of every sequential variant (architecture only, each "
+        "uniform format after it, the per-layer mix after it).\n\n";
   md += headline_for(ms, "perplexity", ppl, "perplexity", false, r.headline);
   if (!info.tasks.empty()) md += headline_for(ms, "mean task accuracy", err, "", true, r.headline);
   md += family_table(ms, r.headline);

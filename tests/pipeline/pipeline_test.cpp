@@ -143,23 +143,27 @@ TEST(StudyPlan, MatchedPointsWhereABaselineBeatsTheLineBetweenJointPoints) {
       pt("seq_mix-0.65x", "sequential", 0.64, 19.5),         // worse than the line (19.3 there)
       pt("depth_only-0.65x", "depth_only", 0.94, 10.0),      // line there 10.5: a joint point 1 % slower is not it
       pt("quant_w8a16", "quant_only", 1.2, 8.0),             // above the largest budget
-      pt("depth_only-0.3x", "depth_only", 0.2, 60),          // faster than every joint point
+      pt("depth_only-0.3x", "depth_only", 0.2, 80),          // faster than every joint point, and worse
+      pt("arch_only-0.3x", "sequential", 0.29, 70),          // faster and better than the fastest: ahead
       pt("depth_only-0.45x", "depth_only", 0.45, 20.0),      // line there: 43.8
   };
   const std::vector<MatchedBudget> m = matched_budgets(pts, 0.95);
-  ASSERT_EQ(m.size(), 3u);
-  EXPECT_EQ(m[0].budget, "0.45x");
-  EXPECT_EQ(m[0].baselines, (std::vector<std::string>{"depth_only-0.45x"}));
-  EXPECT_EQ(m[1].budget, "0.803x");  // the fastest of the cluster, rounded up
-  EXPECT_EQ(m[1].baselines, (std::vector<std::string>{"depth_only-0.95x", "arch_only-0.95x"}));
-  EXPECT_EQ(m[2].budget, "0.94x");
-  EXPECT_EQ(m[2].baselines, (std::vector<std::string>{"depth_only-0.65x"}));
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[0].budget, "0.29x");
+  EXPECT_EQ(m[0].baselines, (std::vector<std::string>{"arch_only-0.3x"}));
+  EXPECT_EQ(m[1].budget, "0.45x");
+  EXPECT_EQ(m[1].baselines, (std::vector<std::string>{"depth_only-0.45x"}));
+  EXPECT_EQ(m[2].budget, "0.803x");  // the fastest of the cluster, rounded up
+  EXPECT_EQ(m[2].baselines, (std::vector<std::string>{"depth_only-0.95x", "arch_only-0.95x"}));
+  EXPECT_EQ(m[3].budget, "0.94x");
+  EXPECT_EQ(m[3].baselines, (std::vector<std::string>{"depth_only-0.65x"}));
   EXPECT_EQ(matched_budgets(pts, 0.95, 0.03, 1).size(), 1u);
   // A joint point better than every baseline: nothing to match.
   std::vector<report::MeasuredPoint> better = pts;
   better.push_back(pt("joint-0.8x-s0", "joint", 0.79, 10.2));
   better.push_back(pt("joint-0.45x-s0", "joint", 0.46, 19.0));
   better.push_back(pt("joint-0.94x-s1", "joint", 0.935, 9.9));
+  better.push_back(pt("joint-0.29x-s1", "joint", 0.285, 69));
   EXPECT_TRUE(matched_budgets(better, 0.95).empty());
   // Recorded in stages.json and read back on resume; the points are joint points of the first seed.
   EXPECT_EQ(to_json(matched_from_json(to_json(m), "stages.json")), to_json(m));

@@ -115,10 +115,10 @@ TEST(ParetoReport, HeadlineAndFamilyTableFromMeasuredFronts) {
   EXPECT_NEAR(h["speedup_max"].get<double>(), 2.0, 1e-9);
   EXPECT_NEAR(h["speedup_median"].get<double>(), 2.0, 1e-9);
   EXPECT_GT(h["gain_median"].get<double>(), 0.0);
-  // Depth only over [1.5, 2] ms: both fronts are straight in log ms, so the largest gap is at an
-  // end: at 1.5 ms depth reaches 25 and joint 20 - 5 log2(1.5).
-  EXPECT_NEAR(r.headline["perplexity_by_family"]["depth_only"]["gain_max"].get<double>(), 25.0 - (20.0 - 5.0 * std::log2(1.5)),
-              1e-9);
+  // Depth only over [1.5, 2] ms, as staircases: below 2 ms joint delivers 20 against depth's 25,
+  // at 2 ms 15 against 21.
+  EXPECT_NEAR(r.headline["perplexity_by_family"]["depth_only"]["gain_max"].get<double>(), 6.0, 1e-12);
+  EXPECT_NEAR(r.headline["perplexity_by_family"]["depth_only"]["gain_median"].get<double>(), 5.0, 1e-12);
   EXPECT_NE(r.markdown.find("up to 2.00x faster than the best sequential front"), std::string::npos) << r.markdown;
   EXPECT_EQ(r.points.size(), ms.size());
   EXPECT_EQ(r.points[1]["family"], "joint");
@@ -131,7 +131,12 @@ TEST(ParetoReport, SaysWhenTheJointMethodLoses) {
                                 pt("s1", "arch_only", "sequential", 1.0, 20.0), pt("s2", "arch_only", "sequential", 2.0, 15.0)};
   const ParetoReport r = make_pareto_report(StudyInfo{}, ms);
   EXPECT_NE(r.markdown.find("SLOWER than the best sequential front"), std::string::npos) << r.markdown;
-  EXPECT_NE(r.markdown.find("WORSE everywhere both cover"), std::string::npos) << r.markdown;
+  // Below 4 ms joint delivers 20 against 15; at 4 ms both 15: nowhere better.
+  EXPECT_NE(r.markdown.find("nowhere better than the best sequential front (equal at best, at 4.0000 ms; median -5.000"),
+            std::string::npos) << r.markdown;
+  ms[1].ppl = 16;  // now worse everywhere: by 5 below 4 ms, by 1 at 4 ms
+  EXPECT_NE(make_pareto_report(StudyInfo{}, ms).markdown.find("WORSE everywhere both cover (by 1.000 perplexity at best, at 4.0000 ms"),
+            std::string::npos);
 }
 
 // Issue 25, acceptance 3: each llama-quantize preset against the joint front at its own measured
