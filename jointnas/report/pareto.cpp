@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 namespace jointnas::report {
 
@@ -43,6 +44,35 @@ double median(std::vector<double> v) {
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+// `value` at `samples` points spread evenly over [lo, hi] (in log when `in_log`), the ends exactly
+// (a front's point there counts): the largest value, where, the median and how many there were.
+struct Sampled {
+  std::optional<double> max, median;
+  double at = 0;
+  int count = 0;
+};
+Sampled sample(double lo, double hi, int samples, bool in_log, const std::function<std::optional<double>(double)>& value) {
+  Sampled out;
+  if (!(lo <= hi)) return out;
+  std::vector<double> v;
+  for (int i = 0; i < samples; ++i) {
+    const double t = static_cast<double>(i) / (samples - 1);
+    const double u = i == 0 ? lo
+                     : i == samples - 1 ? hi
+                     : std::clamp(in_log ? std::exp(std::log(lo) + (std::log(hi) - std::log(lo)) * t) : lo + (hi - lo) * t, lo, hi);
+    const std::optional<double> r = value(u);
+    if (!r) continue;
+    if (!out.max || *r > *out.max) {
+      out.max = *r;
+      out.at = u;
+    }
+    v.push_back(*r);
+  }
+  if (!v.empty()) out.median = median(v);
+  out.count = static_cast<int>(v.size());
+  return out;
+}
 }  // namespace
 
 std::optional<double> best_within(const std::vector<Point>& f, double x) {
@@ -64,52 +94,23 @@ std::optional<double> cheapest_reaching(const std::vector<Point>& f, double y) {
 Comparison compare(const std::vector<Point>& a, const std::vector<Point>& b, int samples, double x_max) {
   Comparison c;
   if (a.empty() || b.empty() || samples < 2) return c;
-  // Equal loss: from the better of the two fronts' worst reached loss down to the worse of their
-  // best; above a front's first point its cost is that point's.
-  const double ylo = std::max(a.back().y, b.back().y), yhi = std::max(a.front().y, b.front().y);
-  if (ylo <= yhi) {
-    std::vector<double> r;
-    double best = -1;
-    for (int i = 0; i < samples; ++i) {
-      const double y = i == samples - 1 ? yhi : std::clamp(ylo + (yhi - ylo) * i / (samples - 1), ylo, yhi);
-      const auto xa = cheapest_reaching(a, y), xb = cheapest_reaching(b, y);
-      if (!xa || !xb) continue;
-      r.push_back(*xb / *xa);
-      if (r.back() > best) {
-        best = r.back();
-        c.speedup_at_y = y;
-      }
-    }
-    if (!r.empty()) {
-      c.speedup_max = best;
-      c.speedup_median = median(r);
-      c.overlap_samples_y = static_cast<int>(r.size());
-    }
-  }
+  // Equal loss: from the worse of the two fronts' best losses up to the worse of their worst; above
+  // a front's first point its cost is that point's.
+  const Sampled r = sample(std::max(a.back().y, b.back().y), std::max(a.front().y, b.front().y), samples, false,
+                           [&](double y) -> std::optional<double> {
+                             const auto xa = cheapest_reaching(a, y), xb = cheapest_reaching(b, y);
+                             if (!xa || !xb) return std::nullopt;
+                             return *xb / *xa;
+                           });
+  c.speedup_max = r.max, c.speedup_median = r.median, c.speedup_at_y = r.at, c.overlap_samples_y = r.count;
   // Equal cost: from where both fronts have a point up to the slowest point of either, within x_max.
-  const double xlo = std::max(a.front().x, b.front().x), xhi = std::min(std::max(a.back().x, b.back().x), x_max);
-  if (xlo <= xhi) {
-    std::vector<double> g;
-    double best = -INFINITY;
-    for (int i = 0; i < samples; ++i) {
-      const double x = i == 0 ? xlo
-                       : i == samples - 1
-                           ? xhi  // the ends exactly: a front's point there counts
-                           : std::clamp(std::exp(std::log(xlo) + (std::log(xhi) - std::log(xlo)) * i / (samples - 1)), xlo, xhi);
-      const auto ya = best_within(a, x), yb = best_within(b, x);
-      if (!ya || !yb) continue;
-      g.push_back(*yb - *ya);
-      if (g.back() > best) {
-        best = g.back();
-        c.gain_at_x = x;
-      }
-    }
-    if (!g.empty()) {
-      c.gain_max = best;
-      c.gain_median = median(g);
-      c.overlap_samples_x = static_cast<int>(g.size());
-    }
-  }
+  const Sampled g = sample(std::max(a.front().x, b.front().x), std::min(std::max(a.back().x, b.back().x), x_max), samples,
+                           true, [&](double x) -> std::optional<double> {
+                             const auto ya = best_within(a, x), yb = best_within(b, x);
+                             if (!ya || !yb) return std::nullopt;
+                             return *yb - *ya;
+                           });
+  c.gain_max = g.max, c.gain_median = g.median, c.gain_at_x = g.at, c.overlap_samples_x = g.count;
   return c;
 }
 
